@@ -1,0 +1,232 @@
+//! Executor pools: model code runs here, on named OS threads, never on the async runtime.
+//!
+//! A pool is a bounded queue in front of a fixed set of threads. Submitting never waits for
+//! room: a full queue is reported at once as [`ExecutorError::Overloaded`] so the server can
+//! answer 503 quickly instead of piling up requests. The caller awaits a one-shot reply that
+//! carries the value together with how long the task queued and ran.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Classified, ErrorKind};
+
+type Task = Box<dyn FnOnce() + Send>;
+
+/// How a pool is sized.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Pool name (`cpu`, `gpu`, ...), used in thread names, metrics and errors.
+    pub name: String,
+    pub threads: usize,
+    /// Tasks that may wait for a thread before submissions are refused.
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("executor pool {pool:?} is at capacity; retry shortly")]
+    Overloaded { pool: String },
+    #[error("executor pool {pool:?} is shutting down")]
+    ShutDown { pool: String },
+    #[error("the model panicked while running on executor pool {pool:?}")]
+    Panicked { pool: String },
+}
+
+impl Classified for ExecutorError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Overloaded { .. } => ErrorKind::Overloaded,
+            Self::ShutDown { .. } => ErrorKind::Unavailable,
+            Self::Panicked { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Overloaded { .. } => "overloaded",
+            Self::ShutDown { .. } => "unavailable",
+            Self::Panicked { .. } => "inference_failed",
+        }
+    }
+}
+
+/// A value computed on a pool thread, with its timings.
+#[derive(Debug)]
+pub struct Executed<T> {
+    pub value: T,
+    /// Time between submission and a thread picking the task up.
+    pub queue_time: Duration,
+    /// Time the task ran.
+    pub run_time: Duration,
+}
+
+/// A fixed set of named threads behind a bounded queue.
+#[derive(Debug)]
+pub struct ExecutorPool {
+    name: String,
+    sender: flume::Sender<Task>,
+    in_flight: Arc<AtomicUsize>,
+    threads: usize,
+}
+
+impl ExecutorPool {
+    /// Spawns the threads. They exit once every handle to the pool is dropped and the queue
+    /// is drained.
+    pub fn start(config: &ExecutorConfig) -> std::io::Result<Self> {
+        let threads = config.threads.max(1);
+        let (sender, receiver) = flume::bounded::<Task>(config.queue_capacity.max(1));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        for index in 0..threads {
+            let receiver = receiver.clone();
+            let in_flight = Arc::clone(&in_flight);
+            thread::Builder::new()
+                .name(format!("exec-{}-{index}", config.name))
+                .spawn(move || {
+                    while let Ok(task) = receiver.recv() {
+                        in_flight.fetch_add(1, Ordering::Relaxed);
+                        task();
+                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                    }
+                })?;
+        }
+        Ok(Self {
+            name: config.name.clone(),
+            sender,
+            in_flight,
+            threads,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Tasks currently running on a thread.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Tasks waiting for a thread.
+    pub fn queued(&self) -> usize {
+        self.sender.len()
+    }
+
+    /// Runs `work` on a pool thread. Dropping the returned future does not stop the work; its
+    /// result is then discarded.
+    pub async fn run<T, F>(&self, work: F) -> Result<Executed<T>, ExecutorError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (reply, replied) = flume::bounded(1);
+        let submitted = Instant::now();
+        let span = tracing::Span::current();
+        let task: Task = Box::new(move || {
+            let _entered = span.enter();
+            let started = Instant::now();
+            // A panicking model must fail its own request, not take the thread down with it.
+            let outcome = catch_unwind(AssertUnwindSafe(work)).map(|value| Executed {
+                value,
+                queue_time: started.duration_since(submitted),
+                run_time: started.elapsed(),
+            });
+            // The caller may have gone (timeout, disconnect); then nobody wants the result.
+            let _ = reply.send(outcome);
+        });
+        self.sender.try_send(task).map_err(|err| match err {
+            flume::TrySendError::Full(_) => ExecutorError::Overloaded {
+                pool: self.name.clone(),
+            },
+            flume::TrySendError::Disconnected(_) => ExecutorError::ShutDown {
+                pool: self.name.clone(),
+            },
+        })?;
+        match replied.recv_async().await {
+            Ok(Ok(executed)) => Ok(executed),
+            Ok(Err(_panic)) => Err(ExecutorError::Panicked {
+                pool: self.name.clone(),
+            }),
+            Err(flume::RecvError::Disconnected) => Err(ExecutorError::ShutDown {
+                pool: self.name.clone(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn pool(threads: usize, queue_capacity: usize) -> ExecutorPool {
+        ExecutorPool::start(&ExecutorConfig {
+            name: "test".into(),
+            threads,
+            queue_capacity,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn runs_work_on_a_named_pool_thread() {
+        let pool = pool(2, 4);
+        let executed = pool
+            .run(|| thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
+        assert!(executed.value.unwrap().starts_with("exec-test-"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_is_refused_at_once() {
+        let pool = Arc::new(pool(1, 1));
+        let (release, released) = mpsc::channel::<()>();
+        let (started, has_started) = mpsc::channel::<()>();
+        // Occupy the only thread until released.
+        let blocker = {
+            let pool = Arc::clone(&pool);
+            tokio::spawn(async move {
+                pool.run(move || {
+                    started.send(()).unwrap();
+                    released.recv().unwrap();
+                })
+                .await
+            })
+        };
+        has_started.recv().unwrap();
+        // Fill the one queue slot.
+        let queued = {
+            let pool = Arc::clone(&pool);
+            tokio::spawn(async move { pool.run(|| 7).await })
+        };
+        while pool.queued() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let refused = pool.run(|| 0).await;
+        assert_eq!(
+            refused.unwrap_err(),
+            ExecutorError::Overloaded {
+                pool: "test".into()
+            }
+        );
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        assert_eq!(queued.await.unwrap().unwrap().value, 7);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_fails_alone_and_the_thread_survives() {
+        let pool = pool(1, 4);
+        let panicked = pool.run(|| panic!("model bug")).await;
+        assert!(matches!(panicked, Err(ExecutorError::Panicked { .. })));
+        assert_eq!(pool.run(|| 41 + 1).await.unwrap().value, 42);
+    }
+}

@@ -1,0 +1,235 @@
+//! Jobs: the durable record of every inference request, sync or async.
+//!
+//! The job store is the audit trail and, for async work, the source of truth. A job's
+//! lifecycle is `pending → running → succeeded | failed`, or `pending | running → cancelled`;
+//! sync requests are stored once, already in their final state.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::TenantId;
+use crate::model::{ModelName, ModelVersion};
+
+/// A job's identity: a UUIDv7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(Uuid);
+
+impl JobId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<Uuid> for JobId {
+    fn from(value: Uuid) -> Self {
+        Self(value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("job id {0:?} is not a UUID")]
+pub struct InvalidJobId(pub String);
+
+impl FromStr for JobId {
+    type Err = InvalidJobId;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(value)
+            .map(Self)
+            .map_err(|_| InvalidJobId(value.chars().take(64).collect()))
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == value)
+            .ok_or_else(|| format!("unknown job status {value:?}"))
+    }
+}
+
+/// How the job was requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobMode {
+    /// Answered in the request; stored once in its final state.
+    Sync,
+    /// Accepted with 202 and run later.
+    Async,
+}
+
+impl JobMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Async => "async",
+        }
+    }
+}
+
+impl FromStr for JobMode {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "sync" => Ok(Self::Sync),
+            "async" => Ok(Self::Async),
+            other => Err(format!("unknown job mode {other:?}")),
+        }
+    }
+}
+
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The id that ties a response, its log lines and its job together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// Accepts 1 to 128 visible ASCII characters; anything else is refused (and replaced by the
+    /// caller with a generated id).
+    pub fn parse(value: &str) -> Option<Self> {
+        let visible = value.bytes().all(|byte| byte.is_ascii_graphic());
+        (!value.is_empty() && value.len() <= MAX_REQUEST_ID_LEN && visible)
+            .then(|| Self(value.to_owned()))
+    }
+
+    pub fn generate() -> Self {
+        Self(Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// For values read back from the store, which were validated when written.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a job failed (or was cancelled): a stable type and a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// Stable snake_case, e.g. `invalid_input`, `inference_error`, `timeout`, `worker_lost`.
+    pub error_type: String,
+    pub message: String,
+}
+
+/// One job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub tenant_id: TenantId,
+    pub request_id: RequestId,
+    pub mode: JobMode,
+    pub status: JobStatus,
+    pub model: ModelName,
+    /// The resolved version; `None` when the request failed before a version was chosen.
+    pub version: Option<ModelVersion>,
+    /// The request's data, kept for async jobs that must be run later; `None` for sync jobs.
+    pub input: Option<Value>,
+    pub result: Option<Value>,
+    pub failure: Option<JobFailure>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_round_trip_and_sort_by_creation() {
+        let first = JobId::new();
+        let second = JobId::new();
+        assert!(first < second);
+        assert_eq!(first.to_string().parse::<JobId>(), Ok(first));
+        assert!("not-a-uuid".parse::<JobId>().is_err());
+    }
+
+    #[test]
+    fn request_ids_must_be_short_visible_ascii() {
+        assert!(RequestId::parse("abc-123_XYZ").is_some());
+        assert!(RequestId::parse("").is_none());
+        assert!(RequestId::parse("has space").is_none());
+        assert!(RequestId::parse("é").is_none());
+        assert!(RequestId::parse(&"x".repeat(129)).is_none());
+        assert!(RequestId::parse(&"x".repeat(128)).is_some());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in JobStatus::ALL {
+            assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+        }
+        assert!(JobStatus::Cancelled.is_terminal());
+        assert!(!JobStatus::Running.is_terminal());
+    }
+}

@@ -1,0 +1,31 @@
+//! The domain of the inference engine, free of transports, databases and runtimes.
+//!
+//! It owns what a model server *is*: validated identifiers, the pipeline contract every model
+//! implements, the executor pools that keep model code off the async runtime, the registry that
+//! resolves `(name, version)`, jobs and their lifecycle, API keys and scopes, and the ports
+//! (traits) that adapter crates implement. It must never depend on axum, sqlx, redis, tract,
+//! tonic or tokio: adapters depend on it, not the other way round.
+//!
+//! Layout:
+//! - [`error`]: `ErrorKind`, the one classification every layer maps its errors to.
+//! - [`model`]: `ModelName`, `ModelVersion`, `ModelKey` newtypes.
+//! - [`auth`]: tenants, scopes, principals and the constant-time `ApiKeyTable`.
+//! - [`pipeline`]: the `Pipeline` trait (preprocess → validate → infer → postprocess) and its
+//!   type-erased form `Model`.
+//! - [`builtin`]: the built-in `echo` and `sleep` pipelines.
+//! - [`executor`]: `ExecutorPool`, bounded queues in front of named OS threads.
+//! - [`registry`]: `ModelRegistry`, which models exist and which version a request gets.
+//! - [`job`]: `Job`, `JobId`, `JobStatus`, `JobMode`, `RequestId`.
+//! - [`ports`]: `JobStore` and `Clock`, implemented by adapters.
+//! - [`service`]: `InferenceService`, the synchronous predict use case.
+
+pub mod auth;
+pub mod builtin;
+pub mod error;
+pub mod executor;
+pub mod job;
+pub mod model;
+pub mod pipeline;
+pub mod ports;
+pub mod registry;
+pub mod service;

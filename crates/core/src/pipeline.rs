@@ -1,0 +1,189 @@
+//! The contract every model implements: preprocess → validate → infer → postprocess.
+//!
+//! [`Pipeline`] is the typed form authors write; [`Model`] is the object-safe form the registry
+//! stores and executor threads call. The blanket erasure lives in [`PipelineModel`] so that a
+//! backend that can do better than item-by-item (a batched ONNX run) implements `infer_batch`
+//! once and every caller benefits.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::error::{Classified, ErrorKind};
+
+/// Why a model call failed. Both variants are final: retrying the same input cannot help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    /// The input does not fit the model (shape, type, range). The message names the problem.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The model itself failed on valid input.
+    #[error("{0}")]
+    Inference(String),
+}
+
+impl PipelineError {
+    /// Prefixes the message with the batch item it concerns, so a 256-item batch says which one.
+    fn for_item(self, index: usize) -> Self {
+        match self {
+            Self::InvalidInput(message) => Self::InvalidInput(format!("items[{index}]: {message}")),
+            Self::Inference(message) => Self::Inference(format!("items[{index}]: {message}")),
+        }
+    }
+}
+
+impl Classified for PipelineError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidInput(_) => ErrorKind::InvalidInput,
+            Self::Inference(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidInput(_) => "invalid_input",
+            Self::Inference(_) => "inference_failed",
+        }
+    }
+}
+
+/// A model written as four typed stages. Runs on executor threads, so it may block.
+pub trait Pipeline: Send + Sync + 'static {
+    /// What preprocessing turns the client's JSON into (a tensor, a string, ...).
+    type Input: Send;
+    /// What the model produces before postprocessing.
+    type Output: Send;
+
+    fn preprocess(&self, data: Value) -> Result<Self::Input, PipelineError>;
+
+    fn validate(&self, _input: &Self::Input) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
+    fn infer(&self, input: Self::Input) -> Result<Self::Output, PipelineError>;
+
+    /// Runs several inputs at once; backends that can stack inputs override this.
+    fn infer_batch(&self, inputs: Vec<Self::Input>) -> Result<Vec<Self::Output>, PipelineError> {
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(index, input)| self.infer(input).map_err(|err| err.for_item(index)))
+            .collect()
+    }
+
+    fn postprocess(&self, output: Self::Output) -> Result<Value, PipelineError>;
+}
+
+/// A model as the registry and the executors see it: JSON in, JSON out.
+pub trait Model: Send + Sync + fmt::Debug {
+    fn predict(&self, data: Value) -> Result<Value, PipelineError>;
+
+    /// All items succeed or the call fails, naming the first bad item.
+    fn predict_batch(&self, items: Vec<Value>) -> Result<Vec<Value>, PipelineError>;
+}
+
+/// Adapts any [`Pipeline`] into a [`Model`].
+pub struct PipelineModel<P> {
+    pipeline: P,
+}
+
+impl<P: Pipeline> PipelineModel<P> {
+    pub fn new(pipeline: P) -> Self {
+        Self { pipeline }
+    }
+}
+
+impl<P> fmt::Debug for PipelineModel<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineModel")
+            .field("pipeline", &std::any::type_name::<P>())
+            .finish()
+    }
+}
+
+impl<P: Pipeline> Model for PipelineModel<P> {
+    fn predict(&self, data: Value) -> Result<Value, PipelineError> {
+        let input = self.pipeline.preprocess(data)?;
+        self.pipeline.validate(&input)?;
+        let output = self.pipeline.infer(input)?;
+        self.pipeline.postprocess(output)
+    }
+
+    fn predict_batch(&self, items: Vec<Value>) -> Result<Vec<Value>, PipelineError> {
+        let mut inputs = Vec::with_capacity(items.len());
+        for (index, data) in items.into_iter().enumerate() {
+            let prepare = |data| {
+                let input = self.pipeline.preprocess(data)?;
+                self.pipeline.validate(&input)?;
+                Ok(input)
+            };
+            inputs.push(prepare(data).map_err(|err: PipelineError| err.for_item(index))?);
+        }
+        let outputs = self.pipeline.infer_batch(inputs)?;
+        outputs
+            .into_iter()
+            .enumerate()
+            .map(|(index, output)| {
+                self.pipeline
+                    .postprocess(output)
+                    .map_err(|err| err.for_item(index))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Doubles numbers; rejects anything else at preprocessing and negatives at validation.
+    struct Doubler;
+
+    impl Pipeline for Doubler {
+        type Input = f64;
+        type Output = f64;
+
+        fn preprocess(&self, data: Value) -> Result<f64, PipelineError> {
+            data.as_f64()
+                .ok_or_else(|| PipelineError::InvalidInput("expected a number".into()))
+        }
+
+        fn validate(&self, input: &f64) -> Result<(), PipelineError> {
+            if *input < 0.0 {
+                return Err(PipelineError::InvalidInput("must not be negative".into()));
+            }
+            Ok(())
+        }
+
+        fn infer(&self, input: f64) -> Result<f64, PipelineError> {
+            Ok(input * 2.0)
+        }
+
+        fn postprocess(&self, output: f64) -> Result<Value, PipelineError> {
+            Ok(Value::from(output))
+        }
+    }
+
+    #[test]
+    fn predict_runs_every_stage() {
+        let model = PipelineModel::new(Doubler);
+        assert_eq!(model.predict(Value::from(2.5)), Ok(Value::from(5.0)));
+        assert_eq!(
+            model.predict(Value::from(-1.0)),
+            Err(PipelineError::InvalidInput("must not be negative".into()))
+        );
+    }
+
+    #[test]
+    fn batch_keeps_order_and_names_the_bad_item() {
+        let model = PipelineModel::new(Doubler);
+        let ok = model.predict_batch(vec![Value::from(1.0), Value::from(2.0)]);
+        assert_eq!(ok, Ok(vec![Value::from(2.0), Value::from(4.0)]));
+        let bad = model.predict_batch(vec![Value::from(1.0), Value::from("x")]);
+        assert_eq!(
+            bad,
+            Err(PipelineError::InvalidInput("items[1]: expected a number".into()))
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! The synchronous predict use case: resolve the model, run it on an executor pool under an
+//! optional deadline, and record the outcome as a job before anyone is told about it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::future::{Either, select};
+use serde_json::Value;
+
+use crate::auth::TenantId;
+use crate::error::{Classified, ErrorKind};
+use crate::executor::{ExecutorError, ExecutorPool};
+use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, RequestId};
+use crate::model::{ModelKey, ModelName, ModelVersion};
+use crate::pipeline::{Model, PipelineError};
+use crate::ports::{Clock, JobStore, StoreError};
+use crate::registry::{ModelRegistry, ResolveError};
+
+/// Who is asking, for the job record and the logs.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub request_id: RequestId,
+}
+
+/// One example or a batch of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Single(Value),
+    Batch(Vec<Value>),
+}
+
+#[derive(Debug, Clone)]
+pub struct PredictCommand {
+    pub model: ModelName,
+    /// `None` lets the registry choose.
+    pub version: Option<ModelVersion>,
+    pub payload: Payload,
+    /// The caller's deadline for the model run.
+    pub timeout: Option<Duration>,
+}
+
+/// A successful, recorded prediction.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub job_id: JobId,
+    pub model: ModelKey,
+    /// The single result, or the array of results in request order.
+    pub output: Value,
+    pub queue_time: Duration,
+    pub inference_time: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InferenceError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    #[error("inference did not finish within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The outcome could not be recorded, so it is not reported as a success.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl InferenceError {
+    /// The stable `error_type` stored on the job.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Resolve(err) => err.code(),
+            Self::Pipeline(PipelineError::InvalidInput(_)) => "invalid_input",
+            Self::Pipeline(PipelineError::Inference(_)) => "inference_error",
+            Self::Executor(ExecutorError::Overloaded { .. }) => "overloaded",
+            Self::Executor(ExecutorError::ShutDown { .. }) => "unavailable",
+            Self::Executor(ExecutorError::Panicked { .. }) => "inference_error",
+            Self::Timeout(_) => "timeout",
+            Self::Store(_) => "unavailable",
+        }
+    }
+}
+
+impl Classified for InferenceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Resolve(err) => err.kind(),
+            Self::Pipeline(err) => err.kind(),
+            Self::Executor(err) => err.kind(),
+            Self::Timeout(_) => ErrorKind::Timeout,
+            Self::Store(err) => err.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Resolve(err) => err.code(),
+            Self::Pipeline(err) => err.code(),
+            Self::Executor(err) => err.code(),
+            Self::Timeout(_) => "inference_timeout",
+            Self::Store(err) => err.code(),
+        }
+    }
+}
+
+/// The parts of a sync job known before the model runs.
+struct JobDraft<'a> {
+    id: JobId,
+    caller: &'a Caller,
+    name: ModelName,
+    created_at: DateTime<Utc>,
+}
+
+impl JobDraft<'_> {
+    fn finish(&self, model: Option<&ModelKey>, outcome: &RunOutcome, now: DateTime<Utc>) -> Job {
+        let (status, result, failure) = match &outcome.result {
+            Ok(output) => (JobStatus::Succeeded, Some(output.clone()), None),
+            Err(err) => (
+                JobStatus::Failed,
+                None,
+                Some(JobFailure {
+                    error_type: err.error_type().to_owned(),
+                    message: err.to_string(),
+                }),
+            ),
+        };
+        Job {
+            id: self.id,
+            tenant_id: self.caller.tenant.clone(),
+            request_id: self.caller.request_id.clone(),
+            mode: JobMode::Sync,
+            status,
+            model: self.name.clone(),
+            version: model.map(|key| key.version.clone()),
+            input: None,
+            result,
+            failure,
+            attempts: u32::from(outcome.started_at.is_some()),
+            max_attempts: 1,
+            created_at: self.created_at,
+            started_at: outcome.started_at,
+            finished_at: Some(now),
+        }
+    }
+}
+
+/// A failed prediction: the error, and the job it was recorded as (unless recording failed).
+#[derive(Debug, Clone)]
+pub struct PredictFailure {
+    pub job_id: Option<JobId>,
+    pub model: Option<ModelKey>,
+    pub error: InferenceError,
+}
+
+/// What a model run produced before it was recorded.
+struct RunOutcome {
+    started_at: Option<DateTime<Utc>>,
+    result: Result<Value, InferenceError>,
+    queue_time: Duration,
+    inference_time: Duration,
+}
+
+impl RunOutcome {
+    fn not_started(result: Result<Value, InferenceError>) -> Self {
+        Self {
+            started_at: None,
+            result,
+            queue_time: Duration::ZERO,
+            inference_time: Duration::ZERO,
+        }
+    }
+}
+
+/// Runs predictions and records each one as a job.
+#[derive(Debug, Clone)]
+pub struct InferenceService {
+    registry: Arc<ModelRegistry>,
+    executor: Arc<ExecutorPool>,
+    store: Arc<dyn JobStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl InferenceService {
+    pub fn new(
+        registry: Arc<ModelRegistry>,
+        executor: Arc<ExecutorPool>,
+        store: Arc<dyn JobStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            registry,
+            executor,
+            store,
+            clock,
+        }
+    }
+
+    pub fn registry(&self) -> &ModelRegistry {
+        &self.registry
+    }
+
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    /// Runs the model and returns only after the outcome, success or failure, is committed to
+    /// the job store: an answered request is never missing from the audit trail.
+    pub async fn predict(
+        &self,
+        caller: &Caller,
+        command: PredictCommand,
+    ) -> Result<Prediction, PredictFailure> {
+        let job_id = JobId::new();
+        let created_at = self.clock.now();
+        let PredictCommand {
+            model: name,
+            version,
+            payload,
+            timeout,
+        } = command;
+        let record = JobDraft {
+            id: job_id,
+            caller,
+            name,
+            created_at,
+        };
+
+        let entry = match self.registry.resolve(&record.name, version.as_ref()) {
+            Ok(entry) => entry,
+            Err(err) => {
+                let error = InferenceError::from(err);
+                let failed = RunOutcome::not_started(Err(error.clone()));
+                self.commit(record.finish(None, &failed, self.clock.now()))
+                    .await?;
+                return Err(PredictFailure {
+                    job_id: Some(job_id),
+                    model: None,
+                    error,
+                });
+            }
+        };
+
+        let outcome = self
+            .run(Arc::clone(&entry.model), payload, timeout, created_at)
+            .await;
+        self.commit(record.finish(Some(&entry.key), &outcome, self.clock.now()))
+            .await
+            .map_err(|failure| PredictFailure {
+                model: Some(entry.key.clone()),
+                ..failure
+            })?;
+
+        match outcome.result {
+            Ok(output) => Ok(Prediction {
+                job_id,
+                model: entry.key.clone(),
+                output,
+                queue_time: outcome.queue_time,
+                inference_time: outcome.inference_time,
+            }),
+            Err(error) => Err(PredictFailure {
+                job_id: Some(job_id),
+                model: Some(entry.key.clone()),
+                error,
+            }),
+        }
+    }
+
+    async fn commit(&self, job: Job) -> Result<(), PredictFailure> {
+        let job_id = job.id;
+        self.store.insert(vec![job]).await.map_err(|err| {
+            tracing::error!(job_id = %job_id, error = %err, "job record could not be committed");
+            PredictFailure {
+                job_id: None,
+                model: None,
+                error: err.into(),
+            }
+        })
+    }
+
+    async fn run(
+        &self,
+        model: Arc<dyn Model>,
+        payload: Payload,
+        timeout: Option<Duration>,
+        submitted_at: DateTime<Utc>,
+    ) -> RunOutcome {
+        let work = self.executor.run(move || match payload {
+            Payload::Single(data) => model.predict(data),
+            Payload::Batch(items) => model.predict_batch(items).map(Value::Array),
+        });
+        let executed = match timeout {
+            None => work.await,
+            Some(limit) => {
+                let deadline = self.clock.sleep(limit);
+                match select(Box::pin(work), deadline).await {
+                    Either::Left((executed, _)) => executed,
+                    Either::Right(((), _)) => {
+                        return RunOutcome {
+                            // It was submitted; whether a thread picked it up is unknown here.
+                            started_at: Some(submitted_at),
+                            result: Err(InferenceError::Timeout(limit)),
+                            queue_time: Duration::ZERO,
+                            inference_time: limit,
+                        };
+                    }
+                }
+            }
+        };
+        match executed {
+            Ok(executed) => RunOutcome {
+                started_at: Some(
+                    submitted_at
+                        + TimeDelta::from_std(executed.queue_time).unwrap_or(TimeDelta::zero()),
+                ),
+                result: executed.value.map_err(InferenceError::from),
+                queue_time: executed.queue_time,
+                inference_time: executed.run_time,
+            },
+            Err(err) => RunOutcome::not_started(Err(err.into())),
+        }
+    }
+}

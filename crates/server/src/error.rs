@@ -1,0 +1,231 @@
+//! The one place that turns an [`ErrorKind`] into an HTTP status, and every error into the JSON
+//! body `{"detail", "code", "request_id"}`.
+//!
+//! Handlers and middleware return [`ApiError`]. Its response carries the body parts in an
+//! extension; the outermost middleware (which knows the request id) renders the JSON. Any other
+//! error response that reaches it (an axum 405, a rejection we did not map) is rewritten into the
+//! same shape, so a client never sees a plain-text or empty error.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use inference_engine_core::error::{Classified, ErrorKind};
+use serde_json::{Map, Value};
+
+/// The status of each kind. The only such table in the code base.
+pub fn status_for(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::MalformedRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Overloaded | ErrorKind::NotReady | ErrorKind::Unavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Seconds a client should wait before retrying, for kinds that are worth retrying.
+fn retry_after_for(kind: ErrorKind) -> Option<u32> {
+    match kind {
+        ErrorKind::Overloaded | ErrorKind::NotReady | ErrorKind::Unavailable => Some(1),
+        ErrorKind::RateLimited => Some(1),
+        _ => None,
+    }
+}
+
+/// An error on its way to the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    kind: ErrorKind,
+    code: &'static str,
+    /// The full message; logged for 5xx, sent for everything else.
+    message: String,
+    /// Extra top-level body fields (e.g. `status` and `reason` of `/ready`).
+    extra: Map<String, Value>,
+    /// Response headers that belong to the error (`X-Job-ID` of a recorded failure).
+    headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn from_classified<E: Classified + std::fmt::Display>(err: &E) -> Self {
+        Self::new(err.kind(), err.code(), err.to_string())
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, "invalid_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, "not_found", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, "internal", message)
+    }
+
+    pub fn with_field(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        status_for(self.kind)
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// What the client is told. Server faults keep their cause in the log.
+    fn public_detail(&self) -> String {
+        match self.kind {
+            ErrorKind::Internal => {
+                "the server failed to handle this request; the cause is in the server log under this request_id".to_owned()
+            }
+            ErrorKind::Unavailable => {
+                "a service the engine depends on is unavailable; retry later".to_owned()
+            }
+            _ => self.message.clone(),
+        }
+    }
+}
+
+/// The parts of an error body, rendered by the outermost middleware once the request id is
+/// known.
+#[derive(Debug, Clone)]
+pub struct PendingErrorBody {
+    pub detail: String,
+    pub code: &'static str,
+    pub extra: Map<String, Value>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(code = self.code, cause = %self.message, "request failed");
+        }
+        let mut response = status.into_response();
+        if let Some(seconds) = retry_after_for(self.kind) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        for (name, value) in &self.headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                response.headers_mut().insert(*name, value);
+            }
+        }
+        let detail = self.public_detail();
+        response.extensions_mut().insert(PendingErrorBody {
+            detail,
+            code: self.code,
+            extra: self.extra,
+        });
+        response
+    }
+}
+
+/// The code of an error response that did not come from an [`ApiError`].
+pub fn fallback_code(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::BAD_REQUEST => ("malformed_request", "the request could not be read"),
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not accept that method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "send the body as application/json")
+        }
+        status if status.is_client_error() => ("invalid_request", "the request was rejected"),
+        _ => (
+            "internal",
+            "the server failed to handle this request; the cause is in the server log under this request_id",
+        ),
+    }
+}
+
+/// The JSON body of every error response: `detail`, `code`, `request_id`, then any extra fields.
+pub fn render_error_body(
+    detail: &str,
+    code: &str,
+    request_id: &str,
+    extra: &Map<String, Value>,
+) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct ErrorJson<'a> {
+        detail: &'a str,
+        code: &'a str,
+        request_id: &'a str,
+        #[serde(flatten)]
+        extra: &'a Map<String, Value>,
+    }
+    let body = ErrorJson {
+        detail,
+        code,
+        request_id,
+        extra,
+    };
+    // Serialising strings and JSON values cannot fail.
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_client_or_server_error_status() {
+        let kinds = [
+            (ErrorKind::MalformedRequest, 400),
+            (ErrorKind::InvalidInput, 422),
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::MethodNotAllowed, 405),
+            (ErrorKind::Conflict, 409),
+            (ErrorKind::PayloadTooLarge, 413),
+            (ErrorKind::Unauthenticated, 401),
+            (ErrorKind::Forbidden, 403),
+            (ErrorKind::RateLimited, 429),
+            (ErrorKind::Overloaded, 503),
+            (ErrorKind::NotReady, 503),
+            (ErrorKind::Timeout, 504),
+            (ErrorKind::Unavailable, 503),
+            (ErrorKind::Internal, 500),
+        ];
+        for (kind, status) in kinds {
+            assert_eq!(status_for(kind).as_u16(), status, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn server_faults_do_not_leak_their_cause() {
+        let err = ApiError::internal("secret path /var/lib/x failed");
+        assert!(!err.public_detail().contains("/var/lib"));
+        let client = ApiError::invalid_request("items must not be empty");
+        assert_eq!(client.public_detail(), "items must not be empty");
+    }
+}

@@ -1,0 +1,67 @@
+//! Extractors whose rejections are API errors: `ApiJson<T>` maps malformed JSON to 400 and
+//! invalid or unknown fields to 422, with serde's sentence naming the field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use inference_engine_core::error::ErrorKind;
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use crate::error::ApiError;
+
+/// A JSON body, parsed whatever its content type.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            ApiError::new(
+                ErrorKind::MalformedRequest,
+                "malformed_request",
+                rejection.body_text(),
+            )
+        })?;
+        parse_json(&bytes).map(Self)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|err| match err.classify() {
+        Category::Data => ApiError::invalid_request(format!("invalid request body: {err}")),
+        Category::Io | Category::Syntax | Category::Eof => ApiError::new(
+            ErrorKind::MalformedRequest,
+            "malformed_json",
+            format!("the request body is not valid JSON: {err}"),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::PredictRequest;
+
+    #[test]
+    fn syntax_errors_are_400_and_field_errors_are_422() {
+        let malformed = parse_json::<PredictRequest>(b"{\"model\": ").unwrap_err();
+        assert_eq!(malformed.status().as_u16(), 400);
+        let empty = parse_json::<PredictRequest>(b"").unwrap_err();
+        assert_eq!(empty.status().as_u16(), 400);
+        let unknown =
+            parse_json::<PredictRequest>(br#"{"model":"echo","data":1,"dta":2}"#).unwrap_err();
+        assert_eq!(unknown.status().as_u16(), 422);
+        let missing = parse_json::<PredictRequest>(br#"{"model":"echo"}"#).unwrap_err();
+        assert_eq!(missing.status().as_u16(), 422);
+        let wrong_type = parse_json::<PredictRequest>(br#"{"model":1,"data":1}"#).unwrap_err();
+        assert_eq!(wrong_type.code(), "invalid_request");
+        let null_data = parse_json::<PredictRequest>(br#"{"model":"echo","data":null}"#);
+        assert!(null_data.is_ok());
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP API on axum: routes, wire types and OpenAPI, authentication, middleware, and the
+//! one table that maps error kinds to HTTP statuses. Routes talk to the core services held by
+//! the `AppContext`, never to SQL or Redis directly.
+//!
+//! Layout:
+//! - [`routes`]: the router, one module per resource (`predict`, `jobs`, `models`, `health`,
+//!   `docs`).
+//! - [`api`]: request/response types and the OpenAPI document.
+//! - [`middleware`]: request id and access log, authentication, scopes, body limit.
+//! - [`extract`]: `ApiJson<T>`, whose rejections are JSON errors.
+//! - [`error`]: `ApiError`, `ErrorKind → StatusCode`, the JSON error body.
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+
+use inference_engine_app::AppContext;
+use tokio::net::TcpListener;
+
+pub use routes::router;
+
+/// Serves the API on `listener` until `shutdown` resolves, then: flips `/ready` to draining,
+/// stops accepting, lets in-flight requests finish (for at most `SHUTDOWN_TIMEOUT_S`), and
+/// flushes the job writer. Every request answered before it returns is durably recorded.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<AppContext>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(Arc::clone(&ctx));
+    let lifecycle = Arc::clone(&ctx.lifecycle);
+    let grace = Duration::from_secs(ctx.settings.shutdown_timeout_s);
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let graceful = async move {
+        shutdown.await;
+        lifecycle.start_draining();
+        let _ = signalled.send(true);
+    };
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(graceful)
+        .into_future();
+    let deadline = async move {
+        if on_signal.wait_for(|signalled| *signalled).await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish in time; closing");
+            Ok(())
+        }
+    };
+    ctx.shutdown().await;
+    result
+}

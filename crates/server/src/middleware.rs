@@ -1,0 +1,283 @@
+//! Cross-cutting request handling, in the order of SPEC §4.1: request id → auth → scope →
+//! (rate limit) → body size → body validation (in the extractors) → handler.
+//!
+//! `request_context` is the outermost layer: it assigns the request id, renders every error body
+//! (so each one carries that id), stamps `X-Request-ID` on every response and writes the one
+//! access-log line per request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use inference_engine_core::auth::{ApiKeyTable, Principal, Scope, TenantId};
+use inference_engine_core::error::ErrorKind;
+use inference_engine_core::job::RequestId;
+use tracing::Instrument;
+
+use crate::error::{ApiError, PendingErrorBody, fallback_code, render_error_body};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Paths served without an API key.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/openapi.json")
+        || path == "/docs"
+        || path.starts_with("/docs/")
+        || path == "/playground"
+        || path.starts_with("/playground/")
+}
+
+/// What a handler knows about the request that belongs in its access-log line.
+#[derive(Debug, Clone, Default)]
+pub struct AccessLogFields {
+    pub job_id: Option<String>,
+    pub model: Option<String>,
+    pub version: Option<String>,
+}
+
+/// Outermost layer: request id, error bodies, `X-Request-ID`, access log.
+pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .and_then(RequestId::parse)
+        .unwrap_or_else(RequestId::generate);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    request.extensions_mut().insert(request_id.clone());
+
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = next.run(request).instrument(span).await;
+
+    finish_error_body(&mut response, request_id.as_str());
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+
+    let tenant = response.extensions().get::<TenantId>();
+    let fields = response.extensions().get::<AccessLogFields>();
+    tracing::info!(
+        parent: None,
+        request_id = %request_id,
+        tenant_id = tenant.map(TenantId::as_str),
+        job_id = fields.and_then(|f| f.job_id.as_deref()),
+        model = fields.and_then(|f| f.model.as_deref()),
+        version = fields.and_then(|f| f.version.as_deref()),
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1_000.0,
+        "request_completed"
+    );
+    response
+}
+
+/// Renders a pending `ApiError` body, or replaces any other non-JSON error body.
+fn finish_error_body(response: &mut Response, request_id: &str) {
+    let body = if let Some(pending) = response.extensions_mut().remove::<PendingErrorBody>() {
+        render_error_body(&pending.detail, pending.code, request_id, &pending.extra)
+    } else if response.status().is_client_error() || response.status().is_server_error() {
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return;
+        }
+        let (code, detail) = fallback_code(response.status());
+        render_error_body(detail, code, request_id, &serde_json::Map::new())
+    } else {
+        return;
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.remove(header::CONTENT_LENGTH);
+    *response.body_mut() = Body::from(body);
+}
+
+/// The key from `X-API-Key`, or else from `Authorization: Bearer`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get(&API_KEY) {
+        return key.to_str().ok();
+    }
+    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+}
+
+/// Resolves the API key to a `Principal` (401 without a valid one, except on public paths).
+pub async fn authenticate(
+    State(keys): State<Arc<ApiKeyTable>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let principal = presented_key(request.headers()).and_then(|key| keys.authenticate(key));
+    let Some(principal) = principal.cloned() else {
+        let mut response = ApiError::new(
+            ErrorKind::Unauthenticated,
+            "unauthenticated",
+            "a valid API key is required: send it as X-API-Key or Authorization: Bearer",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    };
+    let tenant = principal.tenant().clone();
+    request.extensions_mut().insert(principal);
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(tenant);
+    response
+}
+
+/// 403 unless the caller's key has `scope` (or `admin`).
+pub async fn require_scope(State(scope): State<Scope>, request: Request, next: Next) -> Response {
+    let allowed = request
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(|principal| principal.allows(scope));
+    if !allowed {
+        return ApiError::new(
+            ErrorKind::Forbidden,
+            "forbidden",
+            format!("this API key lacks the {:?} scope", scope.as_str()),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The `MAX_BODY_BYTES` limit, as middleware state.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// After a 413, read and discard up to this much more so the client can read the response
+/// instead of having its connection reset under it.
+const DRAIN_AT_MOST: usize = 4 << 20;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Buffers the body, counting the bytes actually received: 413 past the limit whatever
+/// `Content-Length` claims, and at once when `Content-Length` itself is over the limit.
+pub async fn enforce_body_limit(
+    State(BodyLimit(limit)): State<BodyLimit>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let (parts, body) = request.into_parts();
+    if let Some(declared) = declared.filter(|declared| *declared > limit as u64) {
+        if declared <= (limit + DRAIN_AT_MOST) as u64 {
+            drain(body).await;
+        }
+        return too_large(limit);
+    }
+    match read_within(body, limit).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(BodyReadError::TooLarge) => too_large(limit),
+        Err(BodyReadError::Broken) => ApiError::new(
+            ErrorKind::MalformedRequest,
+            "malformed_request",
+            "the request body could not be read to its end",
+        )
+        .into_response(),
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    ApiError::new(
+        ErrorKind::PayloadTooLarge,
+        "payload_too_large",
+        format!("the request body exceeds the limit of {limit} bytes"),
+    )
+    .into_response()
+}
+
+enum BodyReadError {
+    TooLarge,
+    Broken,
+}
+
+async fn read_within(mut body: Body, limit: usize) -> Result<Bytes, BodyReadError> {
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyReadError::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > limit {
+                drain(body).await;
+                return Err(BodyReadError::TooLarge);
+            }
+            if buffer.is_empty() && body_is_done(&body) {
+                // The whole body arrived in one frame: keep it without copying.
+                return Ok(data);
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buffer))
+}
+
+fn body_is_done(body: &Body) -> bool {
+    http_body::Body::is_end_stream(body)
+}
+
+async fn drain(mut body: Body) {
+    let discard = async {
+        let mut discarded = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            discarded += frame.data_ref().map_or(0, Bytes::len);
+            if discarded > DRAIN_AT_MOST {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, discard).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_either_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_key(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
+        assert_eq!(presented_key(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(presented_key(&headers), None);
+        headers.insert(API_KEY, HeaderValue::from_static("xyz"));
+        assert_eq!(presented_key(&headers), Some("xyz"));
+    }
+
+    #[test]
+    fn only_health_readiness_docs_and_playground_are_public() {
+        for path in ["/health", "/ready", "/openapi.json", "/docs", "/docs/index.html", "/playground"] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in ["/predict", "/models", "/jobs/x", "/healthz", "/docsx", "/metrics"] {
+            assert!(!is_public(path), "{path}");
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Liveness and readiness.
+
+use axum::Json;
+use axum::extract::State;
+use inference_engine_core::error::ErrorKind;
+
+use super::AppState;
+use crate::api::{ErrorBody, StatusBody};
+use crate::error::ApiError;
+
+/// The process is up.
+#[utoipa::path(get, path = "/health", security(()), responses((status = 200, body = StatusBody)))]
+pub async fn health() -> Json<StatusBody> {
+    Json(StatusBody { status: "ok" })
+}
+
+/// Whether to send traffic here: 503 while draining for shutdown or when the job store is
+/// unreachable.
+#[utoipa::path(get, path = "/ready", security(()), responses(
+    (status = 200, body = StatusBody),
+    (status = 503, description = "`status` is `draining` or `degraded`, with a `reason`", body = ErrorBody),
+))]
+pub async fn ready(State(ctx): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
+    let not_ready = |status: &str, reason: &str| {
+        ApiError::new(ErrorKind::NotReady, "not_ready", format!("not ready: {reason}"))
+            .with_field("status", status)
+            .with_field("reason", reason)
+    };
+    if ctx.lifecycle.is_draining() {
+        return Err(not_ready("draining", "the server is shutting down"));
+    }
+    if let Err(err) = ctx.jobs.ping().await {
+        tracing::warn!(error = %err, "readiness check: job store unreachable");
+        return Err(not_ready("degraded", "the job store is unreachable"));
+    }
+    Ok(Json(StatusBody { status: "ready" }))
+}

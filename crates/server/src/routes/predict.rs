@@ -1,0 +1,199 @@
+//! `POST /predict` and `POST /predict/batch`: run a model now and answer with its result once
+//! the job record is committed.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use inference_engine_core::auth::Principal;
+use inference_engine_core::job::RequestId;
+use inference_engine_core::model::{ModelName, ModelVersion};
+use inference_engine_core::service::{Caller, Payload, PredictCommand, PredictFailure, Prediction};
+use serde::Serialize;
+
+use super::AppState;
+use crate::api::{
+    BatchPredictRequest, BatchPredictResponse, ErrorBody, PredictRequest, PredictResponse,
+};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::middleware::AccessLogFields;
+
+/// Items a batch may hold.
+pub const MAX_BATCH_ITEMS: usize = 256;
+
+const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
+const INFERENCE_TIME: HeaderName = HeaderName::from_static("x-inference-time-ms");
+const QUEUE_TIME: HeaderName = HeaderName::from_static("x-queue-time-ms");
+const JOB_ID: HeaderName = HeaderName::from_static("x-job-id");
+
+/// Runs one example.
+#[utoipa::path(post, path = "/predict", request_body = PredictRequest, responses(
+    (status = 200, body = PredictResponse, headers(
+        ("X-Model-Version" = String), ("X-Inference-Time-Ms" = String), ("X-Queue-Time-Ms" = String),
+    )),
+    (status = 400, description = "malformed JSON", body = ErrorBody),
+    (status = 404, description = "`model_not_found`", body = ErrorBody),
+    (status = 413, body = ErrorBody),
+    (status = 422, description = "`invalid_request`, `version_required`, `invalid_input`", body = ErrorBody),
+    (status = 503, description = "`overloaded`, `unavailable`", body = ErrorBody),
+    (status = 504, description = "`inference_timeout`", body = ErrorBody),
+))]
+pub async fn predict(
+    State(ctx): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(body): ApiJson<PredictRequest>,
+) -> Response {
+    let command = match command(body.model, body.version, body.timeout_ms, |_| {
+        Ok(Payload::Single(body.data))
+    }) {
+        Ok(command) => command,
+        Err(err) => return err.into_response(),
+    };
+    let caller = Caller {
+        tenant: principal.tenant().clone(),
+        request_id,
+    };
+    respond(
+        ctx.inference.predict(&caller, command).await,
+        |prediction, model, version, job_id| PredictResponse {
+            result: prediction.output,
+            model,
+            version,
+            job_id,
+        },
+    )
+}
+
+/// Runs 1 to 256 examples in one model call; results come back in request order.
+#[utoipa::path(post, path = "/predict/batch", request_body = BatchPredictRequest, responses(
+    (status = 200, body = BatchPredictResponse),
+    (status = 400, description = "malformed JSON", body = ErrorBody),
+    (status = 404, description = "`model_not_found`", body = ErrorBody),
+    (status = 413, body = ErrorBody),
+    (status = 422, description = "`invalid_request`, `version_required`, `invalid_input`", body = ErrorBody),
+    (status = 503, description = "`overloaded`, `unavailable`", body = ErrorBody),
+    (status = 504, description = "`inference_timeout`", body = ErrorBody),
+))]
+pub async fn predict_batch(
+    State(ctx): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(body): ApiJson<BatchPredictRequest>,
+) -> Response {
+    let items = body.items;
+    let command = match command(body.model, body.version, body.timeout_ms, move |_| {
+        if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+            return Err(ApiError::invalid_request(format!(
+                "items must hold between 1 and {MAX_BATCH_ITEMS} examples, not {}",
+                items.len()
+            )));
+        }
+        Ok(Payload::Batch(items))
+    }) {
+        Ok(command) => command,
+        Err(err) => return err.into_response(),
+    };
+    let caller = Caller {
+        tenant: principal.tenant().clone(),
+        request_id,
+    };
+    respond(
+        ctx.inference.predict(&caller, command).await,
+        |prediction, model, version, job_id| BatchPredictResponse {
+            results: match prediction.output {
+                serde_json::Value::Array(results) => results,
+                other => vec![other],
+            },
+            model,
+            version,
+            job_id,
+        },
+    )
+}
+
+/// Validates the parts shared by every predict body.
+fn command(
+    model: String,
+    version: Option<String>,
+    timeout_ms: Option<u64>,
+    payload: impl FnOnce(()) -> Result<Payload, ApiError>,
+) -> Result<PredictCommand, ApiError> {
+    let model = ModelName::parse(model).map_err(|err| ApiError::invalid_request(err.to_string()))?;
+    let version = version
+        .filter(|version| !version.is_empty())
+        .map(ModelVersion::parse)
+        .transpose()
+        .map_err(|err| ApiError::invalid_request(err.to_string()))?;
+    let timeout = match timeout_ms {
+        Some(0) => return Err(ApiError::invalid_request("timeout_ms must be at least 1")),
+        other => other.map(Duration::from_millis),
+    };
+    Ok(PredictCommand {
+        model,
+        version,
+        payload: payload(())?,
+        timeout,
+    })
+}
+
+fn millis_header(duration: Duration) -> HeaderValue {
+    HeaderValue::from_str(&format!("{:.3}", duration.as_secs_f64() * 1_000.0))
+        .unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Success: the body plus timing and version headers. Failure: the mapped error, with the
+/// `X-Job-ID` of the failed job when it was recorded.
+fn respond<B: Serialize>(
+    outcome: Result<Prediction, PredictFailure>,
+    body: impl FnOnce(Prediction, String, String, String) -> B,
+) -> Response {
+    match outcome {
+        Ok(prediction) => {
+            let job_id = prediction.job_id.to_string();
+            let model = prediction.model.name.to_string();
+            let version = prediction.model.version.to_string();
+            let fields = AccessLogFields {
+                job_id: Some(job_id.clone()),
+                model: Some(model.clone()),
+                version: Some(version.clone()),
+            };
+            let inference_time = millis_header(prediction.inference_time);
+            let queue_time = millis_header(prediction.queue_time);
+            let version_header = HeaderValue::from_str(&version).ok();
+            let job_header = HeaderValue::from_str(&job_id).ok();
+            let mut response = Json(body(prediction, model, version, job_id)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(INFERENCE_TIME, inference_time);
+            headers.insert(QUEUE_TIME, queue_time);
+            if let Some(value) = version_header {
+                headers.insert(MODEL_VERSION, value);
+            }
+            if let Some(value) = job_header {
+                headers.insert(JOB_ID, value);
+            }
+            response.extensions_mut().insert(fields);
+            response
+        }
+        Err(failure) => {
+            let mut error = ApiError::from_classified(&failure.error);
+            if let Some(job_id) = failure.job_id {
+                error = error.with_header("x-job-id", job_id.to_string());
+            }
+            if let Some(model) = &failure.model {
+                error = error.with_header("x-model-version", model.version.to_string());
+            }
+            let fields = AccessLogFields {
+                job_id: failure.job_id.map(|id| id.to_string()),
+                model: failure.model.as_ref().map(|key| key.name.to_string()),
+                version: failure.model.as_ref().map(|key| key.version.to_string()),
+            };
+            let mut response = error.into_response();
+            response.extensions_mut().insert(fields);
+            response
+        }
+    }
+}

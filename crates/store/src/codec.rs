@@ -1,0 +1,115 @@
+//! Column encodings shared by every SQL engine, so a job reads back exactly as it was written.
+
+use chrono::{DateTime, Utc};
+use inference_engine_core::auth::TenantId;
+use inference_engine_core::job::{Job, JobFailure, JobId, JobMode, JobStatus, RequestId};
+use inference_engine_core::model::{ModelName, ModelVersion};
+use inference_engine_core::ports::StoreError;
+use serde_json::Value;
+
+/// A job as plain column values (the shape every engine stores).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub request_id: String,
+    pub mode: String,
+    pub status: String,
+    pub model: String,
+    pub version: Option<String>,
+    pub input: Option<String>,
+    pub result: Option<String>,
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(value: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(value).ok_or_else(|| corrupt("timestamp", value))
+}
+
+fn json_text(value: Option<&Value>) -> Option<String> {
+    // Serialising a `Value` cannot fail: its keys are strings and it holds no foreign types.
+    value.map(Value::to_string)
+}
+
+fn parse_json(column: &str, text: Option<String>) -> Result<Option<Value>, StoreError> {
+    text.map(|text| serde_json::from_str(&text).map_err(|err| corrupt(column, err)))
+        .transpose()
+}
+
+impl From<&Job> for JobRow {
+    fn from(job: &Job) -> Self {
+        Self {
+            id: job.id.to_string(),
+            tenant_id: job.tenant_id.to_string(),
+            request_id: job.request_id.to_string(),
+            mode: job.mode.as_str().to_owned(),
+            status: job.status.as_str().to_owned(),
+            model: job.model.to_string(),
+            version: job.version.as_ref().map(ToString::to_string),
+            input: json_text(job.input.as_ref()),
+            result: json_text(job.result.as_ref()),
+            error_type: job.failure.as_ref().map(|f| f.error_type.clone()),
+            error_message: job.failure.as_ref().map(|f| f.message.clone()),
+            attempts: i64::from(job.attempts),
+            max_attempts: i64::from(job.max_attempts),
+            created_at: micros(job.created_at),
+            started_at: job.started_at.map(micros),
+            finished_at: job.finished_at.map(micros),
+        }
+    }
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> Result<Self, StoreError> {
+        let failure = match (row.error_type, row.error_message) {
+            (Some(error_type), message) => Some(JobFailure {
+                error_type,
+                message: message.unwrap_or_default(),
+            }),
+            (None, _) => None,
+        };
+        let count = |column: &str, value: i64| {
+            u32::try_from(value).map_err(|err| corrupt(column, err))
+        };
+        Ok(Job {
+            id: row.id.parse::<JobId>().map_err(|err| corrupt("id", err))?,
+            tenant_id: TenantId::parse(row.tenant_id).map_err(|err| corrupt("tenant_id", err))?,
+            request_id: RequestId::from_stored(row.request_id),
+            mode: row.mode.parse::<JobMode>().map_err(|err| corrupt("mode", err))?,
+            status: row
+                .status
+                .parse::<JobStatus>()
+                .map_err(|err| corrupt("status", err))?,
+            model: ModelName::parse(row.model).map_err(|err| corrupt("model", err))?,
+            version: row
+                .version
+                .map(ModelVersion::parse)
+                .transpose()
+                .map_err(|err| corrupt("version", err))?,
+            input: parse_json("input", row.input)?,
+            result: parse_json("result", row.result)?,
+            failure,
+            attempts: count("attempts", row.attempts)?,
+            max_attempts: count("max_attempts", row.max_attempts)?,
+            created_at: from_micros(row.created_at)?,
+            started_at: row.started_at.map(from_micros).transpose()?,
+            finished_at: row.finished_at.map(from_micros).transpose()?,
+        })
+    }
+}

@@ -1,0 +1,269 @@
+//! Group commit: many concurrent single-job inserts become one transaction per batch.
+//!
+//! Every request's `insert` sends its jobs to one writer task over a bounded channel and waits
+//! for that batch's commit. While one transaction commits, new writes queue up; the next batch
+//! takes everything queued (up to `max_batch_jobs`), so a burst of thousands of requests costs a
+//! few transactions without adding a delay when the server is idle. A full channel makes callers
+//! wait: that is the backpressure on the request path.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use inference_engine_core::job::{Job, JobId};
+use inference_engine_core::ports::{JobStore, StoreError};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct GroupCommitConfig {
+    /// Jobs per transaction at most.
+    pub max_batch_jobs: usize,
+    /// Writes that may wait for the writer before callers are made to wait.
+    pub queue_capacity: usize,
+}
+
+impl Default for GroupCommitConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_jobs: 512,
+            queue_capacity: 8_192,
+        }
+    }
+}
+
+enum WriterCommand {
+    Write {
+        jobs: Vec<Job>,
+        committed: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Commit everything already queued, refuse anything later, then stop.
+    Close { closed: oneshot::Sender<()> },
+}
+
+/// A `JobStore` whose inserts go through one batching writer task; reads go straight through.
+#[derive(Debug)]
+pub struct GroupCommitStore {
+    inner: Arc<dyn JobStore>,
+    commands: mpsc::Sender<WriterCommand>,
+    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl GroupCommitStore {
+    /// Starts the writer task on the current tokio runtime.
+    pub fn start(inner: Arc<dyn JobStore>, config: &GroupCommitConfig) -> Self {
+        let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let writer = tokio::spawn(run_writer(
+            Arc::clone(&inner),
+            receiver,
+            config.max_batch_jobs.max(1),
+        ));
+        Self {
+            inner,
+            commands,
+            writer: std::sync::Mutex::new(Some(writer)),
+        }
+    }
+
+    /// Commits every write queued so far, then refuses new ones with [`StoreError::Closed`].
+    /// Called once the server has stopped taking requests.
+    pub async fn close(&self) {
+        let (closed, is_closed) = oneshot::channel();
+        if self
+            .commands
+            .send(WriterCommand::Close { closed })
+            .await
+            .is_ok()
+        {
+            let _ = is_closed.await;
+        }
+        // No `.await` happens while the lock is held.
+        let writer = self.writer.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(writer) = writer {
+            if let Err(err) = writer.await {
+                tracing::error!(error = %err, "job writer task failed");
+            }
+        }
+    }
+}
+
+async fn run_writer(
+    store: Arc<dyn JobStore>,
+    mut receiver: mpsc::Receiver<WriterCommand>,
+    max_batch_jobs: usize,
+) {
+    let mut commands = Vec::with_capacity(max_batch_jobs);
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    loop {
+        if receiver.recv_many(&mut commands, max_batch_jobs).await == 0 {
+            break;
+        }
+        let mut batch = Vec::new();
+        let mut waiters = Vec::new();
+        for command in commands.drain(..) {
+            match command {
+                WriterCommand::Write { jobs, committed } => {
+                    waiters.push((jobs.len(), committed));
+                    batch.extend(jobs);
+                }
+                WriterCommand::Close { closed } => {
+                    // Stop accepting; what is already queued is still drained below.
+                    receiver.close();
+                    closing = Some(closed);
+                }
+            }
+        }
+        commit(store.as_ref(), batch, waiters).await;
+    }
+    if let Some(closed) = closing {
+        let _ = closed.send(());
+    }
+}
+
+/// Commits a batch; if it fails, retries each write alone so one bad job cannot fail the
+/// requests that happened to share its transaction.
+async fn commit(
+    store: &dyn JobStore,
+    batch: Vec<Job>,
+    waiters: Vec<(usize, oneshot::Sender<Result<(), StoreError>>)>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let jobs = batch.len();
+    match store.insert(batch.clone()).await {
+        Ok(()) => {
+            tracing::trace!(jobs, elapsed_us = started.elapsed().as_micros(), "batch committed");
+            for (_, committed) in waiters {
+                let _ = committed.send(Ok(()));
+            }
+        }
+        Err(err) if waiters.len() == 1 => {
+            for (_, committed) in waiters {
+                let _ = committed.send(Err(err.clone()));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(jobs, error = %err, "batch commit failed; retrying writes one by one");
+            let mut remaining = batch.into_iter();
+            for (count, committed) in waiters {
+                let own: Vec<Job> = remaining.by_ref().take(count).collect();
+                let _ = committed.send(store.insert(own).await);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for GroupCommitStore {
+    async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
+        let (committed, is_committed) = oneshot::channel();
+        self.commands
+            .send(WriterCommand::Write { jobs, committed })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        is_committed.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use inference_engine_core::auth::TenantId;
+    use inference_engine_core::job::{JobMode, JobStatus, RequestId};
+    use inference_engine_core::model::ModelName;
+
+    use super::*;
+    use crate::SqliteJobStore;
+
+    fn job() -> Job {
+        Job {
+            id: JobId::new(),
+            tenant_id: TenantId::parse("t").unwrap(),
+            request_id: RequestId::parse("r").unwrap(),
+            mode: JobMode::Sync,
+            status: JobStatus::Succeeded,
+            model: ModelName::parse("echo").unwrap(),
+            version: None,
+            input: None,
+            result: Some(serde_json::json!(1)),
+            failure: None,
+            attempts: 1,
+            max_attempts: 1,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    async fn sqlite(dir: &tempfile::TempDir) -> Arc<SqliteJobStore> {
+        Arc::new(SqliteJobStore::open(&dir.path().join("jobs.db")).await.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_inserts_are_all_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = sqlite(&dir).await;
+        let store = Arc::new(GroupCommitStore::start(sqlite.clone(), &GroupCommitConfig::default()));
+        let jobs: Vec<Job> = (0..500).map(|_| job()).collect();
+        let writes = jobs.iter().cloned().map(|job| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.insert(vec![job]).await })
+        });
+        for write in writes.collect::<Vec<_>>() {
+            write.await.unwrap().unwrap();
+        }
+        for job in &jobs {
+            assert!(sqlite.get(job.id).await.unwrap().is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_write_fails_alone_when_batched_with_good_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = sqlite(&dir).await;
+        let duplicate = job();
+        sqlite.insert(vec![duplicate.clone()]).await.unwrap();
+        let store = Arc::new(GroupCommitStore::start(sqlite.clone(), &GroupCommitConfig::default()));
+        let good = job();
+        // Both writes are queued before the writer task first runs, so they share a batch.
+        let bad_write = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.insert(vec![duplicate]).await }
+        });
+        let good_write = tokio::spawn({
+            let store = Arc::clone(&store);
+            let good = good.clone();
+            async move { store.insert(vec![good]).await }
+        });
+        assert!(bad_write.await.unwrap().is_err());
+        good_write.await.unwrap().unwrap();
+        assert!(sqlite.get(good.id).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn close_commits_queued_writes_and_refuses_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = sqlite(&dir).await;
+        let store = Arc::new(GroupCommitStore::start(sqlite.clone(), &GroupCommitConfig::default()));
+        let queued = job();
+        let write = tokio::spawn({
+            let store = Arc::clone(&store);
+            let queued = queued.clone();
+            async move { store.insert(vec![queued]).await }
+        });
+        tokio::task::yield_now().await;
+        store.close().await;
+        write.await.unwrap().unwrap();
+        assert!(sqlite.get(queued.id).await.unwrap().is_some());
+        assert_eq!(store.insert(vec![job()]).await, Err(StoreError::Closed));
+    }
+}
