@@ -32,7 +32,14 @@ where
     }
 }
 
+/// Parses a request body that must be a JSON object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde lets a struct be read from an array by position; a body is only ever an object.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::invalid_request(
+            "invalid request body: expected a JSON object, found an array",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|err| match err.classify() {
         Category::Data => ApiError::invalid_request(format!("invalid request body: {err}")),
         Category::Io | Category::Syntax | Category::Eof => ApiError::new(
@@ -61,6 +68,8 @@ mod tests {
         assert_eq!(missing.status().as_u16(), 422);
         let wrong_type = parse_json::<PredictRequest>(br#"{"model":1,"data":1}"#).unwrap_err();
         assert_eq!(wrong_type.code(), "invalid_request");
+        let array = parse_json::<PredictRequest>(br#" ["echo", "v1", 1]"#).unwrap_err();
+        assert_eq!(array.status().as_u16(), 422);
         let null_data = parse_json::<PredictRequest>(br#"{"model":"echo","data":null}"#);
         assert!(null_data.is_ok());
     }

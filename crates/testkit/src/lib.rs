@@ -1,1 +1,256 @@
-//! stub
+//! Test support, used only as a dev-dependency: start the real server on port 0 against a fresh
+//! SQLite file ([`TestApp`]), or the real binary as a child process ([`EngineProcess`]).
+//!
+//! Layout: [`TestApp`] (in-process server and an HTTP client bound to it), [`EngineProcess`]
+//! (the `inference-engine` binary, its address read from its `listening` log line).
+
+// Test support: failing loudly at the line that broke is the point.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use inference_engine_app::{AppContext, Settings};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use reqwest;
+
+/// The dev key with `predict` and `read_models` (tenant `tenant_dev`).
+pub const DEV_KEY: &str = "dev-key";
+/// The dev key with every scope (tenant `tenant_admin`).
+pub const ADMIN_KEY: &str = "admin-key";
+
+/// A server running in this process on an ephemeral port, with its own SQLite file.
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub ctx: Arc<AppContext>,
+    pub db_path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    // Dropped last: removes the SQLite file.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// Development settings, dev keys, a fresh SQLite file.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], after `configure` adjusts the settings.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_path = dir.path().join("jobs.db");
+        let mut settings = Settings::for_tests(db_path.clone());
+        configure(&mut settings);
+        Self::start(settings, Some(dir)).await
+    }
+
+    /// Starts on an existing settings value (e.g. the same SQLite file as a stopped app).
+    pub async fn spawn_on(settings: Settings) -> Self {
+        Self::start(settings, None).await
+    }
+
+    async fn start(settings: Settings, dir: Option<tempfile::TempDir>) -> Self {
+        let ctx = Arc::new(AppContext::build(&settings).await.expect("app builds"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let address = listener.local_addr().expect("local address");
+        let (shutdown, shutdown_requested) = oneshot::channel::<()>();
+        let server = tokio::spawn(inference_engine_server::serve(
+            listener,
+            Arc::clone(&ctx),
+            async move {
+                let _ = shutdown_requested.await;
+            },
+        ));
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            ctx,
+            db_path: settings.sqlite_db_path,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// `POST path` with a JSON body and, if given, `X-API-Key`.
+    pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// `GET path` with, if given, `X-API-Key`.
+    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests, flush job records. Returns
+    /// the settings so a new app can start on the same database.
+    pub async fn stop(mut self) -> (Settings, Option<tempfile::TempDir>) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+        (self.ctx.settings.clone(), self._dir.take())
+    }
+}
+
+/// Reads a response's JSON body, failing the test with the raw body if it is not JSON.
+pub async fn json_body(response: reqwest::Response) -> Value {
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text:?}"))
+}
+
+/// The real `inference-engine` binary running as a child process.
+#[derive(Debug)]
+pub struct EngineProcess {
+    child: Child,
+    pub address: SocketAddr,
+    stdout_lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl EngineProcess {
+    /// Runs `binary serve --host 127.0.0.1 --port 0` with exactly `envs` (plus PATH) and waits
+    /// for its `listening` log line.
+    pub fn start(binary: &Path, envs: &[(&str, &str)], working_dir: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(binary)
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(envs.iter().copied())
+            .current_dir(working_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning the engine")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                        if entry["message"] == "listening" {
+                            let _ = address_tx.send(entry["address"].as_str().map(str::to_owned));
+                        }
+                    }
+                    if let Ok(mut lines) = lines.lock() {
+                        lines.push(line);
+                    }
+                }
+            });
+        }
+        let address = match address_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(address)) => address.parse().context("listening address")?,
+            _ => {
+                let _ = child.kill();
+                let output = child.wait_with_output()?;
+                bail!(
+                    "engine did not start: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        };
+        Ok(Self {
+            child,
+            address,
+            stdout_lines: lines,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (through `kill`, as an operator would).
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed: {status}");
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit, at most `deadline`.
+    pub fn wait(&mut self, deadline: Duration) -> anyhow::Result<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if started.elapsed() > deadline {
+                let _ = self.child.kill();
+                bail!("engine did not exit within {deadline:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Log lines written to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout_lines
+            .lock()
+            .map(|lines| lines.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the binary with `args` and exactly `envs`; returns its exit status and stderr.
+pub fn run_to_exit(
+    binary: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    working_dir: &Path,
+) -> anyhow::Result<(ExitStatus, String)> {
+    let output = Command::new(binary)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(envs.iter().copied())
+        .current_dir(working_dir)
+        .stdin(Stdio::null())
+        .output()
+        .context("running the engine")?;
+    Ok((output.status, String::from_utf8_lossy(&output.stderr).into_owned()))
+}

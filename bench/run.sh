@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Runs a load scenario against the ref-axum reference and against the engine, in the same run,
+# and prints the engine/reference throughput ratio. See bench/README.md.
+#
+# Usage: bench/run.sh [predict_echo] [--duration 10s] [--connections 64] [--threads 2]
+#                     [--warmup 2s] [--no-build]
+# Env:   ENGINE_LOG_LEVEL  engine LOG_LEVEL for the run (default info: one access-log line per
+#                          request, written to a file in the temp dir)
+#        CPU_EXECUTOR_WORKERS and the engine's other settings are passed through if set
+#        (API_KEYS is always unset so the dev key `dev-key` works).
+#        BENCH_KEEP_TMP=1  keep the temp dir (logs, SQLite file) even when the run passes.
+set -euo pipefail
+
+usage() {
+    sed -n '5,11s/^# \{0,1\}//p' "$0"
+}
+
+die() {
+    echo "run.sh: $*" >&2
+    exit 1
+}
+
+SCENARIO=predict_echo
+DURATION=10s
+CONNECTIONS=64
+THREADS=2
+WARMUP=2s
+BUILD=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        predict_echo) SCENARIO="$1"; shift ;;
+        --duration) DURATION="${2:?--duration needs a value}"; shift 2 ;;
+        --connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
+        --threads) THREADS="${2:?--threads needs a value}"; shift 2 ;;
+        --warmup) WARMUP="${2:?--warmup needs a value}"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        -*) usage >&2; die "unknown option $1" ;;
+        *) usage >&2; die "unknown scenario $1 (available: predict_echo)" ;;
+    esac
+done
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+LUA="$ROOT/bench/$SCENARIO.lua"
+ENGINE_LOG_LEVEL="${ENGINE_LOG_LEVEL:-info}"
+HEALTH_DEADLINE_S=30
+STOP_DEADLINE_S=45 # above the engine's default SHUTDOWN_TIMEOUT_S (30)
+
+command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
+for tool in curl python3 cargo; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+[[ -f "$LUA" ]] || die "missing $LUA"
+
+if [[ $BUILD == 1 ]]; then
+    echo "==> cargo build --release -p ref-axum -p inference-engine-cli"
+    cargo build --release -p ref-axum -p inference-engine-cli
+fi
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+REF_BIN="$TARGET_DIR/release/ref-axum"
+ENGINE_BIN="$TARGET_DIR/release/inference-engine"
+[[ -x "$REF_BIN" ]] || die "missing $REF_BIN (build it, or drop --no-build)"
+[[ -x "$ENGINE_BIN" ]] || die "missing $ENGINE_BIN (build it, or drop --no-build)"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench-$SCENARIO.XXXXXX")"
+SERVER_PID=""
+FAILURES=()
+
+cleanup() {
+    local rc=$?
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        local deadline=$((SECONDS + 10))
+        while kill -0 "$SERVER_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ $rc == 0 && "${BENCH_KEEP_TMP:-0}" != 1 ]]; then
+        rm -rf "$TMP"
+    else
+        echo "run.sh: logs and SQLite file kept in $TMP" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_healthy NAME PORT: polls GET /health until 200, the server exits, or the deadline passes.
+wait_healthy() {
+    local name="$1" port="$2"
+    local deadline=$((SECONDS + HEALTH_DEADLINE_S))
+    while true; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            local rc=0
+            wait "$SERVER_PID" || rc=$?
+            SERVER_PID=""
+            die "$name exited during startup (status $rc); see $TMP/$name.stderr"
+        fi
+        if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/health" 2>/dev/null; then
+            return 0
+        fi
+        ((SECONDS < deadline)) || die "$name not healthy on port $port after ${HEALTH_DEADLINE_S}s; see $TMP/$name.stderr"
+        sleep 0.1
+    done
+}
+
+# stop_server NAME: SIGTERM, wait for the exit with a deadline; a non-zero status is a failure.
+stop_server() {
+    local name="$1" rc=0
+    kill -TERM "$SERVER_PID"
+    local deadline=$((SECONDS + STOP_DEADLINE_S))
+    while kill -0 "$SERVER_PID" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            kill -KILL "$SERVER_PID" 2>/dev/null || true
+            FAILURES+=("$name did not exit within ${STOP_DEADLINE_S}s of SIGTERM (killed)")
+            break
+        fi
+        sleep 0.1
+    done
+    wait "$SERVER_PID" || rc=$?
+    SERVER_PID=""
+    if [[ $rc != 0 ]]; then
+        FAILURES+=("$name exited with status $rc after SIGTERM")
+    fi
+    echo "    $name stopped (exit status $rc)"
+}
+
+# field FILE KEY: a value from wrk's BENCH_RESULT line (printed by the Lua done()).
+field() {
+    local value
+    value="$(sed -n "s/^BENCH_RESULT.* $2=\([^ ]*\).*$/\1/p" "$1")"
+    [[ -n "$value" ]] || die "no $2 in the BENCH_RESULT line of $1"
+    echo "$value"
+}
+
+# run_wrk NAME PHASE PORT DURATION: runs wrk, keeps its output in $TMP/NAME.PHASE.wrk, and
+# checks that the Lua non-2xx count agrees with wrk's own "Non-2xx or 3xx responses" line.
+run_wrk() {
+    local name="$1" phase="$2" port="$3" duration="$4"
+    local out="$TMP/$name.$phase.wrk"
+    echo "==> [$name] $phase: wrk -t$THREADS -c$CONNECTIONS -d$duration --latency -s bench/$SCENARIO.lua"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency -s "$LUA" \
+        "http://127.0.0.1:$port/predict" >"$out"
+    if [[ $phase == measure ]]; then sed 's/^/    /' "$out"; fi
+    local from_wrk
+    from_wrk="$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*$/\1/p' "$out")"
+    from_wrk="${from_wrk:-0}"
+    if [[ "$from_wrk" != "$(field "$out" non2xx)" ]]; then
+        die "$name $phase: wrk reports $from_wrk non-2xx responses but the Lua summary $(field "$out" non2xx)"
+    fi
+}
+
+# ok_count FILE: responses that were not counted as errors (2xx; wrk counts status > 399).
+ok_count() {
+    echo $(($(field "$1" requests) - $(field "$1" non2xx)))
+}
+
+socket_errors() {
+    echo $(($(field "$1" connect_errors) + $(field "$1" read_errors) + $(field "$1" write_errors) + $(field "$1" timeouts)))
+}
+
+echo "==> scenario $SCENARIO: -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP); temp dir $TMP"
+
+# --- reference -------------------------------------------------------------------------------
+REF_PORT="$(free_port)"
+"$REF_BIN" --port "$REF_PORT" >"$TMP/ref-axum.stdout" 2>"$TMP/ref-axum.stderr" &
+SERVER_PID=$!
+wait_healthy ref-axum "$REF_PORT"
+echo "==> ref-axum up on port $REF_PORT (pid $SERVER_PID)"
+run_wrk ref-axum warmup "$REF_PORT" "$WARMUP"
+run_wrk ref-axum measure "$REF_PORT" "$DURATION"
+stop_server ref-axum
+
+# --- engine ----------------------------------------------------------------------------------
+ENGINE_PORT="$(free_port)"
+ENGINE_DB="$TMP/engine-jobs.db"
+(
+    cd "$TMP" # no stray .env or data/ directory from the repo
+    exec env -u API_KEYS ENV=development LOG_FORMAT=json LOG_LEVEL="$ENGINE_LOG_LEVEL" \
+        SQLITE_DB_PATH="$ENGINE_DB" \
+        "$ENGINE_BIN" serve --host 127.0.0.1 --port "$ENGINE_PORT"
+) >"$TMP/engine.stdout" 2>"$TMP/engine.stderr" &
+SERVER_PID=$!
+wait_healthy engine "$ENGINE_PORT"
+echo "==> engine up on port $ENGINE_PORT (pid $SERVER_PID, LOG_LEVEL=$ENGINE_LOG_LEVEL)"
+run_wrk engine warmup "$ENGINE_PORT" "$WARMUP"
+run_wrk engine measure "$ENGINE_PORT" "$DURATION"
+stop_server engine
+
+JOB_ROWS="$(python3 - "$ENGINE_DB" <<'EOF'
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+print(con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+con.close()
+EOF
+)"
+JOB_STATUSES="$(python3 - "$ENGINE_DB" <<'EOF'
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+rows = con.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status").fetchall()
+print(", ".join(f"{status}={count}" for status, count in rows) or "none")
+con.close()
+EOF
+)"
+
+# --- summary ---------------------------------------------------------------------------------
+REF_OUT="$TMP/ref-axum.measure.wrk"
+ENG_OUT="$TMP/engine.measure.wrk"
+REF_RPS="$(field "$REF_OUT" rps)"
+ENG_RPS="$(field "$ENG_OUT" rps)"
+RATIO="$(awk -v e="$ENG_RPS" -v r="$REF_RPS" 'BEGIN { if (r > 0) printf "%.2f", e / r; else print "n/a" }')"
+REF_NON2XX=$(($(field "$TMP/ref-axum.warmup.wrk" non2xx) + $(field "$REF_OUT" non2xx)))
+ENG_NON2XX=$(($(field "$TMP/engine.warmup.wrk" non2xx) + $(field "$ENG_OUT" non2xx)))
+REF_SOCKET=$(($(socket_errors "$TMP/ref-axum.warmup.wrk") + $(socket_errors "$REF_OUT")))
+ENG_SOCKET=$(($(socket_errors "$TMP/engine.warmup.wrk") + $(socket_errors "$ENG_OUT")))
+ENG_2XX=$(($(ok_count "$TMP/engine.warmup.wrk") + $(ok_count "$ENG_OUT")))
+
+ENG_WARN="$(grep -c '"level":"WARN"' "$TMP/engine.stdout" || true)"
+ENG_ERROR="$(grep -c '"level":"ERROR"' "$TMP/engine.stdout" || true)"
+ENG_STDERR_LINES="$(wc -l <"$TMP/engine.stderr")"
+ENG_RESPONSES=$(($(field "$TMP/engine.warmup.wrk" requests) + $(field "$ENG_OUT" requests)))
+# The engine's logger is lossy by design (drops lines rather than block): compare access-log
+# lines for /predict with the responses wrk received (only meaningful at LOG_LEVEL=info).
+ENG_ACCESS_LINES="$(grep '"request_completed"' "$TMP/engine.stdout" | grep -c '"path":"/predict"' || true)"
+
+echo
+echo "== $SCENARIO summary (wrk -t$THREADS -c$CONNECTIONS -d$DURATION, engine LOG_LEVEL=$ENGINE_LOG_LEVEL)"
+printf '%-12s %12s %10s %10s %8s %14s\n' "server" "req/s" "p50 ms" "p99 ms" "non-2xx" "socket errors"
+printf '%-12s %12s %10s %10s %8s %14s\n' "ref-axum" "$REF_RPS" "$(field "$REF_OUT" p50_ms)" \
+    "$(field "$REF_OUT" p99_ms)" "$REF_NON2XX" "$REF_SOCKET"
+printf '%-12s %12s %10s %10s %8s %14s\n' "engine" "$ENG_RPS" "$(field "$ENG_OUT" p50_ms)" \
+    "$(field "$ENG_OUT" p99_ms)" "$ENG_NON2XX" "$ENG_SOCKET"
+echo "ratio engine/reference: $RATIO"
+echo "engine job rows: $JOB_ROWS ($JOB_STATUSES); engine 2xx responses incl. warm-up: $ENG_2XX"
+echo "engine log: $ENG_WARN WARN and $ENG_ERROR ERROR lines on stdout, $ENG_STDERR_LINES lines on stderr"
+echo "engine access-log lines for /predict: $ENG_ACCESS_LINES for $ENG_RESPONSES responses received by wrk"
+echo "(non-2xx and socket errors include the warm-up runs)"
+
+# --- verdict ---------------------------------------------------------------------------------
+((REF_NON2XX == 0)) || FAILURES+=("ref-axum answered $REF_NON2XX non-2xx responses")
+((ENG_NON2XX == 0)) || FAILURES+=("engine answered $ENG_NON2XX non-2xx responses")
+((REF_SOCKET == 0)) || FAILURES+=("ref-axum run had $REF_SOCKET socket errors/timeouts")
+((ENG_SOCKET == 0)) || FAILURES+=("engine run had $ENG_SOCKET socket errors/timeouts")
+((ENG_2XX > 0)) || FAILURES+=("engine answered no 2xx response")
+((JOB_ROWS >= ENG_2XX)) ||
+    FAILURES+=("engine has $JOB_ROWS job rows for $ENG_2XX 2xx responses: answered requests are missing")
+if ((ENG_WARN + ENG_ERROR > 0)); then
+    echo "first WARN/ERROR lines of the engine log:"
+    grep -m 5 -E '"level":"(WARN|ERROR)"' "$TMP/engine.stdout" | sed 's/^/    /' || true
+fi
+
+if ((${#FAILURES[@]} > 0)); then
+    echo
+    for failure in "${FAILURES[@]}"; do echo "FAIL: $failure" >&2; done
+    exit 1
+fi
+echo "PASS"
