@@ -43,7 +43,9 @@ fn parse_port() -> Result<u16, String> {
         } else if arg == "--help" || arg == "-h" {
             return Err("usage: ref-axum [--port N]   (or env PORT)".to_owned());
         } else {
-            return Err(format!("unexpected argument {arg:?}; usage: ref-axum [--port N]"));
+            return Err(format!(
+                "unexpected argument {arg:?}; usage: ref-axum [--port N]"
+            ));
         }
     }
     let raw = match from_args {
@@ -54,7 +56,9 @@ fn parse_port() -> Result<u16, String> {
             Err(err) => return Err(format!("PORT: {err}")),
         },
     };
-    raw.trim().parse().map_err(|err| format!("invalid port {raw:?}: {err}"))
+    raw.trim()
+        .parse()
+        .map_err(|err| format!("invalid port {raw:?}: {err}"))
 }
 
 async fn serve(port: u16) -> std::io::Result<()> {
@@ -105,7 +109,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("ref-axum: cannot build the tokio runtime: {err}");

@@ -21,7 +21,13 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// `production` turns on the startup guards (real API keys required, no dev models).
-    #[arg(long = "env", env = "ENV", value_enum, default_value = "development", global = true)]
+    #[arg(
+        long = "env",
+        env = "ENV",
+        value_enum,
+        default_value = "development",
+        global = true
+    )]
     pub environment: Environment,
 
     /// `key:tenant:scope,scope;...`. Unset outside production: the dev keys `dev-key` and
@@ -30,18 +36,34 @@ pub struct Settings {
     pub api_keys: Option<String>,
 
     /// SQLite job store file; its parent directory is created.
-    #[arg(long, env = "SQLITE_DB_PATH", default_value = "data/jobs.db", global = true)]
+    #[arg(
+        long,
+        env = "SQLITE_DB_PATH",
+        default_value = "data/jobs.db",
+        global = true
+    )]
     pub sqlite_db_path: PathBuf,
 
     /// Largest accepted request body, in bytes, whatever `Content-Length` claims.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_000_000, global = true)]
+    #[arg(
+        long,
+        env = "MAX_BODY_BYTES",
+        default_value_t = 1_000_000,
+        global = true
+    )]
     pub max_body_bytes: usize,
 
     /// Log filter: a level (`info`) or directives (`info,inference_engine_server=debug`).
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
 
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json", global = true)]
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "json",
+        global = true
+    )]
     pub log_format: LogFormat,
 
     /// Threads of the `cpu` executor pool; defaults to the number of cores.
@@ -49,7 +71,12 @@ pub struct Settings {
     pub cpu_executor_workers: Option<usize>,
 
     /// Requests that may wait for an executor thread before new ones get 503 `overloaded`.
-    #[arg(long, env = "EXECUTOR_QUEUE_CAPACITY", default_value_t = 1_024, global = true)]
+    #[arg(
+        long,
+        env = "EXECUTOR_QUEUE_CAPACITY",
+        default_value_t = 1_024,
+        global = true
+    )]
     pub executor_queue_capacity: usize,
 
     /// Built-in models to serve (`echo,sleep`); default `echo,sleep`, or `echo` in production.
@@ -57,11 +84,21 @@ pub struct Settings {
     pub builtin_models: Option<String>,
 
     /// Most job records committed in one transaction by the group-commit writer.
-    #[arg(long, env = "JOB_WRITER_MAX_BATCH", default_value_t = 512, global = true)]
+    #[arg(
+        long,
+        env = "JOB_WRITER_MAX_BATCH",
+        default_value_t = 512,
+        global = true
+    )]
     pub job_writer_max_batch: usize,
 
     /// Job records that may wait for the writer before request handlers are made to wait.
-    #[arg(long, env = "JOB_WRITER_QUEUE_CAPACITY", default_value_t = 8_192, global = true)]
+    #[arg(
+        long,
+        env = "JOB_WRITER_QUEUE_CAPACITY",
+        default_value_t = 8_192,
+        global = true
+    )]
     pub job_writer_queue_capacity: usize,
 
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT before the server exits.
@@ -76,9 +113,11 @@ impl Settings {
 
     /// Threads of the `cpu` pool: the configured number, or one per core.
     pub fn cpu_threads(&self) -> usize {
-        self.cpu_executor_workers.filter(|n| *n > 0).unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        })
+        self.cpu_executor_workers
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            })
     }
 
     /// Settings for tests and embedding: development defaults with the given SQLite file.

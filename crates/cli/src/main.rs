@@ -10,7 +10,11 @@ use inference_engine_app::settings::load_dotenv;
 use inference_engine_app::{AppContext, Settings, shutdown_signal, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "inference-engine", version, about = "Production ML inference server")]
+#[command(
+    name = "inference-engine",
+    version,
+    about = "Production ML inference server"
+)]
 struct Cli {
     #[command(flatten)]
     settings: Settings,

@@ -132,7 +132,10 @@ pub enum KeyConfigError {
     #[error(
         "API_KEYS entry {position} is malformed: expected key:tenant:scope[,scope...] ({reason})"
     )]
-    MalformedEntry { position: usize, reason: &'static str },
+    MalformedEntry {
+        position: usize,
+        reason: &'static str,
+    },
     #[error(
         "API_KEYS entry {position} (tenant {tenant}) has unknown scope {scope:?}; allowed: predict, read_models, admin"
     )]
@@ -212,7 +215,11 @@ impl ApiKeyTable {
         };
         Self {
             entries: vec![
-                entry("dev-key", "tenant_dev", &[Scope::Predict, Scope::ReadModels]),
+                entry(
+                    "dev-key",
+                    "tenant_dev",
+                    &[Scope::Predict, Scope::ReadModels],
+                ),
                 entry(
                     "admin-key",
                     "tenant_admin",
@@ -314,7 +321,9 @@ fn split_entry(raw: &str, position: usize) -> Result<(&str, &str, &str), KeyConf
         return Err(malformed("the key is empty"));
     }
     if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(malformed("the key contains whitespace or control characters"));
+        return Err(malformed(
+            "the key contains whitespace or control characters",
+        ));
     }
     Ok((key, tenant.trim(), scopes.trim()))
 }
@@ -355,11 +364,15 @@ mod tests {
     fn parses_entries_and_authenticates_each_key() {
         let table = ApiKeyTable::parse(TWO_TENANTS).expect("valid");
         assert_eq!(table.len(), 2);
-        let a = table.authenticate("key-a-0123456789abcdef").expect("known key");
+        let a = table
+            .authenticate("key-a-0123456789abcdef")
+            .expect("known key");
         assert_eq!(a.tenant().as_str(), "tenant_a");
         assert!(a.allows(Scope::Predict) && a.allows(Scope::ReadModels));
         assert!(!a.allows(Scope::Admin));
-        let b = table.authenticate("key-b-0123456789abcdef").expect("known key");
+        let b = table
+            .authenticate("key-b-0123456789abcdef")
+            .expect("known key");
         assert!(b.allows(Scope::Predict), "admin implies every scope");
         assert!(table.authenticate("key-a-0123456789abcde").is_none());
         assert!(table.authenticate("").is_none());
@@ -385,26 +398,43 @@ mod tests {
 
     #[test]
     fn malformed_entries_are_errors_never_a_fallback_to_dev_keys() {
-        for value in ["justakey", "k:t", "k:t:p:x", ":t:predict", "k:t:", "k:t:root", "k:bad tenant:predict"] {
+        for value in [
+            "justakey",
+            "k:t",
+            "k:t:p:x",
+            ":t:predict",
+            "k:t:",
+            "k:t:root",
+            "k:bad tenant:predict",
+        ] {
             assert!(
                 ApiKeyTable::from_config(Some(value), false).is_err(),
                 "{value:?} must be rejected"
             );
             assert!(ApiKeyTable::from_config(Some(value), true).is_err());
         }
-        assert_eq!(ApiKeyTable::parse(";;").unwrap_err(), KeyConfigError::NoEntries);
+        assert_eq!(
+            ApiKeyTable::parse(";;").unwrap_err(),
+            KeyConfigError::NoEntries
+        );
     }
 
     #[test]
     fn production_refuses_dev_and_short_keys_without_printing_them() {
         let dev = ApiKeyTable::from_config(Some("dev-key:tenant_dev:predict"), true).unwrap_err();
-        assert!(matches!(dev, KeyConfigError::DevKeyInProduction { position: 1, .. }));
+        assert!(matches!(
+            dev,
+            KeyConfigError::DevKeyInProduction { position: 1, .. }
+        ));
         let short = ApiKeyTable::from_config(
             Some("key-a-0123456789abcdef:a:predict;short-secret:b:predict"),
             true,
         )
         .unwrap_err();
-        assert!(matches!(short, KeyConfigError::ShortKeyInProduction { position: 2, .. }));
+        assert!(matches!(
+            short,
+            KeyConfigError::ShortKeyInProduction { position: 2, .. }
+        ));
         assert!(!short.to_string().contains("short-secret"));
         assert!(ApiKeyTable::from_config(Some(TWO_TENANTS), true).is_ok());
     }
@@ -412,7 +442,10 @@ mod tests {
     #[test]
     fn duplicate_keys_are_rejected() {
         let err = ApiKeyTable::parse("k1:a:predict;k1:b:predict").unwrap_err();
-        assert!(matches!(err, KeyConfigError::DuplicateKey { position: 2, .. }));
+        assert!(matches!(
+            err,
+            KeyConfigError::DuplicateKey { position: 2, .. }
+        ));
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub enum IdentifierError {
     Empty { what: &'static str },
     #[error("{what} is longer than {MAX_IDENTIFIER_LEN} characters")]
     TooLong { what: &'static str },
-    #[error("{what} may contain only ASCII letters, digits, '_', '-' and '.', and must not start with '.'")]
+    #[error(
+        "{what} may contain only ASCII letters, digits, '_', '-' and '.', and must not start with '.'"
+    )]
     InvalidCharacters { what: &'static str },
 }
 

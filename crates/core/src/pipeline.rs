@@ -183,7 +183,9 @@ mod tests {
         let bad = model.predict_batch(vec![Value::from(1.0), Value::from("x")]);
         assert_eq!(
             bad,
-            Err(PipelineError::InvalidInput("items[1]: expected a number".into()))
+            Err(PipelineError::InvalidInput(
+                "items[1]: expected a number".into()
+            ))
         );
     }
 }

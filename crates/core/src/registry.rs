@@ -106,7 +106,11 @@ impl BuiltinSet {
             echo: false,
             sleep: false,
         };
-        for name in value.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+        for name in value
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
             match name {
                 "echo" => set.echo = true,
                 "sleep" => set.sleep = true,
@@ -243,9 +247,13 @@ mod tests {
     #[test]
     fn exact_versions_resolve_and_unknown_ones_are_not_found() {
         let registry = ModelRegistry::with_builtins(BuiltinSet::default_for(false)).unwrap();
-        let entry = registry.resolve(&name("echo"), Some(&version("v2"))).unwrap();
+        let entry = registry
+            .resolve(&name("echo"), Some(&version("v2")))
+            .unwrap();
         assert_eq!(entry.key.to_string(), "echo:v2");
-        let missing = registry.resolve(&name("echo"), Some(&version("v9"))).unwrap_err();
+        let missing = registry
+            .resolve(&name("echo"), Some(&version("v9")))
+            .unwrap_err();
         assert_eq!(missing.code(), "model_not_found");
         let unknown = registry.resolve(&name("nope"), None).unwrap_err();
         assert_eq!(unknown.code(), "model_not_found");
@@ -255,7 +263,11 @@ mod tests {
     fn omitted_version_uses_the_only_version_or_asks_for_one() {
         let registry = ModelRegistry::with_builtins(BuiltinSet::default_for(false)).unwrap();
         assert_eq!(
-            registry.resolve(&name("sleep"), None).unwrap().key.to_string(),
+            registry
+                .resolve(&name("sleep"), None)
+                .unwrap()
+                .key
+                .to_string(),
             "sleep:v1"
         );
         let ambiguous = registry.resolve(&name("echo"), None).unwrap_err();

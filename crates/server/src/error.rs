@@ -158,9 +158,10 @@ pub fn fallback_code(status: StatusCode) -> (&'static str, &'static str) {
             "this route does not accept that method",
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ("unsupported_media_type", "send the body as application/json")
-        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as application/json",
+        ),
         status if status.is_client_error() => ("invalid_request", "the request was rejected"),
         _ => (
             "internal",

@@ -21,13 +21,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            ApiError::new(
-                ErrorKind::MalformedRequest,
-                "malformed_request",
-                rejection.body_text(),
-            )
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(
+                    ErrorKind::MalformedRequest,
+                    "malformed_request",
+                    rejection.body_text(),
+                )
+            })?;
         parse_json(&bytes).map(Self)
     }
 }

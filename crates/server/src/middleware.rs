@@ -113,9 +113,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     }
     let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = authorization.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Resolves the API key to a `Principal` (401 without a valid one, except on public paths).
@@ -135,10 +133,9 @@ pub async fn authenticate(
             "a valid API key is required: send it as X-API-Key or Authorization: Bearer",
         )
         .into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     };
     let tenant = principal.tenant().clone();
@@ -194,7 +191,10 @@ pub async fn enforce_body_limit(
         return too_large(limit);
     }
     match read_within(body, limit).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(BodyReadError::TooLarge) => too_large(limit),
         Err(BodyReadError::Broken) => ApiError::new(
             ErrorKind::MalformedRequest,
@@ -263,7 +263,10 @@ mod tests {
     fn keys_come_from_either_header() {
         let mut headers = HeaderMap::new();
         assert_eq!(presented_key(&headers), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer abc"),
+        );
         assert_eq!(presented_key(&headers), Some("abc"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(presented_key(&headers), None);
@@ -273,10 +276,19 @@ mod tests {
 
     #[test]
     fn only_health_readiness_docs_and_playground_are_public() {
-        for path in ["/health", "/ready", "/openapi.json", "/docs", "/docs/index.html", "/playground"] {
+        for path in [
+            "/health",
+            "/ready",
+            "/openapi.json",
+            "/docs",
+            "/docs/index.html",
+            "/playground",
+        ] {
             assert!(is_public(path), "{path}");
         }
-        for path in ["/predict", "/models", "/jobs/x", "/healthz", "/docsx", "/metrics"] {
+        for path in [
+            "/predict", "/models", "/jobs/x", "/healthz", "/docsx", "/metrics",
+        ] {
             assert!(!is_public(path), "{path}");
         }
     }

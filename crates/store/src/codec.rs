@@ -84,14 +84,16 @@ impl TryFrom<JobRow> for Job {
             }),
             (None, _) => None,
         };
-        let count = |column: &str, value: i64| {
-            u32::try_from(value).map_err(|err| corrupt(column, err))
-        };
+        let count =
+            |column: &str, value: i64| u32::try_from(value).map_err(|err| corrupt(column, err));
         Ok(Job {
             id: row.id.parse::<JobId>().map_err(|err| corrupt("id", err))?,
             tenant_id: TenantId::parse(row.tenant_id).map_err(|err| corrupt("tenant_id", err))?,
             request_id: RequestId::from_stored(row.request_id),
-            mode: row.mode.parse::<JobMode>().map_err(|err| corrupt("mode", err))?,
+            mode: row
+                .mode
+                .parse::<JobMode>()
+                .map_err(|err| corrupt("mode", err))?,
             status: row
                 .status
                 .parse::<JobStatus>()

@@ -78,10 +78,10 @@ impl GroupCommitStore {
         }
         // No `.await` happens while the lock is held.
         let writer = self.writer.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(writer) = writer {
-            if let Err(err) = writer.await {
-                tracing::error!(error = %err, "job writer task failed");
-            }
+        if let Some(writer) = writer
+            && let Err(err) = writer.await
+        {
+            tracing::error!(error = %err, "job writer task failed");
         }
     }
 }
@@ -133,7 +133,11 @@ async fn commit(
     let jobs = batch.len();
     match store.insert(batch.clone()).await {
         Ok(()) => {
-            tracing::trace!(jobs, elapsed_us = started.elapsed().as_micros(), "batch committed");
+            tracing::trace!(
+                jobs,
+                elapsed_us = started.elapsed().as_micros(),
+                "batch committed"
+            );
             for (_, committed) in waiters {
                 let _ = committed.send(Ok(()));
             }
@@ -205,14 +209,21 @@ mod tests {
     }
 
     async fn sqlite(dir: &tempfile::TempDir) -> Arc<SqliteJobStore> {
-        Arc::new(SqliteJobStore::open(&dir.path().join("jobs.db")).await.unwrap())
+        Arc::new(
+            SqliteJobStore::open(&dir.path().join("jobs.db"))
+                .await
+                .unwrap(),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_inserts_are_all_committed() {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = sqlite(&dir).await;
-        let store = Arc::new(GroupCommitStore::start(sqlite.clone(), &GroupCommitConfig::default()));
+        let store = Arc::new(GroupCommitStore::start(
+            sqlite.clone(),
+            &GroupCommitConfig::default(),
+        ));
         let jobs: Vec<Job> = (0..500).map(|_| job()).collect();
         let writes = jobs.iter().cloned().map(|job| {
             let store = Arc::clone(&store);
@@ -232,7 +243,10 @@ mod tests {
         let sqlite = sqlite(&dir).await;
         let duplicate = job();
         sqlite.insert(vec![duplicate.clone()]).await.unwrap();
-        let store = Arc::new(GroupCommitStore::start(sqlite.clone(), &GroupCommitConfig::default()));
+        let store = Arc::new(GroupCommitStore::start(
+            sqlite.clone(),
+            &GroupCommitConfig::default(),
+        ));
         let good = job();
         // Both writes are queued before the writer task first runs, so they share a batch.
         let bad_write = tokio::spawn({
@@ -253,7 +267,10 @@ mod tests {
     async fn close_commits_queued_writes_and_refuses_later_ones() {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = sqlite(&dir).await;
-        let store = Arc::new(GroupCommitStore::start(sqlite.clone(), &GroupCommitConfig::default()));
+        let store = Arc::new(GroupCommitStore::start(
+            sqlite.clone(),
+            &GroupCommitConfig::default(),
+        ));
         let queued = job();
         let write = tokio::spawn({
             let store = Arc::clone(&store);

@@ -69,7 +69,10 @@ pub struct SqliteJobStore {
 impl SqliteJobStore {
     /// Opens (creating the file and its parent directory if needed) and migrates.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent).map_err(|err| {
                 StoreError::Unavailable(format!("cannot create {}: {err}", parent.display()))
             })?;
@@ -234,9 +237,9 @@ mod tests {
 
     /// Timestamps are stored with microsecond precision.
     fn truncated(mut job: Job) -> Job {
-        let trim = |at: chrono::DateTime<Utc>| {
+        fn trim(at: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
             chrono::DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap()
-        };
+        }
         job.created_at = trim(job.created_at);
         job.started_at = job.started_at.map(trim);
         job.finished_at = job.finished_at.map(trim);
@@ -262,14 +265,19 @@ mod tests {
             reopened.get(succeeded.id).await.unwrap(),
             Some(truncated(succeeded))
         );
-        assert_eq!(reopened.get(failed.id).await.unwrap(), Some(truncated(failed)));
+        assert_eq!(
+            reopened.get(failed.id).await.unwrap(),
+            Some(truncated(failed))
+        );
         assert_eq!(reopened.get(JobId::new()).await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn a_batch_is_atomic_a_duplicate_id_commits_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteJobStore::open(&dir.path().join("jobs.db")).await.unwrap();
+        let store = SqliteJobStore::open(&dir.path().join("jobs.db"))
+            .await
+            .unwrap();
         let existing = job(JobStatus::Succeeded);
         store.insert(vec![existing.clone()]).await.unwrap();
         let fresh = job(JobStatus::Succeeded);
@@ -281,7 +289,9 @@ mod tests {
     #[tokio::test]
     async fn large_batches_span_several_statements() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteJobStore::open(&dir.path().join("jobs.db")).await.unwrap();
+        let store = SqliteJobStore::open(&dir.path().join("jobs.db"))
+            .await
+            .unwrap();
         let jobs: Vec<Job> = (0..1_100).map(|_| job(JobStatus::Succeeded)).collect();
         let last = jobs[1_099].id;
         store.insert(jobs).await.unwrap();

@@ -155,10 +155,10 @@ impl EngineProcess {
             let lines = Arc::clone(&lines);
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                        if entry["message"] == "listening" {
-                            let _ = address_tx.send(entry["address"].as_str().map(str::to_owned));
-                        }
+                    if let Ok(entry) = serde_json::from_str::<Value>(&line)
+                        && entry["message"] == "listening"
+                    {
+                        let _ = address_tx.send(entry["address"].as_str().map(str::to_owned));
                     }
                     if let Ok(mut lines) = lines.lock() {
                         lines.push(line);
@@ -252,5 +252,8 @@ pub fn run_to_exit(
         .stdin(Stdio::null())
         .output()
         .context("running the engine")?;
-    Ok((output.status, String::from_utf8_lossy(&output.stderr).into_owned()))
+    Ok((
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
 }

@@ -22,9 +22,13 @@ pub async fn health() -> Json<StatusBody> {
 ))]
 pub async fn ready(State(ctx): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
     let not_ready = |status: &str, reason: &str| {
-        ApiError::new(ErrorKind::NotReady, "not_ready", format!("not ready: {reason}"))
-            .with_field("status", status)
-            .with_field("reason", reason)
+        ApiError::new(
+            ErrorKind::NotReady,
+            "not_ready",
+            format!("not ready: {reason}"),
+        )
+        .with_field("status", status)
+        .with_field("reason", reason)
     };
     if ctx.lifecycle.is_draining() {
         return Err(not_ready("draining", "the server is shutting down"));

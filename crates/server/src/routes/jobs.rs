@@ -35,7 +35,11 @@ pub async fn get_job(
         .map_err(|err| ApiError::from_classified(&err))?
         .filter(|job| principal.can_read_tenant(&job.tenant_id))
         .ok_or_else(|| {
-            ApiError::new(ErrorKind::NotFound, "job_not_found", format!("job {id} not found"))
+            ApiError::new(
+                ErrorKind::NotFound,
+                "job_not_found",
+                format!("job {id} not found"),
+            )
         })?;
     let fields = AccessLogFields {
         job_id: Some(id.to_string()),

@@ -60,6 +60,10 @@ async fn unknown_route() -> ApiError {
     ApiError::not_found("no route matches this path")
 }
 
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature CatchPanicLayer::custom requires"
+)]
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let message = panic
         .downcast_ref::<&str>()

@@ -122,7 +122,8 @@ fn command(
     timeout_ms: Option<u64>,
     payload: impl FnOnce(()) -> Result<Payload, ApiError>,
 ) -> Result<PredictCommand, ApiError> {
-    let model = ModelName::parse(model).map_err(|err| ApiError::invalid_request(err.to_string()))?;
+    let model =
+        ModelName::parse(model).map_err(|err| ApiError::invalid_request(err.to_string()))?;
     let version = version
         .filter(|version| !version.is_empty())
         .map(ModelVersion::parse)

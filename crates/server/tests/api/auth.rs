@@ -18,10 +18,17 @@ async fn a_missing_or_unknown_key_is_401_with_json_and_a_request_id() {
     let app = TestApp::spawn().await;
     for key in [None, Some("wrong-key"), Some("")] {
         let response = app
-            .post("/predict", key, &json!({"model": "echo", "version": "v1", "data": 1}))
+            .post(
+                "/predict",
+                key,
+                &json!({"model": "echo", "version": "v1", "data": 1}),
+            )
             .await;
         assert_eq!(response.status(), 401, "key {key:?}");
-        let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let body = json_body(response).await;
         assert_eq!(body["code"], "unauthenticated");
         assert_eq!(body["request_id"], request_id);
@@ -50,11 +57,18 @@ async fn a_key_without_the_scope_gets_403_never_500() {
     assert_eq!(json_body(models).await["code"], "forbidden");
 
     let predict = app
-        .post("/predict", Some(MODELS_ONLY), &json!({"model": "echo", "version": "v1", "data": 1}))
+        .post(
+            "/predict",
+            Some(MODELS_ONLY),
+            &json!({"model": "echo", "version": "v1", "data": 1}),
+        )
         .await;
     assert_eq!(predict.status(), 403);
     let job = app
-        .get("/jobs/01890a5d-ac96-774b-bcce-b302099a8057", Some(MODELS_ONLY))
+        .get(
+            "/jobs/01890a5d-ac96-774b-bcce-b302099a8057",
+            Some(MODELS_ONLY),
+        )
         .await;
     assert_eq!(job.status(), 403);
 
@@ -80,7 +94,11 @@ async fn the_admin_scope_implies_the_others() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("/models", Some(ADMIN_KEY)).await.status(), 200);
     let predict = app
-        .post("/predict", Some(ADMIN_KEY), &json!({"model": "echo", "version": "v1", "data": 1}))
+        .post(
+            "/predict",
+            Some(ADMIN_KEY),
+            &json!({"model": "echo", "version": "v1", "data": 1}),
+        )
         .await;
     assert_eq!(predict.status(), 200);
 }

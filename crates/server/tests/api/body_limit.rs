@@ -46,7 +46,10 @@ async fn raw_exchange(app: &TestApp, request: &[u8]) -> (u16, Value) {
 
 fn body_of(size: usize) -> String {
     let padding = size - r#"{"model":"echo","version":"v1","data":""}"#.len();
-    format!(r#"{{"model":"echo","version":"v1","data":"{}"}}"#, "a".repeat(padding))
+    format!(
+        r#"{{"model":"echo","version":"v1","data":"{}"}}"#,
+        "a".repeat(padding)
+    )
 }
 
 #[tokio::test]

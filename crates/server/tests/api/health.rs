@@ -4,8 +4,14 @@ use serde_json::json;
 #[tokio::test]
 async fn health_and_ready_report_ok() {
     let app = TestApp::spawn().await;
-    assert_eq!(json_body(app.get("/health", None).await).await, json!({"status": "ok"}));
-    assert_eq!(json_body(app.get("/ready", None).await).await, json!({"status": "ready"}));
+    assert_eq!(
+        json_body(app.get("/health", None).await).await,
+        json!({"status": "ok"})
+    );
+    assert_eq!(
+        json_body(app.get("/ready", None).await).await,
+        json!({"status": "ready"})
+    );
 }
 
 #[tokio::test]

@@ -6,10 +6,17 @@ const KEY_B: &str = "tenant-b-key-0123456789";
 
 async fn predict_echo(app: &TestApp, key: &str) -> String {
     let response = app
-        .post("/predict", Some(key), &json!({"model": "echo", "version": "v1", "data": [1, 2]}))
+        .post(
+            "/predict",
+            Some(key),
+            &json!({"model": "echo", "version": "v1", "data": [1, 2]}),
+        )
         .await;
     assert_eq!(response.status(), 200);
-    json_body(response).await["job_id"].as_str().unwrap().to_owned()
+    json_body(response).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -24,7 +31,10 @@ async fn every_sync_request_is_readable_as_a_succeeded_job() {
         .send()
         .await
         .unwrap();
-    let job_id = json_body(response).await["job_id"].as_str().unwrap().to_owned();
+    let job_id = json_body(response).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let job = json_body(app.get(&format!("/jobs/{job_id}"), Some(DEV_KEY)).await).await;
     assert_eq!(job["job_id"], job_id);
@@ -54,7 +64,11 @@ fn chrono_like(at: &str) -> bool {
 async fn failed_requests_are_recorded_with_their_error() {
     let app = TestApp::spawn().await;
     let response = app
-        .post("/predict", Some(DEV_KEY), &json!({"model": "sleep", "data": {"ms": "x"}}))
+        .post(
+            "/predict",
+            Some(DEV_KEY),
+            &json!({"model": "sleep", "data": {"ms": "x"}}),
+        )
         .await;
     assert_eq!(response.status(), 422);
     let job_id = response.headers()["x-job-id"].to_str().unwrap().to_owned();
@@ -88,7 +102,10 @@ async fn jobs_are_isolated_between_tenants_and_visible_to_admins() {
 async fn unknown_job_ids_are_404_and_malformed_ones_422() {
     let app = TestApp::spawn().await;
     let unknown = app
-        .get("/jobs/01890a5d-ac96-774b-bcce-b302099a8057", Some(ADMIN_KEY))
+        .get(
+            "/jobs/01890a5d-ac96-774b-bcce-b302099a8057",
+            Some(ADMIN_KEY),
+        )
         .await;
     assert_eq!(unknown.status(), 404);
     assert_eq!(json_body(unknown).await["code"], "job_not_found");

@@ -1,5 +1,8 @@
 //! HTTP API tests: the real server on port 0 against a fresh SQLite file per test.
 
+// Test helpers fail the test at the line that broke; that is what unwrap is for here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod auth;
 mod body_limit;
 mod errors;

@@ -47,7 +47,11 @@ async fn echo_v2_and_arbitrary_json_round_trip() {
 async fn a_model_with_one_version_needs_none_and_several_versions_ask_for_one() {
     let app = TestApp::spawn().await;
     let sleep = app
-        .post("/predict", Some(DEV_KEY), &json!({"model": "sleep", "data": {"ms": 1}}))
+        .post(
+            "/predict",
+            Some(DEV_KEY),
+            &json!({"model": "sleep", "data": {"ms": 1}}),
+        )
         .await;
     assert_eq!(sleep.status(), 200);
     assert_eq!(json_body(sleep).await["version"], "v1");
@@ -170,7 +174,11 @@ async fn a_full_executor_queue_answers_503_overloaded_with_retry_after() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let refused = app
-        .post("/predict", Some(DEV_KEY), &json!({"model": "echo", "version": "v1", "data": 1}))
+        .post(
+            "/predict",
+            Some(DEV_KEY),
+            &json!({"model": "echo", "version": "v1", "data": 1}),
+        )
         .await;
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");

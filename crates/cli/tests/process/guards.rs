@@ -1,0 +1,126 @@
+use inference_engine_testkit::{EngineProcess, run_to_exit};
+
+use crate::binary;
+
+const SECRET: &str = "prod-secret-key-0123456789";
+
+/// Runs `serve` and expects a refusal: non-zero exit, one line on stderr, no secret in it.
+fn assert_refuses(envs: &[(&str, &str)], must_mention: &str, secret: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) =
+        run_to_exit(binary(), &["serve", "--port", "0"], envs, dir.path()).unwrap();
+    assert!(!status.success(), "must refuse to start; stderr: {stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "one clear line on stderr, got: {stderr}");
+    assert!(
+        lines[0].contains(must_mention),
+        "{:?} should mention {must_mention}",
+        lines[0]
+    );
+    if let Some(secret) = secret {
+        assert!(!stderr.contains(secret), "the key leaked: {stderr}");
+    }
+}
+
+#[test]
+fn production_without_api_keys_refuses_to_start() {
+    assert_refuses(&[("ENV", "production")], "API_KEYS", None);
+    assert_refuses(
+        &[("ENV", "production"), ("API_KEYS", "  ")],
+        "API_KEYS",
+        None,
+    );
+}
+
+#[test]
+fn production_refuses_dev_keys_and_short_keys() {
+    assert_refuses(
+        &[
+            ("ENV", "production"),
+            ("API_KEYS", "dev-key:tenant_dev:predict"),
+        ],
+        "development key",
+        Some("dev-key:"),
+    );
+    assert_refuses(
+        &[
+            ("ENV", "production"),
+            ("API_KEYS", "short-secret:tenant_a:predict"),
+        ],
+        "shorter than 16",
+        Some("short-secret"),
+    );
+}
+
+#[test]
+fn malformed_keys_never_fall_back_to_dev_keys() {
+    for environment in ["production", "development"] {
+        assert_refuses(
+            &[
+                ("ENV", environment),
+                ("API_KEYS", &format!("{SECRET}:tenant_a")),
+            ],
+            "malformed",
+            Some(SECRET),
+        );
+        assert_refuses(
+            &[
+                ("ENV", environment),
+                ("API_KEYS", &format!("{SECRET}:tenant_a:superuser")),
+            ],
+            "unknown scope",
+            Some(SECRET),
+        );
+    }
+}
+
+#[tokio::test]
+async fn production_with_valid_keys_serves_them_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_keys = format!("{SECRET}:tenant_a:predict,read_models");
+    let engine = EngineProcess::start(
+        binary(),
+        &[("ENV", "production"), ("API_KEYS", &api_keys)],
+        dir.path(),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let models: serde_json::Value = client
+        .get(engine.url("/models"))
+        .header("x-api-key", SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|model| model["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"echo"));
+    assert!(!names.contains(&"sleep"), "no sleep model in production");
+    let dev = client
+        .get(engine.url("/models"))
+        .header("x-api-key", "dev-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dev.status(), 401);
+    assert!(
+        engine
+            .stdout_lines()
+            .iter()
+            .all(|line| !line.contains(SECRET)),
+        "keys are never logged"
+    );
+    assert!(
+        dir.path().join("data/jobs.db").exists(),
+        "default SQLite path"
+    );
+}

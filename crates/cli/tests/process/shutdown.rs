@@ -1,0 +1,107 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use inference_engine_core::job::JobId;
+use inference_engine_core::ports::JobStore;
+use inference_engine_store::SqliteJobStore;
+use inference_engine_testkit::EngineProcess;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::binary;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_every_answered_job_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("jobs.db");
+    let mut engine = EngineProcess::start(
+        binary(),
+        &[("SQLITE_DB_PATH", db.to_str().unwrap())],
+        dir.path(),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let answered: Arc<Mutex<Vec<String>>> = Arc::default();
+
+    // A slow request that is still running when SIGTERM arrives.
+    let slow = {
+        let request = client
+            .post(engine.url("/predict"))
+            .header("x-api-key", "dev-key")
+            .json(&json!({"model": "sleep", "data": {"ms": 700}}));
+        tokio::spawn(async move { request.send().await })
+    };
+    // Steady load from 16 clients until the server stops answering.
+    let load: Vec<_> = (0..16)
+        .map(|_| {
+            let client = client.clone();
+            let url = engine.url("/predict");
+            let answered = Arc::clone(&answered);
+            tokio::spawn(async move {
+                loop {
+                    let sent = client
+                        .post(&url)
+                        .header("x-api-key", "dev-key")
+                        .json(&json!({"model": "echo", "version": "v1", "data": "x"}))
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { break };
+                    if response.status() != 200 {
+                        break;
+                    }
+                    let Ok(body) = response.json::<serde_json::Value>().await else {
+                        break;
+                    };
+                    answered
+                        .lock()
+                        .await
+                        .push(body["job_id"].as_str().unwrap_or_default().to_owned());
+                }
+            })
+        })
+        .collect();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while answered.lock().await.len() < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "load never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    engine.terminate().unwrap();
+
+    let slow = slow
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(
+        slow.status(),
+        200,
+        "in-flight requests finish during shutdown"
+    );
+    let slow_job = slow.json::<serde_json::Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for client in load {
+        client.await.unwrap();
+    }
+    let status = tokio::task::spawn_blocking(move || engine.wait(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit code 0 after SIGTERM, got {status}");
+
+    let store = SqliteJobStore::open(&db).await.unwrap();
+    let mut answered = answered.lock().await.clone();
+    answered.push(slow_job);
+    assert!(answered.len() > 200);
+    for job_id in answered {
+        let id: JobId = job_id.parse().unwrap();
+        assert!(
+            store.get(id).await.unwrap().is_some(),
+            "answered job {job_id} is missing from the store"
+        );
+    }
+}
