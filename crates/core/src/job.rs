@@ -171,6 +171,43 @@ impl fmt::Display for RequestId {
     }
 }
 
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// A client's `Idempotency-Key`: the same tenant, key and body always mean the same job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Accepts 1 to 255 visible ASCII characters.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let visible = value.bytes().all(|byte| byte.is_ascii_graphic());
+        if value.is_empty() || value.len() > MAX_IDEMPOTENCY_KEY_LEN || !visible {
+            return Err(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// For values read back from the store, which were validated when written.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a job runs: one example or a batch of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    Single(Value),
+    Batch(Vec<Value>),
+}
+
 /// Why a job failed (or was cancelled): a stable type and a human sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
@@ -191,7 +228,7 @@ pub struct Job {
     /// The resolved version; `None` when the request failed before a version was chosen.
     pub version: Option<ModelVersion>,
     /// The request's data, kept for async jobs that must be run later; `None` for sync jobs.
-    pub input: Option<Value>,
+    pub input: Option<Payload>,
     pub result: Option<Value>,
     pub failure: Option<JobFailure>,
     pub attempts: u32,
@@ -199,6 +236,17 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The caller's deadline for one run of the model, in milliseconds (async jobs).
+    pub timeout_ms: Option<u64>,
+    /// The tenant-scoped `Idempotency-Key` the job was submitted with, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// A digest of the submitted request, to tell a replay from a conflicting reuse of the key.
+    pub request_fingerprint: Option<String>,
+    /// Last sign of life from the worker running it; a running job whose heartbeat is older than
+    /// the visibility timeout is considered lost.
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    /// A pending job is not run before this time (retry backoff).
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -1,4 +1,9 @@
 //! Ports: what the domain needs from the outside world, implemented by adapter crates.
+//!
+//! The job store is the source of truth; the queue is only transport. Every state change of a
+//! job is a conditional write in the store (`claim` only takes runnable jobs, `settle` only
+//! records the outcome of the attempt that is still current), so a duplicated or late delivery
+//! can never run a finished job again or overwrite a cancellation.
 
 use std::fmt;
 use std::time::Duration;
@@ -6,9 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
+use serde_json::Value;
 
+use crate::auth::TenantId;
 use crate::error::{Classified, ErrorKind};
-use crate::job::{Job, JobId};
+use crate::job::{Job, JobFailure, JobId, JobStatus};
+use crate::model::ModelName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -39,7 +47,75 @@ impl Classified for StoreError {
     }
 }
 
-/// Durable storage of jobs. `insert` returns only once the jobs are committed.
+/// Which jobs `GET /jobs` lists: newest first, strictly older than `before` when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFilter {
+    /// `None` lists every tenant (admin).
+    pub tenant: Option<TenantId>,
+    pub status: Option<JobStatus>,
+    pub model: Option<ModelName>,
+    /// Cursor: the last job id of the previous page (ids sort by creation time).
+    pub before: Option<JobId>,
+    pub limit: u32,
+}
+
+/// Outcome of [`JobStore::submit`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    Created,
+    /// The tenant already submitted a job with this idempotency key within the retention
+    /// window; nothing was written. The caller compares fingerprints.
+    Existing(Job),
+}
+
+/// Outcome of [`JobStore::cancel`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    Cancelled(Job),
+    /// Already succeeded, failed or cancelled; unchanged.
+    AlreadyTerminal(Job),
+    NotFound,
+}
+
+/// One job a worker wants to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub id: JobId,
+    /// Whether a `running` job may be taken over: only when its previous delivery was lost.
+    pub take_over_running: bool,
+}
+
+/// Outcome of claiming one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Now `running`, with `attempts` incremented, `started_at` and `heartbeat_at` set.
+    Started(Job),
+    /// Terminal, or running under another live delivery, or not due yet: do not run it.
+    NotRunnable(Job),
+    NotFound,
+}
+
+/// The outcome of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settlement {
+    Succeeded(Value),
+    Failed(JobFailure),
+    /// Back to `pending`, not to run before `not_before`; the failure is kept as the last error.
+    Retry {
+        failure: JobFailure,
+        not_before: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettleRequest {
+    pub id: JobId,
+    /// The attempt this outcome belongs to; a superseded attempt's outcome is discarded.
+    pub attempt: u32,
+    pub settlement: Settlement,
+}
+
+/// Durable storage of jobs. Every method returns only once its writes are committed.
 #[async_trait]
 pub trait JobStore: Send + Sync + fmt::Debug {
     /// Commits all the jobs atomically.
@@ -49,6 +125,94 @@ pub trait JobStore: Send + Sync + fmt::Debug {
 
     /// Cheap round trip used by readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts a new job unless its tenant already used its idempotency key within
+    /// `idempotency_ttl`; an older holder of the key gives it up.
+    async fn submit(&self, job: Job, idempotency_ttl: Duration) -> Result<Submitted, StoreError>;
+
+    /// Newest first, at most `filter.limit`.
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
+
+    /// `pending | running → cancelled`, with `error_type = "cancelled"`.
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
+
+    /// Moves runnable jobs to `running`, one outcome per request, in order.
+    async fn claim(
+        &self,
+        requests: &[ClaimRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>, StoreError>;
+
+    /// Records outcomes; returns, per request, whether it was recorded (false when the job was
+    /// cancelled meanwhile or the attempt was superseded).
+    async fn settle(
+        &self,
+        settlements: Vec<SettleRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// Refreshes `heartbeat_at` of running jobs.
+    async fn heartbeat(&self, ids: &[JobId], now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Jobs that may need to be (re-)enqueued: `pending` ones due by `now` and created before
+    /// `pending_before`, and `running` ones whose heartbeat is older than `lease_expired_before`.
+    /// Oldest first, at most `limit`.
+    async fn stranded(
+        &self,
+        now: DateTime<Utc>,
+        pending_before: DateTime<Utc>,
+        lease_expired_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("job queue unavailable: {0}")]
+    Unavailable(String),
+    #[error("job queue is shutting down")]
+    Closed,
+}
+
+impl Classified for QueueError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Unavailable
+    }
+
+    fn code(&self) -> &'static str {
+        "unavailable"
+    }
+}
+
+/// One job handed to one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub job_id: JobId,
+    /// Transport handle for `ack` / `extend` (a stream entry id).
+    pub receipt: String,
+    /// The previous delivery of this entry was lost (its worker died or stalled).
+    pub redelivered: bool,
+}
+
+/// Transport of job ids from submitters to workers. At-least-once: a delivery not acknowledged
+/// within the visibility timeout is handed out again.
+#[async_trait]
+pub trait JobQueue: Send + Sync + fmt::Debug {
+    async fn enqueue(&self, jobs: &[JobId]) -> Result<(), QueueError>;
+
+    /// Enqueues `job` once `delay` has passed (retry backoff).
+    async fn enqueue_after(&self, job: JobId, delay: Duration) -> Result<(), QueueError>;
+
+    /// Up to `max` deliveries: lost ones first, then new ones, waiting at most `wait`.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
+
+    /// Tells the queue these deliveries are still being worked on.
+    async fn extend(&self, deliveries: &[Delivery]) -> Result<(), QueueError>;
+
+    /// Removes finished deliveries for good.
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), QueueError>;
+
+    async fn ping(&self) -> Result<(), QueueError>;
 }
 
 /// Time, injectable so tests can control it.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::auth::TenantId;
 use crate::error::{Classified, ErrorKind};
 use crate::executor::{ExecutorError, ExecutorPool};
-use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, RequestId};
+use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId};
 use crate::model::{ModelKey, ModelName, ModelVersion};
 use crate::pipeline::{Model, PipelineError};
 use crate::ports::{Clock, JobStore, StoreError};
@@ -22,13 +22,6 @@ use crate::registry::{ModelRegistry, ResolveError};
 pub struct Caller {
     pub tenant: TenantId,
     pub request_id: RequestId,
-}
-
-/// One example or a batch of them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Payload {
-    Single(Value),
-    Batch(Vec<Value>),
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +135,11 @@ impl JobDraft<'_> {
             created_at: self.created_at,
             started_at: outcome.started_at,
             finished_at: Some(now),
+            timeout_ms: None,
+            idempotency_key: None,
+            request_fingerprint: None,
+            heartbeat_at: None,
+            not_before: None,
         }
     }
 }

@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use inference_engine_core::auth::TenantId;
-use inference_engine_core::job::{Job, JobFailure, JobId, JobMode, JobStatus, RequestId};
+use inference_engine_core::job::{
+    IdempotencyKey, Job, JobFailure, JobId, JobMode, JobStatus, RequestId,
+};
 use inference_engine_core::model::{ModelName, ModelVersion};
 use inference_engine_core::ports::StoreError;
-use serde_json::Value;
 
 /// A job as plain column values (the shape every engine stores).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,11 @@ pub struct JobRow {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub timeout_ms: Option<i64>,
+    pub idempotency_key: Option<String>,
+    pub request_fingerprint: Option<String>,
+    pub heartbeat_at: Option<i64>,
+    pub not_before: Option<i64>,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -40,12 +46,16 @@ fn from_micros(value: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(value).ok_or_else(|| corrupt("timestamp", value))
 }
 
-fn json_text(value: Option<&Value>) -> Option<String> {
-    // Serialising a `Value` cannot fail: its keys are strings and it holds no foreign types.
-    value.map(Value::to_string)
+fn json_text<T: serde::Serialize>(value: Option<&T>) -> Option<String> {
+    // Serialising JSON values (and enums of them) cannot fail: keys are strings and there are
+    // no foreign types.
+    value.and_then(|value| serde_json::to_string(value).ok())
 }
 
-fn parse_json(column: &str, text: Option<String>) -> Result<Option<Value>, StoreError> {
+fn parse_json<T: serde::de::DeserializeOwned>(
+    column: &str,
+    text: Option<String>,
+) -> Result<Option<T>, StoreError> {
     text.map(|text| serde_json::from_str(&text).map_err(|err| corrupt(column, err)))
         .transpose()
 }
@@ -69,6 +79,13 @@ impl From<&Job> for JobRow {
             created_at: micros(job.created_at),
             started_at: job.started_at.map(micros),
             finished_at: job.finished_at.map(micros),
+            timeout_ms: job
+                .timeout_ms
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            idempotency_key: job.idempotency_key.as_ref().map(|key| key.as_str().to_owned()),
+            request_fingerprint: job.request_fingerprint.clone(),
+            heartbeat_at: job.heartbeat_at.map(micros),
+            not_before: job.not_before.map(micros),
         }
     }
 }
@@ -112,6 +129,14 @@ impl TryFrom<JobRow> for Job {
             created_at: from_micros(row.created_at)?,
             started_at: row.started_at.map(from_micros).transpose()?,
             finished_at: row.finished_at.map(from_micros).transpose()?,
+            timeout_ms: row
+                .timeout_ms
+                .map(|ms| u64::try_from(ms).map_err(|err| corrupt("timeout_ms", err)))
+                .transpose()?,
+            idempotency_key: row.idempotency_key.map(IdempotencyKey::from_stored),
+            request_fingerprint: row.request_fingerprint,
+            heartbeat_at: row.heartbeat_at.map(from_micros).transpose()?,
+            not_before: row.not_before.map(from_micros).transpose()?,
         })
     }
 }

@@ -10,7 +10,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use inference_engine_core::job::{Job, JobId};
-use inference_engine_core::ports::{JobStore, StoreError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use inference_engine_core::ports::{
+    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, SettleRequest, StoreError, Submitted,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -176,6 +181,50 @@ impl JobStore for GroupCommitStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+
+    async fn submit(&self, job: Job, idempotency_ttl: Duration) -> Result<Submitted, StoreError> {
+        self.inner.submit(job, idempotency_ttl).await
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        self.inner.list(filter).await
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+        self.inner.cancel(id, now).await
+    }
+
+    async fn claim(
+        &self,
+        requests: &[ClaimRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>, StoreError> {
+        self.inner.claim(requests, now).await
+    }
+
+    async fn settle(
+        &self,
+        settlements: Vec<SettleRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.inner.settle(settlements, now).await
+    }
+
+    async fn heartbeat(&self, ids: &[JobId], now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.heartbeat(ids, now).await
+    }
+
+    async fn stranded(
+        &self,
+        now: DateTime<Utc>,
+        pending_before: DateTime<Utc>,
+        lease_expired_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.inner
+            .stranded(now, pending_before, lease_expired_before, limit)
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +254,11 @@ mod tests {
             created_at: Utc::now(),
             started_at: None,
             finished_at: None,
+            timeout_ms: None,
+            idempotency_key: None,
+            request_fingerprint: None,
+            heartbeat_at: None,
+            not_before: None,
         }
     }
 

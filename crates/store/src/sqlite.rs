@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use inference_engine_core::job::{Job, JobId};
-use inference_engine_core::ports::{JobStore, StoreError};
+use chrono::{DateTime, Utc};
+use inference_engine_core::ports::{
+    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, SettleRequest, StoreError, Submitted,
+};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -25,18 +28,22 @@ use crate::codec::JobRow;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Readers (job lookups) plus the one writer.
 const MAX_CONNECTIONS: u32 = 4;
-/// Rows per INSERT statement: 16 columns × 512 rows stays under SQLite's 32,766 variables.
+/// Rows per INSERT statement: 21 columns × 512 rows stays under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 512;
 
 const JOB_COLUMNS: &str = "id, tenant_id, request_id, mode, status, model, version, input, \
-     result, error_type, error_message, attempts, max_attempts, created_at, started_at, finished_at";
+     result, error_type, error_message, attempts, max_attempts, created_at, started_at, \
+     finished_at, timeout_ms, idempotency_key, request_fingerprint, heartbeat_at, not_before";
 
 /// The ordered, embedded SQLite migrations. Additive only; a test rejects `DROP`.
-pub const MIGRATIONS: [(i64, &str, &str); 1] = [(
-    1,
-    "jobs",
-    include_str!("../migrations/sqlite/0001_jobs.sql"),
-)];
+pub const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (1, "jobs", include_str!("../migrations/sqlite/0001_jobs.sql")),
+    (
+        2,
+        "async jobs",
+        include_str!("../migrations/sqlite/0002_async_jobs.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(
@@ -134,6 +141,11 @@ fn read_row(row: &SqliteRow) -> Result<JobRow, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
+        timeout_ms: row.try_get("timeout_ms")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        request_fingerprint: row.try_get("request_fingerprint")?,
+        heartbeat_at: row.try_get("heartbeat_at")?,
+        not_before: row.try_get("not_before")?,
     })
 }
 
@@ -165,7 +177,12 @@ impl JobStore for SqliteJobStore {
                     .push_bind(row.max_attempts)
                     .push_bind(row.created_at)
                     .push_bind(row.started_at)
-                    .push_bind(row.finished_at);
+                    .push_bind(row.finished_at)
+                    .push_bind(row.timeout_ms)
+                    .push_bind(row.idempotency_key.clone())
+                    .push_bind(row.request_fingerprint.clone())
+                    .push_bind(row.heartbeat_at)
+                    .push_bind(row.not_before);
             });
             insert
                 .build()
@@ -199,6 +216,53 @@ impl JobStore for SqliteJobStore {
             .map(drop)
             .map_err(|err| unavailable(&err))
     }
+
+    async fn submit(&self, _job: Job, _ttl: Duration) -> Result<Submitted, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn list(&self, _filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn cancel(&self, _id: JobId, _now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn claim(
+        &self,
+        _requests: &[ClaimRequest],
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn settle(
+        &self,
+        _settlements: Vec<SettleRequest>,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        Err(not_yet())
+    }
+
+    async fn heartbeat(&self, _ids: &[JobId], _now: DateTime<Utc>) -> Result<(), StoreError> {
+        Err(not_yet())
+    }
+
+    async fn stranded(
+        &self,
+        _now: DateTime<Utc>,
+        _pending_before: DateTime<Utc>,
+        _lease_expired_before: DateTime<Utc>,
+        _limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        Err(not_yet())
+    }
+}
+
+// PLACEHOLDER until the async-job queries land.
+fn not_yet() -> StoreError {
+    StoreError::Unavailable("not implemented yet".into())
 }
 
 #[cfg(test)]
@@ -232,6 +296,11 @@ mod tests {
             created_at: now,
             started_at: Some(now + TimeDelta::microseconds(5)),
             finished_at: Some(now + TimeDelta::microseconds(9)),
+            timeout_ms: Some(250),
+            idempotency_key: None,
+            request_fingerprint: Some("abc".into()),
+            heartbeat_at: None,
+            not_before: Some(now),
         }
     }
 
@@ -243,6 +312,7 @@ mod tests {
         job.created_at = trim(job.created_at);
         job.started_at = job.started_at.map(trim);
         job.finished_at = job.finished_at.map(trim);
+        job.not_before = job.not_before.map(trim);
         job
     }
 

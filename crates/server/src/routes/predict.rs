@@ -8,9 +8,9 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use inference_engine_core::auth::Principal;
-use inference_engine_core::job::RequestId;
+use inference_engine_core::job::{Payload, RequestId};
 use inference_engine_core::model::{ModelName, ModelVersion};
-use inference_engine_core::service::{Caller, Payload, PredictCommand, PredictFailure, Prediction};
+use inference_engine_core::service::{Caller, PredictCommand, PredictFailure, Prediction};
 use serde::Serialize;
 
 use super::AppState;
