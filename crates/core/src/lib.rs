@@ -17,6 +17,7 @@
 //! - [`registry`]: `ModelRegistry`, which models exist and which version a request gets.
 //! - [`job`]: `Job`, `JobId`, `JobStatus`, `JobMode`, `RequestId`.
 //! - [`ports`]: `JobStore` and `Clock`, implemented by adapters.
+//! - [`redact`]: connection URLs without their passwords.
 //! - [`service`]: `InferenceService`, the synchronous predict use case.
 
 pub mod auth;
@@ -27,5 +28,6 @@ pub mod job;
 pub mod model;
 pub mod pipeline;
 pub mod ports;
+pub mod redact;
 pub mod registry;
 pub mod service;
