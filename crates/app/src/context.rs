@@ -1,16 +1,24 @@
 //! `AppContext`: every long-lived part of a running process, built once from `Settings`.
+//!
+//! Adapters are chosen here and nowhere else: PostgreSQL when `DATABASE_URL` is set (else
+//! SQLite), Redis when `REDIS_URL` is set (else the in-process queue). A configured service that
+//! cannot be reached stops the start: there is never a silent fall-back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use inference_engine_core::auth::{ApiKeyTable, KeyConfigError, KeySource};
 use inference_engine_core::executor::{ExecutorConfig, ExecutorPool};
-use inference_engine_core::ports::{JobStore, StoreError};
+use inference_engine_core::jobs::AsyncJobService;
+use inference_engine_core::ports::{Clock, JobQueue, JobStore, QueueError, StoreError};
 use inference_engine_core::registry::{BuiltinSet, ModelRegistry, RegistryError};
+use inference_engine_core::runner::{JobRunner, RetryPolicy, RunnerConfig};
 use inference_engine_core::service::InferenceService;
 use inference_engine_store::{GroupCommitConfig, GroupCommitStore, SqliteJobStore};
 
 use crate::clock::TokioClock;
 use crate::lifecycle::Lifecycle;
+use crate::local_queue::LocalJobQueue;
 use crate::settings::Settings;
 
 /// Why the process refuses to start. Each message is one line for stderr, naming the setting
@@ -21,6 +29,8 @@ pub enum StartupError {
     ApiKeys(#[from] KeyConfigError),
     #[error("job store: {0}")]
     Store(#[from] StoreError),
+    #[error("job queue: {0}")]
+    Queue(#[from] QueueError),
     #[error("BUILTIN_MODELS: {0}")]
     Registry(#[from] RegistryError),
     #[error("cannot start the executor threads: {0}")]
@@ -32,42 +42,92 @@ pub enum StartupError {
     },
 }
 
-/// Everything a serving process shares between requests.
+/// What the process is for; it decides what must be configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The HTTP API (and, without Redis, the in-process job runner).
+    Server,
+    /// A queue consumer: needs `REDIS_URL`, serves no API, needs no API keys.
+    Worker,
+}
+
+/// The job store in use, kept concretely so it can be closed on shutdown.
+#[derive(Debug, Clone)]
+enum StoreBackend {
+    Sqlite(SqliteJobStore),
+}
+
+/// The queue in use.
+#[derive(Debug, Clone)]
+pub enum QueueBackend {
+    /// No Redis: jobs run in this process.
+    InProcess(LocalJobQueue),
+    /// Shared by every server and worker process.
+    Redis,
+}
+
+/// Everything a process shares between requests and jobs.
 #[derive(Debug)]
 pub struct AppContext {
     pub settings: Settings,
+    pub role: Role,
     pub api_keys: Arc<ApiKeyTable>,
     pub inference: InferenceService,
+    pub async_jobs: AsyncJobService,
+    pub runner: JobRunner,
     pub jobs: Arc<dyn JobStore>,
+    pub queue: Arc<dyn JobQueue>,
+    pub queue_backend: QueueBackend,
     pub lifecycle: Arc<Lifecycle>,
     pub executor: Arc<ExecutorPool>,
     job_writer: Arc<GroupCommitStore>,
-    sqlite: SqliteJobStore,
+    store_backend: StoreBackend,
+}
+
+fn check(settings: &Settings) -> Result<(), StartupError> {
+    let invalid = |setting, reason| Err(StartupError::InvalidSetting { setting, reason });
+    if settings.max_body_bytes == 0 {
+        return invalid("MAX_BODY_BYTES", "must be at least 1");
+    }
+    if settings.executor_queue_capacity == 0 {
+        return invalid("EXECUTOR_QUEUE_CAPACITY", "must be at least 1");
+    }
+    if !(1..=10).contains(&settings.jobs_max_attempts) {
+        return invalid("JOBS_MAX_ATTEMPTS", "must be between 1 and 10");
+    }
+    if settings.jobs_visibility_timeout_s == 0 {
+        return invalid("JOBS_VISIBILITY_TIMEOUT_S", "must be at least 1");
+    }
+    if settings.worker_batch == 0 {
+        return invalid("WORKER_BATCH", "must be at least 1");
+    }
+    Ok(())
 }
 
 impl AppContext {
     /// Validates the settings and builds every part; must run inside a tokio runtime.
-    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        if settings.max_body_bytes == 0 {
+    pub async fn build(settings: &Settings, role: Role) -> Result<Self, StartupError> {
+        check(settings)?;
+        let api_keys = match role {
+            Role::Server => {
+                let keys = ApiKeyTable::from_config(
+                    settings.api_keys.as_deref(),
+                    settings.is_production(),
+                )?;
+                if keys.source() == KeySource::DevDefaults {
+                    tracing::warn!(
+                        "API_KEYS is not set: serving with the development keys dev-key and admin-key"
+                    );
+                }
+                keys
+            }
+            Role::Worker => ApiKeyTable::none(),
+        };
+        if role == Role::Worker && settings.redis_url.is_none() {
             return Err(StartupError::InvalidSetting {
-                setting: "MAX_BODY_BYTES",
-                reason: "must be at least 1",
+                setting: "REDIS_URL",
+                reason: "is required by `worker` (without it, `serve` runs async jobs itself)",
             });
-        }
-        if settings.executor_queue_capacity == 0 {
-            return Err(StartupError::InvalidSetting {
-                setting: "EXECUTOR_QUEUE_CAPACITY",
-                reason: "must be at least 1",
-            });
-        }
-        let api_keys = Arc::new(ApiKeyTable::from_config(
-            settings.api_keys.as_deref(),
-            settings.is_production(),
-        )?);
-        if api_keys.source() == KeySource::DevDefaults {
-            tracing::warn!(
-                "API_KEYS is not set: serving with the development keys dev-key and admin-key"
-            );
         }
 
         let builtins = match &settings.builtin_models {
@@ -75,7 +135,6 @@ impl AppContext {
             None => BuiltinSet::default_for(settings.is_production()),
         };
         let registry = Arc::new(ModelRegistry::with_builtins(builtins)?);
-
         let executor = Arc::new(
             ExecutorPool::start(&ExecutorConfig {
                 name: "cpu".into(),
@@ -85,36 +144,88 @@ impl AppContext {
             .map_err(StartupError::Executor)?,
         );
 
-        let sqlite = SqliteJobStore::open(&settings.sqlite_db_path).await?;
+        let (store_backend, durable): (StoreBackend, Arc<dyn JobStore>) =
+            match &settings.database_url {
+                Some(_url) => {
+                    return Err(StartupError::InvalidSetting {
+                        setting: "DATABASE_URL",
+                        reason: "is not supported by this build yet",
+                    });
+                }
+                None => {
+                    let sqlite = SqliteJobStore::open(&settings.sqlite_db_path).await?;
+                    tracing::info!(path = %settings.sqlite_db_path.display(), "job store: SQLite");
+                    (StoreBackend::Sqlite(sqlite.clone()), Arc::new(sqlite))
+                }
+            };
         let job_writer = Arc::new(GroupCommitStore::start(
-            Arc::new(sqlite.clone()),
+            durable,
             &GroupCommitConfig {
                 max_batch_jobs: settings.job_writer_max_batch.max(1),
                 queue_capacity: settings.job_writer_queue_capacity.max(1),
             },
         ));
         let jobs: Arc<dyn JobStore> = job_writer.clone();
-        tracing::info!(
-            path = %settings.sqlite_db_path.display(),
-            executor_threads = executor.threads(),
-            "job store and executors ready"
-        );
 
+        let (queue_backend, queue): (QueueBackend, Arc<dyn JobQueue>) = match &settings.redis_url
+        {
+            Some(_url) => {
+                return Err(StartupError::InvalidSetting {
+                    setting: "REDIS_URL",
+                    reason: "is not supported by this build yet",
+                });
+            }
+            None => {
+                let local = LocalJobQueue::new(settings.local_queue_capacity);
+                tracing::info!("job queue: in-process (set REDIS_URL to run workers)");
+                (QueueBackend::InProcess(local.clone()), Arc::new(local))
+            }
+        };
+
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock);
         let inference = InferenceService::new(
-            registry,
+            Arc::clone(&registry),
             Arc::clone(&executor),
             Arc::clone(&jobs),
-            Arc::new(TokioClock),
+            Arc::clone(&clock),
         );
+        let async_jobs = AsyncJobService::new(
+            registry,
+            Arc::clone(&jobs),
+            Arc::clone(&queue),
+            clock,
+            settings.jobs_max_attempts,
+        );
+        let runner = JobRunner::new(
+            inference.clone(),
+            Arc::clone(&jobs),
+            Arc::clone(&queue),
+            RunnerConfig {
+                batch: settings.worker_batch,
+                receive_wait: Duration::from_secs(1),
+                visibility_timeout: Duration::from_secs(settings.jobs_visibility_timeout_s),
+                retry: RetryPolicy {
+                    base_delay: Duration::from_millis(settings.jobs_retry_base_ms),
+                    max_delay: Duration::from_secs(60),
+                },
+                reconcile_grace: Duration::from_secs(settings.jobs_reconcile_grace_s),
+            },
+        );
+        tracing::info!(executor_threads = executor.threads(), "ready to build the API");
         Ok(Self {
             settings: settings.clone(),
-            api_keys,
+            role,
+            api_keys: Arc::new(api_keys),
             inference,
+            async_jobs,
+            runner,
             jobs,
+            queue,
+            queue_backend,
             lifecycle: Arc::new(Lifecycle::default()),
             executor,
             job_writer,
-            sqlite,
+            store_backend,
         })
     }
 
@@ -126,11 +237,29 @@ impl AppContext {
         Ok(())
     }
 
+    /// In-process mode: hands every unfinished job of a previous process to this one's
+    /// runner, so nothing stays `pending` or `running` forever after a restart.
+    pub async fn resume_unfinished_jobs(&self) -> Result<usize, StartupError> {
+        let QueueBackend::InProcess(local) = &self.queue_backend else {
+            return Ok(0);
+        };
+        let now = self.inference.clock().now();
+        let unfinished = self.jobs.stranded(now, now, now, u32::MAX).await?;
+        let ids: Vec<_> = unfinished.iter().map(|job| job.id).collect();
+        if !ids.is_empty() {
+            tracing::info!(jobs = ids.len(), "resuming unfinished jobs of a previous run");
+            local.enqueue_taken_over(&ids)?;
+        }
+        Ok(ids.len())
+    }
+
     /// Commits every queued job record and closes the store. Call after the server stopped
     /// taking requests; records of every answered request are durable when this returns.
     pub async fn shutdown(&self) {
         self.job_writer.close().await;
-        self.sqlite.close().await;
+        match &self.store_backend {
+            StoreBackend::Sqlite(sqlite) => sqlite.close().await,
+        }
         tracing::info!("job records flushed; store closed");
     }
 }

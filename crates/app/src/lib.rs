@@ -9,13 +9,17 @@
 //! - [`context`]: `AppContext::build(&Settings)` and its orderly `shutdown`.
 //! - [`lifecycle`]: readiness state and the SIGTERM/SIGINT shutdown signal.
 //! - [`clock`]: the tokio-backed `Clock`.
+//! - [`job_loops`]: the loops that run async jobs (worker process, or in-process in `serve`).
+//! - [`local_queue`]: `LocalJobQueue`, the in-process queue used without Redis.
 
 pub mod clock;
 pub mod context;
 pub mod lifecycle;
+pub mod job_loops;
+pub mod local_queue;
 pub mod settings;
 pub mod telemetry;
 
-pub use context::{AppContext, StartupError};
+pub use context::{AppContext, QueueBackend, Role, StartupError};
 pub use lifecycle::{Lifecycle, shutdown_signal};
 pub use settings::{Environment, LogFormat, Settings};

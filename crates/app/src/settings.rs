@@ -101,9 +101,57 @@ pub struct Settings {
     )]
     pub job_writer_queue_capacity: usize,
 
-    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT before the server exits.
+    /// Seconds in-flight requests (or a worker's running jobs) get to finish after
+    /// SIGTERM/SIGINT before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_S", default_value_t = 30, global = true)]
     pub shutdown_timeout_s: u64,
+
+    /// PostgreSQL job store (`postgresql://user:pass@host:5432/db`); unset: SQLite. Read from
+    /// the environment only, so the password never shows in a process list.
+    #[arg(skip = std::env::var("DATABASE_URL").ok().filter(|url| !url.trim().is_empty()))]
+    pub database_url: Option<String>,
+
+    /// Redis for the job queue (`redis://host:6379/0`); unset: jobs run in the `serve` process.
+    /// Read from the environment only.
+    #[arg(skip = std::env::var("REDIS_URL").ok().filter(|url| !url.trim().is_empty()))]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "ie:", global = true)]
+    pub redis_key_prefix: String,
+
+    /// Attempts an async job gets unless the request says otherwise (1 to 10).
+    #[arg(long, env = "JOBS_MAX_ATTEMPTS", default_value_t = 3, global = true)]
+    pub jobs_max_attempts: u32,
+
+    /// Seconds after which a claimed job that shows no sign of life is given to another worker.
+    #[arg(long, env = "JOBS_VISIBILITY_TIMEOUT_S", default_value_t = 300, global = true)]
+    pub jobs_visibility_timeout_s: u64,
+
+    /// First retry delay in ms; it doubles per attempt (with jitter), up to 60 s.
+    #[arg(long, env = "JOBS_RETRY_BASE_MS", default_value_t = 1_000, global = true)]
+    pub jobs_retry_base_ms: u64,
+
+    /// Seconds between scans for jobs a crash left behind (pending but not queued, or running
+    /// with an expired heartbeat).
+    #[arg(long, env = "JOBS_RECONCILE_INTERVAL_S", default_value_t = 30, global = true)]
+    pub jobs_reconcile_interval_s: u64,
+
+    /// Seconds a pending job may wait before the reconciler assumes the queue lost it.
+    #[arg(long, env = "JOBS_RECONCILE_GRACE_S", default_value_t = 60, global = true)]
+    pub jobs_reconcile_grace_s: u64,
+
+    /// Job loops per process (each runs up to `WORKER_BATCH` jobs at once); default 2 per core.
+    #[arg(long = "concurrency", env = "WORKER_CONCURRENCY", global = true)]
+    pub worker_concurrency: Option<usize>,
+
+    /// Deliveries one job loop takes and runs at once.
+    #[arg(long, env = "WORKER_BATCH", default_value_t = 32, global = true)]
+    pub worker_batch: usize,
+
+    /// Jobs the in-process queue holds (without Redis) before new ones wait for the reconciler.
+    #[arg(long, env = "LOCAL_QUEUE_CAPACITY", default_value_t = 100_000, global = true)]
+    pub local_queue_capacity: usize,
 }
 
 impl Settings {
@@ -118,6 +166,13 @@ impl Settings {
             .unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             })
+    }
+
+    /// Job loops per process.
+    pub fn worker_loops(&self) -> usize {
+        self.worker_concurrency.filter(|n| *n > 0).unwrap_or_else(|| {
+            2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 
     /// Settings for tests and embedding: development defaults with the given SQLite file.
@@ -135,6 +190,17 @@ impl Settings {
             job_writer_max_batch: 512,
             job_writer_queue_capacity: 8_192,
             shutdown_timeout_s: 30,
+            database_url: None,
+            redis_url: None,
+            redis_key_prefix: "ie:".into(),
+            jobs_max_attempts: 3,
+            jobs_visibility_timeout_s: 300,
+            jobs_retry_base_ms: 1_000,
+            jobs_reconcile_interval_s: 30,
+            jobs_reconcile_grace_s: 60,
+            worker_concurrency: Some(2),
+            worker_batch: 32,
+            local_queue_capacity: 100_000,
         }
     }
 }

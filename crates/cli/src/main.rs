@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use inference_engine_app::settings::load_dotenv;
-use inference_engine_app::{AppContext, Settings, shutdown_signal, telemetry};
+use inference_engine_app::{AppContext, Role, Settings, shutdown_signal, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +31,8 @@ enum Command {
         #[arg(long, env = "PORT", default_value_t = 8000)]
         port: u16,
     },
+    /// Consume async jobs from Redis (needs REDIS_URL); run as many as you like.
+    Worker,
     /// Create or upgrade the job-store schema (also done at every start), then exit.
     Migrate,
 }
@@ -72,7 +74,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { host, port } => {
-            let ctx = Arc::new(AppContext::build(&cli.settings).await?);
+            let ctx = Arc::new(AppContext::build(&cli.settings, Role::Server).await?);
             let address: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
                 .await?
                 .next()
@@ -83,6 +85,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(address = %listener.local_addr()?, "listening");
             inference_engine_server::serve(listener, ctx, shutdown_signal()).await?;
             tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Worker => {
+            let ctx = Arc::new(AppContext::build(&cli.settings, Role::Worker).await?);
+            inference_engine_worker::run(ctx, shutdown_signal()).await;
             Ok(())
         }
         Command::Migrate => {

@@ -207,6 +207,14 @@ impl ApiKeyTable {
         Ok(table)
     }
 
+    /// A table that accepts no key, for processes that serve no API (workers).
+    pub fn none() -> Self {
+        Self {
+            entries: Vec::new(),
+            source: KeySource::Configured,
+        }
+    }
+
     /// `dev-key` → `tenant_dev` (predict, read_models); `admin-key` → `tenant_admin` (all scopes).
     pub fn dev_defaults() -> Self {
         let entry = |key: &str, tenant: &str, scopes: &[Scope]| KeyEntry {

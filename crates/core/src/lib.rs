@@ -19,15 +19,19 @@
 //! - [`ports`]: `JobStore` and `Clock`, implemented by adapters.
 //! - [`redact`]: connection URLs without their passwords.
 //! - [`service`]: `InferenceService`, the synchronous predict use case.
+//! - [`jobs`]: `AsyncJobService`: submit (idempotent), read, list and cancel async jobs.
+//! - [`runner`]: `JobRunner`: the worker step `process_next` and the reconciler.
 
 pub mod auth;
 pub mod builtin;
 pub mod error;
 pub mod executor;
 pub mod job;
+pub mod jobs;
 pub mod model;
 pub mod pipeline;
 pub mod ports;
 pub mod redact;
 pub mod registry;
+pub mod runner;
 pub mod service;

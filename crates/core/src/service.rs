@@ -107,7 +107,7 @@ struct JobDraft<'a> {
 }
 
 impl JobDraft<'_> {
-    fn finish(&self, model: Option<&ModelKey>, outcome: &RunOutcome, now: DateTime<Utc>) -> Job {
+    fn finish(&self, model: Option<&ModelKey>, outcome: &ModelRun, now: DateTime<Utc>) -> Job {
         let (status, result, failure) = match &outcome.result {
             Ok(output) => (JobStatus::Succeeded, Some(output.clone()), None),
             Err(err) => (
@@ -152,15 +152,17 @@ pub struct PredictFailure {
     pub error: InferenceError,
 }
 
-/// What a model run produced before it was recorded.
-struct RunOutcome {
-    started_at: Option<DateTime<Utc>>,
-    result: Result<Value, InferenceError>,
-    queue_time: Duration,
-    inference_time: Duration,
+/// What one run of a model produced (before anything was recorded).
+#[derive(Debug, Clone)]
+pub struct ModelRun {
+    /// When an executor thread picked the work up; `None` if it never started.
+    pub started_at: Option<DateTime<Utc>>,
+    pub result: Result<Value, InferenceError>,
+    pub queue_time: Duration,
+    pub inference_time: Duration,
 }
 
-impl RunOutcome {
+impl ModelRun {
     fn not_started(result: Result<Value, InferenceError>) -> Self {
         Self {
             started_at: None,
@@ -203,6 +205,10 @@ impl InferenceService {
         &self.store
     }
 
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Runs the model and returns only after the outcome, success or failure, is committed to
     /// the job store: an answered request is never missing from the audit trail.
     pub async fn predict(
@@ -229,7 +235,7 @@ impl InferenceService {
             Ok(entry) => entry,
             Err(err) => {
                 let error = InferenceError::from(err);
-                let failed = RunOutcome::not_started(Err(error.clone()));
+                let failed = ModelRun::not_started(Err(error.clone()));
                 self.commit(record.finish(None, &failed, self.clock.now()))
                     .await?;
                 return Err(PredictFailure {
@@ -241,7 +247,7 @@ impl InferenceService {
         };
 
         let outcome = self
-            .run(Arc::clone(&entry.model), payload, timeout, created_at)
+            .execute(Arc::clone(&entry.model), payload, timeout)
             .await;
         self.commit(record.finish(Some(&entry.key), &outcome, self.clock.now()))
             .await
@@ -278,13 +284,15 @@ impl InferenceService {
         })
     }
 
-    async fn run(
+    /// Runs a model on the executor pool, releasing the caller at `timeout` if it is given
+    /// (the work itself cannot be interrupted; its late result is dropped).
+    pub async fn execute(
         &self,
         model: Arc<dyn Model>,
         payload: Payload,
         timeout: Option<Duration>,
-        submitted_at: DateTime<Utc>,
-    ) -> RunOutcome {
+    ) -> ModelRun {
+        let submitted_at = self.clock.now();
         let work = self.executor.run(move || match payload {
             Payload::Single(data) => model.predict(data),
             Payload::Batch(items) => model.predict_batch(items).map(Value::Array),
@@ -296,7 +304,7 @@ impl InferenceService {
                 match select(Box::pin(work), deadline).await {
                     Either::Left((executed, _)) => executed,
                     Either::Right(((), _)) => {
-                        return RunOutcome {
+                        return ModelRun {
                             // It was submitted; whether a thread picked it up is unknown here.
                             started_at: Some(submitted_at),
                             result: Err(InferenceError::Timeout(limit)),
@@ -308,7 +316,7 @@ impl InferenceService {
             }
         };
         match executed {
-            Ok(executed) => RunOutcome {
+            Ok(executed) => ModelRun {
                 started_at: Some(
                     submitted_at
                         + TimeDelta::from_std(executed.queue_time).unwrap_or(TimeDelta::zero()),
@@ -317,7 +325,7 @@ impl InferenceService {
                 queue_time: executed.queue_time,
                 inference_time: executed.run_time,
             },
-            Err(err) => RunOutcome::not_started(Err(err.into())),
+            Err(err) => ModelRun::not_started(Err(err.into())),
         }
     }
 }

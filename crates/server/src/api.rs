@@ -2,7 +2,7 @@
 //! from them. Field names and order are part of the contract (SPEC §4).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use inference_engine_core::job::Job;
+use inference_engine_core::job::{Job, JobStatus};
 use inference_engine_core::registry::ModelStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,6 +38,53 @@ pub struct BatchPredictRequest {
     pub items: Vec<Value>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+}
+
+/// `POST /predict/async`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncPredictRequest {
+    pub model: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// 1 to 10; default `JOBS_MAX_ATTEMPTS`. Only timeouts and lost workers are retried.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Deadline of each model run in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `POST /predict/async/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncBatchPredictRequest {
+    pub model: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// 202 of an async submission (also for an idempotent replay, with the job's current status).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AsyncAccepted {
+    pub job_id: String,
+    pub status: String,
+}
+
+/// `GET /jobs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -121,10 +168,15 @@ fn timestamp(at: DateTime<Utc>) -> String {
 
 impl From<Job> for JobView {
     fn from(job: Job) -> Self {
+        // A pending job may carry the last error of a retried attempt; it is not the job's
+        // outcome, so it is only shown once the job has failed or been cancelled.
+        let shows_error = matches!(job.status, JobStatus::Failed | JobStatus::Cancelled);
         let (error_type, error_message) = job
             .failure
+            .filter(|_| shows_error)
             .map(|failure| (Some(failure.error_type), Some(failure.message)))
             .unwrap_or_default();
+        let result = job.result.filter(|_| job.status == JobStatus::Succeeded);
         Self {
             job_id: job.id.to_string(),
             status: job.status.as_str().to_owned(),
@@ -138,7 +190,7 @@ impl From<Job> for JobView {
             finished_at: job.finished_at.map(timestamp),
             attempts: job.attempts,
             max_attempts: job.max_attempts,
-            result: job.result,
+            result,
             error_type,
             error_message,
         }
@@ -187,13 +239,22 @@ impl Modify for SecuritySchemes {
         crate::routes::predict::predict,
         crate::routes::predict::predict_batch,
         crate::routes::models::list_models,
+        crate::routes::async_jobs::predict_async,
+        crate::routes::async_jobs::predict_async_batch,
+        crate::routes::async_jobs::get_async_job,
         crate::routes::jobs::get_job,
+        crate::routes::jobs::list_jobs,
+        crate::routes::jobs::cancel_job,
     ),
     components(schemas(
         PredictRequest,
         BatchPredictRequest,
         PredictResponse,
         BatchPredictResponse,
+        AsyncPredictRequest,
+        AsyncBatchPredictRequest,
+        AsyncAccepted,
+        JobList,
         ModelInfo,
         ModelList,
         JobView,

@@ -20,19 +20,29 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
-use inference_engine_app::AppContext;
+use inference_engine_app::{AppContext, QueueBackend, job_loops};
 use tokio::net::TcpListener;
 
 pub use routes::router;
 
 /// Serves the API on `listener` until `shutdown` resolves, then: flips `/ready` to draining,
-/// stops accepting, lets in-flight requests finish (for at most `SHUTDOWN_TIMEOUT_S`), and
-/// flushes the job writer. Every request answered before it returns is durably recorded.
+/// stops accepting, lets in-flight requests finish (for at most `SHUTDOWN_TIMEOUT_S`), stops the
+/// in-process job loops (without Redis), and flushes the job writer. Every request answered
+/// before it returns is durably recorded.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<AppContext>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let job_loops = match ctx.queue_backend {
+        QueueBackend::InProcess(_) => {
+            if let Err(err) = ctx.resume_unfinished_jobs().await {
+                tracing::error!(error = %err, "could not resume unfinished jobs; the reconciler will retry");
+            }
+            Some(job_loops::start_for(&ctx))
+        }
+        QueueBackend::Redis => None,
+    };
     let app = router(Arc::clone(&ctx));
     let lifecycle = Arc::clone(&ctx.lifecycle);
     let grace = Duration::from_secs(ctx.settings.shutdown_timeout_s);
@@ -59,6 +69,9 @@ pub async fn serve(
             Ok(())
         }
     };
+    if let Some(job_loops) = job_loops {
+        job_loops.stop(grace).await;
+    }
     ctx.shutdown().await;
     result
 }

@@ -46,7 +46,7 @@ fn from_micros(value: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(value).ok_or_else(|| corrupt("timestamp", value))
 }
 
-fn json_text<T: serde::Serialize>(value: Option<&T>) -> Option<String> {
+pub(crate) fn json_text<T: serde::Serialize>(value: Option<&T>) -> Option<String> {
     // Serialising JSON values (and enums of them) cannot fail: keys are strings and there are
     // no foreign types.
     value.and_then(|value| serde_json::to_string(value).ok())
@@ -82,7 +82,10 @@ impl From<&Job> for JobRow {
             timeout_ms: job
                 .timeout_ms
                 .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-            idempotency_key: job.idempotency_key.as_ref().map(|key| key.as_str().to_owned()),
+            idempotency_key: job
+                .idempotency_key
+                .as_ref()
+                .map(|key| key.as_str().to_owned()),
             request_fingerprint: job.request_fingerprint.clone(),
             heartbeat_at: job.heartbeat_at.map(micros),
             not_before: job.not_before.map(micros),

@@ -2,14 +2,24 @@
 //! it. This is the only crate that contains SQL. It depends on `core` and nothing above it.
 //!
 //! Layout:
-//! - [`sqlite`]: `SqliteJobStore` (WAL, `synchronous=NORMAL`) and its embedded migrations.
+//! - [`sqlite`]: `SqliteJobStore` (WAL, `synchronous=NORMAL`) and its embedded migrations
+//!   (`migrations/sqlite/`).
+//! - [`postgres`]: `PostgresJobStore` (a pool, array-bound batch statements) and its embedded
+//!   migrations (`migrations/postgres/`).
 //! - [`group_commit`]: `GroupCommitStore`, one writer task that turns a burst of single-job
 //!   inserts into a few transactions.
 //! - [`codec`]: conversions between domain values and column values shared by every engine.
+//! - `common`: the batch and idempotency rules both engines apply identically.
+//! - [`testing`] (feature `testing`): a fresh SQLite file or PostgreSQL database per test.
 
 pub mod codec;
+mod common;
 pub mod group_commit;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use group_commit::{GroupCommitConfig, GroupCommitStore};
+pub use postgres::PostgresJobStore;
 pub use sqlite::SqliteJobStore;

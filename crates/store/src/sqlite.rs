@@ -10,19 +10,23 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use inference_engine_core::job::{Job, JobId};
 use chrono::{DateTime, Utc};
+use inference_engine_core::job::{Job, JobId};
 use inference_engine_core::ports::{
     CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, SettleRequest, StoreError, Submitted,
 };
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite};
+use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite, Transaction};
 
 use crate::codec::JobRow;
+use crate::common::{
+    CANCELLED_ERROR_TYPE, CANCELLED_MESSAGE, SUBMIT_ROUNDS, SettleColumns, SettleKind,
+    claim_outcome, distinct, distinct_claims, expand_claims, expand_settled, idempotency_cutoff,
+};
 
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,13 +35,25 @@ const MAX_CONNECTIONS: u32 = 4;
 /// Rows per INSERT statement: 21 columns × 512 rows stays under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 512;
 
-const JOB_COLUMNS: &str = "id, tenant_id, request_id, mode, status, model, version, input, \
-     result, error_type, error_message, attempts, max_attempts, created_at, started_at, \
-     finished_at, timeout_ms, idempotency_key, request_fingerprint, heartbeat_at, not_before";
+/// Ids per `IN (…)` list, well under SQLite's 32,766 variables.
+const IDS_PER_STATEMENT: usize = 10_000;
+
+/// Every column of `jobs`, in [`JobRow`] order; a macro so queries stay `&'static str`.
+macro_rules! job_columns {
+    () => {
+        "id, tenant_id, request_id, mode, status, model, version, input, result, error_type, \
+         error_message, attempts, max_attempts, created_at, started_at, finished_at, timeout_ms, \
+         idempotency_key, request_fingerprint, heartbeat_at, not_before"
+    };
+}
 
 /// The ordered, embedded SQLite migrations. Additive only; a test rejects `DROP`.
 pub const MIGRATIONS: [(i64, &str, &str); 2] = [
-    (1, "jobs", include_str!("../migrations/sqlite/0001_jobs.sql")),
+    (
+        1,
+        "jobs",
+        include_str!("../migrations/sqlite/0001_jobs.sql"),
+    ),
     (
         2,
         "async jobs",
@@ -149,6 +165,88 @@ fn read_row(row: &SqliteRow) -> Result<JobRow, sqlx::Error> {
     })
 }
 
+fn decode(row: &SqliteRow) -> Result<Job, StoreError> {
+    read_row(row)
+        .map_err(|err| StoreError::Corrupt(err.to_string()))
+        .and_then(Job::try_from)
+}
+
+async fn fetch_job(
+    connection: &mut SqliteConnection,
+    id: JobId,
+) -> Result<Option<Job>, StoreError> {
+    sqlx::query(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE id = ?"
+    ))
+    .bind(id.to_string())
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(|err| unavailable(&err))?
+    .as_ref()
+    .map(decode)
+    .transpose()
+}
+
+/// Multi-row `INSERT` statements of at most [`ROWS_PER_STATEMENT`] rows, each optionally
+/// ending in `suffix` (a conflict clause); returns the number of rows inserted.
+async fn insert_rows(
+    connection: &mut SqliteConnection,
+    rows: &[JobRow],
+    suffix: &str,
+) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut insert =
+            QueryBuilder::<Sqlite>::new(concat!("INSERT INTO jobs (", job_columns!(), ") "));
+        insert.push_values(chunk, |mut values, row| {
+            values
+                .push_bind(row.id.clone())
+                .push_bind(row.tenant_id.clone())
+                .push_bind(row.request_id.clone())
+                .push_bind(row.mode.clone())
+                .push_bind(row.status.clone())
+                .push_bind(row.model.clone())
+                .push_bind(row.version.clone())
+                .push_bind(row.input.clone())
+                .push_bind(row.result.clone())
+                .push_bind(row.error_type.clone())
+                .push_bind(row.error_message.clone())
+                .push_bind(row.attempts)
+                .push_bind(row.max_attempts)
+                .push_bind(row.created_at)
+                .push_bind(row.started_at)
+                .push_bind(row.finished_at)
+                .push_bind(row.timeout_ms)
+                .push_bind(row.idempotency_key.clone())
+                .push_bind(row.request_fingerprint.clone())
+                .push_bind(row.heartbeat_at)
+                .push_bind(row.not_before);
+        });
+        insert.push(suffix);
+        inserted += insert
+            .build()
+            .execute(&mut *connection)
+            .await
+            .map_err(|err| unavailable(&err))?
+            .rows_affected();
+    }
+    Ok(inserted)
+}
+
+impl SqliteJobStore {
+    /// A write transaction that takes the write lock at `BEGIN`. A deferred transaction that
+    /// reads first and writes later can fail with `SQLITE_BUSY` (its snapshot went stale) in a
+    /// way the busy timeout does not retry; `IMMEDIATE` waits for the lock instead.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|err| unavailable(&err))
+    }
+}
+
 #[async_trait]
 impl JobStore for SqliteJobStore {
     async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
@@ -156,57 +254,14 @@ impl JobStore for SqliteJobStore {
             return Ok(());
         }
         let rows: Vec<JobRow> = jobs.iter().map(JobRow::from).collect();
-        let mut transaction = self.pool.begin().await.map_err(|err| unavailable(&err))?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new(format!("INSERT INTO jobs ({JOB_COLUMNS}) "));
-            insert.push_values(chunk, |mut values, row| {
-                values
-                    .push_bind(row.id.clone())
-                    .push_bind(row.tenant_id.clone())
-                    .push_bind(row.request_id.clone())
-                    .push_bind(row.mode.clone())
-                    .push_bind(row.status.clone())
-                    .push_bind(row.model.clone())
-                    .push_bind(row.version.clone())
-                    .push_bind(row.input.clone())
-                    .push_bind(row.result.clone())
-                    .push_bind(row.error_type.clone())
-                    .push_bind(row.error_message.clone())
-                    .push_bind(row.attempts)
-                    .push_bind(row.max_attempts)
-                    .push_bind(row.created_at)
-                    .push_bind(row.started_at)
-                    .push_bind(row.finished_at)
-                    .push_bind(row.timeout_ms)
-                    .push_bind(row.idempotency_key.clone())
-                    .push_bind(row.request_fingerprint.clone())
-                    .push_bind(row.heartbeat_at)
-                    .push_bind(row.not_before);
-            });
-            insert
-                .build()
-                .execute(&mut *transaction)
-                .await
-                .map_err(|err| unavailable(&err))?;
-        }
+        let mut transaction = self.begin_write().await?;
+        insert_rows(&mut transaction, &rows, "").await?;
         transaction.commit().await.map_err(|err| unavailable(&err))
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
-        )))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|err| unavailable(&err))?;
-        row.map(|row| {
-            read_row(&row)
-                .map_err(|err| StoreError::Corrupt(err.to_string()))
-                .and_then(Job::try_from)
-        })
-        .transpose()
+        let mut connection = self.pool.acquire().await.map_err(|err| unavailable(&err))?;
+        fetch_job(&mut connection, id).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -217,52 +272,262 @@ impl JobStore for SqliteJobStore {
             .map_err(|err| unavailable(&err))
     }
 
-    async fn submit(&self, _job: Job, _ttl: Duration) -> Result<Submitted, StoreError> {
-        Err(not_yet())
+    async fn submit(&self, job: Job, idempotency_ttl: Duration) -> Result<Submitted, StoreError> {
+        let Some(key) = job.idempotency_key.clone() else {
+            self.insert(vec![job]).await?;
+            return Ok(Submitted::Created);
+        };
+        let tenant = job.tenant_id.to_string();
+        let cutoff = idempotency_cutoff(job.created_at, idempotency_ttl).timestamp_micros();
+        let row = JobRow::from(&job);
+        let mut transaction = self.begin_write().await?;
+        // An expired holder gives the key up first, so the insert below only conflicts with a
+        // holder that is still within the TTL.
+        sqlx::query(
+            "UPDATE jobs SET idempotency_key = NULL \
+             WHERE tenant_id = ? AND idempotency_key = ? AND created_at < ?",
+        )
+        .bind(&tenant)
+        .bind(key.as_str())
+        .bind(cutoff)
+        .execute(&mut *transaction)
+        .await
+        .map_err(|err| unavailable(&err))?;
+        for _ in 0..SUBMIT_ROUNDS {
+            let inserted = insert_rows(
+                &mut transaction,
+                std::slice::from_ref(&row),
+                " ON CONFLICT (tenant_id, idempotency_key) \
+                  WHERE idempotency_key IS NOT NULL DO NOTHING",
+            )
+            .await?;
+            if inserted == 1 {
+                transaction
+                    .commit()
+                    .await
+                    .map_err(|err| unavailable(&err))?;
+                return Ok(Submitted::Created);
+            }
+            let holder = sqlx::query(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE tenant_id = ? AND idempotency_key = ?"
+            ))
+            .bind(&tenant)
+            .bind(key.as_str())
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(|err| unavailable(&err))?;
+            if let Some(holder) = holder {
+                // Nothing may change when the key is taken, not even an expired holder's key.
+                transaction
+                    .rollback()
+                    .await
+                    .map_err(|err| unavailable(&err))?;
+                return Ok(Submitted::Existing(decode(&holder)?));
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "idempotency key of tenant {tenant} is contended; retry"
+        )))
     }
 
-    async fn list(&self, _filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
-        Err(not_yet())
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE 1 = 1"
+        ));
+        if let Some(tenant) = &filter.tenant {
+            query
+                .push(" AND tenant_id = ")
+                .push_bind(tenant.to_string());
+        }
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(model) = &filter.model {
+            query.push(" AND model = ").push_bind(model.to_string());
+        }
+        if let Some(before) = filter.before {
+            query.push(" AND id < ").push_bind(before.to_string());
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit));
+        query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|err| unavailable(&err))?
+            .iter()
+            .map(decode)
+            .collect()
     }
 
-    async fn cancel(&self, _id: JobId, _now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
-        Err(not_yet())
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+        let mut connection = self.pool.acquire().await.map_err(|err| unavailable(&err))?;
+        let cancelled = sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?, error_type = ?, \
+             error_message = ? WHERE id = ? AND status IN ('pending', 'running') RETURNING ",
+            job_columns!()
+        ))
+        .bind(now.timestamp_micros())
+        .bind(CANCELLED_ERROR_TYPE)
+        .bind(CANCELLED_MESSAGE)
+        .bind(id.to_string())
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|err| unavailable(&err))?;
+        if let Some(row) = cancelled {
+            return Ok(CancelOutcome::Cancelled(decode(&row)?));
+        }
+        // Terminal states are final, so a job the update skipped stays terminal.
+        Ok(match fetch_job(&mut connection, id).await? {
+            Some(job) => CancelOutcome::AlreadyTerminal(job),
+            None => CancelOutcome::NotFound,
+        })
     }
 
     async fn claim(
         &self,
-        _requests: &[ClaimRequest],
-        _now: DateTime<Utc>,
+        requests: &[ClaimRequest],
+        now: DateTime<Utc>,
     ) -> Result<Vec<Claim>, StoreError> {
-        Err(not_yet())
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (unique, slots) = distinct_claims(requests);
+        let now = now.timestamp_micros();
+        let mut outcomes = Vec::with_capacity(unique.len());
+        let mut transaction = self.begin_write().await?;
+        for request in &unique {
+            let started = sqlx::query(concat!(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, \
+                 heartbeat_at = ?, not_before = NULL \
+                 WHERE id = ? AND (status = 'pending' OR (status = 'running' AND ?)) RETURNING ",
+                job_columns!()
+            ))
+            .bind(now)
+            .bind(now)
+            .bind(request.id.to_string())
+            .bind(request.take_over_running)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(|err| unavailable(&err))?;
+            let outcome = match started {
+                Some(row) => Claim::Started(decode(&row)?),
+                None => claim_outcome(None, fetch_job(&mut transaction, request.id).await?),
+            };
+            outcomes.push(outcome);
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(|err| unavailable(&err))?;
+        Ok(expand_claims(outcomes, &slots))
     }
 
     async fn settle(
         &self,
-        _settlements: Vec<SettleRequest>,
-        _now: DateTime<Utc>,
+        settlements: Vec<SettleRequest>,
+        now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
-        Err(not_yet())
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (unique, slots) = distinct(settlements, |request| request.id);
+        let now = now.timestamp_micros();
+        let mut recorded = Vec::with_capacity(unique.len());
+        let mut transaction = self.begin_write().await?;
+        for request in unique.into_iter().map(SettleColumns::from) {
+            let query = match request.kind {
+                SettleKind::Succeeded => sqlx::query(
+                    "UPDATE jobs SET status = 'succeeded', result = ?, error_type = NULL, \
+                     error_message = NULL, finished_at = ? \
+                     WHERE id = ? AND status = 'running' AND attempts = ?",
+                )
+                .bind(request.result)
+                .bind(now),
+                SettleKind::Failed => sqlx::query(
+                    "UPDATE jobs SET status = 'failed', error_type = ?, error_message = ?, \
+                     finished_at = ? WHERE id = ? AND status = 'running' AND attempts = ?",
+                )
+                .bind(request.error_type)
+                .bind(request.error_message)
+                .bind(now),
+                SettleKind::Retry => sqlx::query(
+                    "UPDATE jobs SET status = 'pending', error_type = ?, error_message = ?, \
+                     not_before = ?, heartbeat_at = NULL \
+                     WHERE id = ? AND status = 'running' AND attempts = ?",
+                )
+                .bind(request.error_type)
+                .bind(request.error_message)
+                .bind(request.not_before.map(|at| at.timestamp_micros())),
+            };
+            let changed = query
+                .bind(request.id.to_string())
+                .bind(request.attempt)
+                .execute(&mut *transaction)
+                .await
+                .map_err(|err| unavailable(&err))?
+                .rows_affected();
+            recorded.push(changed == 1);
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(|err| unavailable(&err))?;
+        Ok(expand_settled(&recorded, &slots))
     }
 
-    async fn heartbeat(&self, _ids: &[JobId], _now: DateTime<Utc>) -> Result<(), StoreError> {
-        Err(not_yet())
+    async fn heartbeat(&self, ids: &[JobId], now: DateTime<Utc>) -> Result<(), StoreError> {
+        // Independent rows: no transaction is needed across chunks.
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let mut update = QueryBuilder::<Sqlite>::new("UPDATE jobs SET heartbeat_at = ");
+            update
+                .push_bind(now.timestamp_micros())
+                .push(" WHERE status = 'running' AND id IN (");
+            let mut list = update.separated(", ");
+            for id in chunk {
+                list.push_bind(id.to_string());
+            }
+            update.push(")");
+            update
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(|err| unavailable(&err))?;
+        }
+        Ok(())
     }
 
     async fn stranded(
         &self,
-        _now: DateTime<Utc>,
-        _pending_before: DateTime<Utc>,
-        _lease_expired_before: DateTime<Utc>,
-        _limit: u32,
+        now: DateTime<Utc>,
+        pending_before: DateTime<Utc>,
+        lease_expired_before: DateTime<Utc>,
+        limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
-        Err(not_yet())
+        sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE \
+             (status = 'pending' AND created_at < ? AND (not_before IS NULL OR not_before <= ?)) \
+             OR (status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)) \
+             ORDER BY created_at, id LIMIT ?"
+        ))
+        .bind(pending_before.timestamp_micros())
+        .bind(now.timestamp_micros())
+        .bind(lease_expired_before.timestamp_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| unavailable(&err))?
+        .iter()
+        .map(decode)
+        .collect()
     }
-}
-
-// PLACEHOLDER until the async-job queries land.
-fn not_yet() -> StoreError {
-    StoreError::Unavailable("not implemented yet".into())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use inference_engine_app::{AppContext, Settings};
+use inference_engine_app::{AppContext, Role, Settings};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -61,7 +61,7 @@ impl TestApp {
     }
 
     async fn start(settings: Settings, dir: Option<tempfile::TempDir>) -> Self {
-        let ctx = Arc::new(AppContext::build(&settings).await.expect("app builds"));
+        let ctx = Arc::new(AppContext::build(&settings, Role::Server).await.expect("app builds"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");

@@ -1,18 +1,58 @@
-//! `GET /jobs/{job_id}`: a job of the caller's tenant (any job for `admin`).
+//! `GET /jobs/{job_id}`, `GET /jobs` and `POST /jobs/{job_id}/cancel`. Another tenant's job is
+//! 404 everywhere, so existence is not revealed; `admin` keys read any job.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::{Extension, response::IntoResponse, response::Response};
 use inference_engine_core::auth::Principal;
-use inference_engine_core::error::ErrorKind;
-use inference_engine_core::job::JobId;
+use inference_engine_core::job::{Job, JobId, JobStatus};
+use inference_engine_core::model::ModelName;
+use inference_engine_core::ports::JobFilter;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::AppState;
-use crate::api::{ErrorBody, JobView};
+use crate::api::{ErrorBody, JobList, JobView};
 use crate::error::ApiError;
 use crate::middleware::AccessLogFields;
 
-/// A job. Unknown ids and other tenants' jobs are both 404, so existence is not revealed.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse()
+        .map_err(|err: inference_engine_core::job::InvalidJobId| {
+            ApiError::invalid_request(err.to_string())
+        })
+}
+
+fn view_response(job: Job) -> Response {
+    let fields = AccessLogFields {
+        job_id: Some(job.id.to_string()),
+        model: Some(job.model.to_string()),
+        version: job.version.as_ref().map(ToString::to_string),
+    };
+    let mut response = Json(JobView::from(job)).into_response();
+    response.extensions_mut().insert(fields);
+    response
+}
+
+/// The job view of `raw_id` for this caller (shared with `GET /predict/async/{job_id}`).
+pub(super) async fn job_view_response(
+    ctx: &AppState,
+    principal: &Principal,
+    raw_id: &str,
+) -> Result<Response, ApiError> {
+    let id = parse_job_id(raw_id)?;
+    let job = ctx
+        .async_jobs
+        .get(principal, id)
+        .await
+        .map_err(|err| ApiError::from_classified(&err))?;
+    Ok(view_response(job))
+}
+
+/// A job: any request, sync or async, of the caller's tenant.
 #[utoipa::path(get, path = "/jobs/{job_id}", params(("job_id" = String, Path, description = "UUID")), responses(
     (status = 200, body = JobView),
     (status = 404, description = "`job_not_found`", body = ErrorBody),
@@ -23,30 +63,96 @@ pub async fn get_job(
     Extension(principal): Extension<Principal>,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id: JobId = job_id
-        .parse()
-        .map_err(|err: inference_engine_core::job::InvalidJobId| {
-            ApiError::invalid_request(err.to_string())
-        })?;
-    let job = ctx
-        .jobs
-        .get(id)
+    job_view_response(&ctx, &principal, &job_id).await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
+    status: Option<String>,
+    model: Option<String>,
+    /// 1 to 500, default 50.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The caller's tenant's jobs, newest first.
+#[utoipa::path(get, path = "/jobs", params(ListQuery), responses(
+    (status = 200, body = JobList),
+    (status = 422, description = "an invalid filter", body = ErrorBody),
+))]
+pub async fn list_jobs(
+    State(ctx): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::invalid_request(rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let status = query
+        .status
+        .filter(|status| !status.is_empty())
+        .map(|status| status.parse::<JobStatus>())
+        .transpose()
+        .map_err(ApiError::invalid_request)?;
+    let model = query
+        .model
+        .filter(|model| !model.is_empty())
+        .map(ModelName::parse)
+        .transpose()
+        .map_err(|err| ApiError::invalid_request(err.to_string()))?;
+    let before = query
+        .cursor
+        .filter(|cursor| !cursor.is_empty())
+        .map(|cursor| parse_job_id(&cursor))
+        .transpose()?;
+    let jobs = ctx
+        .async_jobs
+        .list(
+            &principal,
+            JobFilter {
+                tenant: None,
+                status,
+                model,
+                before,
+                limit,
+            },
+        )
         .await
-        .map_err(|err| ApiError::from_classified(&err))?
-        .filter(|job| principal.can_read_tenant(&job.tenant_id))
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::NotFound,
-                "job_not_found",
-                format!("job {id} not found"),
-            )
-        })?;
-    let fields = AccessLogFields {
-        job_id: Some(id.to_string()),
-        model: Some(job.model.to_string()),
-        version: job.version.as_ref().map(ToString::to_string),
-    };
-    let mut response = Json(JobView::from(job)).into_response();
-    response.extensions_mut().insert(fields);
-    Ok(response)
+        .map_err(|err| ApiError::from_classified(&err))?;
+    let full_page = u32::try_from(jobs.len()).is_ok_and(|count| count == limit);
+    let next_cursor = jobs
+        .last()
+        .filter(|_| full_page)
+        .map(|job| job.id.to_string());
+    Ok(Json(JobList {
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Cancels a pending or running job; a running job's late result is discarded.
+#[utoipa::path(post, path = "/jobs/{job_id}/cancel", params(("job_id" = String, Path, description = "UUID")), responses(
+    (status = 200, body = JobView),
+    (status = 404, description = "`job_not_found`", body = ErrorBody),
+    (status = 409, description = "`job_not_cancellable`: already finished", body = ErrorBody),
+))]
+pub async fn cancel_job(
+    State(ctx): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_job_id(&job_id)?;
+    let job = ctx
+        .async_jobs
+        .cancel(&principal, id)
+        .await
+        .map_err(|err| ApiError::from_classified(&err))?;
+    Ok(view_response(job))
 }

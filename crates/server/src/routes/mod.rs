@@ -1,5 +1,6 @@
 //! The router: one module per resource, each group behind its scope and the body limit.
 
+pub mod async_jobs;
 pub mod docs;
 pub mod health;
 pub mod jobs;
@@ -36,7 +37,12 @@ pub fn router(ctx: AppState) -> Router {
     let predict = Router::new()
         .route("/predict", post(predict::predict))
         .route("/predict/batch", post(predict::predict_batch))
-        .route("/jobs/{job_id}", get(jobs::get_job));
+        .route("/predict/async", post(async_jobs::predict_async))
+        .route("/predict/async/batch", post(async_jobs::predict_async_batch))
+        .route("/predict/async/{job_id}", get(async_jobs::get_async_job))
+        .route("/jobs", get(jobs::list_jobs))
+        .route("/jobs/{job_id}", get(jobs::get_job))
+        .route("/jobs/{job_id}/cancel", post(jobs::cancel_job));
     let models = Router::new().route("/models", get(models::list_models));
     let public = Router::new()
         .route("/health", get(health::health))

@@ -24,7 +24,7 @@ use crate::middleware::AccessLogFields;
 /// Items a batch may hold.
 pub const MAX_BATCH_ITEMS: usize = 256;
 
-const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
+pub(super) const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 const INFERENCE_TIME: HeaderName = HeaderName::from_static("x-inference-time-ms");
 const QUEUE_TIME: HeaderName = HeaderName::from_static("x-queue-time-ms");
 const JOB_ID: HeaderName = HeaderName::from_static("x-job-id");
@@ -85,15 +85,7 @@ pub async fn predict_batch(
     ApiJson(body): ApiJson<BatchPredictRequest>,
 ) -> Response {
     let items = body.items;
-    let command = match command(body.model, body.version, body.timeout_ms, move |_| {
-        if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
-            return Err(ApiError::invalid_request(format!(
-                "items must hold between 1 and {MAX_BATCH_ITEMS} examples, not {}",
-                items.len()
-            )));
-        }
-        Ok(Payload::Batch(items))
-    }) {
+    let command = match command(body.model, body.version, body.timeout_ms, move |_| batch(items)) {
         Ok(command) => command,
         Err(err) => return err.into_response(),
     };
@@ -122,23 +114,44 @@ fn command(
     timeout_ms: Option<u64>,
     payload: impl FnOnce(()) -> Result<Payload, ApiError>,
 ) -> Result<PredictCommand, ApiError> {
-    let model =
-        ModelName::parse(model).map_err(|err| ApiError::invalid_request(err.to_string()))?;
+    let (model, version) = target(model, version)?;
+    Ok(PredictCommand {
+        model,
+        version,
+        timeout: timeout(timeout_ms)?,
+        payload: payload(())?,
+    })
+}
+
+/// The model and, unless omitted or empty, the version.
+pub(super) fn target(
+    model: String,
+    version: Option<String>,
+) -> Result<(ModelName, Option<ModelVersion>), ApiError> {
+    let model = ModelName::parse(model).map_err(|err| ApiError::invalid_request(err.to_string()))?;
     let version = version
         .filter(|version| !version.is_empty())
         .map(ModelVersion::parse)
         .transpose()
         .map_err(|err| ApiError::invalid_request(err.to_string()))?;
-    let timeout = match timeout_ms {
-        Some(0) => return Err(ApiError::invalid_request("timeout_ms must be at least 1")),
-        other => other.map(Duration::from_millis),
-    };
-    Ok(PredictCommand {
-        model,
-        version,
-        payload: payload(())?,
-        timeout,
-    })
+    Ok((model, version))
+}
+
+pub(super) fn timeout(timeout_ms: Option<u64>) -> Result<Option<Duration>, ApiError> {
+    match timeout_ms {
+        Some(0) => Err(ApiError::invalid_request("timeout_ms must be at least 1")),
+        other => Ok(other.map(Duration::from_millis)),
+    }
+}
+
+pub(super) fn batch(items: Vec<serde_json::Value>) -> Result<Payload, ApiError> {
+    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::invalid_request(format!(
+            "items must hold between 1 and {MAX_BATCH_ITEMS} examples, not {}",
+            items.len()
+        )));
+    }
+    Ok(Payload::Batch(items))
 }
 
 fn millis_header(duration: Duration) -> HeaderValue {

@@ -3,6 +3,7 @@
 // Test helpers fail the test at the line that broke; that is what unwrap is for here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod async_jobs;
 mod auth;
 mod body_limit;
 mod errors;

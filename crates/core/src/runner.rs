@@ -1,0 +1,378 @@
+//! Async jobs, the worker side: one testable step, [`JobRunner::process_next`], that receives a
+//! batch of deliveries, claims the jobs in the store, runs them, records their outcomes and only
+//! then acknowledges the deliveries. The `worker` process and the in-process runner of `serve`
+//! are loops around this step; [`JobRunner::reconcile`] re-enqueues what a crash left behind.
+//!
+//! Safety comes from the store's conditional writes: a delivery can only start a job that is
+//! `pending` (or `running` under a lost delivery), and only the current attempt can record an
+//! outcome, so duplicates and late results are harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::future::{Either, join_all, select};
+
+use crate::executor::ExecutorError;
+use crate::job::{Job, JobFailure, JobStatus, Payload};
+use crate::ports::{
+    Claim, ClaimRequest, Delivery, JobQueue, JobStore, QueueError, SettleRequest, Settlement,
+    StoreError,
+};
+use crate::service::{InferenceError, InferenceService};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Exponential backoff with jitter for retryable failures (`timeout`, `worker_lost`, a full
+/// executor queue).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `attempt + 1`: `base × 2^(attempt-1)`, capped, then scaled by a
+    /// random factor in [0.5, 1) so retries of a burst do not arrive together.
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let nominal = self
+            .base_delay
+            .saturating_mul(1_u32 << exponent)
+            .min(self.max_delay);
+        let jitter = 0.5 + (uuid::Uuid::new_v4().as_u128() % 1_000) as f64 / 2_000.0;
+        nominal.mul_f64(jitter)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Deliveries taken (and run concurrently) per step.
+    pub batch: usize,
+    /// How long one receive may wait for work.
+    pub receive_wait: Duration,
+    /// A delivery not acknowledged (or extended) for this long is considered lost.
+    pub visibility_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// A `pending` job older than this and not running is assumed missing from the queue.
+    pub reconcile_grace: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 32,
+            receive_wait: Duration::from_secs(1),
+            visibility_timeout: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+            reconcile_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub received: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub retried: usize,
+    /// Deliveries for jobs that were finished, cancelled, running elsewhere or unknown.
+    pub skipped: usize,
+    /// Outcomes discarded because the job was cancelled (or taken over) meanwhile.
+    pub discarded: usize,
+}
+
+impl StepOutcome {
+    pub fn is_idle(&self) -> bool {
+        self.received == 0
+    }
+}
+
+/// Runs async jobs from a queue.
+#[derive(Debug, Clone)]
+pub struct JobRunner {
+    inference: InferenceService,
+    store: Arc<dyn JobStore>,
+    queue: Arc<dyn JobQueue>,
+    config: RunnerConfig,
+}
+
+fn failure(error_type: &str, message: impl Into<String>) -> JobFailure {
+    JobFailure {
+        error_type: error_type.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn is_retryable(error: &InferenceError) -> bool {
+    matches!(
+        error,
+        InferenceError::Timeout(_)
+            | InferenceError::Executor(ExecutorError::Overloaded { .. })
+            | InferenceError::Executor(ExecutorError::ShutDown { .. })
+    )
+}
+
+impl JobRunner {
+    pub fn new(
+        inference: InferenceService,
+        store: Arc<dyn JobStore>,
+        queue: Arc<dyn JobQueue>,
+        config: RunnerConfig,
+    ) -> Self {
+        Self {
+            inference,
+            store,
+            queue,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inference.clock().now()
+    }
+
+    fn lease_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - TimeDelta::from_std(self.config.visibility_timeout).unwrap_or(TimeDelta::MAX)
+    }
+
+    /// Receives up to `batch` deliveries and takes each to a recorded outcome.
+    pub async fn process_next(&self) -> Result<StepOutcome, RunnerError> {
+        let deliveries = self
+            .queue
+            .receive(self.config.batch, self.config.receive_wait)
+            .await?;
+        let mut outcome = StepOutcome {
+            received: deliveries.len(),
+            ..StepOutcome::default()
+        };
+        if deliveries.is_empty() {
+            return Ok(outcome);
+        }
+
+        let claims = self.claim(&deliveries).await?;
+        let mut settlements = Vec::new();
+        let mut runs = Vec::new();
+        for (delivery, claim) in deliveries.iter().zip(claims) {
+            match claim {
+                Claim::Started(job) if job.attempts > job.max_attempts => {
+                    settlements.push(SettleRequest {
+                        id: job.id,
+                        attempt: job.attempts,
+                        settlement: Settlement::Failed(failure(
+                            "worker_lost",
+                            format!(
+                                "the job was lost by its worker {} times; giving up",
+                                job.attempts - 1
+                            ),
+                        )),
+                    });
+                }
+                Claim::Started(job) => runs.push((delivery.clone(), job)),
+                Claim::NotRunnable(job) => {
+                    tracing::debug!(job_id = %job.id, status = job.status.as_str(), "delivery skipped");
+                    outcome.skipped += 1;
+                }
+                Claim::NotFound => {
+                    tracing::warn!(job_id = %delivery.job_id, "delivery for an unknown job");
+                    outcome.skipped += 1;
+                }
+            }
+        }
+
+        let results = self.run_all(&runs).await;
+        let mut retries = Vec::new();
+        for ((_, job), result) in runs.iter().zip(results) {
+            let settlement = match result {
+                Ok(value) => Settlement::Succeeded(value),
+                Err(error) if is_retryable(&error) && job.attempts < job.max_attempts => {
+                    let delay = self.config.retry.delay_after(job.attempts);
+                    retries.push((job.id, delay));
+                    Settlement::Retry {
+                        failure: failure(error.error_type(), error.to_string()),
+                        not_before: self.now()
+                            + TimeDelta::from_std(delay).unwrap_or(TimeDelta::zero()),
+                    }
+                }
+                Err(error) => Settlement::Failed(failure(error.error_type(), error.to_string())),
+            };
+            settlements.push(SettleRequest {
+                id: job.id,
+                attempt: job.attempts,
+                settlement,
+            });
+        }
+
+        let recorded = if settlements.is_empty() {
+            Vec::new()
+        } else {
+            self.store.settle(settlements.clone(), self.now()).await?
+        };
+        for (request, recorded) in settlements.iter().zip(recorded) {
+            if !recorded {
+                outcome.discarded += 1;
+                continue;
+            }
+            match request.settlement {
+                Settlement::Succeeded(_) => outcome.succeeded += 1,
+                Settlement::Failed(_) => outcome.failed += 1,
+                Settlement::Retry { .. } => outcome.retried += 1,
+            }
+        }
+        for (id, delay) in retries {
+            if let Err(err) = self.queue.enqueue_after(id, delay).await {
+                // The job is pending in the store; the reconciler will enqueue it.
+                tracing::warn!(job_id = %id, error = %err, "retry not scheduled in the queue");
+            }
+        }
+        // Acknowledge only now that every outcome is durable.
+        self.queue.ack(&deliveries).await?;
+        Ok(outcome)
+    }
+
+    /// Claims the delivered jobs; a `running` job whose heartbeat is older than the visibility
+    /// timeout was lost by its worker (for instance with the queue's own state after a Redis
+    /// restart) and is taken over.
+    async fn claim(&self, deliveries: &[Delivery]) -> Result<Vec<Claim>, RunnerError> {
+        let now = self.now();
+        let requests: Vec<ClaimRequest> = deliveries
+            .iter()
+            .map(|delivery| ClaimRequest {
+                id: delivery.job_id,
+                take_over_running: delivery.redelivered,
+            })
+            .collect();
+        let mut claims = self.store.claim(&requests, now).await?;
+        let cutoff = self.lease_cutoff(now);
+        let expired: Vec<usize> = claims
+            .iter()
+            .enumerate()
+            .filter(|(_, claim)| {
+                matches!(claim, Claim::NotRunnable(job)
+                    if job.status == JobStatus::Running
+                        && job.heartbeat_at.is_none_or(|beat| beat < cutoff))
+            })
+            .map(|(index, _)| index)
+            .collect();
+        if !expired.is_empty() {
+            let takeovers: Vec<ClaimRequest> = expired
+                .iter()
+                .map(|&index| ClaimRequest {
+                    id: requests[index].id,
+                    take_over_running: true,
+                })
+                .collect();
+            let retaken = self.store.claim(&takeovers, now).await?;
+            for (index, claim) in expired.into_iter().zip(retaken) {
+                claims[index] = claim;
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Runs the jobs concurrently, keeping their deliveries and heartbeats alive meanwhile.
+    async fn run_all(&self, runs: &[(Delivery, Job)]) -> Vec<Result<serde_json::Value, InferenceError>> {
+        if runs.is_empty() {
+            return Vec::new();
+        }
+        let work = join_all(runs.iter().map(|(_, job)| self.run_one(job)));
+        let mut work = Box::pin(work);
+        let beat_every = (self.config.visibility_timeout / 3).max(Duration::from_millis(50));
+        loop {
+            let tick = self.inference.clock().sleep(beat_every);
+            match select(work, tick).await {
+                Either::Left((results, _)) => return results,
+                Either::Right(((), pending)) => {
+                    work = pending;
+                    self.keep_alive(runs).await;
+                }
+            }
+        }
+    }
+
+    async fn keep_alive(&self, runs: &[(Delivery, Job)]) {
+        let deliveries: Vec<Delivery> = runs.iter().map(|(delivery, _)| delivery.clone()).collect();
+        let ids: Vec<_> = runs.iter().map(|(_, job)| job.id).collect();
+        if let Err(err) = self.queue.extend(&deliveries).await {
+            tracing::warn!(error = %err, "could not extend deliveries of running jobs");
+        }
+        if let Err(err) = self.store.heartbeat(&ids, self.now()).await {
+            tracing::warn!(error = %err, "could not record heartbeats of running jobs");
+        }
+    }
+
+    async fn run_one(&self, job: &Job) -> Result<serde_json::Value, InferenceError> {
+        let entry = self
+            .inference
+            .registry()
+            .resolve(&job.model, job.version.as_ref())?;
+        let payload = job
+            .input
+            .clone()
+            .unwrap_or(Payload::Single(serde_json::Value::Null));
+        let timeout = job.timeout_ms.map(Duration::from_millis);
+        self.inference
+            .execute(Arc::clone(&entry.model), payload, timeout)
+            .await
+            .result
+    }
+
+    /// Enqueues jobs a crash left behind: `pending` ones older than the grace period (committed
+    /// but never enqueued, or lost with the queue's state) and `running` ones whose heartbeat
+    /// expired. Duplicates are harmless. Returns how many were enqueued.
+    pub async fn reconcile(&self, limit: u32) -> Result<usize, RunnerError> {
+        let now = self.now();
+        let grace = TimeDelta::from_std(self.config.reconcile_grace).unwrap_or(TimeDelta::MAX);
+        let stranded = self
+            .store
+            .stranded(now, now - grace, self.lease_cutoff(now), limit)
+            .await?;
+        if stranded.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<_> = stranded.iter().map(|job| job.id).collect();
+        tracing::info!(jobs = ids.len(), "re-enqueueing stranded jobs");
+        self.queue.enqueue(&ids).await?;
+        Ok(ids.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1_000),
+        };
+        for _ in 0..100 {
+            let first = policy.delay_after(1);
+            assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(100));
+            let third = policy.delay_after(3);
+            assert!(third >= Duration::from_millis(200) && third < Duration::from_millis(400));
+            assert!(policy.delay_after(30) < Duration::from_millis(1_000));
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The Redis adapters: the `JobQueue` port on Redis Streams (one consumer group, idle-time
+//! reclaim as the visibility timeout, `XACK` + `XDEL` on completion, delayed retries in a sorted
+//! set). The distributed rate limiter (Lua) will live here too. It depends on `core` and nothing
+//! above it: no server, app or store types, and no other crate talks to Redis.
+//!
+//! The queue is transport, not truth: the job store decides whether a delivered job may run, so
+//! this crate promises at-least-once delivery and never that a job is handed out only once.
+//!
+//! Layout:
+//! - [`config`]: `RedisQueueConfig` (URL, key prefix, consumer name, timeouts) and the key names.
+//! - [`queue`]: `RedisJobQueue`, the `JobQueue` implementation.
+//! - `connection`: the shared `ConnectionManager`, the dedicated blocking-read connection, error
+//!   classification and password-free error messages.
+//! - `scripts`: the Lua scripts (schedule a delayed job, promote due ones, extend owned
+//!   deliveries) and why they read Redis's clock.
+
+pub mod config;
+mod connection;
+pub mod queue;
+mod scripts;
+
+pub use config::{CONSUMER_GROUP, RedisQueueConfig};
+pub use queue::RedisJobQueue;

@@ -1,0 +1,168 @@
+//! `POST /predict/async`, `POST /predict/async/batch` and `GET /predict/async/{job_id}`:
+//! accept work with 202 once it is committed, and let the client poll it.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use inference_engine_core::auth::Principal;
+use inference_engine_core::job::{IdempotencyKey, Payload, RequestId};
+use inference_engine_core::jobs::{MAX_ATTEMPTS_LIMIT, SubmitCommand};
+use inference_engine_core::service::Caller;
+
+use super::AppState;
+use super::jobs::job_view_response;
+use super::predict::{MODEL_VERSION, batch, target, timeout};
+use crate::api::{
+    AsyncAccepted, AsyncBatchPredictRequest, AsyncPredictRequest, ErrorBody, JobView,
+};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::middleware::AccessLogFields;
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Queues one example. With `Idempotency-Key`, resending the same request returns the
+/// original job.
+#[utoipa::path(post, path = "/predict/async", request_body = AsyncPredictRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "up to 255 characters; kept 24 h")),
+    responses(
+        (status = 202, body = AsyncAccepted, headers(("Location" = String))),
+        (status = 404, description = "`model_not_found`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`", body = ErrorBody),
+        (status = 422, description = "`invalid_request`, `version_required`", body = ErrorBody),
+))]
+pub async fn predict_async(
+    State(ctx): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AsyncPredictRequest>,
+) -> Result<Response, ApiError> {
+    let command = submit_command(
+        &headers,
+        body.model,
+        body.version,
+        body.max_attempts,
+        body.timeout_ms,
+        Payload::Single(body.data),
+    )?;
+    submit(&ctx, &principal, request_id, command).await
+}
+
+/// Queues 1 to 256 examples as one job; its result is the array of results.
+#[utoipa::path(post, path = "/predict/async/batch", request_body = AsyncBatchPredictRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "up to 255 characters; kept 24 h")),
+    responses(
+        (status = 202, body = AsyncAccepted, headers(("Location" = String))),
+        (status = 404, description = "`model_not_found`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`", body = ErrorBody),
+        (status = 422, description = "`invalid_request`, `version_required`", body = ErrorBody),
+))]
+pub async fn predict_async_batch(
+    State(ctx): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AsyncBatchPredictRequest>,
+) -> Result<Response, ApiError> {
+    let command = submit_command(
+        &headers,
+        body.model,
+        body.version,
+        body.max_attempts,
+        body.timeout_ms,
+        batch(body.items)?,
+    )?;
+    submit(&ctx, &principal, request_id, command).await
+}
+
+/// An async job of the caller's tenant.
+#[utoipa::path(get, path = "/predict/async/{job_id}", params(("job_id" = String, Path, description = "UUID")), responses(
+    (status = 200, body = JobView),
+    (status = 404, description = "`job_not_found`", body = ErrorBody),
+    (status = 422, description = "the id is not a UUID", body = ErrorBody),
+))]
+pub async fn get_async_job(
+    State(ctx): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+) -> Result<Response, ApiError> {
+    job_view_response(&ctx, &principal, &job_id).await
+}
+
+fn submit_command(
+    headers: &HeaderMap,
+    model: String,
+    version: Option<String>,
+    max_attempts: Option<u32>,
+    timeout_ms: Option<u64>,
+    payload: Payload,
+) -> Result<SubmitCommand, ApiError> {
+    let (model, version) = target(model, version)?;
+    if max_attempts.is_some_and(|attempts| !(1..=MAX_ATTEMPTS_LIMIT).contains(&attempts)) {
+        return Err(ApiError::invalid_request(format!(
+            "max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}"
+        )));
+    }
+    let idempotency_key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| "Idempotency-Key must be visible ASCII".to_owned())
+                .and_then(IdempotencyKey::parse)
+                .map_err(ApiError::invalid_request)
+        })
+        .transpose()?;
+    Ok(SubmitCommand {
+        model,
+        version,
+        payload,
+        max_attempts,
+        timeout: timeout(timeout_ms)?,
+        idempotency_key,
+    })
+}
+
+async fn submit(
+    ctx: &AppState,
+    principal: &Principal,
+    request_id: RequestId,
+    command: SubmitCommand,
+) -> Result<Response, ApiError> {
+    let caller = Caller {
+        tenant: principal.tenant().clone(),
+        request_id,
+    };
+    let submission = ctx
+        .async_jobs
+        .submit(&caller, command)
+        .await
+        .map_err(|err| ApiError::from_classified(&err))?;
+    let job = submission.job();
+    let job_id = job.id.to_string();
+    let fields = AccessLogFields {
+        job_id: Some(job_id.clone()),
+        model: Some(job.model.to_string()),
+        version: job.version.as_ref().map(ToString::to_string),
+    };
+    let location = HeaderValue::from_str(&format!("/predict/async/{job_id}")).ok();
+    let version = job
+        .version
+        .as_ref()
+        .and_then(|version| HeaderValue::from_str(version.as_str()).ok());
+    let body = AsyncAccepted {
+        job_id,
+        status: job.status.as_str().to_owned(),
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if let Some(version) = version {
+        response.headers_mut().insert(MODEL_VERSION, version);
+    }
+    response.extensions_mut().insert(fields);
+    Ok(response)
+}
