@@ -165,6 +165,7 @@ socket_errors() {
     echo $(($(field "$1" connect_errors) + $(field "$1" read_errors) + $(field "$1" write_errors) + $(field "$1" timeouts)))
 }
 
+LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
 echo "==> scenario $SCENARIO: -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP); temp dir $TMP"
 
 # --- reference -------------------------------------------------------------------------------
@@ -241,6 +242,8 @@ echo "engine job rows: $JOB_ROWS ($JOB_STATUSES); engine 2xx responses incl. war
 echo "engine log: $ENG_WARN WARN and $ENG_ERROR ERROR lines on stdout, $ENG_STDERR_LINES lines on stderr"
 echo "engine access-log lines for /predict: $ENG_ACCESS_LINES for $ENG_RESPONSES responses received by wrk"
 echo "(non-2xx and socket errors include the warm-up runs)"
+echo "load average at start: $LOAD_AT_START, at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)" \
+    "(other work on the machine skews both servers; compare runs made on a quiet machine)"
 
 # --- verdict ---------------------------------------------------------------------------------
 ((REF_NON2XX == 0)) || FAILURES+=("ref-axum answered $REF_NON2XX non-2xx responses")

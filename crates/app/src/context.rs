@@ -11,10 +11,14 @@ use inference_engine_core::auth::{ApiKeyTable, KeyConfigError, KeySource};
 use inference_engine_core::executor::{ExecutorConfig, ExecutorPool};
 use inference_engine_core::jobs::AsyncJobService;
 use inference_engine_core::ports::{Clock, JobQueue, JobStore, QueueError, StoreError};
+use inference_engine_core::redact::redact_url;
 use inference_engine_core::registry::{BuiltinSet, ModelRegistry, RegistryError};
 use inference_engine_core::runner::{JobRunner, RetryPolicy, RunnerConfig};
 use inference_engine_core::service::InferenceService;
-use inference_engine_store::{GroupCommitConfig, GroupCommitStore, SqliteJobStore};
+use inference_engine_redis::{RedisJobQueue, RedisQueueConfig};
+use inference_engine_store::{
+    GroupCommitConfig, GroupCommitStore, PostgresJobStore, SqliteJobStore,
+};
 
 use crate::clock::TokioClock;
 use crate::lifecycle::Lifecycle;
@@ -55,6 +59,33 @@ pub enum Role {
 #[derive(Debug, Clone)]
 enum StoreBackend {
     Sqlite(SqliteJobStore),
+    Postgres(PostgresJobStore),
+}
+
+impl StoreBackend {
+    /// PostgreSQL when `DATABASE_URL` is set (refusing to start if it cannot be reached or
+    /// migrated), else SQLite at `SQLITE_DB_PATH`.
+    async fn open(settings: &Settings) -> Result<(Self, Arc<dyn JobStore>), StoreError> {
+        match &settings.database_url {
+            Some(url) => {
+                let postgres = PostgresJobStore::connect(url).await?;
+                tracing::info!(database = %redact_url(url), "job store: PostgreSQL");
+                Ok((Self::Postgres(postgres.clone()), Arc::new(postgres)))
+            }
+            None => {
+                let sqlite = SqliteJobStore::open(&settings.sqlite_db_path).await?;
+                tracing::info!(path = %settings.sqlite_db_path.display(), "job store: SQLite");
+                Ok((Self::Sqlite(sqlite.clone()), Arc::new(sqlite)))
+            }
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(sqlite) => sqlite.close().await,
+            Self::Postgres(postgres) => postgres.close().await,
+        }
+    }
 }
 
 /// The queue in use.
@@ -144,20 +175,7 @@ impl AppContext {
             .map_err(StartupError::Executor)?,
         );
 
-        let (store_backend, durable): (StoreBackend, Arc<dyn JobStore>) =
-            match &settings.database_url {
-                Some(_url) => {
-                    return Err(StartupError::InvalidSetting {
-                        setting: "DATABASE_URL",
-                        reason: "is not supported by this build yet",
-                    });
-                }
-                None => {
-                    let sqlite = SqliteJobStore::open(&settings.sqlite_db_path).await?;
-                    tracing::info!(path = %settings.sqlite_db_path.display(), "job store: SQLite");
-                    (StoreBackend::Sqlite(sqlite.clone()), Arc::new(sqlite))
-                }
-            };
+        let (store_backend, durable) = StoreBackend::open(settings).await?;
         let job_writer = Arc::new(GroupCommitStore::start(
             durable,
             &GroupCommitConfig {
@@ -167,13 +185,14 @@ impl AppContext {
         ));
         let jobs: Arc<dyn JobStore> = job_writer.clone();
 
-        let (queue_backend, queue): (QueueBackend, Arc<dyn JobQueue>) = match &settings.redis_url
-        {
-            Some(_url) => {
-                return Err(StartupError::InvalidSetting {
-                    setting: "REDIS_URL",
-                    reason: "is not supported by this build yet",
-                });
+        let (queue_backend, queue): (QueueBackend, Arc<dyn JobQueue>) = match &settings.redis_url {
+            Some(url) => {
+                let mut config =
+                    RedisQueueConfig::new(url.clone(), settings.redis_key_prefix.clone());
+                config.visibility_timeout = Duration::from_secs(settings.jobs_visibility_timeout_s);
+                let redis = RedisJobQueue::connect(config).await?;
+                tracing::info!(redis = %redact_url(url), "job queue: Redis");
+                (QueueBackend::Redis, Arc::new(redis))
             }
             None => {
                 let local = LocalJobQueue::new(settings.local_queue_capacity);
@@ -209,9 +228,19 @@ impl AppContext {
                     max_delay: Duration::from_secs(60),
                 },
                 reconcile_grace: Duration::from_secs(settings.jobs_reconcile_grace_s),
+                // One process owns a SQLite file and runs its jobs itself: whatever was left
+                // running before this start died with the previous process.
+                exclusive_since: matches!(
+                    (&store_backend, &queue_backend),
+                    (StoreBackend::Sqlite(_), QueueBackend::InProcess(_))
+                )
+                .then(|| inference.clock().now()),
             },
         );
-        tracing::info!(executor_threads = executor.threads(), "ready to build the API");
+        tracing::info!(
+            executor_threads = executor.threads(),
+            "ready to build the API"
+        );
         Ok(Self {
             settings: settings.clone(),
             role,
@@ -232,8 +261,8 @@ impl AppContext {
     /// Creates or upgrades the job-store schema without starting anything else, so it needs
     /// no API keys or models.
     pub async fn migrate(settings: &Settings) -> Result<(), StartupError> {
-        let sqlite = SqliteJobStore::open(&settings.sqlite_db_path).await?;
-        sqlite.close().await;
+        let (store, _) = StoreBackend::open(settings).await?;
+        store.close().await;
         Ok(())
     }
 
@@ -247,8 +276,11 @@ impl AppContext {
         let unfinished = self.jobs.stranded(now, now, now, u32::MAX).await?;
         let ids: Vec<_> = unfinished.iter().map(|job| job.id).collect();
         if !ids.is_empty() {
-            tracing::info!(jobs = ids.len(), "resuming unfinished jobs of a previous run");
-            local.enqueue_taken_over(&ids)?;
+            tracing::info!(
+                jobs = ids.len(),
+                "resuming unfinished jobs of a previous run"
+            );
+            local.enqueue(&ids).await?;
         }
         Ok(ids.len())
     }
@@ -257,9 +289,7 @@ impl AppContext {
     /// taking requests; records of every answered request are durable when this returns.
     pub async fn shutdown(&self) {
         self.job_writer.close().await;
-        match &self.store_backend {
-            StoreBackend::Sqlite(sqlite) => sqlite.close().await,
-        }
+        self.store_backend.close().await;
         tracing::info!("job records flushed; store closed");
     }
 }

@@ -14,8 +14,8 @@
 
 pub mod clock;
 pub mod context;
-pub mod lifecycle;
 pub mod job_loops;
+pub mod lifecycle;
 pub mod local_queue;
 pub mod settings;
 pub mod telemetry;

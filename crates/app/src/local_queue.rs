@@ -23,12 +23,12 @@ impl LocalJobQueue {
         Self { sender, receiver }
     }
 
-    fn push(&self, job_id: JobId, redelivered: bool) -> Result<(), QueueError> {
+    fn push(&self, job_id: JobId) -> Result<(), QueueError> {
         self.sender
             .try_send(Delivery {
                 job_id,
                 receipt: String::new(),
-                redelivered,
+                redelivered: false,
             })
             .map_err(|err| match err {
                 flume::TrySendError::Full(_) => QueueError::Unavailable(
@@ -38,25 +38,19 @@ impl LocalJobQueue {
                 flume::TrySendError::Disconnected(_) => QueueError::Closed,
             })
     }
-
-    /// Enqueues jobs left `running` by a previous process, which is gone: they may be taken
-    /// over.
-    pub fn enqueue_taken_over(&self, jobs: &[JobId]) -> Result<(), QueueError> {
-        jobs.iter().try_for_each(|id| self.push(*id, true))
-    }
 }
 
 #[async_trait]
 impl JobQueue for LocalJobQueue {
     async fn enqueue(&self, jobs: &[JobId]) -> Result<(), QueueError> {
-        jobs.iter().try_for_each(|id| self.push(*id, false))
+        jobs.iter().try_for_each(|id| self.push(*id))
     }
 
     async fn enqueue_after(&self, job: JobId, delay: Duration) -> Result<(), QueueError> {
         let queue = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            if let Err(err) = queue.push(job, false) {
+            if let Err(err) = queue.push(job) {
                 tracing::warn!(job_id = %job, error = %err, "retry not enqueued; the reconciler will");
             }
         });
@@ -121,8 +115,17 @@ mod tests {
     async fn delayed_jobs_arrive_after_their_delay() {
         let queue = LocalJobQueue::new(4);
         let id = JobId::new();
-        queue.enqueue_after(id, Duration::from_secs(5)).await.unwrap();
-        assert!(queue.receive(1, Duration::from_secs(4)).await.unwrap().is_empty());
+        queue
+            .enqueue_after(id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(
+            queue
+                .receive(1, Duration::from_secs(4))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let later = queue.receive(1, Duration::from_secs(2)).await.unwrap();
         assert_eq!(later[0].job_id, id);
     }

@@ -125,20 +125,40 @@ pub struct Settings {
     pub jobs_max_attempts: u32,
 
     /// Seconds after which a claimed job that shows no sign of life is given to another worker.
-    #[arg(long, env = "JOBS_VISIBILITY_TIMEOUT_S", default_value_t = 300, global = true)]
+    #[arg(
+        long,
+        env = "JOBS_VISIBILITY_TIMEOUT_S",
+        default_value_t = 300,
+        global = true
+    )]
     pub jobs_visibility_timeout_s: u64,
 
     /// First retry delay in ms; it doubles per attempt (with jitter), up to 60 s.
-    #[arg(long, env = "JOBS_RETRY_BASE_MS", default_value_t = 1_000, global = true)]
+    #[arg(
+        long,
+        env = "JOBS_RETRY_BASE_MS",
+        default_value_t = 1_000,
+        global = true
+    )]
     pub jobs_retry_base_ms: u64,
 
     /// Seconds between scans for jobs a crash left behind (pending but not queued, or running
     /// with an expired heartbeat).
-    #[arg(long, env = "JOBS_RECONCILE_INTERVAL_S", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "JOBS_RECONCILE_INTERVAL_S",
+        default_value_t = 30,
+        global = true
+    )]
     pub jobs_reconcile_interval_s: u64,
 
     /// Seconds a pending job may wait before the reconciler assumes the queue lost it.
-    #[arg(long, env = "JOBS_RECONCILE_GRACE_S", default_value_t = 60, global = true)]
+    #[arg(
+        long,
+        env = "JOBS_RECONCILE_GRACE_S",
+        default_value_t = 60,
+        global = true
+    )]
     pub jobs_reconcile_grace_s: u64,
 
     /// Job loops per process (each runs up to `WORKER_BATCH` jobs at once); default 2 per core.
@@ -150,7 +170,12 @@ pub struct Settings {
     pub worker_batch: usize,
 
     /// Jobs the in-process queue holds (without Redis) before new ones wait for the reconciler.
-    #[arg(long, env = "LOCAL_QUEUE_CAPACITY", default_value_t = 100_000, global = true)]
+    #[arg(
+        long,
+        env = "LOCAL_QUEUE_CAPACITY",
+        default_value_t = 100_000,
+        global = true
+    )]
     pub local_queue_capacity: usize,
 }
 
@@ -170,9 +195,11 @@ impl Settings {
 
     /// Job loops per process.
     pub fn worker_loops(&self) -> usize {
-        self.worker_concurrency.filter(|n| *n > 0).unwrap_or_else(|| {
-            2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        })
+        self.worker_concurrency
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| {
+                2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            })
     }
 
     /// Settings for tests and embedding: development defaults with the given SQLite file.

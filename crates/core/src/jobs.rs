@@ -145,7 +145,11 @@ impl AsyncJobService {
 
     /// Commits a `pending` job, then enqueues it. The version is resolved now, exactly as for
     /// a sync request, and the worker runs that version.
-    pub async fn submit(&self, caller: &Caller, command: SubmitCommand) -> Result<Submission, JobError> {
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        command: SubmitCommand,
+    ) -> Result<Submission, JobError> {
         let now = self.clock.now();
         let fingerprint = command.fingerprint();
         let mut job = Job {
@@ -176,7 +180,10 @@ impl AsyncJobService {
             not_before: None,
         };
 
-        let entry = match self.registry.resolve(&command.model, command.version.as_ref()) {
+        let entry = match self
+            .registry
+            .resolve(&command.model, command.version.as_ref())
+        {
             Ok(entry) => entry,
             Err(err) => {
                 // Recorded like any failed request, so the audit trail is complete.
@@ -205,7 +212,7 @@ impl AsyncJobService {
             Submitted::Existing(existing)
                 if existing.request_fingerprint.as_deref() == Some(fingerprint.as_str()) =>
             {
-                Ok(Submission::Replayed(existing))
+                Ok(Submission::Replayed(*existing))
             }
             Submitted::Existing(existing) => Err(JobError::IdempotencyConflict(
                 existing
@@ -226,7 +233,11 @@ impl AsyncJobService {
     }
 
     /// The caller's tenant's jobs (admins too: listing is per tenant), newest first.
-    pub async fn list(&self, principal: &Principal, mut filter: JobFilter) -> Result<Vec<Job>, JobError> {
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        mut filter: JobFilter,
+    ) -> Result<Vec<Job>, JobError> {
         filter.tenant = Some(principal.tenant().clone());
         Ok(self.store.list(&filter).await?)
     }
@@ -235,7 +246,7 @@ impl AsyncJobService {
         // Check visibility first so other tenants' jobs are neither cancelled nor revealed.
         self.get(principal, id).await?;
         match self.store.cancel(id, self.clock.now()).await? {
-            CancelOutcome::Cancelled(job) => Ok(job),
+            CancelOutcome::Cancelled(job) => Ok(*job),
             CancelOutcome::AlreadyTerminal(job) => Err(JobError::NotCancellable {
                 id,
                 status: job.status,

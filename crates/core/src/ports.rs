@@ -65,15 +65,15 @@ pub enum Submitted {
     Created,
     /// The tenant already submitted a job with this idempotency key within the retention
     /// window; nothing was written. The caller compares fingerprints.
-    Existing(Job),
+    Existing(Box<Job>),
 }
 
 /// Outcome of [`JobStore::cancel`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum CancelOutcome {
-    Cancelled(Job),
+    Cancelled(Box<Job>),
     /// Already succeeded, failed or cancelled; unchanged.
-    AlreadyTerminal(Job),
+    AlreadyTerminal(Box<Job>),
     NotFound,
 }
 
@@ -81,17 +81,19 @@ pub enum CancelOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimRequest {
     pub id: JobId,
-    /// Whether a `running` job may be taken over: only when its previous delivery was lost.
-    pub take_over_running: bool,
+    /// A `running` job is taken over only if its heartbeat is older than this (or missing):
+    /// its worker is then presumed dead. `None` never takes a running job over. A redelivery
+    /// alone is no proof of death (a duplicate queue entry looks the same), the heartbeat is.
+    pub take_over_if_heartbeat_before: Option<DateTime<Utc>>,
 }
 
 /// Outcome of claiming one job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// Now `running`, with `attempts` incremented, `started_at` and `heartbeat_at` set.
-    Started(Job),
-    /// Terminal, or running under another live delivery, or not due yet: do not run it.
-    NotRunnable(Job),
+    Started(Box<Job>),
+    /// Terminal, or running under a live worker: do not run it.
+    NotRunnable(Box<Job>),
     NotFound,
 }
 

@@ -46,11 +46,17 @@ mod tests {
             redact_url("postgresql://app:s3cr3t@db.internal:5432/jobs?sslmode=require"),
             "postgresql://app:***@db.internal:5432/jobs?sslmode=require"
         );
-        assert_eq!(redact_url("redis://:pw@cache:6379/0"), "redis://:***@cache:6379/0");
+        assert_eq!(
+            redact_url("redis://:pw@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
         assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
         assert_eq!(redact_url("postgres://user@db/x"), "postgres://user@db/x");
         assert!(!redact_url("weird:secret@host").contains("secret"));
-        assert_eq!(url_host("postgresql://app:s3cr3t@db.internal:5432/jobs"), "db.internal:5432");
+        assert_eq!(
+            url_host("postgresql://app:s3cr3t@db.internal:5432/jobs"),
+            "db.internal:5432"
+        );
         assert_eq!(url_host("redis://127.0.0.1:6379/0"), "127.0.0.1:6379");
     }
 }

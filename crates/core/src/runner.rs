@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::{Either, join_all, select};
 
 use crate::executor::ExecutorError;
-use crate::job::{Job, JobFailure, JobStatus, Payload};
+use crate::job::{Job, JobFailure, Payload};
 use crate::ports::{
     Claim, ClaimRequest, Delivery, JobQueue, JobStore, QueueError, SettleRequest, Settlement,
     StoreError,
@@ -71,6 +71,9 @@ pub struct RunnerConfig {
     pub retry: RetryPolicy,
     /// A `pending` job older than this and not running is assumed missing from the queue.
     pub reconcile_grace: Duration,
+    /// Set when this runner is the only one using the store since that time (the in-process
+    /// runner on a SQLite file): a job left `running` before it was lost with its process.
+    pub exclusive_since: Option<DateTime<Utc>>,
 }
 
 impl Default for RunnerConfig {
@@ -81,6 +84,7 @@ impl Default for RunnerConfig {
             visibility_timeout: Duration::from_secs(300),
             retry: RetryPolicy::default(),
             reconcile_grace: Duration::from_secs(60),
+            exclusive_since: None,
         }
     }
 }
@@ -188,7 +192,7 @@ impl JobRunner {
                         )),
                     });
                 }
-                Claim::Started(job) => runs.push((delivery.clone(), job)),
+                Claim::Started(job) => runs.push((delivery.clone(), *job)),
                 Claim::NotRunnable(job) => {
                     tracing::debug!(job_id = %job.id, status = job.status.as_str(), "delivery skipped");
                     outcome.skipped += 1;
@@ -250,48 +254,30 @@ impl JobRunner {
         Ok(outcome)
     }
 
-    /// Claims the delivered jobs; a `running` job whose heartbeat is older than the visibility
-    /// timeout was lost by its worker (for instance with the queue's own state after a Redis
-    /// restart) and is taken over.
+    /// Claims the delivered jobs. A `running` job is taken over only when its heartbeat is
+    /// older than the visibility timeout (its worker is gone: killed, or its delivery lost with
+    /// the queue's state), or older than this runner's exclusive ownership of the store.
     async fn claim(&self, deliveries: &[Delivery]) -> Result<Vec<Claim>, RunnerError> {
         let now = self.now();
+        let mut cutoff = self.lease_cutoff(now);
+        if let Some(since) = self.config.exclusive_since {
+            cutoff = cutoff.max(since);
+        }
         let requests: Vec<ClaimRequest> = deliveries
             .iter()
             .map(|delivery| ClaimRequest {
                 id: delivery.job_id,
-                take_over_running: delivery.redelivered,
+                take_over_if_heartbeat_before: Some(cutoff),
             })
             .collect();
-        let mut claims = self.store.claim(&requests, now).await?;
-        let cutoff = self.lease_cutoff(now);
-        let expired: Vec<usize> = claims
-            .iter()
-            .enumerate()
-            .filter(|(_, claim)| {
-                matches!(claim, Claim::NotRunnable(job)
-                    if job.status == JobStatus::Running
-                        && job.heartbeat_at.is_none_or(|beat| beat < cutoff))
-            })
-            .map(|(index, _)| index)
-            .collect();
-        if !expired.is_empty() {
-            let takeovers: Vec<ClaimRequest> = expired
-                .iter()
-                .map(|&index| ClaimRequest {
-                    id: requests[index].id,
-                    take_over_running: true,
-                })
-                .collect();
-            let retaken = self.store.claim(&takeovers, now).await?;
-            for (index, claim) in expired.into_iter().zip(retaken) {
-                claims[index] = claim;
-            }
-        }
-        Ok(claims)
+        Ok(self.store.claim(&requests, now).await?)
     }
 
     /// Runs the jobs concurrently, keeping their deliveries and heartbeats alive meanwhile.
-    async fn run_all(&self, runs: &[(Delivery, Job)]) -> Vec<Result<serde_json::Value, InferenceError>> {
+    async fn run_all(
+        &self,
+        runs: &[(Delivery, Job)],
+    ) -> Vec<Result<serde_json::Value, InferenceError>> {
         if runs.is_empty() {
             return Vec::new();
         }

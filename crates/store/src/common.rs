@@ -160,8 +160,8 @@ impl From<SettleRequest> for SettleColumns {
 /// Outcome of one claim given the row after the conditional update (if it changed) or as it is.
 pub(crate) fn claim_outcome(started: Option<Job>, current: Option<Job>) -> Claim {
     match (started, current) {
-        (Some(job), _) => Claim::Started(job),
-        (None, Some(job)) => Claim::NotRunnable(job),
+        (Some(job), _) => Claim::Started(Box::new(job)),
+        (None, Some(job)) => Claim::NotRunnable(Box::new(job)),
         (None, None) => Claim::NotFound,
     }
 }

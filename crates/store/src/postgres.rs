@@ -143,27 +143,31 @@ impl PostgresJobStore {
             .map_err(|err| connect_error(url, "invalid URL for", err))?;
         // One direct connection first: a refused or failed connection reports its own cause at
         // once, where the pool would retry until its timeout and only say "timed out".
-        let mut connection =
-            tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
-                .await
-                .map_err(|_| {
-                    connect_error(
-                        url,
-                        "cannot reach",
-                        format_args!("no answer within {CONNECT_TIMEOUT:?}"),
-                    )
-                })?
-                .map_err(|err| connect_error(url, "cannot connect to", err))?;
-        let migrated = migrator().run(&mut connection).await;
-        // Closing is a courtesy to the server; a failure here changes nothing for us.
-        let _ = connection.close().await;
-        migrated.map_err(|err| connect_error(url, "cannot migrate", err))?;
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                connect_error(
+                    url,
+                    "cannot reach",
+                    format_args!("no answer within {CONNECT_TIMEOUT:?}"),
+                )
+            })?
+            .map_err(|err| connect_error(url, "cannot connect to", err))?;
+        // The pool opens its own connections; closing the probe is a courtesy to the server.
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(|err| connect_error(url, "cannot connect to", err))?;
+        // Through the pool rather than the probe: a future holding `&mut PgConnection` across
+        // the migrator is not `Send` for every lifetime, which would keep callers from spawning
+        // `connect`.
+        if let Err(err) = migrator().run(&pool).await {
+            pool.close().await;
+            return Err(connect_error(url, "cannot migrate", err));
+        }
         Ok(Self { pool })
     }
 
@@ -415,7 +419,7 @@ impl JobStore for PostgresJobStore {
                     .rollback()
                     .await
                     .map_err(|err| unavailable(&err))?;
-                return Ok(Submitted::Existing(decode(&holder)?));
+                return Ok(Submitted::Existing(Box::new(decode(&holder)?)));
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -469,11 +473,11 @@ impl JobStore for PostgresJobStore {
         .await
         .map_err(|err| unavailable(&err))?;
         if let Some(row) = cancelled {
-            return Ok(CancelOutcome::Cancelled(decode(&row)?));
+            return Ok(CancelOutcome::Cancelled(Box::new(decode(&row)?)));
         }
         // Terminal states are final, so a job the update skipped stays terminal.
         Ok(match self.get(id).await? {
-            Some(job) => CancelOutcome::AlreadyTerminal(job),
+            Some(job) => CancelOutcome::AlreadyTerminal(Box::new(job)),
             None => CancelOutcome::NotFound,
         })
     }
@@ -488,26 +492,32 @@ impl JobStore for PostgresJobStore {
         }
         let (unique, slots) = distinct_claims(requests);
         let ids = uuids(unique.iter().map(|request| request.id));
-        let take_over = uuids(
-            unique
-                .iter()
-                .filter(|request| request.take_over_running)
-                .map(|request| request.id),
-        );
+        let (take_over, cutoffs): (Vec<Uuid>, Vec<DateTime<Utc>>) = unique
+            .iter()
+            .filter_map(|request| {
+                request
+                    .take_over_if_heartbeat_before
+                    .map(|cutoff| (request.id.as_uuid(), cutoff))
+            })
+            .unzip();
         let started = sqlx::query(concat!(
             "WITH locked AS MATERIALIZED ( \
-                 SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE) \
+                 SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE), \
+             takeover AS (SELECT * FROM unnest($2::uuid[], $4::timestamptz[]) AS t(id, cutoff)) \
              UPDATE jobs AS j SET status = 'running', attempts = j.attempts + 1, \
                  started_at = $3, heartbeat_at = $3, not_before = NULL \
-             FROM locked \
+             FROM locked LEFT JOIN takeover ON takeover.id = locked.id \
              WHERE j.id = locked.id \
-                 AND (j.status = 'pending' OR (j.status = 'running' AND j.id = ANY($2))) \
+                 AND (j.status = 'pending' OR (j.status = 'running' \
+                     AND takeover.cutoff IS NOT NULL \
+                     AND (j.heartbeat_at IS NULL OR j.heartbeat_at < takeover.cutoff))) \
              RETURNING ",
             job_columns!()
         ))
         .bind(&ids)
         .bind(&take_over)
         .bind(now)
+        .bind(&cutoffs)
         .fetch_all(&self.pool)
         .await
         .map_err(|err| unavailable(&err))?;

@@ -324,7 +324,7 @@ impl JobStore for SqliteJobStore {
                     .rollback()
                     .await
                     .map_err(|err| unavailable(&err))?;
-                return Ok(Submitted::Existing(decode(&holder)?));
+                return Ok(Submitted::Existing(Box::new(decode(&holder)?)));
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -380,11 +380,11 @@ impl JobStore for SqliteJobStore {
         .await
         .map_err(|err| unavailable(&err))?;
         if let Some(row) = cancelled {
-            return Ok(CancelOutcome::Cancelled(decode(&row)?));
+            return Ok(CancelOutcome::Cancelled(Box::new(decode(&row)?)));
         }
         // Terminal states are final, so a job the update skipped stays terminal.
         Ok(match fetch_job(&mut connection, id).await? {
-            Some(job) => CancelOutcome::AlreadyTerminal(job),
+            Some(job) => CancelOutcome::AlreadyTerminal(Box::new(job)),
             None => CancelOutcome::NotFound,
         })
     }
@@ -402,21 +402,26 @@ impl JobStore for SqliteJobStore {
         let mut outcomes = Vec::with_capacity(unique.len());
         let mut transaction = self.begin_write().await?;
         for request in &unique {
+            let takeover = request
+                .take_over_if_heartbeat_before
+                .map(|cutoff| cutoff.timestamp_micros());
             let started = sqlx::query(concat!(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, \
                  heartbeat_at = ?, not_before = NULL \
-                 WHERE id = ? AND (status = 'pending' OR (status = 'running' AND ?)) RETURNING ",
+                 WHERE id = ? AND (status = 'pending' OR (status = 'running' AND ? IS NOT NULL \
+                 AND (heartbeat_at IS NULL OR heartbeat_at < ?))) RETURNING ",
                 job_columns!()
             ))
             .bind(now)
             .bind(now)
             .bind(request.id.to_string())
-            .bind(request.take_over_running)
+            .bind(takeover)
+            .bind(takeover)
             .fetch_optional(&mut *transaction)
             .await
             .map_err(|err| unavailable(&err))?;
             let outcome = match started {
-                Some(row) => Claim::Started(decode(&row)?),
+                Some(row) => Claim::Started(Box::new(decode(&row)?)),
                 None => claim_outcome(None, fetch_job(&mut transaction, request.id).await?),
             };
             outcomes.push(outcome);

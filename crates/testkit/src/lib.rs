@@ -61,7 +61,11 @@ impl TestApp {
     }
 
     async fn start(settings: Settings, dir: Option<tempfile::TempDir>) -> Self {
-        let ctx = Arc::new(AppContext::build(&settings, Role::Server).await.expect("app builds"));
+        let ctx = Arc::new(
+            AppContext::build(&settings, Role::Server)
+                .await
+                .expect("app builds"),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
@@ -138,8 +142,35 @@ impl EngineProcess {
     /// Runs `binary serve --host 127.0.0.1 --port 0` with exactly `envs` (plus PATH) and waits
     /// for its `listening` log line.
     pub fn start(binary: &Path, envs: &[(&str, &str)], working_dir: &Path) -> anyhow::Result<Self> {
+        Self::spawn(
+            binary,
+            &["serve", "--host", "127.0.0.1", "--port", "0"],
+            envs,
+            working_dir,
+            "listening",
+        )
+    }
+
+    /// Runs `binary worker` and waits for its `worker started` log line.
+    pub fn start_worker(
+        binary: &Path,
+        envs: &[(&str, &str)],
+        working_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        Self::spawn(binary, &["worker"], envs, working_dir, "worker started")
+    }
+
+    /// Runs the binary and waits (at most 30 s) for a log line whose `message` is `ready`;
+    /// `address` is that line's `address` field, or 0.0.0.0:0 when it has none.
+    pub fn spawn(
+        binary: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        working_dir: &Path,
+        ready: &str,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(binary)
-            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(envs.iter().copied())
@@ -150,15 +181,17 @@ impl EngineProcess {
             .context("spawning the engine")?;
         let stdout = child.stdout.take().context("stdout")?;
         let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         {
             let lines = Arc::clone(&lines);
+            let ready = ready.to_owned();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     if let Ok(entry) = serde_json::from_str::<Value>(&line)
-                        && entry["message"] == "listening"
+                        && entry["message"] == ready.as_str()
                     {
-                        let _ = address_tx.send(entry["address"].as_str().map(str::to_owned));
+                        let _ = ready_tx
+                            .send(entry["address"].as_str().unwrap_or("0.0.0.0:0").to_owned());
                     }
                     if let Ok(mut lines) = lines.lock() {
                         lines.push(line);
@@ -166,9 +199,9 @@ impl EngineProcess {
                 }
             });
         }
-        let address = match address_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Some(address)) => address.parse().context("listening address")?,
-            _ => {
+        let address = match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(address) => address.parse().context("listening address")?,
+            Err(_) => {
                 let _ = child.kill();
                 let output = child.wait_with_output()?;
                 bail!(
@@ -194,11 +227,22 @@ impl EngineProcess {
 
     /// Sends SIGTERM (through `kill`, as an operator would).
     pub fn terminate(&self) -> anyhow::Result<()> {
+        self.signal("TERM")
+    }
+
+    /// Sends SIGKILL: the process dies at once, mid-job if it has one.
+    pub fn kill_hard(&mut self) -> anyhow::Result<()> {
+        self.signal("KILL")?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    fn signal(&self, name: &str) -> anyhow::Result<()> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()?;
         if !status.success() {
-            bail!("kill -TERM failed: {status}");
+            bail!("kill -{name} failed: {status}");
         }
         Ok(())
     }

@@ -124,3 +124,39 @@ async fn production_with_valid_keys_serves_them_and_nothing_else() {
         "default SQLite path"
     );
 }
+
+#[test]
+fn unreachable_services_refuse_to_start_naming_the_host_never_the_password() {
+    let database = "postgresql://app:hunter2-db-secret@127.0.0.1:1/jobs";
+    let redis = "redis://:hunter2-redis-secret@127.0.0.1:1/0";
+    for args in [&["serve", "--port", "0"][..], &["worker"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let (status, stderr) = run_to_exit(
+            binary(),
+            args,
+            &[
+                ("DATABASE_URL", database),
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ],
+            dir.path(),
+        )
+        .unwrap();
+        assert!(!status.success(), "{args:?} must refuse: {stderr}");
+        assert!(stderr.contains("127.0.0.1:1"), "names the host: {stderr}");
+        assert!(!stderr.contains("hunter2"), "leaks the password: {stderr}");
+
+        let (status, stderr) =
+            run_to_exit(binary(), args, &[("REDIS_URL", redis)], dir.path()).unwrap();
+        assert!(!status.success(), "{args:?} must refuse: {stderr}");
+        assert!(stderr.contains("127.0.0.1:1"), "names the host: {stderr}");
+        assert!(!stderr.contains("hunter2"), "leaks the password: {stderr}");
+    }
+}
+
+#[test]
+fn a_worker_without_redis_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = run_to_exit(binary(), &["worker"], &[], dir.path()).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("REDIS_URL"), "{stderr}");
+}

@@ -4,6 +4,7 @@
 // Test helpers fail the test at the line that broke; that is what unwrap is for here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod distributed;
 mod guards;
 mod shutdown;
 

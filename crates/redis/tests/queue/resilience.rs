@@ -8,7 +8,7 @@ use inference_engine_core::job::JobId;
 use inference_engine_core::ports::{JobQueue, QueueError};
 use inference_engine_redis::RedisJobQueue;
 
-use crate::support::{TestRedis, eventually};
+use crate::support::{PrivateRedis, TestRedis, eventually};
 use crate::{LONG, job_ids};
 
 /// Waits until both of the queue's connections are open again and named after the test.
@@ -168,6 +168,50 @@ async fn a_receive_blocked_when_the_stream_is_deleted_recreates_the_group_and_ge
         .unwrap()
         .unwrap();
     assert_eq!(job_ids(&deliveries), vec![job]);
+}
+
+#[tokio::test]
+async fn queue_recovers_after_a_real_redis_restart_that_loses_everything() {
+    let mut server = PrivateRedis::start().await;
+    let config = inference_engine_redis::RedisQueueConfig {
+        visibility_timeout: LONG,
+        ..inference_engine_redis::RedisQueueConfig::new(server.url(), "restart:")
+    };
+    let queue = Arc::new(RedisJobQueue::connect(config).await.unwrap());
+    queue.enqueue(&[JobId::new()]).await.unwrap();
+    let in_flight = queue.receive(1, Duration::ZERO).await.unwrap();
+    let blocked = {
+        let queue = Arc::clone(&queue);
+        tokio::spawn(async move { queue.receive(1, Duration::from_secs(20)).await })
+    };
+
+    server.stop();
+
+    // While Redis is down, calls fail fast with Unavailable instead of hanging.
+    let outage = tokio::time::timeout(Duration::from_secs(10), queue.enqueue(&[JobId::new()]))
+        .await
+        .expect("enqueue hung while Redis was down");
+    assert!(
+        matches!(outage, Err(QueueError::Unavailable(_))),
+        "{outage:?}"
+    );
+    let interrupted = tokio::time::timeout(Duration::from_secs(10), blocked)
+        .await
+        .expect("a blocked receive hung while Redis was down")
+        .unwrap();
+    assert!(interrupted.is_err() || interrupted.is_ok_and(|got| got.is_empty()));
+
+    server.restart().await;
+
+    // Back: producers and workers carry on with no intervention; the group is recreated.
+    let job = JobId::new();
+    queue.enqueue(&[job]).await.unwrap();
+    let deliveries = queue.receive(1, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(job_ids(&deliveries), vec![job]);
+    queue.ack(&deliveries).await.unwrap();
+    queue.extend(&in_flight).await.unwrap();
+    queue.ack(&in_flight).await.unwrap();
+    queue.ping().await.unwrap();
 }
 
 #[tokio::test]

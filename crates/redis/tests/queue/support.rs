@@ -207,3 +207,77 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A `redis-server` of the test's own (nothing on disk, like production here), so a test can
+/// stop and restart it without disturbing anyone else using the shared Redis.
+pub(crate) struct PrivateRedis {
+    pub(crate) port: u16,
+    dir: tempfile::TempDir,
+    server: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub(crate) async fn start() -> Self {
+        // Port 0 is not an option for redis-server: borrow a free port from the OS.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let mut private = Self {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            server: None,
+        };
+        private.restart().await;
+        private
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server and waits for it to be gone: every client connection drops and, with
+    /// no persistence, every key, stream and group is lost.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers.
+    pub(crate) async fn restart(&mut self) {
+        self.stop();
+        let server = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("cannot start redis-server ({err}); install it (ARCHITECTURE.md §5)")
+            });
+        self.server = Some(server);
+        let url = self.url();
+        eventually(
+            "the private Redis to answer",
+            Duration::from_secs(10),
+            || async {
+                let client = redis::Client::open(url.as_str()).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -38,7 +38,10 @@ pub fn router(ctx: AppState) -> Router {
         .route("/predict", post(predict::predict))
         .route("/predict/batch", post(predict::predict_batch))
         .route("/predict/async", post(async_jobs::predict_async))
-        .route("/predict/async/batch", post(async_jobs::predict_async_batch))
+        .route(
+            "/predict/async/batch",
+            post(async_jobs::predict_async_batch),
+        )
         .route("/predict/async/{job_id}", get(async_jobs::get_async_job))
         .route("/jobs", get(jobs::list_jobs))
         .route("/jobs/{job_id}", get(jobs::get_job))

@@ -85,7 +85,9 @@ pub async fn predict_batch(
     ApiJson(body): ApiJson<BatchPredictRequest>,
 ) -> Response {
     let items = body.items;
-    let command = match command(body.model, body.version, body.timeout_ms, move |_| batch(items)) {
+    let command = match command(body.model, body.version, body.timeout_ms, move |_| {
+        batch(items)
+    }) {
         Ok(command) => command,
         Err(err) => return err.into_response(),
     };
@@ -128,7 +130,8 @@ pub(super) fn target(
     model: String,
     version: Option<String>,
 ) -> Result<(ModelName, Option<ModelVersion>), ApiError> {
-    let model = ModelName::parse(model).map_err(|err| ApiError::invalid_request(err.to_string()))?;
+    let model =
+        ModelName::parse(model).map_err(|err| ApiError::invalid_request(err.to_string()))?;
     let version = version
         .filter(|version| !version.is_empty())
         .map(ModelVersion::parse)

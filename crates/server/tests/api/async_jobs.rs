@@ -10,23 +10,36 @@ const KEY_B: &str = "tenant-b-key-0123456789";
 async fn wait_for(app: &TestApp, key: &str, job_id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let job = json_body(app.get(&format!("/predict/async/{job_id}"), Some(key)).await).await;
+        let job = json_body(
+            app.get(&format!("/predict/async/{job_id}"), Some(key))
+                .await,
+        )
+        .await;
         if done(&job) {
             return job;
         }
-        assert!(Instant::now() < deadline, "job never reached the expected state: {job}");
+        assert!(
+            Instant::now() < deadline,
+            "job never reached the expected state: {job}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn is_terminal(job: &Value) -> bool {
-    matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+    matches!(
+        job["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
 }
 
 async fn submit(app: &TestApp, key: &str, body: &Value) -> String {
     let response = app.post("/predict/async", Some(key), body).await;
     assert_eq!(response.status(), 202);
-    json_body(response).await["job_id"].as_str().unwrap().to_owned()
+    json_body(response).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -70,7 +83,10 @@ async fn an_async_batch_returns_its_results_in_order() {
         )
         .await;
     assert_eq!(response.status(), 202);
-    let job_id = json_body(response).await["job_id"].as_str().unwrap().to_owned();
+    let job_id = json_body(response).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let job = wait_for(&app, DEV_KEY, &job_id, is_terminal).await;
     assert_eq!(job["result"], json!([1, "two", {"three": 3}]));
 }
@@ -79,13 +95,21 @@ async fn an_async_batch_returns_its_results_in_order() {
 async fn async_requests_are_validated_and_routed_like_sync_ones() {
     let app = TestApp::spawn().await;
     let ambiguous = app
-        .post("/predict/async", Some(DEV_KEY), &json!({"model": "echo", "data": 1}))
+        .post(
+            "/predict/async",
+            Some(DEV_KEY),
+            &json!({"model": "echo", "data": 1}),
+        )
         .await;
     assert_eq!(ambiguous.status(), 422);
     assert_eq!(json_body(ambiguous).await["code"], "version_required");
 
     let unknown = app
-        .post("/predict/async", Some(DEV_KEY), &json!({"model": "nope", "data": 1}))
+        .post(
+            "/predict/async",
+            Some(DEV_KEY),
+            &json!({"model": "nope", "data": 1}),
+        )
         .await;
     assert_eq!(unknown.status(), 404);
 
@@ -100,7 +124,11 @@ async fn async_requests_are_validated_and_routed_like_sync_ones() {
         assert_eq!(response.status(), 422, "max_attempts {attempts}");
     }
     let routed = app
-        .post("/predict/async", Some(DEV_KEY), &json!({"model": "sleep", "data": {"ms": 1}}))
+        .post(
+            "/predict/async",
+            Some(DEV_KEY),
+            &json!({"model": "sleep", "data": {"ms": 1}}),
+        )
         .await;
     assert_eq!(routed.headers()["x-model-version"], "v1");
 }
@@ -129,7 +157,12 @@ async fn the_same_idempotency_key_and_body_return_the_original_job() {
     assert_eq!(replay.status(), 202);
     assert_eq!(json_body(replay).await["job_id"], first_id);
 
-    let conflict = send(KEY_A, "order-1", json!({"model": "echo", "version": "v1", "data": "twice"})).await;
+    let conflict = send(
+        KEY_A,
+        "order-1",
+        json!({"model": "echo", "version": "v1", "data": "twice"}),
+    )
+    .await;
     assert_eq!(conflict.status(), 409);
     assert_eq!(json_body(conflict).await["code"], "idempotency_conflict");
 
@@ -146,18 +179,31 @@ async fn jobs_of_another_tenant_are_404_on_every_job_endpoint() {
         ));
     })
     .await;
-    let job_id = submit(&app, KEY_A, &json!({"model": "echo", "version": "v1", "data": 1})).await;
-    for path in [format!("/predict/async/{job_id}"), format!("/jobs/{job_id}")] {
+    let job_id = submit(
+        &app,
+        KEY_A,
+        &json!({"model": "echo", "version": "v1", "data": 1}),
+    )
+    .await;
+    for path in [
+        format!("/predict/async/{job_id}"),
+        format!("/jobs/{job_id}"),
+    ] {
         let response = app.get(&path, Some(KEY_B)).await;
         assert_eq!(response.status(), 404, "{path}");
         assert_eq!(json_body(response).await["code"], "job_not_found");
     }
-    let cancel = app.post(&format!("/jobs/{job_id}/cancel"), Some(KEY_B), &json!({})).await;
+    let cancel = app
+        .post(&format!("/jobs/{job_id}/cancel"), Some(KEY_B), &json!({}))
+        .await;
     assert_eq!(cancel.status(), 404);
     let listed = json_body(app.get("/jobs", Some(KEY_B)).await).await;
     assert_eq!(listed["jobs"], json!([]));
     let admin = app
-        .get(&format!("/jobs/{job_id}"), Some(&format!("{ADMIN_KEY}-0123456789")))
+        .get(
+            &format!("/jobs/{job_id}"),
+            Some(&format!("{ADMIN_KEY}-0123456789")),
+        )
         .await;
     assert_eq!(admin.status(), 200);
 }
@@ -170,18 +216,35 @@ async fn a_pending_job_can_be_cancelled_and_never_runs() {
         settings.worker_batch = 1;
     })
     .await;
-    let blocker = submit(&app, DEV_KEY, &json!({"model": "sleep", "data": {"ms": 400}})).await;
+    let blocker = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "sleep", "data": {"ms": 400}}),
+    )
+    .await;
     wait_for(&app, DEV_KEY, &blocker, |job| job["status"] == "running").await;
-    let queued = submit(&app, DEV_KEY, &json!({"model": "echo", "version": "v1", "data": 1})).await;
+    let queued = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "echo", "version": "v1", "data": 1}),
+    )
+    .await;
 
-    let cancelled = app.post(&format!("/jobs/{queued}/cancel"), Some(DEV_KEY), &json!({})).await;
+    let cancelled = app
+        .post(&format!("/jobs/{queued}/cancel"), Some(DEV_KEY), &json!({}))
+        .await;
     assert_eq!(cancelled.status(), 200);
     let view = json_body(cancelled).await;
     assert_eq!(view["status"], "cancelled");
     assert_eq!(view["error_type"], "cancelled");
 
     // Once a later job has run, the single loop has passed the cancelled one.
-    let later = submit(&app, DEV_KEY, &json!({"model": "echo", "version": "v1", "data": 2})).await;
+    let later = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "echo", "version": "v1", "data": 2}),
+    )
+    .await;
     wait_for(&app, DEV_KEY, &later, is_terminal).await;
     let job = json_body(app.get(&format!("/jobs/{queued}"), Some(DEV_KEY)).await).await;
     assert_eq!(job["status"], "cancelled");
@@ -195,12 +258,24 @@ async fn a_running_job_can_be_cancelled_and_its_late_result_is_discarded() {
         settings.worker_batch = 1;
     })
     .await;
-    let job_id = submit(&app, DEV_KEY, &json!({"model": "sleep", "data": {"ms": 300}})).await;
+    let job_id = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "sleep", "data": {"ms": 300}}),
+    )
+    .await;
     wait_for(&app, DEV_KEY, &job_id, |job| job["status"] == "running").await;
-    let cancelled = app.post(&format!("/jobs/{job_id}/cancel"), Some(DEV_KEY), &json!({})).await;
+    let cancelled = app
+        .post(&format!("/jobs/{job_id}/cancel"), Some(DEV_KEY), &json!({}))
+        .await;
     assert_eq!(cancelled.status(), 200);
 
-    let later = submit(&app, DEV_KEY, &json!({"model": "echo", "version": "v1", "data": 2})).await;
+    let later = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "echo", "version": "v1", "data": 2}),
+    )
+    .await;
     wait_for(&app, DEV_KEY, &later, is_terminal).await;
     let job = json_body(app.get(&format!("/jobs/{job_id}"), Some(DEV_KEY)).await).await;
     assert_eq!(job["status"], "cancelled");
@@ -210,9 +285,16 @@ async fn a_running_job_can_be_cancelled_and_its_late_result_is_discarded() {
 #[tokio::test]
 async fn cancelling_a_finished_job_is_409() {
     let app = TestApp::spawn().await;
-    let job_id = submit(&app, DEV_KEY, &json!({"model": "echo", "version": "v1", "data": 1})).await;
+    let job_id = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "echo", "version": "v1", "data": 1}),
+    )
+    .await;
     wait_for(&app, DEV_KEY, &job_id, is_terminal).await;
-    let response = app.post(&format!("/jobs/{job_id}/cancel"), Some(DEV_KEY), &json!({})).await;
+    let response = app
+        .post(&format!("/jobs/{job_id}/cancel"), Some(DEV_KEY), &json!({}))
+        .await;
     assert_eq!(response.status(), 409);
     assert_eq!(json_body(response).await["code"], "job_not_cancellable");
 }
@@ -235,7 +317,12 @@ async fn timeouts_are_retried_with_attempts_counted_until_max_attempts() {
 #[tokio::test]
 async fn model_errors_are_not_retried() {
     let app = TestApp::spawn_with(|settings| settings.jobs_retry_base_ms = 10).await;
-    let job_id = submit(&app, DEV_KEY, &json!({"model": "sleep", "data": {"ms": "x"}})).await;
+    let job_id = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "sleep", "data": {"ms": "x"}}),
+    )
+    .await;
     let job = wait_for(&app, DEV_KEY, &job_id, is_terminal).await;
     assert_eq!(job["status"], "failed");
     assert_eq!(job["error_type"], "invalid_input");
@@ -247,19 +334,48 @@ async fn the_job_list_is_newest_first_filtered_and_paginated() {
     let app = TestApp::spawn().await;
     let mut ids = Vec::new();
     for n in 0..5 {
-        ids.push(submit(&app, DEV_KEY, &json!({"model": "echo", "version": "v1", "data": n})).await);
+        ids.push(
+            submit(
+                &app,
+                DEV_KEY,
+                &json!({"model": "echo", "version": "v1", "data": n}),
+            )
+            .await,
+        );
     }
-    let failed = submit(&app, DEV_KEY, &json!({"model": "sleep", "data": {"ms": "x"}})).await;
+    let failed = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "sleep", "data": {"ms": "x"}}),
+    )
+    .await;
     for id in ids.iter().chain([&failed]) {
         wait_for(&app, DEV_KEY, id, is_terminal).await;
     }
 
     let page = json_body(app.get("/jobs?model=echo&limit=3", Some(DEV_KEY)).await).await;
-    let listed: Vec<&str> = page["jobs"].as_array().unwrap().iter().map(|job| job["job_id"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["job_id"].as_str().unwrap())
+        .collect();
     assert_eq!(listed, [&ids[4], &ids[3], &ids[2]]);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest = json_body(app.get(&format!("/jobs?model=echo&limit=3&cursor={cursor}"), Some(DEV_KEY)).await).await;
-    let listed: Vec<&str> = rest["jobs"].as_array().unwrap().iter().map(|job| job["job_id"].as_str().unwrap()).collect();
+    let rest = json_body(
+        app.get(
+            &format!("/jobs?model=echo&limit=3&cursor={cursor}"),
+            Some(DEV_KEY),
+        )
+        .await,
+    )
+    .await;
+    let listed: Vec<&str> = rest["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["job_id"].as_str().unwrap())
+        .collect();
     assert_eq!(listed, [&ids[1], &ids[0]]);
     assert!(rest["next_cursor"].is_null());
 
@@ -267,7 +383,12 @@ async fn the_job_list_is_newest_first_filtered_and_paginated() {
     assert_eq!(failures["jobs"][0]["job_id"], failed);
     assert_eq!(failures["jobs"].as_array().unwrap().len(), 1);
 
-    for bad in ["/jobs?status=done", "/jobs?limit=0", "/jobs?cursor=nope", "/jobs?colour=red"] {
+    for bad in [
+        "/jobs?status=done",
+        "/jobs?limit=0",
+        "/jobs?cursor=nope",
+        "/jobs?colour=red",
+    ] {
         assert_eq!(app.get(bad, Some(DEV_KEY)).await.status(), 422, "{bad}");
     }
 }

@@ -1,0 +1,315 @@
+//! `serve` and `worker` processes sharing PostgreSQL and Redis, including the faults the
+//! product promises to survive: a worker killed mid-job and Redis dropping every connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inference_engine_core::job::{JobId, JobStatus};
+use inference_engine_core::ports::{JobFilter, JobStore};
+use inference_engine_store::PostgresJobStore;
+use inference_engine_store::testing::TestPostgres;
+use inference_engine_testkit::EngineProcess;
+use serde_json::{Value, json};
+
+use crate::binary;
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A Postgres database and a Redis key prefix of this test's own.
+struct Cluster {
+    database: TestPostgres,
+    prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn new() -> Self {
+        Self {
+            database: TestPostgres::create().await.expect("a fresh test database"),
+            prefix: format!("ie_test_{}:", uuid::Uuid::new_v4().simple()),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn envs<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut envs = vec![
+            ("DATABASE_URL", self.database.url()),
+            ("REDIS_KEY_PREFIX", self.prefix.as_str()),
+            ("LOG_LEVEL", "info"),
+        ];
+        envs.extend_from_slice(extra);
+        envs
+    }
+
+    fn serve(&self, redis: &str, extra: &[(&str, &str)]) -> EngineProcess {
+        let mut envs = self.envs(extra);
+        envs.push(("REDIS_URL", redis));
+        EngineProcess::start(binary(), &envs, self.dir.path()).unwrap()
+    }
+
+    fn worker(&self, redis: &str, extra: &[(&str, &str)]) -> EngineProcess {
+        let mut envs = self.envs(extra);
+        envs.push(("REDIS_URL", redis));
+        EngineProcess::start_worker(binary(), &envs, self.dir.path()).unwrap()
+    }
+
+    async fn store(&self) -> PostgresJobStore {
+        PostgresJobStore::connect(self.database.url())
+            .await
+            .unwrap()
+    }
+
+    /// Closes every Redis connection of this test's processes (by their connection names).
+    async fn kill_redis_connections(&self) -> usize {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let ids: Vec<String> = list
+            .lines()
+            .filter(|line| line.contains(&format!("name={}", self.prefix)))
+            .filter_map(|line| {
+                line.split_whitespace()
+                    .find_map(|field| field.strip_prefix("id="))
+            })
+            .map(str::to_owned)
+            .collect();
+        for id in &ids {
+            let _: redis::RedisResult<()> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query_async(&mut connection)
+                .await;
+        }
+        ids.len()
+    }
+
+    async fn purge_redis(&self) {
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_default();
+        for key in keys {
+            let _: redis::RedisResult<()> = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut connection)
+                .await;
+        }
+    }
+}
+
+async fn submit(client: &reqwest::Client, server: &EngineProcess, body: &Value) -> JobId {
+    let response = client
+        .post(server.url("/predict/async"))
+        .header("x-api-key", "dev-key")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    body["job_id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Polls the store until every job is terminal (or the deadline passes).
+async fn wait_until_terminal(store: &PostgresJobStore, ids: &[JobId], deadline: Duration) {
+    let started = Instant::now();
+    loop {
+        let mut unfinished = 0;
+        for id in ids {
+            let job = store
+                .get(*id)
+                .await
+                .unwrap()
+                .expect("an accepted job exists");
+            if !job.status.is_terminal() {
+                unfinished += 1;
+            }
+        }
+        if unfinished == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "{unfinished} jobs never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn all_jobs(store: &PostgresJobStore) -> Vec<inference_engine_core::job::Job> {
+    store
+        .list(&JobFilter {
+            tenant: None,
+            status: None,
+            model: None,
+            before: None,
+            limit: 100_000,
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_submitted_to_the_api_are_run_by_worker_processes() {
+    let cluster = Cluster::new().await;
+    let redis = redis_url();
+    let server = cluster.serve(&redis, &[]);
+    let _worker = cluster.worker(&redis, &[("JOBS_RETRY_BASE_MS", "10")]);
+    let client = reqwest::Client::new();
+
+    let echo = submit(
+        &client,
+        &server,
+        &json!({"model": "echo", "version": "v1", "data": "far"}),
+    )
+    .await;
+    let retried = submit(
+        &client,
+        &server,
+        &json!({"model": "sleep", "data": {"ms": 200}, "timeout_ms": 20, "max_attempts": 2}),
+    )
+    .await;
+    let store = cluster.store().await;
+    wait_until_terminal(&store, &[echo, retried], Duration::from_secs(30)).await;
+
+    let echo = store.get(echo).await.unwrap().unwrap();
+    assert_eq!(echo.status, JobStatus::Succeeded);
+    assert_eq!(echo.result, Some(json!("far")));
+    let retried = store.get(retried).await.unwrap().unwrap();
+    assert_eq!(retried.status, JobStatus::Failed);
+    assert_eq!(retried.attempts, 2);
+    assert_eq!(retried.failure.unwrap().error_type, "timeout");
+    cluster.purge_redis().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_is_replaced_and_the_job_succeeds_exactly_once() {
+    let cluster = Cluster::new().await;
+    let redis = redis_url();
+    // A short visibility timeout so the lost delivery is reclaimed quickly; the slow job runs
+    // longer than it, so the surviving worker must keep its own delivery alive.
+    let fast_reclaim = [("JOBS_VISIBILITY_TIMEOUT_S", "2")];
+    let server = cluster.serve(&redis, &fast_reclaim);
+    let mut doomed = cluster.worker(&redis, &fast_reclaim);
+    let client = reqwest::Client::new();
+    let store = cluster.store().await;
+
+    let slow = submit(
+        &client,
+        &server,
+        &json!({"model": "sleep", "data": {"ms": 3_000}}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.get(slow).await.unwrap().unwrap().status != JobStatus::Running {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    doomed.kill_hard().unwrap();
+
+    let _survivor = cluster.worker(&redis, &fast_reclaim);
+    let mut others = Vec::new();
+    for n in 0..50 {
+        others.push(
+            submit(
+                &client,
+                &server,
+                &json!({"model": "echo", "version": "v1", "data": n}),
+            )
+            .await,
+        );
+    }
+    let mut everything = others.clone();
+    everything.push(slow);
+    wait_until_terminal(&store, &everything, Duration::from_secs(60)).await;
+
+    let slow = store.get(slow).await.unwrap().unwrap();
+    assert_eq!(slow.status, JobStatus::Succeeded);
+    assert_eq!(slow.attempts, 2, "the lost attempt is counted");
+    assert_eq!(slow.result, Some(json!({"ms": 3_000})));
+    let jobs = all_jobs(&store).await;
+    assert_eq!(jobs.len(), 51, "no job lost or duplicated");
+    for (n, id) in others.iter().enumerate() {
+        let job = store.get(*id).await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Succeeded);
+        assert_eq!(job.attempts, 1);
+        assert_eq!(job.result, Some(json!(n)));
+    }
+    cluster.purge_redis().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_finishes_when_redis_drops_all_connections_mid_run() {
+    let cluster = Cluster::new().await;
+    let redis = redis_url();
+    let recovery = [
+        ("JOBS_RECONCILE_INTERVAL_S", "1"),
+        ("JOBS_RECONCILE_GRACE_S", "2"),
+        ("JOBS_VISIBILITY_TIMEOUT_S", "3"),
+    ];
+    let server = Arc::new(cluster.serve(&redis, &recovery));
+    let _workers = [
+        cluster.worker(&redis, &recovery),
+        cluster.worker(&redis, &recovery),
+    ];
+    let client = reqwest::Client::new();
+
+    let submitters: Vec<_> = (0..8)
+        .map(|lane| {
+            let client = client.clone();
+            let server = Arc::clone(&server);
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..125 {
+                    let data = json!({"lane": lane, "n": n});
+                    ids.push(
+                        submit(
+                            &client,
+                            &server,
+                            &json!({"model": "echo", "version": "v1", "data": data}),
+                        )
+                        .await,
+                    );
+                }
+                ids
+            })
+        })
+        .collect();
+    // Drop every connection while submissions are flowing.
+    let store = cluster.store().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while all_jobs(&store).await.len() < 300 {
+        assert!(Instant::now() < deadline, "submissions never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = cluster.kill_redis_connections().await;
+    assert!(
+        killed >= 3,
+        "expected the server's and workers' connections, killed {killed}"
+    );
+
+    let mut ids = Vec::new();
+    for submitter in submitters {
+        ids.extend(submitter.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1_000);
+    wait_until_terminal(&store, &ids, Duration::from_secs(90)).await;
+    let jobs = all_jobs(&store).await;
+    assert_eq!(jobs.len(), 1_000, "no job lost or duplicated");
+    assert!(jobs.iter().all(|job| job.status == JobStatus::Succeeded));
+    cluster.purge_redis().await;
+}
