@@ -20,7 +20,12 @@ pub fn init(level: &str, format: LogFormat) -> Result<TelemetryGuard, String> {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(128_000)
-        .finish(std::io::stdout());
+        // The writer thread drains every queued line into this buffer and flushes once the
+        // queue is empty: one write(2) per burst instead of one per line.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

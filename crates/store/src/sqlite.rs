@@ -32,8 +32,9 @@ use crate::common::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Readers (job lookups) plus the one writer.
 const MAX_CONNECTIONS: u32 = 4;
-/// Rows per INSERT statement: 21 columns × 512 rows stays under SQLite's 32,766 variables.
-const ROWS_PER_STATEMENT: usize = 512;
+/// Rows per INSERT statement, largest first: 21 columns × 512 rows stays under SQLite's 32,766
+/// variables.
+const STATEMENT_SHAPES: [usize; 5] = [512, 128, 32, 8, 1];
 
 /// Ids per `IN (…)` list, well under SQLite's 32,766 variables.
 const IDS_PER_STATEMENT: usize = 10_000;
@@ -106,7 +107,10 @@ impl SqliteJobStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Checkpoints run in the background (below), not inside whichever commit happens
+            // to cross the threshold: that commit would stall every request waiting on it.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -119,6 +123,7 @@ impl SqliteJobStore {
             path: path.to_owned(),
         };
         store.migrate().await?;
+        tokio::spawn(checkpoint_periodically(store.pool.clone()));
         Ok(store)
     }
 
@@ -189,38 +194,47 @@ async fn fetch_job(
     .transpose()
 }
 
-/// Multi-row `INSERT` statements of at most [`ROWS_PER_STATEMENT`] rows, each optionally
-/// ending in `suffix` (a conflict clause); returns the number of rows inserted.
+/// Multi-row `INSERT` statements, each optionally ending in `suffix` (a conflict clause);
+/// returns the number of rows inserted. Statements only ever hold one of
+/// [`STATEMENT_SHAPES`] rows, so the few distinct SQL texts stay in the prepared-statement
+/// cache instead of being parsed again for every batch size.
 async fn insert_rows(
     connection: &mut SqliteConnection,
-    rows: &[JobRow],
+    rows: Vec<JobRow>,
     suffix: &str,
 ) -> Result<u64, StoreError> {
     let mut inserted = 0;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    let mut remaining = rows.len();
+    let mut rows = rows.into_iter();
+    while remaining > 0 {
+        let size = STATEMENT_SHAPES
+            .into_iter()
+            .find(|shape| *shape <= remaining)
+            .unwrap_or(1);
+        remaining -= size;
         let mut insert =
             QueryBuilder::<Sqlite>::new(concat!("INSERT INTO jobs (", job_columns!(), ") "));
-        insert.push_values(chunk, |mut values, row| {
+        insert.push_values(rows.by_ref().take(size), |mut values, row| {
             values
-                .push_bind(row.id.clone())
-                .push_bind(row.tenant_id.clone())
-                .push_bind(row.request_id.clone())
-                .push_bind(row.mode.clone())
-                .push_bind(row.status.clone())
-                .push_bind(row.model.clone())
-                .push_bind(row.version.clone())
-                .push_bind(row.input.clone())
-                .push_bind(row.result.clone())
-                .push_bind(row.error_type.clone())
-                .push_bind(row.error_message.clone())
+                .push_bind(row.id)
+                .push_bind(row.tenant_id)
+                .push_bind(row.request_id)
+                .push_bind(row.mode)
+                .push_bind(row.status)
+                .push_bind(row.model)
+                .push_bind(row.version)
+                .push_bind(row.input)
+                .push_bind(row.result)
+                .push_bind(row.error_type)
+                .push_bind(row.error_message)
                 .push_bind(row.attempts)
                 .push_bind(row.max_attempts)
                 .push_bind(row.created_at)
                 .push_bind(row.started_at)
                 .push_bind(row.finished_at)
                 .push_bind(row.timeout_ms)
-                .push_bind(row.idempotency_key.clone())
-                .push_bind(row.request_fingerprint.clone())
+                .push_bind(row.idempotency_key)
+                .push_bind(row.request_fingerprint)
                 .push_bind(row.heartbeat_at)
                 .push_bind(row.not_before);
         });
@@ -247,6 +261,31 @@ impl SqliteJobStore {
     }
 }
 
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies the WAL into the database file without blocking readers or the writer (`PASSIVE`),
+/// until the pool is closed (closing checkpoints one last time).
+async fn checkpoint_periodically(pool: SqlitePool) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %err, "SQLite WAL checkpoint failed; retrying");
+        }
+    }
+}
+
 #[async_trait]
 impl JobStore for SqliteJobStore {
     async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
@@ -255,7 +294,7 @@ impl JobStore for SqliteJobStore {
         }
         let rows: Vec<JobRow> = jobs.iter().map(JobRow::from).collect();
         let mut transaction = self.begin_write().await?;
-        insert_rows(&mut transaction, &rows, "").await?;
+        insert_rows(&mut transaction, rows, "").await?;
         transaction.commit().await.map_err(|err| unavailable(&err))
     }
 
@@ -296,7 +335,7 @@ impl JobStore for SqliteJobStore {
         for _ in 0..SUBMIT_ROUNDS {
             let inserted = insert_rows(
                 &mut transaction,
-                std::slice::from_ref(&row),
+                vec![row.clone()],
                 " ON CONFLICT (tenant_id, idempotency_key) \
                   WHERE idempotency_key IS NOT NULL DO NOTHING",
             )

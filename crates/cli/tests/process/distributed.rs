@@ -313,3 +313,39 @@ async fn every_job_finishes_when_redis_drops_all_connections_mid_run() {
     assert!(jobs.iter().all(|job| job.status == JobStatus::Succeeded));
     cluster.purge_redis().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_with_sigterm_finishes_its_job_and_exits_0() {
+    let cluster = Cluster::new().await;
+    let redis = redis_url();
+    let server = cluster.serve(&redis, &[]);
+    let mut worker = cluster.worker(&redis, &[]);
+    let client = reqwest::Client::new();
+    let store = cluster.store().await;
+
+    let job = submit(
+        &client,
+        &server,
+        &json!({"model": "sleep", "data": {"ms": 800}}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.get(job).await.unwrap().unwrap().status != JobStatus::Running {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.terminate().unwrap();
+    let status = tokio::task::spawn_blocking(move || worker.wait(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit code 0 after SIGTERM, got {status}");
+    let finished = store.get(job).await.unwrap().unwrap();
+    assert_eq!(
+        finished.status,
+        JobStatus::Succeeded,
+        "the running job was finished, not dropped"
+    );
+    assert_eq!(finished.attempts, 1);
+    cluster.purge_redis().await;
+}

@@ -14,8 +14,8 @@ pub async fn health() -> Json<StatusBody> {
     Json(StatusBody { status: "ok" })
 }
 
-/// Whether to send traffic here: 503 while draining for shutdown or when the job store is
-/// unreachable.
+/// Whether to send traffic here: 503 while draining for shutdown or when the job store or the
+/// job queue is unreachable.
 #[utoipa::path(get, path = "/ready", security(()), responses(
     (status = 200, body = StatusBody),
     (status = 503, description = "`status` is `draining` or `degraded`, with a `reason`", body = ErrorBody),
@@ -36,6 +36,10 @@ pub async fn ready(State(ctx): State<AppState>) -> Result<Json<StatusBody>, ApiE
     if let Err(err) = ctx.jobs.ping().await {
         tracing::warn!(error = %err, "readiness check: job store unreachable");
         return Err(not_ready("degraded", "the job store is unreachable"));
+    }
+    if let Err(err) = ctx.queue.ping().await {
+        tracing::warn!(error = %err, "readiness check: job queue unreachable");
+        return Err(not_ready("degraded", "the job queue is unreachable"));
     }
     Ok(Json(StatusBody { status: "ready" }))
 }

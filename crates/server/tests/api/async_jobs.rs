@@ -392,3 +392,65 @@ async fn the_job_list_is_newest_first_filtered_and_paginated() {
         assert_eq!(app.get(bad, Some(DEV_KEY)).await.status(), 422, "{bad}");
     }
 }
+
+/// A job as a crashed process leaves it: committed but never enqueued, or claimed and running.
+fn left_behind(status: inference_engine_core::job::JobStatus) -> inference_engine_core::job::Job {
+    use inference_engine_core::auth::TenantId;
+    use inference_engine_core::job::{Job, JobId, JobMode, Payload, RequestId};
+    use inference_engine_core::model::{ModelName, ModelVersion};
+    let now = chrono::Utc::now();
+    let running = status == inference_engine_core::job::JobStatus::Running;
+    Job {
+        id: JobId::new(),
+        tenant_id: TenantId::parse("tenant_dev").unwrap(),
+        request_id: RequestId::parse("before-the-crash").unwrap(),
+        mode: JobMode::Async,
+        status,
+        model: ModelName::parse("echo").unwrap(),
+        version: Some(ModelVersion::parse("v1").unwrap()),
+        input: Some(Payload::Single(json!("survivor"))),
+        result: None,
+        failure: None,
+        attempts: u32::from(running),
+        max_attempts: 3,
+        created_at: now,
+        started_at: running.then_some(now),
+        finished_at: None,
+        timeout_ms: None,
+        idempotency_key: None,
+        request_fingerprint: None,
+        heartbeat_at: running.then_some(now),
+        not_before: None,
+    }
+}
+
+#[tokio::test]
+async fn jobs_left_pending_or_running_by_a_previous_process_are_resumed_at_start() {
+    use inference_engine_core::job::JobStatus;
+    let app = TestApp::spawn().await;
+    let pending = left_behind(JobStatus::Pending);
+    let running = left_behind(JobStatus::Running);
+    // Written straight to the store, as if the process died before enqueueing / finishing.
+    app.ctx
+        .jobs
+        .insert(vec![pending.clone(), running.clone()])
+        .await
+        .unwrap();
+    let (settings, dir) = app.stop().await;
+
+    let restarted = TestApp::spawn_on(settings).await;
+    for job in [&pending, &running] {
+        let view = wait_for(&restarted, DEV_KEY, &job.id.to_string(), is_terminal).await;
+        assert_eq!(view["status"], "succeeded");
+        assert_eq!(view["result"], json!("survivor"));
+    }
+    let resumed = json_body(
+        restarted
+            .get(&format!("/jobs/{}", running.id), Some(DEV_KEY))
+            .await,
+    )
+    .await;
+    assert_eq!(resumed["attempts"], 2, "the lost attempt is counted");
+    drop(restarted);
+    drop(dir);
+}
