@@ -15,23 +15,6 @@ use crate::error::{Classified, ErrorKind};
 
 type Task = Box<dyn FnOnce() + Send>;
 
-/// Yields before parking: under load the next task usually arrives within microseconds, and a
-/// park followed by a wake-up (a futex round trip, and on a VM an inter-processor interrupt)
-/// costs far more than a few `sched_yield`s. An idle pool still parks after this many tries.
-const YIELDS_BEFORE_PARKING: u32 = 64;
-
-/// The next task, or `None` once every handle to the pool is gone and the queue is empty.
-fn next_task(receiver: &flume::Receiver<Task>) -> Option<Task> {
-    for _ in 0..YIELDS_BEFORE_PARKING {
-        match receiver.try_recv() {
-            Ok(task) => return Some(task),
-            Err(flume::TryRecvError::Disconnected) => return None,
-            Err(flume::TryRecvError::Empty) => thread::yield_now(),
-        }
-    }
-    receiver.recv().ok()
-}
-
 /// How a pool is sized.
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -102,7 +85,7 @@ impl ExecutorPool {
             thread::Builder::new()
                 .name(format!("exec-{}-{index}", config.name))
                 .spawn(move || {
-                    while let Some(task) = next_task(&receiver) {
+                    while let Ok(task) = receiver.recv() {
                         in_flight.fetch_add(1, Ordering::Relaxed);
                         task();
                         in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use inference_engine_app::job_loops::{self, JobLoops};
 use inference_engine_app::{AppContext, Role, Settings};
+use inference_engine_store::testing::TestPostgres;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -27,7 +29,63 @@ pub const DEV_KEY: &str = "dev-key";
 /// The dev key with every scope (tenant `tenant_admin`).
 pub const ADMIN_KEY: &str = "admin-key";
 
-/// A server running in this process on an ephemeral port, with its own SQLite file.
+/// Which adapters a [`TestApp`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file and the in-process queue: the zero-setup default.
+    Local,
+    /// A fresh PostgreSQL database (`TEST_DATABASE_URL`) and a unique Redis key prefix
+    /// (`TEST_REDIS_URL`), with job loops in this process playing the worker.
+    Distributed,
+}
+
+/// The Redis the tests use.
+pub fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A Redis key prefix of one test's own; its keys are deleted when this is dropped.
+#[derive(Debug)]
+pub struct RedisPrefix {
+    pub prefix: String,
+}
+
+impl RedisPrefix {
+    pub fn new() -> Self {
+        Self {
+            prefix: format!("ie_test_{}:", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+impl Default for RedisPrefix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let pattern = format!("{}*", self.prefix);
+        let deleted = redis::Client::open(test_redis_url())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut connection| {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut connection)?;
+                if keys.is_empty() {
+                    return Ok(());
+                }
+                redis::cmd("DEL").arg(keys).query::<()>(&mut connection)
+            });
+        if let Err(err) = deleted {
+            eprintln!("warning: Redis keys {pattern} not deleted: {err}");
+        }
+    }
+}
+
+/// A server running in this process on an ephemeral port, with its own store.
 #[derive(Debug)]
 pub struct TestApp {
     pub address: SocketAddr,
@@ -36,6 +94,11 @@ pub struct TestApp {
     pub db_path: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    /// The in-process worker of a [`Backend::Distributed`] app.
+    worker: Option<JobLoops>,
+    // Dropped after the server: the database and keys it used.
+    _postgres: Option<TestPostgres>,
+    _redis: Option<RedisPrefix>,
     // Dropped last: removes the SQLite file.
     _dir: Option<tempfile::TempDir>,
 }
@@ -53,6 +116,28 @@ impl TestApp {
         let mut settings = Settings::for_tests(db_path.clone());
         configure(&mut settings);
         Self::start(settings, Some(dir)).await
+    }
+
+    /// On the given backend, after `configure` adjusts the settings.
+    pub async fn spawn_on_backend(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
+        match backend {
+            Backend::Local => Self::spawn_with(configure).await,
+            Backend::Distributed => {
+                let postgres = TestPostgres::create().await.expect("a fresh test database");
+                let redis = RedisPrefix::new();
+                let mut app = Self::spawn_with(|settings| {
+                    settings.database_url = Some(postgres.url().to_owned());
+                    settings.redis_url = Some(test_redis_url());
+                    settings.redis_key_prefix = redis.prefix.clone();
+                    configure(settings);
+                })
+                .await;
+                app.worker = Some(job_loops::start_for(&app.ctx));
+                app._postgres = Some(postgres);
+                app._redis = Some(redis);
+                app
+            }
+        }
     }
 
     /// Starts on an existing settings value (e.g. the same SQLite file as a stopped app).
@@ -85,6 +170,9 @@ impl TestApp {
             db_path: settings.sqlite_db_path,
             shutdown: Some(shutdown),
             server: Some(server),
+            worker: None,
+            _postgres: None,
+            _redis: None,
             _dir: dir,
         }
     }
@@ -114,6 +202,9 @@ impl TestApp {
     /// Graceful shutdown: stop accepting, finish in-flight requests, flush job records. Returns
     /// the settings so a new app can start on the same database.
     pub async fn stop(mut self) -> (Settings, Option<tempfile::TempDir>) {
+        if let Some(worker) = self.worker.take() {
+            worker.stop(Duration::from_secs(10)).await;
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

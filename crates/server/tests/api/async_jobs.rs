@@ -1,7 +1,45 @@
+//! Async jobs through the HTTP API, each case on both backends: SQLite with the in-process
+//! queue, and PostgreSQL with Redis and a worker.
+
 use std::time::{Duration, Instant};
 
-use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, json_body};
+use inference_engine_testkit::{ADMIN_KEY, Backend, DEV_KEY, TestApp, json_body};
 use serde_json::{Value, json};
+
+/// Runs each case twice: `local` (SQLite, in-process queue) and `postgres_and_redis`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                use inference_engine_testkit::Backend;
+
+                #[tokio::test]
+                async fn local() {
+                    super::$case(Backend::Local).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_and_redis() {
+                    super::$case(Backend::Distributed).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    an_async_job_is_accepted_then_runs_to_success,
+    an_async_batch_returns_its_results_in_order,
+    async_requests_are_validated_and_routed_like_sync_ones,
+    the_same_idempotency_key_and_body_return_the_original_job,
+    jobs_of_another_tenant_are_404_on_every_job_endpoint,
+    a_pending_job_can_be_cancelled_and_never_runs,
+    a_running_job_can_be_cancelled_and_its_late_result_is_discarded,
+    cancelling_a_finished_job_is_409,
+    timeouts_are_retried_with_attempts_counted_until_max_attempts,
+    model_errors_are_not_retried,
+    the_job_list_is_newest_first_filtered_and_paginated,
+);
 
 const KEY_A: &str = "tenant-a-key-0123456789";
 const KEY_B: &str = "tenant-b-key-0123456789";
@@ -42,9 +80,8 @@ async fn submit(app: &TestApp, key: &str, body: &Value) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn an_async_job_is_accepted_then_runs_to_success() {
-    let app = TestApp::spawn().await;
+async fn an_async_job_is_accepted_then_runs_to_success(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |_| {}).await;
     let response = app
         .post(
             "/predict/async",
@@ -72,9 +109,8 @@ async fn an_async_job_is_accepted_then_runs_to_success() {
     assert_eq!(same, job);
 }
 
-#[tokio::test]
-async fn an_async_batch_returns_its_results_in_order() {
-    let app = TestApp::spawn().await;
+async fn an_async_batch_returns_its_results_in_order(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |_| {}).await;
     let response = app
         .post(
             "/predict/async/batch",
@@ -91,9 +127,8 @@ async fn an_async_batch_returns_its_results_in_order() {
     assert_eq!(job["result"], json!([1, "two", {"three": 3}]));
 }
 
-#[tokio::test]
-async fn async_requests_are_validated_and_routed_like_sync_ones() {
-    let app = TestApp::spawn().await;
+async fn async_requests_are_validated_and_routed_like_sync_ones(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |_| {}).await;
     let ambiguous = app
         .post(
             "/predict/async",
@@ -133,9 +168,8 @@ async fn async_requests_are_validated_and_routed_like_sync_ones() {
     assert_eq!(routed.headers()["x-model-version"], "v1");
 }
 
-#[tokio::test]
-async fn the_same_idempotency_key_and_body_return_the_original_job() {
-    let app = TestApp::spawn_with(|settings| {
+async fn the_same_idempotency_key_and_body_return_the_original_job(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |settings| {
         settings.api_keys = Some(format!("{KEY_A}:tenant_a:predict;{KEY_B}:tenant_b:predict"));
     })
     .await;
@@ -171,9 +205,8 @@ async fn the_same_idempotency_key_and_body_return_the_original_job() {
     assert_ne!(json_body(other_tenant).await["job_id"], first_id);
 }
 
-#[tokio::test]
-async fn jobs_of_another_tenant_are_404_on_every_job_endpoint() {
-    let app = TestApp::spawn_with(|settings| {
+async fn jobs_of_another_tenant_are_404_on_every_job_endpoint(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |settings| {
         settings.api_keys = Some(format!(
             "{KEY_A}:tenant_a:predict;{KEY_B}:tenant_b:predict;{ADMIN_KEY}-0123456789:ops:admin"
         ));
@@ -208,10 +241,9 @@ async fn jobs_of_another_tenant_are_404_on_every_job_endpoint() {
     assert_eq!(admin.status(), 200);
 }
 
-#[tokio::test]
-async fn a_pending_job_can_be_cancelled_and_never_runs() {
+async fn a_pending_job_can_be_cancelled_and_never_runs(backend: Backend) {
     // One loop taking one job at a time, so the second job waits behind the first.
-    let app = TestApp::spawn_with(|settings| {
+    let app = TestApp::spawn_on_backend(backend, |settings| {
         settings.worker_concurrency = Some(1);
         settings.worker_batch = 1;
     })
@@ -251,9 +283,8 @@ async fn a_pending_job_can_be_cancelled_and_never_runs() {
     assert_eq!(job["attempts"], 0, "it never ran");
 }
 
-#[tokio::test]
-async fn a_running_job_can_be_cancelled_and_its_late_result_is_discarded() {
-    let app = TestApp::spawn_with(|settings| {
+async fn a_running_job_can_be_cancelled_and_its_late_result_is_discarded(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |settings| {
         settings.worker_concurrency = Some(1);
         settings.worker_batch = 1;
     })
@@ -282,9 +313,8 @@ async fn a_running_job_can_be_cancelled_and_its_late_result_is_discarded() {
     assert!(job["result"].is_null());
 }
 
-#[tokio::test]
-async fn cancelling_a_finished_job_is_409() {
-    let app = TestApp::spawn().await;
+async fn cancelling_a_finished_job_is_409(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |_| {}).await;
     let job_id = submit(
         &app,
         DEV_KEY,
@@ -299,9 +329,8 @@ async fn cancelling_a_finished_job_is_409() {
     assert_eq!(json_body(response).await["code"], "job_not_cancellable");
 }
 
-#[tokio::test]
-async fn timeouts_are_retried_with_attempts_counted_until_max_attempts() {
-    let app = TestApp::spawn_with(|settings| settings.jobs_retry_base_ms = 10).await;
+async fn timeouts_are_retried_with_attempts_counted_until_max_attempts(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |settings| settings.jobs_retry_base_ms = 10).await;
     let job_id = submit(
         &app,
         DEV_KEY,
@@ -314,9 +343,8 @@ async fn timeouts_are_retried_with_attempts_counted_until_max_attempts() {
     assert_eq!(job["attempts"], 2);
 }
 
-#[tokio::test]
-async fn model_errors_are_not_retried() {
-    let app = TestApp::spawn_with(|settings| settings.jobs_retry_base_ms = 10).await;
+async fn model_errors_are_not_retried(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |settings| settings.jobs_retry_base_ms = 10).await;
     let job_id = submit(
         &app,
         DEV_KEY,
@@ -329,9 +357,8 @@ async fn model_errors_are_not_retried() {
     assert_eq!(job["attempts"], 1);
 }
 
-#[tokio::test]
-async fn the_job_list_is_newest_first_filtered_and_paginated() {
-    let app = TestApp::spawn().await;
+async fn the_job_list_is_newest_first_filtered_and_paginated(backend: Backend) {
+    let app = TestApp::spawn_on_backend(backend, |_| {}).await;
     let mut ids = Vec::new();
     for n in 0..5 {
         ids.push(
