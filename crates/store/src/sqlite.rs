@@ -32,9 +32,11 @@ use crate::common::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Readers (job lookups) plus the one writer.
 const MAX_CONNECTIONS: u32 = 4;
-/// Rows per INSERT statement, largest first: 21 columns × 512 rows stays under SQLite's 32,766
-/// variables.
-const STATEMENT_SHAPES: [usize; 5] = [512, 128, 32, 8, 1];
+/// Rows per INSERT statement: 21 columns × 512 rows stays under SQLite's 32,766 variables.
+const ROWS_PER_STATEMENT: usize = 512;
+/// Prepared statements kept per connection: one per batch size of the group-commit writer,
+/// plus the few fixed queries.
+const STATEMENT_CACHE: usize = ROWS_PER_STATEMENT + 64;
 
 /// Ids per `IN (…)` list, well under SQLite's 32,766 variables.
 const IDS_PER_STATEMENT: usize = 10_000;
@@ -110,7 +112,8 @@ impl SqliteJobStore {
             .busy_timeout(BUSY_TIMEOUT)
             // Checkpoints run in the background (below), not inside whichever commit happens
             // to cross the threshold: that commit would stall every request waiting on it.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            .statement_cache_capacity(STATEMENT_CACHE);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -194,10 +197,9 @@ async fn fetch_job(
     .transpose()
 }
 
-/// Multi-row `INSERT` statements, each optionally ending in `suffix` (a conflict clause);
-/// returns the number of rows inserted. Statements only ever hold one of
-/// [`STATEMENT_SHAPES`] rows, so the few distinct SQL texts stay in the prepared-statement
-/// cache instead of being parsed again for every batch size.
+/// Multi-row `INSERT` statements of at most [`ROWS_PER_STATEMENT`] rows, each optionally
+/// ending in `suffix` (a conflict clause); returns the number of rows inserted. The statement
+/// cache holds one prepared statement per row count, so batches do not parse SQL again.
 async fn insert_rows(
     connection: &mut SqliteConnection,
     rows: Vec<JobRow>,
@@ -207,10 +209,7 @@ async fn insert_rows(
     let mut remaining = rows.len();
     let mut rows = rows.into_iter();
     while remaining > 0 {
-        let size = STATEMENT_SHAPES
-            .into_iter()
-            .find(|shape| *shape <= remaining)
-            .unwrap_or(1);
+        let size = remaining.min(ROWS_PER_STATEMENT);
         remaining -= size;
         let mut insert =
             QueryBuilder::<Sqlite>::new(concat!("INSERT INTO jobs (", job_columns!(), ") "));
@@ -293,6 +292,13 @@ impl JobStore for SqliteJobStore {
             return Ok(());
         }
         let rows: Vec<JobRow> = jobs.iter().map(JobRow::from).collect();
+        if rows.len() <= ROWS_PER_STATEMENT {
+            // One statement is atomic on its own: no BEGIN/COMMIT round trips to the
+            // connection's thread, which is most of the cost of a small batch.
+            let mut connection = self.pool.acquire().await.map_err(|err| unavailable(&err))?;
+            insert_rows(&mut connection, rows, "").await?;
+            return Ok(());
+        }
         let mut transaction = self.begin_write().await?;
         insert_rows(&mut transaction, rows, "").await?;
         transaction.commit().await.map_err(|err| unavailable(&err))
