@@ -43,15 +43,19 @@ pub struct AccessLogFields {
 
 /// Outermost layer: request id, error bodies, `X-Request-ID`, access log.
 pub async fn request_context(mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
     let request_id = request
         .headers()
         .get(&REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .and_then(RequestId::parse)
         .unwrap_or_else(RequestId::generate);
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let mut access = AccessLog {
+        started: Instant::now(),
+        request_id: request_id.clone(),
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        logged: false,
+    };
     request.extensions_mut().insert(request_id.clone());
 
     let span = tracing::info_span!("request", request_id = %request_id);
@@ -61,24 +65,57 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-
-    let tenant = response.extensions().get::<TenantId>();
-    let fields = response.extensions().get::<AccessLogFields>();
-    tracing::info!(
-        parent: None,
-        request_id = %request_id,
-        tenant_id = tenant.map(TenantId::as_str),
-        job_id = fields.and_then(|f| f.job_id.as_deref()),
-        model = fields.and_then(|f| f.model.as_deref()),
-        version = fields.and_then(|f| f.version.as_deref()),
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1_000.0,
-        "request_completed"
-    );
+    access.log(&response);
     response
 }
+
+/// The access-log line of one request. If the client goes away before the response is ready,
+/// the request's future is dropped; the line is then written by `Drop` with status 499
+/// (client closed request), so even an abandoned request, whose job may well have been
+/// recorded, leaves its line.
+struct AccessLog {
+    started: Instant,
+    request_id: RequestId,
+    method: String,
+    path: String,
+    logged: bool,
+}
+
+impl AccessLog {
+    fn log(&mut self, response: &Response) {
+        let tenant = response.extensions().get::<TenantId>();
+        let fields = response.extensions().get::<AccessLogFields>();
+        self.write(response.status().as_u16(), tenant, fields);
+    }
+
+    fn write(&mut self, status: u16, tenant: Option<&TenantId>, fields: Option<&AccessLogFields>) {
+        self.logged = true;
+        tracing::info!(
+            parent: None,
+            request_id = %self.request_id,
+            tenant_id = tenant.map(TenantId::as_str),
+            job_id = fields.and_then(|f| f.job_id.as_deref()),
+            model = fields.and_then(|f| f.model.as_deref()),
+            version = fields.and_then(|f| f.version.as_deref()),
+            method = %self.method,
+            path = %self.path,
+            status,
+            latency_ms = self.started.elapsed().as_secs_f64() * 1_000.0,
+            "request_completed"
+        );
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        if !self.logged {
+            self.write(CLIENT_CLOSED_REQUEST, None, None);
+        }
+    }
+}
+
+/// nginx's status for a request whose client disconnected before the response.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// Renders a pending `ApiError` body, or replaces any other non-JSON error body.
 fn finish_error_body(response: &mut Response, request_id: &str) {

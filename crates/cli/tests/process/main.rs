@@ -6,6 +6,7 @@
 
 mod distributed;
 mod guards;
+mod logs;
 mod shutdown;
 
 use std::path::Path;

@@ -1,0 +1,71 @@
+use std::time::{Duration, Instant};
+
+use inference_engine_testkit::EngineProcess;
+use serde_json::{Value, json};
+
+use crate::binary;
+
+const SECRET: &str = "log-test-secret-0123456789";
+const KEYS: &str = "log-test-secret-0123456789:tenant_a:predict";
+
+/// Log lines (parsed) whose `message` is `request_completed`.
+fn access_lines(engine: &EngineProcess) -> Vec<Value> {
+    engine
+        .stdout_lines()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| entry["message"] == "request_completed")
+        .collect()
+}
+
+#[tokio::test]
+async fn every_request_leaves_one_json_access_line_even_when_the_client_gives_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = EngineProcess::start(binary(), &[("API_KEYS", KEYS)], dir.path()).unwrap();
+    let client = reqwest::Client::new();
+
+    let answered = client
+        .post(engine.url("/predict"))
+        .header("x-api-key", SECRET)
+        .header("x-request-id", "answered-1")
+        .json(&json!({"model": "echo", "version": "v1", "data": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    let abandoned = client
+        .post(engine.url("/predict"))
+        .header("x-api-key", SECRET)
+        .header("x-request-id", "abandoned-1")
+        .timeout(Duration::from_millis(100))
+        .json(&json!({"model": "sleep", "data": {"ms": 2_000}}))
+        .send()
+        .await;
+    assert!(abandoned.is_err(), "the client gave up first");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (done, gone) = loop {
+        let lines = access_lines(&engine);
+        let find = |id: &str| lines.iter().find(|line| line["request_id"] == id).cloned();
+        if let (Some(done), Some(gone)) = (find("answered-1"), find("abandoned-1")) {
+            break (done, gone);
+        }
+        assert!(Instant::now() < deadline, "access lines missing: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["status"], 200);
+    assert_eq!(done["tenant_id"], "tenant_a");
+    assert_eq!(done["model"], "echo");
+    assert_eq!(done["version"], "v1");
+    assert_eq!(done["method"], "POST");
+    assert_eq!(done["path"], "/predict");
+    assert!(done["job_id"].is_string() && done["latency_ms"].is_number());
+    assert_eq!(gone["status"], 499, "client closed request");
+    assert!(
+        engine
+            .stdout_lines()
+            .iter()
+            .all(|line| !line.contains(SECRET)),
+        "keys are never logged"
+    );
+}
