@@ -183,6 +183,12 @@ impl JobStore for GroupCommitStore {
     }
 
     async fn submit(&self, job: Job, idempotency_ttl: Duration) -> Result<Submitted, StoreError> {
+        // Without an idempotency key a submission is a plain insert, so it can share a
+        // transaction with other requests' records; with one it needs its own conflict check.
+        if job.idempotency_key.is_none() {
+            self.insert(vec![job]).await?;
+            return Ok(Submitted::Created);
+        }
         self.inner.submit(job, idempotency_ttl).await
     }
 
