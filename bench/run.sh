@@ -4,6 +4,7 @@
 #
 # Usage: bench/run.sh [predict_echo] [--duration 10s] [--connections 64] [--threads 2]
 #                     [--warmup 2s] [--no-build]
+#        bench/run.sh async_jobs [options of bench/async_jobs.sh]   (hands over to that script)
 # Env:   ENGINE_LOG_LEVEL  engine LOG_LEVEL for the run (default info: one access-log line per
 #                          request, written to a file in the temp dir)
 #        CPU_EXECUTOR_WORKERS and the engine's other settings are passed through if set
@@ -12,13 +13,19 @@
 set -euo pipefail
 
 usage() {
-    sed -n '5,11s/^# \{0,1\}//p' "$0"
+    sed -n '5,12s/^# \{0,1\}//p' "$0"
 }
 
 die() {
     echo "run.sh: $*" >&2
     exit 1
 }
+
+# async_jobs has its own script (no reference server, no wrk): hand over to it.
+if [[ "${1:-}" == async_jobs ]]; then
+    shift
+    exec "$(dirname "${BASH_SOURCE[0]}")/async_jobs.sh" "$@"
+fi
 
 SCENARIO=predict_echo
 DURATION=10s
@@ -36,7 +43,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) usage >&2; die "unknown option $1" ;;
-        *) usage >&2; die "unknown scenario $1 (available: predict_echo)" ;;
+        *) usage >&2; die "unknown scenario $1 (available: predict_echo, async_jobs)" ;;
     esac
 done
 
