@@ -232,9 +232,11 @@ impl JobRunner {
         } else {
             self.store.settle(settlements.clone(), self.now()).await?
         };
+        let mut discarded = Vec::new();
         for (request, recorded) in settlements.iter().zip(recorded) {
             if !recorded {
                 outcome.discarded += 1;
+                discarded.push(request.id);
                 continue;
             }
             match request.settlement {
@@ -243,6 +245,9 @@ impl JobRunner {
                 Settlement::Retry { .. } => outcome.retried += 1,
             }
         }
+        // A retry whose settlement was discarded (the job was cancelled meanwhile) is not
+        // scheduled.
+        retries.retain(|(id, _)| !discarded.contains(id));
         for (id, delay) in retries {
             if let Err(err) = self.queue.enqueue_after(id, delay).await {
                 // The job is pending in the store; the reconciler will enqueue it.
