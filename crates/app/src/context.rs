@@ -239,7 +239,7 @@ impl AppContext {
         );
         tracing::info!(
             executor_threads = executor.threads(),
-            "ready to build the API"
+            "models and executors ready"
         );
         Ok(Self {
             settings: settings.clone(),

@@ -249,6 +249,41 @@ pub struct Job {
     pub not_before: Option<DateTime<Utc>>,
 }
 
+impl Job {
+    /// A job that has not run: `pending`, no attempts, no input, no outcome. Callers set what
+    /// they know with struct-update syntax, so every constructor shares these defaults.
+    pub fn new(
+        mode: JobMode,
+        tenant_id: TenantId,
+        request_id: RequestId,
+        model: ModelName,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: JobId::new(),
+            tenant_id,
+            request_id,
+            mode,
+            status: JobStatus::Pending,
+            model,
+            version: None,
+            input: None,
+            result: None,
+            failure: None,
+            attempts: 0,
+            max_attempts: 1,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            timeout_ms: None,
+            idempotency_key: None,
+            request_fingerprint: None,
+            heartbeat_at: None,
+            not_before: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,31 +153,20 @@ impl AsyncJobService {
         let now = self.clock.now();
         let fingerprint = command.fingerprint();
         let mut job = Job {
-            id: JobId::new(),
-            tenant_id: caller.tenant.clone(),
-            request_id: caller.request_id.clone(),
-            mode: JobMode::Async,
-            status: JobStatus::Pending,
-            model: command.model.clone(),
-            version: None,
-            input: None,
-            result: None,
-            failure: None,
-            attempts: 0,
             max_attempts: command
                 .max_attempts
                 .unwrap_or(self.default_max_attempts)
                 .clamp(1, MAX_ATTEMPTS_LIMIT),
-            created_at: now,
-            started_at: None,
-            finished_at: None,
             timeout_ms: command
                 .timeout
                 .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
-            idempotency_key: None,
-            request_fingerprint: None,
-            heartbeat_at: None,
-            not_before: None,
+            ..Job::new(
+                JobMode::Async,
+                caller.tenant.clone(),
+                caller.request_id.clone(),
+                command.model.clone(),
+                now,
+            )
         };
 
         let entry = match self

@@ -121,25 +121,20 @@ impl JobDraft<'_> {
         };
         Job {
             id: self.id,
-            tenant_id: self.caller.tenant.clone(),
-            request_id: self.caller.request_id.clone(),
-            mode: JobMode::Sync,
             status,
-            model: self.name.clone(),
             version: model.map(|key| key.version.clone()),
-            input: None,
             result,
             failure,
             attempts: u32::from(outcome.started_at.is_some()),
-            max_attempts: 1,
-            created_at: self.created_at,
             started_at: outcome.started_at,
             finished_at: Some(now),
-            timeout_ms: None,
-            idempotency_key: None,
-            request_fingerprint: None,
-            heartbeat_at: None,
-            not_before: None,
+            ..Job::new(
+                JobMode::Sync,
+                self.caller.tenant.clone(),
+                self.caller.request_id.clone(),
+                self.name.clone(),
+                self.created_at,
+            )
         }
     }
 }

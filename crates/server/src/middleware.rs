@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use inference_engine_core::auth::{ApiKeyTable, Principal, Scope, TenantId};
 use inference_engine_core::error::ErrorKind;
-use inference_engine_core::job::RequestId;
+use inference_engine_core::job::{Job, RequestId};
 use tracing::Instrument;
 
 use crate::error::{ApiError, PendingErrorBody, fallback_code, render_error_body};
@@ -39,6 +39,16 @@ pub struct AccessLogFields {
     pub job_id: Option<String>,
     pub model: Option<String>,
     pub version: Option<String>,
+}
+
+impl AccessLogFields {
+    pub fn for_job(job: &Job) -> Self {
+        Self {
+            job_id: Some(job.id.to_string()),
+            model: Some(job.model.to_string()),
+            version: job.version.as_ref().map(ToString::to_string),
+        }
+    }
 }
 
 /// Outermost layer: request id, error bodies, `X-Request-ID`, access log.

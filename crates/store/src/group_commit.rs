@@ -245,26 +245,16 @@ mod tests {
 
     fn job() -> Job {
         Job {
-            id: JobId::new(),
-            tenant_id: TenantId::parse("t").unwrap(),
-            request_id: RequestId::parse("r").unwrap(),
-            mode: JobMode::Sync,
             status: JobStatus::Succeeded,
-            model: ModelName::parse("echo").unwrap(),
-            version: None,
-            input: None,
             result: Some(serde_json::json!(1)),
-            failure: None,
             attempts: 1,
-            max_attempts: 1,
-            created_at: Utc::now(),
-            started_at: None,
-            finished_at: None,
-            timeout_ms: None,
-            idempotency_key: None,
-            request_fingerprint: None,
-            heartbeat_at: None,
-            not_before: None,
+            ..Job::new(
+                JobMode::Sync,
+                TenantId::parse("t").unwrap(),
+                RequestId::parse("r").unwrap(),
+                ModelName::parse("echo").unwrap(),
+                Utc::now(),
+            )
         }
     }
 

@@ -142,11 +142,7 @@ async fn submit(
         .map_err(|err| ApiError::from_classified(&err))?;
     let job = submission.job();
     let job_id = job.id.to_string();
-    let fields = AccessLogFields {
-        job_id: Some(job_id.clone()),
-        model: Some(job.model.to_string()),
-        version: job.version.as_ref().map(ToString::to_string),
-    };
+    let fields = AccessLogFields::for_job(job);
     let location = HeaderValue::from_str(&format!("/predict/async/{job_id}")).ok();
     let version = job
         .version

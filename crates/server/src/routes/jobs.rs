@@ -27,11 +27,7 @@ fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
 }
 
 fn view_response(job: Job) -> Response {
-    let fields = AccessLogFields {
-        job_id: Some(job.id.to_string()),
-        model: Some(job.model.to_string()),
-        version: job.version.as_ref().map(ToString::to_string),
-    };
+    let fields = AccessLogFields::for_job(&job);
     let mut response = Json(JobView::from(job)).into_response();
     response.extensions_mut().insert(fields);
     response

@@ -47,9 +47,12 @@ pub async fn predict(
     Extension(request_id): Extension<RequestId>,
     ApiJson(body): ApiJson<PredictRequest>,
 ) -> Response {
-    let command = match command(body.model, body.version, body.timeout_ms, |_| {
-        Ok(Payload::Single(body.data))
-    }) {
+    let command = match command(
+        body.model,
+        body.version,
+        body.timeout_ms,
+        Ok(Payload::Single(body.data)),
+    ) {
         Ok(command) => command,
         Err(err) => return err.into_response(),
     };
@@ -84,10 +87,7 @@ pub async fn predict_batch(
     Extension(request_id): Extension<RequestId>,
     ApiJson(body): ApiJson<BatchPredictRequest>,
 ) -> Response {
-    let items = body.items;
-    let command = match command(body.model, body.version, body.timeout_ms, move |_| {
-        batch(items)
-    }) {
+    let command = match command(body.model, body.version, body.timeout_ms, batch(body.items)) {
         Ok(command) => command,
         Err(err) => return err.into_response(),
     };
@@ -114,14 +114,14 @@ fn command(
     model: String,
     version: Option<String>,
     timeout_ms: Option<u64>,
-    payload: impl FnOnce(()) -> Result<Payload, ApiError>,
+    payload: Result<Payload, ApiError>,
 ) -> Result<PredictCommand, ApiError> {
     let (model, version) = target(model, version)?;
     Ok(PredictCommand {
         model,
         version,
         timeout: timeout(timeout_ms)?,
-        payload: payload(())?,
+        payload: payload?,
     })
 }
 

@@ -423,31 +423,25 @@ async fn the_job_list_is_newest_first_filtered_and_paginated(backend: Backend) {
 /// A job as a crashed process leaves it: committed but never enqueued, or claimed and running.
 fn left_behind(status: inference_engine_core::job::JobStatus) -> inference_engine_core::job::Job {
     use inference_engine_core::auth::TenantId;
-    use inference_engine_core::job::{Job, JobId, JobMode, Payload, RequestId};
+    use inference_engine_core::job::{Job, JobMode, Payload, RequestId};
     use inference_engine_core::model::{ModelName, ModelVersion};
     let now = chrono::Utc::now();
     let running = status == inference_engine_core::job::JobStatus::Running;
     Job {
-        id: JobId::new(),
-        tenant_id: TenantId::parse("tenant_dev").unwrap(),
-        request_id: RequestId::parse("before-the-crash").unwrap(),
-        mode: JobMode::Async,
         status,
-        model: ModelName::parse("echo").unwrap(),
         version: Some(ModelVersion::parse("v1").unwrap()),
         input: Some(Payload::Single(json!("survivor"))),
-        result: None,
-        failure: None,
         attempts: u32::from(running),
         max_attempts: 3,
-        created_at: now,
         started_at: running.then_some(now),
-        finished_at: None,
-        timeout_ms: None,
-        idempotency_key: None,
-        request_fingerprint: None,
         heartbeat_at: running.then_some(now),
-        not_before: None,
+        ..Job::new(
+            JobMode::Async,
+            TenantId::parse("tenant_dev").unwrap(),
+            RequestId::parse("before-the-crash").unwrap(),
+            ModelName::parse("echo").unwrap(),
+            now,
+        )
     }
 }
 

@@ -110,28 +110,17 @@ pub(crate) fn model(name: &str) -> ModelName {
 pub(crate) fn job() -> Job {
     let now = now();
     Job {
-        id: JobId::new(),
-        tenant_id: tenant("tenant_a"),
-        request_id: RequestId::generate(),
-        mode: JobMode::Async,
-        status: JobStatus::Pending,
-        model: model("echo"),
-        version: None,
         input: Some(inference_engine_core::job::Payload::Single(
             serde_json::json!({"x": 1}),
         )),
-        result: None,
-        failure: None,
-        attempts: 0,
         max_attempts: 3,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        timeout_ms: None,
-        idempotency_key: None,
-        request_fingerprint: None,
-        heartbeat_at: None,
-        not_before: None,
+        ..Job::new(
+            JobMode::Async,
+            tenant("tenant_a"),
+            RequestId::generate(),
+            model("echo"),
+            now,
+        )
     }
 }
 
