@@ -11,15 +11,13 @@
 #        (API_KEYS is always unset so the dev key `dev-key` works).
 #        BENCH_KEEP_TMP=1  keep the temp dir (logs, SQLite file) even when the run passes.
 set -euo pipefail
+BENCH_NAME=run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     sed -n '5,12s/^# \{0,1\}//p' "$0"
 }
 
-die() {
-    echo "run.sh: $*" >&2
-    exit 1
-}
 
 # async_jobs has its own script (no reference server, no wrk): hand over to it.
 if [[ "${1:-}" == async_jobs ]]; then
@@ -70,107 +68,7 @@ ENGINE_BIN="$TARGET_DIR/release/inference-engine"
 [[ -x "$REF_BIN" ]] || die "missing $REF_BIN (build it, or drop --no-build)"
 [[ -x "$ENGINE_BIN" ]] || die "missing $ENGINE_BIN (build it, or drop --no-build)"
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench-$SCENARIO.XXXXXX")"
-SERVER_PID=""
-FAILURES=()
-
-cleanup() {
-    local rc=$?
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        local deadline=$((SECONDS + 10))
-        while kill -0 "$SERVER_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ $rc == 0 && "${BENCH_KEEP_TMP:-0}" != 1 ]]; then
-        rm -rf "$TMP"
-    else
-        echo "run.sh: logs and SQLite file kept in $TMP" >&2
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_healthy NAME PORT: polls GET /health until 200, the server exits, or the deadline passes.
-wait_healthy() {
-    local name="$1" port="$2"
-    local deadline=$((SECONDS + HEALTH_DEADLINE_S))
-    while true; do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            local rc=0
-            wait "$SERVER_PID" || rc=$?
-            SERVER_PID=""
-            die "$name exited during startup (status $rc); see $TMP/$name.stderr"
-        fi
-        if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/health" 2>/dev/null; then
-            return 0
-        fi
-        ((SECONDS < deadline)) || die "$name not healthy on port $port after ${HEALTH_DEADLINE_S}s; see $TMP/$name.stderr"
-        sleep 0.1
-    done
-}
-
-# stop_server NAME: SIGTERM, wait for the exit with a deadline; a non-zero status is a failure.
-stop_server() {
-    local name="$1" rc=0
-    kill -TERM "$SERVER_PID"
-    local deadline=$((SECONDS + STOP_DEADLINE_S))
-    while kill -0 "$SERVER_PID" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            kill -KILL "$SERVER_PID" 2>/dev/null || true
-            FAILURES+=("$name did not exit within ${STOP_DEADLINE_S}s of SIGTERM (killed)")
-            break
-        fi
-        sleep 0.1
-    done
-    wait "$SERVER_PID" || rc=$?
-    SERVER_PID=""
-    if [[ $rc != 0 ]]; then
-        FAILURES+=("$name exited with status $rc after SIGTERM")
-    fi
-    echo "    $name stopped (exit status $rc)"
-}
-
-# field FILE KEY: a value from wrk's BENCH_RESULT line (printed by the Lua done()).
-field() {
-    local value
-    value="$(sed -n "s/^BENCH_RESULT.* $2=\([^ ]*\).*$/\1/p" "$1")"
-    [[ -n "$value" ]] || die "no $2 in the BENCH_RESULT line of $1"
-    echo "$value"
-}
-
-# run_wrk NAME PHASE PORT DURATION: runs wrk, keeps its output in $TMP/NAME.PHASE.wrk, and
-# checks that the Lua non-2xx count agrees with wrk's own "Non-2xx or 3xx responses" line.
-run_wrk() {
-    local name="$1" phase="$2" port="$3" duration="$4"
-    local out="$TMP/$name.$phase.wrk"
-    echo "==> [$name] $phase: wrk -t$THREADS -c$CONNECTIONS -d$duration --latency -s bench/$SCENARIO.lua"
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency -s "$LUA" \
-        "http://127.0.0.1:$port/predict" >"$out"
-    if [[ $phase == measure ]]; then sed 's/^/    /' "$out"; fi
-    local from_wrk
-    from_wrk="$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*$/\1/p' "$out")"
-    from_wrk="${from_wrk:-0}"
-    if [[ "$from_wrk" != "$(field "$out" non2xx)" ]]; then
-        die "$name $phase: wrk reports $from_wrk non-2xx responses but the Lua summary $(field "$out" non2xx)"
-    fi
-}
-
-# ok_count FILE: responses that were not counted as errors (2xx; wrk counts status > 399).
-ok_count() {
-    echo $(($(field "$1" requests) - $(field "$1" non2xx)))
-}
-
-socket_errors() {
-    echo $(($(field "$1" connect_errors) + $(field "$1" read_errors) + $(field "$1" write_errors) + $(field "$1" timeouts)))
-}
+bench_start_temp
 
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
 echo "==> scenario $SCENARIO: -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP); temp dir $TMP"

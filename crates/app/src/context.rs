@@ -4,15 +4,18 @@
 //! SQLite), Redis when `REDIS_URL` is set (else the in-process queue). A configured service that
 //! cannot be reached stops the start: there is never a silent fall-back.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use inference_engine_core::auth::{ApiKeyTable, KeyConfigError, KeySource};
-use inference_engine_core::executor::{ExecutorConfig, ExecutorPool};
+use inference_engine_core::config::{EngineConfig, ExecutionPolicy};
 use inference_engine_core::jobs::AsyncJobService;
 use inference_engine_core::ports::{Clock, JobQueue, JobStore, QueueError, StoreError};
 use inference_engine_core::redact::redact_url;
-use inference_engine_core::registry::{BuiltinSet, ModelRegistry, RegistryError};
+use inference_engine_core::registry::{
+    BuiltinSet, ModelRegistry, ModelRepository, RegistryError, ServingConfig,
+};
 use inference_engine_core::runner::{JobRunner, RetryPolicy, RunnerConfig};
 use inference_engine_core::service::InferenceService;
 use inference_engine_redis::{RedisJobQueue, RedisQueueConfig};
@@ -21,8 +24,10 @@ use inference_engine_store::{
 };
 
 use crate::clock::TokioClock;
+use crate::engine_config::{EngineConfigError, load_engine_config, resolve_config_path};
 use crate::lifecycle::Lifecycle;
 use crate::local_queue::LocalJobQueue;
+use crate::repository::FolderRepository;
 use crate::settings::Settings;
 
 /// Why the process refuses to start. Each message is one line for stderr, naming the setting
@@ -35,10 +40,10 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("job queue: {0}")]
     Queue(#[from] QueueError),
-    #[error("BUILTIN_MODELS: {0}")]
+    #[error("models: {0}")]
     Registry(#[from] RegistryError),
-    #[error("cannot start the executor threads: {0}")]
-    Executor(#[source] std::io::Error),
+    #[error("{0}")]
+    Config(#[from] EngineConfigError),
     #[error("{setting} {reason}")]
     InvalidSetting {
         setting: &'static str,
@@ -110,7 +115,9 @@ pub struct AppContext {
     pub queue: Arc<dyn JobQueue>,
     pub queue_backend: QueueBackend,
     pub lifecycle: Arc<Lifecycle>,
-    pub executor: Arc<ExecutorPool>,
+    pub registry: ModelRegistry,
+    /// The `engine.toml` in use, re-read by [`AppContext::reload`].
+    pub config_path: Option<PathBuf>,
     job_writer: Arc<GroupCommitStore>,
     store_backend: StoreBackend,
 }
@@ -123,16 +130,61 @@ fn check(settings: &Settings) -> Result<(), StartupError> {
     if settings.executor_queue_capacity == 0 {
         return invalid("EXECUTOR_QUEUE_CAPACITY", "must be at least 1");
     }
-    if !(1..=10).contains(&settings.jobs_max_attempts) {
+    if settings
+        .jobs_max_attempts
+        .is_some_and(|attempts| !(1..=10).contains(&attempts))
+    {
         return invalid("JOBS_MAX_ATTEMPTS", "must be between 1 and 10");
     }
-    if settings.jobs_visibility_timeout_s == 0 {
+    if settings.jobs_visibility_timeout_s == Some(0) {
         return invalid("JOBS_VISIBILITY_TIMEOUT_S", "must be at least 1");
+    }
+    if settings.max_loaded_models == Some(0) {
+        return invalid(
+            "MAX_LOADED_MODELS",
+            "must be at least 1 (unset it for no cap)",
+        );
     }
     if settings.worker_batch == 0 {
         return invalid("WORKER_BATCH", "must be at least 1");
     }
     Ok(())
+}
+
+/// The serving part of the configuration: `engine.toml`, overridden by settings.
+fn serving_config(settings: &Settings, file: &EngineConfig) -> Result<ServingConfig, StartupError> {
+    let mut registry = file.registry.clone();
+    if settings.max_loaded_models.is_some() {
+        registry.max_loaded = settings.max_loaded_models;
+    }
+    let mut pools = file.execution.pools().clone();
+    pools.insert("cpu".into(), settings.cpu_threads());
+    pools.insert(
+        "gpu".into(),
+        settings
+            .gpu_executor_workers
+            .filter(|threads| *threads > 0)
+            .or_else(|| file.execution.pools().get("gpu").copied())
+            .unwrap_or(2),
+    );
+    if settings.cpu_executor_workers.is_none()
+        && let Some(threads) = file.execution.pools().get("cpu")
+    {
+        pools.insert("cpu".into(), *threads);
+    }
+    let execution = ExecutionPolicy::new(
+        file.execution.default_executor().to_owned(),
+        pools,
+        file.execution.policy().clone(),
+    )
+    .map_err(EngineConfigError::from)?;
+    Ok(ServingConfig {
+        registry,
+        routing: file.routing.clone(),
+        sla: file.sla.clone(),
+        execution,
+        executor_queue_capacity: settings.executor_queue_capacity,
+    })
 }
 
 impl AppContext {
@@ -165,15 +217,24 @@ impl AppContext {
             Some(list) => BuiltinSet::parse(list)?,
             None => BuiltinSet::default_for(settings.is_production()),
         };
-        let registry = Arc::new(ModelRegistry::with_builtins(builtins)?);
-        let executor = Arc::new(
-            ExecutorPool::start(&ExecutorConfig {
-                name: "cpu".into(),
-                threads: settings.cpu_threads(),
-                queue_capacity: settings.executor_queue_capacity,
-            })
-            .map_err(StartupError::Executor)?,
-        );
+        let config_path = resolve_config_path(settings.config.clone(), None)?;
+        let engine_config = match &config_path {
+            Some(path) => load_engine_config(path)?,
+            None => EngineConfig::default(),
+        };
+        let repository: Arc<dyn ModelRepository> =
+            Arc::new(FolderRepository::new(settings.models_dir.clone()));
+        let registry = ModelRegistry::new(
+            builtins,
+            Some(repository),
+            serving_config(settings, &engine_config)?,
+        )?;
+        let jobs_max_attempts = settings
+            .jobs_max_attempts
+            .unwrap_or(engine_config.jobs.max_attempts);
+        let visibility_timeout = settings
+            .jobs_visibility_timeout_s
+            .map_or(engine_config.jobs.visibility_timeout, Duration::from_secs);
 
         let (store_backend, durable) = StoreBackend::open(settings).await?;
         let job_writer = Arc::new(GroupCommitStore::start(
@@ -189,7 +250,7 @@ impl AppContext {
             Some(url) => {
                 let mut config =
                     RedisQueueConfig::new(url.clone(), settings.redis_key_prefix.clone());
-                config.visibility_timeout = Duration::from_secs(settings.jobs_visibility_timeout_s);
+                config.visibility_timeout = visibility_timeout;
                 let redis = RedisJobQueue::connect(config).await?;
                 tracing::info!(redis = %redact_url(url), "job queue: Redis");
                 (QueueBackend::Redis, Arc::new(redis))
@@ -201,19 +262,20 @@ impl AppContext {
             }
         };
 
+        let lifecycle = Arc::new(Lifecycle::default());
+        // A server is not ready until warm-up (started by `serve`) has loaded the models.
+        if role == Role::Server && registry.serving().config.registry.warmup {
+            lifecycle.set_loading(true);
+        }
         let clock: Arc<dyn Clock> = Arc::new(TokioClock);
-        let inference = InferenceService::new(
-            Arc::clone(&registry),
-            Arc::clone(&executor),
-            Arc::clone(&jobs),
-            Arc::clone(&clock),
-        );
+        let inference =
+            InferenceService::new(registry.clone(), Arc::clone(&jobs), Arc::clone(&clock));
         let async_jobs = AsyncJobService::new(
-            registry,
+            registry.clone(),
             Arc::clone(&jobs),
             Arc::clone(&queue),
             clock,
-            settings.jobs_max_attempts,
+            jobs_max_attempts,
         );
         let runner = JobRunner::new(
             inference.clone(),
@@ -222,7 +284,7 @@ impl AppContext {
             RunnerConfig {
                 batch: settings.worker_batch,
                 receive_wait: Duration::from_secs(1),
-                visibility_timeout: Duration::from_secs(settings.jobs_visibility_timeout_s),
+                visibility_timeout,
                 retry: RetryPolicy {
                     base_delay: Duration::from_millis(settings.jobs_retry_base_ms),
                     max_delay: Duration::from_secs(60),
@@ -237,9 +299,18 @@ impl AppContext {
                 .then(|| inference.clock().now()),
             },
         );
+        for pool in registry.serving().executors.pools() {
+            tracing::info!(
+                pool = pool.name(),
+                threads = pool.threads(),
+                "executor pool ready"
+            );
+        }
         tracing::info!(
-            executor_threads = executor.threads(),
-            "models and executors ready"
+            config = config_path.as_ref().map(|path| path.display().to_string()),
+            models = registry.statuses().len(),
+            models_dir = %settings.models_dir.display(),
+            "model catalogue ready"
         );
         Ok(Self {
             settings: settings.clone(),
@@ -251,11 +322,43 @@ impl AppContext {
             jobs,
             queue,
             queue_backend,
-            lifecycle: Arc::new(Lifecycle::default()),
-            executor,
+            lifecycle,
+            registry,
+            config_path,
             job_writer,
             store_backend,
         })
+    }
+
+    /// Re-reads `engine.toml` and rescans the model repository, installing both in one swap.
+    /// An invalid file changes nothing: the running configuration keeps serving.
+    pub async fn reload(&self) -> Result<(), StartupError> {
+        let engine_config = match &self.config_path {
+            Some(path) => load_engine_config(path)?,
+            None => EngineConfig::default(),
+        };
+        let config = serving_config(&self.settings, &engine_config)?;
+        let registry = self.registry.clone();
+        // Rescanning reads the repository's manifests from disk.
+        tokio::task::spawn_blocking(move || registry.reconfigure(config))
+            .await
+            .map_err(|err| {
+                StartupError::Registry(RegistryError::Repository(format!(
+                    "the rescan was interrupted: {err}"
+                )))
+            })??;
+        tracing::info!("configuration reloaded and model repository rescanned");
+        Ok(())
+    }
+
+    /// When warm-up is on, loads every model (up to the LRU cap); `/ready` says `loading`
+    /// until this returns.
+    pub async fn warm_up(&self) {
+        if self.registry.serving().config.registry.warmup {
+            self.registry.warm_up().await;
+            tracing::info!("warm-up finished");
+        }
+        self.lifecycle.set_loading(false);
     }
 
     /// Creates or upgrades the job-store schema without starting anything else, so it needs

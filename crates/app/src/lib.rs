@@ -5,18 +5,22 @@
 //!
 //! Layout:
 //! - [`settings`]: `Settings`, from flags, the environment and `.env`.
+//! - [`engine_config`]: finding, reading and validating `engine.toml`.
 //! - [`telemetry`]: JSON (or pretty) logs on a non-blocking stdout writer.
 //! - [`context`]: `AppContext::build(&Settings)` and its orderly `shutdown`.
 //! - [`lifecycle`]: readiness state and the SIGTERM/SIGINT shutdown signal.
 //! - [`clock`]: the tokio-backed `Clock`.
 //! - [`job_loops`]: the loops that run async jobs (worker process, or in-process in `serve`).
+//! - [`repository`]: the `MODELS_DIR` folder as the registry's model repository.
 //! - [`local_queue`]: `LocalJobQueue`, the in-process queue used without Redis.
 
 pub mod clock;
 pub mod context;
+pub mod engine_config;
 pub mod job_loops;
 pub mod lifecycle;
 pub mod local_queue;
+pub mod repository;
 pub mod settings;
 pub mod telemetry;
 

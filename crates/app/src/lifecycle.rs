@@ -7,9 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Default)]
 pub struct Lifecycle {
     draining: AtomicBool,
+    /// Warm-up is loading the models.
+    loading: AtomicBool,
 }
 
 impl Lifecycle {
+    pub fn set_loading(&self, loading: bool) {
+        self.loading.store(loading, Ordering::SeqCst);
+    }
+
+    pub fn is_loading(&self) -> bool {
+        self.loading.load(Ordering::SeqCst)
+    }
+
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }

@@ -66,9 +66,27 @@ pub struct Settings {
     )]
     pub log_format: LogFormat,
 
-    /// Threads of the `cpu` executor pool; defaults to the number of cores.
+    /// `engine.toml` (routing, registry, execution pools, SLA, jobs); default `engine.toml` in
+    /// the working directory when present.
+    #[arg(long = "config", env = "ENGINE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Model repository root: `<MODELS_DIR>/<name>/<version>/model.toml`.
+    #[arg(long, env = "MODELS_DIR", default_value = "models", global = true)]
+    pub models_dir: PathBuf,
+
+    /// LRU cap of loaded models; overrides `[registry] max_loaded`.
+    #[arg(long, env = "MAX_LOADED_MODELS", global = true)]
+    pub max_loaded_models: Option<usize>,
+
+    /// Threads of the `cpu` executor pool; overrides `[execution.pools] cpu`; defaults to the
+    /// number of cores.
     #[arg(long, env = "CPU_EXECUTOR_WORKERS", global = true)]
     pub cpu_executor_workers: Option<usize>,
+
+    /// Threads of the `gpu` executor pool; overrides `[execution.pools] gpu`; default 2.
+    #[arg(long, env = "GPU_EXECUTOR_WORKERS", global = true)]
+    pub gpu_executor_workers: Option<usize>,
 
     /// Requests that may wait for an executor thread before new ones get 503 `overloaded`.
     #[arg(
@@ -120,18 +138,15 @@ pub struct Settings {
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "ie:", global = true)]
     pub redis_key_prefix: String,
 
-    /// Attempts an async job gets unless the request says otherwise (1 to 10).
-    #[arg(long, env = "JOBS_MAX_ATTEMPTS", default_value_t = 3, global = true)]
-    pub jobs_max_attempts: u32,
+    /// Attempts an async job gets unless the request says otherwise (1 to 10); overrides
+    /// `[jobs] max_attempts` (default 3).
+    #[arg(long, env = "JOBS_MAX_ATTEMPTS", global = true)]
+    pub jobs_max_attempts: Option<u32>,
 
-    /// Seconds after which a claimed job that shows no sign of life is given to another worker.
-    #[arg(
-        long,
-        env = "JOBS_VISIBILITY_TIMEOUT_S",
-        default_value_t = 300,
-        global = true
-    )]
-    pub jobs_visibility_timeout_s: u64,
+    /// Seconds after which a claimed job that shows no sign of life is given to another worker;
+    /// overrides `[jobs] visibility_timeout_s` (default 300).
+    #[arg(long, env = "JOBS_VISIBILITY_TIMEOUT_S", global = true)]
+    pub jobs_visibility_timeout_s: Option<u64>,
 
     /// First retry delay in ms; it doubles per attempt (with jitter), up to 60 s.
     #[arg(
@@ -211,7 +226,11 @@ impl Settings {
             max_body_bytes: 1_000_000,
             log_level: "warn".into(),
             log_format: LogFormat::Json,
+            config: None,
+            models_dir: PathBuf::from("models"),
+            max_loaded_models: None,
             cpu_executor_workers: Some(2),
+            gpu_executor_workers: Some(1),
             executor_queue_capacity: 1_024,
             builtin_models: None,
             job_writer_max_batch: 512,
@@ -220,8 +239,8 @@ impl Settings {
             database_url: None,
             redis_url: None,
             redis_key_prefix: "ie:".into(),
-            jobs_max_attempts: 3,
-            jobs_visibility_timeout_s: 300,
+            jobs_max_attempts: None,
+            jobs_visibility_timeout_s: None,
             jobs_retry_base_ms: 1_000,
             jobs_reconcile_interval_s: 30,
             jobs_reconcile_grace_s: 60,

@@ -35,6 +35,20 @@ enum Command {
     Worker,
     /// Create or upgrade the job-store schema (also done at every start), then exit.
     Migrate,
+    /// Model repository tools.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Print an ONNX file's inputs, outputs and opsets, and a suggested `model.toml`.
+    Inspect {
+        /// The `.onnx` file.
+        path: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +104,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => {
             let ctx = Arc::new(AppContext::build(&cli.settings, Role::Worker).await?);
             inference_engine_worker::run(ctx, shutdown_signal()).await;
+            Ok(())
+        }
+        Command::Models {
+            command: ModelsCommand::Inspect { path },
+        } => {
+            let report = inference_engine_app::repository::inspect_model(&path)
+                .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
+            println!("{report}");
             Ok(())
         }
         Command::Migrate => {

@@ -118,6 +118,25 @@ impl ExecutorPool {
         self.sender.len()
     }
 
+    /// Queues `task` for a pool thread without waiting for it, or refuses it at once when the
+    /// queue is full. The task runs inside the caller's tracing span; it must not panic (wrap
+    /// model calls in `catch_unwind`), or it takes its thread's current task down with it.
+    pub fn submit(&self, task: impl FnOnce() + Send + 'static) -> Result<(), ExecutorError> {
+        let span = tracing::Span::current();
+        let task: Task = Box::new(move || {
+            let _entered = span.enter();
+            task();
+        });
+        self.sender.try_send(task).map_err(|err| match err {
+            flume::TrySendError::Full(_) => ExecutorError::Overloaded {
+                pool: self.name.clone(),
+            },
+            flume::TrySendError::Disconnected(_) => ExecutorError::ShutDown {
+                pool: self.name.clone(),
+            },
+        })
+    }
+
     /// Runs `work` on a pool thread. Dropping the returned future does not stop the work; its
     /// result is then discarded.
     pub async fn run<T, F>(&self, work: F) -> Result<Executed<T>, ExecutorError>
@@ -127,9 +146,7 @@ impl ExecutorPool {
     {
         let (reply, replied) = flume::bounded(1);
         let submitted = Instant::now();
-        let span = tracing::Span::current();
-        let task: Task = Box::new(move || {
-            let _entered = span.enter();
+        self.submit(move || {
             let started = Instant::now();
             // A panicking model must fail its own request, not take the thread down with it.
             let outcome = catch_unwind(AssertUnwindSafe(work)).map(|value| Executed {
@@ -139,14 +156,6 @@ impl ExecutorPool {
             });
             // The caller may have gone (timeout, disconnect); then nobody wants the result.
             let _ = reply.send(outcome);
-        });
-        self.sender.try_send(task).map_err(|err| match err {
-            flume::TrySendError::Full(_) => ExecutorError::Overloaded {
-                pool: self.name.clone(),
-            },
-            flume::TrySendError::Disconnected(_) => ExecutorError::ShutDown {
-                pool: self.name.clone(),
-            },
         })?;
         match replied.recv_async().await {
             Ok(Ok(executed)) => Ok(executed),

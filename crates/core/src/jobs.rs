@@ -119,7 +119,7 @@ impl Submission {
 /// Submits, reads, lists and cancels async jobs for a caller.
 #[derive(Debug, Clone)]
 pub struct AsyncJobService {
-    registry: Arc<ModelRegistry>,
+    registry: ModelRegistry,
     store: Arc<dyn JobStore>,
     queue: Arc<dyn JobQueue>,
     clock: Arc<dyn Clock>,
@@ -128,7 +128,7 @@ pub struct AsyncJobService {
 
 impl AsyncJobService {
     pub fn new(
-        registry: Arc<ModelRegistry>,
+        registry: ModelRegistry,
         store: Arc<dyn JobStore>,
         queue: Arc<dyn JobQueue>,
         clock: Arc<dyn Clock>,
@@ -169,11 +169,14 @@ impl AsyncJobService {
             )
         };
 
-        let entry = match self
-            .registry
-            .resolve(&command.model, command.version.as_ref())
-        {
-            Ok(entry) => entry,
+        let routed =
+            self.registry
+                .serving()
+                .route(&command.model, command.version.as_ref(), || {
+                    caller.routing_bucket()
+                });
+        let key = match routed {
+            Ok(key) => key,
             Err(err) => {
                 // Recorded like any failed request, so the audit trail is complete.
                 job.status = JobStatus::Failed;
@@ -186,7 +189,7 @@ impl AsyncJobService {
                 return Err(err.into());
             }
         };
-        job.version = Some(entry.key.version.clone());
+        job.version = Some(key.version);
         job.input = Some(command.payload);
         job.idempotency_key = command.idempotency_key;
         job.request_fingerprint = Some(fingerprint.clone());

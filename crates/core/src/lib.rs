@@ -14,6 +14,8 @@
 //!   type-erased form `Model`.
 //! - [`builtin`]: the built-in `echo` and `sleep` pipelines.
 //! - [`executor`]: `ExecutorPool`, bounded queues in front of named OS threads.
+//! - [`source`]: `ModelSource`, `ModelDescription`, `TensorSpec`: a model before it is loaded.
+//! - [`batcher`]: `Batcher`, dynamic batching of concurrent requests into one model run.
 //! - [`registry`]: `ModelRegistry`, which models exist and which version a request gets.
 //! - [`job`]: `Job`, `JobId`, `JobStatus`, `JobMode`, `RequestId`.
 //! - [`ports`]: `JobStore` and `Clock`, implemented by adapters.
@@ -21,9 +23,15 @@
 //! - [`service`]: `InferenceService`, the synchronous predict use case.
 //! - [`jobs`]: `AsyncJobService`: submit (idempotent), read, list and cancel async jobs.
 //! - [`runner`]: `JobRunner`: the worker step `process_next` and the reconciler.
+//! - [`routing`]: `Bucket`, `RoutingRule` (static / canary / ab) and `RoutingTable`: the
+//!   version a request gets when it names none.
+//! - [`config`]: the `engine.toml` model (`EngineConfigFile`) and its validation into
+//!   `EngineConfig` (registry, routing, execution, SLA, rate-limit and job policies).
 
 pub mod auth;
+pub mod batcher;
 pub mod builtin;
+pub mod config;
 pub mod error;
 pub mod executor;
 pub mod job;
@@ -33,5 +41,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod redact;
 pub mod registry;
+pub mod routing;
 pub mod runner;
 pub mod service;
+pub mod source;

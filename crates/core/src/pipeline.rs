@@ -81,6 +81,10 @@ pub trait Model: Send + Sync + fmt::Debug {
 
     /// All items succeed or the call fails, naming the first bad item.
     fn predict_batch(&self, items: Vec<Value>) -> Result<Vec<Value>, PipelineError>;
+
+    /// Independent requests run together (dynamic batching): the valid items share one model
+    /// run, and each item gets its own outcome, so one caller's bad input fails only itself.
+    fn predict_each(&self, items: Vec<Value>) -> Vec<Result<Value, PipelineError>>;
 }
 
 /// Adapts any [`Pipeline`] into a [`Model`].
@@ -102,6 +106,14 @@ impl<P> fmt::Debug for PipelineModel<P> {
     }
 }
 
+impl<P: Pipeline> PipelineModel<P> {
+    fn prepare(&self, data: Value) -> Result<P::Input, PipelineError> {
+        let input = self.pipeline.preprocess(data)?;
+        self.pipeline.validate(&input)?;
+        Ok(input)
+    }
+}
+
 impl<P: Pipeline> Model for PipelineModel<P> {
     fn predict(&self, data: Value) -> Result<Value, PipelineError> {
         let input = self.pipeline.preprocess(data)?;
@@ -113,12 +125,7 @@ impl<P: Pipeline> Model for PipelineModel<P> {
     fn predict_batch(&self, items: Vec<Value>) -> Result<Vec<Value>, PipelineError> {
         let mut inputs = Vec::with_capacity(items.len());
         for (index, data) in items.into_iter().enumerate() {
-            let prepare = |data| {
-                let input = self.pipeline.preprocess(data)?;
-                self.pipeline.validate(&input)?;
-                Ok(input)
-            };
-            inputs.push(prepare(data).map_err(|err: PipelineError| err.for_item(index))?);
+            inputs.push(self.prepare(data).map_err(|err| err.for_item(index))?);
         }
         let outputs = self.pipeline.infer_batch(inputs)?;
         outputs
@@ -130,6 +137,49 @@ impl<P: Pipeline> Model for PipelineModel<P> {
                     .map_err(|err| err.for_item(index))
             })
             .collect()
+    }
+
+    fn predict_each(&self, items: Vec<Value>) -> Vec<Result<Value, PipelineError>> {
+        let mut outcomes: Vec<Result<Value, PipelineError>> = Vec::with_capacity(items.len());
+        let mut inputs = Vec::with_capacity(items.len());
+        // Where each prepared input's outcome goes.
+        let mut slots = Vec::with_capacity(items.len());
+        for data in items {
+            match self.prepare(data) {
+                Ok(input) => {
+                    slots.push(outcomes.len());
+                    inputs.push(input);
+                    outcomes.push(Ok(Value::Null));
+                }
+                Err(err) => outcomes.push(Err(err)),
+            }
+        }
+        if inputs.is_empty() {
+            return outcomes;
+        }
+        match self.pipeline.infer_batch(inputs) {
+            Ok(outputs) if outputs.len() == slots.len() => {
+                for (slot, output) in slots.into_iter().zip(outputs) {
+                    outcomes[slot] = self.pipeline.postprocess(output);
+                }
+            }
+            Ok(outputs) => {
+                let err = PipelineError::Inference(format!(
+                    "the model returned {} results for {} inputs",
+                    outputs.len(),
+                    slots.len()
+                ));
+                for slot in slots {
+                    outcomes[slot] = Err(err.clone());
+                }
+            }
+            Err(err) => {
+                for slot in slots {
+                    outcomes[slot] = Err(err.clone());
+                }
+            }
+        }
+        outcomes
     }
 }
 
@@ -173,6 +223,19 @@ mod tests {
             model.predict(Value::from(-1.0)),
             Err(PipelineError::InvalidInput("must not be negative".into()))
         );
+    }
+
+    #[test]
+    fn each_item_gets_its_own_outcome() {
+        let model = PipelineModel::new(Doubler);
+        let outcomes =
+            model.predict_each(vec![Value::from(1.0), Value::from("x"), Value::from(3.0)]);
+        assert_eq!(outcomes[0], Ok(Value::from(2.0)));
+        assert_eq!(
+            outcomes[1],
+            Err(PipelineError::InvalidInput("expected a number".into()))
+        );
+        assert_eq!(outcomes[2], Ok(Value::from(6.0)));
     }
 
     #[test]

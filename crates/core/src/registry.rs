@@ -1,48 +1,72 @@
-//! The model registry: which models exist and which version a request gets.
+//! The model registry: which models exist, which version a request gets, and which are loaded.
 //!
-//! Today it holds the built-in pipelines, all loaded at start. The model repository, lazy
-//! single-flight loading, the LRU cap and routing rules extend this type without changing how
-//! the service asks it for a model.
+//! Everything a request needs to find and run a model (the catalogue of models, the routing
+//! rules, the SLA timeouts, the executor pools) lives in one immutable [`Serving`] snapshot that
+//! a reload replaces in a single swap, so a request never sees half of an old configuration and
+//! half of a new one.
+//!
+//! Models load lazily: the first request starts one load on a dedicated loader thread and every
+//! concurrent request for the same model awaits that same load (single flight). The load
+//! finishes even if the request that started it goes away. A `max_loaded` cap evicts the least
+//! recently used model that is not pinned, preferring idle ones; a request already running
+//! holds its own [`ModelLease`], so eviction only drops the registry's reference and the model is
+//! freed when its last request finishes.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
+use crate::batcher::Batcher;
 use crate::builtin::{EchoPipeline, SleepPipeline};
+use crate::config::{ExecutionPolicy, RegistryPolicy, SlaPolicy};
 use crate::error::{Classified, ErrorKind};
+use crate::executor::{ExecutorConfig, ExecutorPool};
 use crate::model::{ModelKey, ModelName, ModelVersion};
 use crate::pipeline::{Model, PipelineModel};
-
-/// Where a model's implementation comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// A pipeline compiled into the binary.
-    Builtin,
-}
-
-impl Backend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Builtin => "builtin",
-        }
-    }
-}
-
-/// A model ready to serve.
-#[derive(Debug)]
-pub struct ModelEntry {
-    pub key: ModelKey,
-    pub backend: Backend,
-    pub model: Arc<dyn Model>,
-}
+use crate::routing::{Bucket, RoutingRule, RoutingTable};
+pub use crate::source::Backend;
+use crate::source::{LoadError, ModelDescription, ModelSource, ReadySource};
 
 /// One line of `GET /models`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelStatus {
     pub key: ModelKey,
     pub backend: Backend,
+    /// In memory now.
     pub loaded: bool,
+    /// Can serve requests: loaded, or loadable on first use. `false` once a load failed.
     pub ready: bool,
     pub error: Option<String>,
+}
+
+/// One line of `GET /debug/models/loaded`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedStatus {
+    pub key: ModelKey,
+    /// Time since the model last served a request (or finished loading).
+    pub idle_for: Duration,
+    pub in_flight: usize,
+    pub pinned: bool,
+    /// Loads of this model since the process started.
+    pub loads: u64,
+}
+
+/// Everything `GET /models/{name}/{version}` shows.
+#[derive(Debug, Clone)]
+pub struct ModelDetails {
+    pub status: ModelStatus,
+    pub description: Option<ModelDescription>,
+    /// The rule that picks a version when a request omits it, if the model has one.
+    pub routing: Option<RoutingRule>,
+    pub timeout: Option<Duration>,
+    pub executor: String,
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +82,8 @@ pub enum ResolveError {
         "model {name:?} has several versions ({available}) and no routing rule: give \"version\""
     )]
     VersionRequired { name: ModelName, available: String },
+    #[error("model {key} is not ready: {reason}")]
+    NotReady { key: ModelKey, reason: String },
 }
 
 impl Classified for ResolveError {
@@ -65,6 +91,7 @@ impl Classified for ResolveError {
         match self {
             Self::UnknownModel { .. } | Self::UnknownVersion { .. } => ErrorKind::NotFound,
             Self::VersionRequired { .. } => ErrorKind::InvalidInput,
+            Self::NotReady { .. } => ErrorKind::NotReady,
         }
     }
 
@@ -72,6 +99,7 @@ impl Classified for ResolveError {
         match self {
             Self::UnknownModel { .. } | Self::UnknownVersion { .. } => "model_not_found",
             Self::VersionRequired { .. } => "version_required",
+            Self::NotReady { .. } => "not_ready",
         }
     }
 }
@@ -82,6 +110,37 @@ pub enum RegistryError {
     Duplicate(ModelKey),
     #[error("unknown built-in model {0:?}; built-ins are: echo, sleep")]
     UnknownBuiltin(String),
+    #[error("cannot start the executor threads of pool {pool:?}: {reason}")]
+    Executor { pool: String, reason: String },
+    #[error("model {0} is not served here")]
+    UnknownModel(ModelKey),
+    #[error("reloading {key} failed, the previous version keeps serving: {reason}")]
+    ReloadFailed { key: ModelKey, reason: String },
+    #[error("the model repository cannot be read: {0}")]
+    Repository(String),
+}
+
+impl Classified for RegistryError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::UnknownModel(_) => ErrorKind::NotFound,
+            Self::ReloadFailed { .. } | Self::Repository(_) | Self::Duplicate(_) => {
+                ErrorKind::InvalidInput
+            }
+            Self::UnknownBuiltin(_) => ErrorKind::InvalidInput,
+            Self::Executor { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownModel(_) => "model_not_found",
+            Self::ReloadFailed { .. } => "reload_failed",
+            Self::Repository(_) => "repository_unreadable",
+            Self::Duplicate(_) | Self::UnknownBuiltin(_) => "invalid_configuration",
+            Self::Executor { .. } => "internal",
+        }
+    }
 }
 
 /// Which built-in pipelines to register (`BUILTIN_MODELS=echo,sleep`).
@@ -119,122 +178,882 @@ impl BuiltinSet {
         }
         Ok(set)
     }
-}
 
-/// All models this process serves, by name then version.
-#[derive(Debug, Default)]
-pub struct ModelRegistry {
-    models: BTreeMap<ModelName, BTreeMap<ModelVersion, Arc<ModelEntry>>>,
-}
-
-impl ModelRegistry {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn with_builtins(set: BuiltinSet) -> Result<Self, RegistryError> {
-        let mut registry = Self::new();
-        let key = |name: &str, version: &str| -> Result<ModelKey, RegistryError> {
-            let invalid = |_| RegistryError::UnknownBuiltin(name.to_owned());
-            Ok(ModelKey::new(
-                ModelName::parse(name).map_err(invalid)?,
-                ModelVersion::parse(version).map_err(invalid)?,
-            ))
-        };
-        if set.echo {
-            for version in ["v1", "v2"] {
-                registry.register(
-                    key("echo", version)?,
-                    Backend::Builtin,
-                    Arc::new(PipelineModel::new(EchoPipeline)),
-                )?;
+    /// The built-in models as sources, already "loaded" (they are plain Rust values).
+    pub fn sources(self) -> Vec<ScannedModel> {
+        let mut models = Vec::new();
+        let mut add = |name: &str, version: &str, model: Arc<dyn Model>| {
+            if let (Ok(name), Ok(version)) = (ModelName::parse(name), ModelVersion::parse(version))
+            {
+                let source: Arc<dyn ModelSource> =
+                    Arc::new(ReadySource::new(ModelDescription::builtin(), model));
+                models.push(ScannedModel {
+                    key: ModelKey::new(name, version),
+                    source: Ok(source),
+                });
             }
+        };
+        if self.echo {
+            add("echo", "v1", Arc::new(PipelineModel::new(EchoPipeline)));
+            add("echo", "v2", Arc::new(PipelineModel::new(EchoPipeline)));
         }
-        if set.sleep {
-            registry.register(
-                key("sleep", "v1")?,
-                Backend::Builtin,
-                Arc::new(PipelineModel::new(SleepPipeline)),
-            )?;
+        if self.sleep {
+            add("sleep", "v1", Arc::new(PipelineModel::new(SleepPipeline)));
         }
-        Ok(registry)
+        models
+    }
+}
+
+/// A model found by a repository scan: its source, or why it cannot be used.
+#[derive(Debug, Clone)]
+pub struct ScannedModel {
+    pub key: ModelKey,
+    pub source: Result<Arc<dyn ModelSource>, LoadError>,
+}
+
+/// Where models come from besides the built-ins (the `MODELS_DIR` folder). Implemented by the
+/// backend crates; scanning reads manifests only, it never loads a model.
+pub trait ModelRepository: Send + Sync + fmt::Debug {
+    fn scan(&self) -> Result<Vec<ScannedModel>, LoadError>;
+}
+
+/// The parts of the configuration that decide how requests are served.
+#[derive(Debug, Clone, Default)]
+pub struct ServingConfig {
+    pub registry: RegistryPolicy,
+    pub routing: RoutingTable,
+    pub sla: SlaPolicy,
+    pub execution: ExecutionPolicy,
+    /// Requests that may wait in each pool's queue before new ones are refused with 503.
+    pub executor_queue_capacity: usize,
+}
+
+/// The executor pools of one configuration, by name.
+#[derive(Debug)]
+pub struct Executors {
+    pools: BTreeMap<String, Arc<ExecutorPool>>,
+    policy: ExecutionPolicy,
+}
+
+impl Executors {
+    /// Starts the configured pools, reusing the running pool of the same name and size from the
+    /// previous configuration so a reload does not restart threads for nothing.
+    fn start(
+        policy: &ExecutionPolicy,
+        queue_capacity: usize,
+        previous: Option<&Executors>,
+    ) -> Result<Self, RegistryError> {
+        let mut pools = BTreeMap::new();
+        for (name, &threads) in policy.pools() {
+            let reusable = previous
+                .and_then(|previous| previous.pools.get(name))
+                .filter(|pool| pool.threads() == threads.max(1))
+                .cloned();
+            let pool = match reusable {
+                Some(pool) => pool,
+                None => Arc::new(
+                    ExecutorPool::start(&ExecutorConfig {
+                        name: name.clone(),
+                        threads,
+                        queue_capacity,
+                    })
+                    .map_err(|err| RegistryError::Executor {
+                        pool: name.clone(),
+                        reason: err.to_string(),
+                    })?,
+                ),
+            };
+            pools.insert(name.clone(), pool);
+        }
+        Ok(Self {
+            pools,
+            policy: policy.clone(),
+        })
     }
 
-    pub fn register(
-        &mut self,
-        key: ModelKey,
-        backend: Backend,
-        model: Arc<dyn Model>,
-    ) -> Result<(), RegistryError> {
-        let versions = self.models.entry(key.name.clone()).or_default();
-        if versions.contains_key(&key.version) {
-            return Err(RegistryError::Duplicate(key));
+    /// The pool a model runs on. Validation guarantees the policy only names existing pools.
+    pub fn pool_for(&self, key: &ModelKey) -> Option<&Arc<ExecutorPool>> {
+        self.pools.get(self.policy.pool_for(key))
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<ExecutorPool>> {
+        self.pools.values()
+    }
+}
+
+/// A loaded model and what serves it.
+#[derive(Clone)]
+pub struct LoadedModel {
+    pub model: Arc<dyn Model>,
+    /// Set for models whose manifest enables dynamic batching.
+    pub batcher: Option<Arc<Batcher>>,
+}
+
+impl fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("model", &self.model)
+            .field("batched", &self.batcher.is_some())
+            .finish()
+    }
+}
+
+type LoadFuture = Shared<BoxFuture<'static, Result<LoadedModel, LoadError>>>;
+
+enum SlotState {
+    Unloaded,
+    Loading(LoadFuture),
+    Loaded(LoadedModel),
+    Failed(LoadError),
+}
+
+struct SlotInner {
+    source: Result<Arc<dyn ModelSource>, LoadError>,
+    state: SlotState,
+}
+
+/// One `(name, version)` of the catalogue. Slots outlive reloads of the configuration when
+/// their model is still in the repository, so a loaded model stays loaded.
+struct Slot {
+    key: ModelKey,
+    /// Built-in pipelines cost no memory: they do not count towards `max_loaded` and are
+    /// never evicted.
+    builtin: bool,
+    /// Never held across an `.await`.
+    inner: Mutex<SlotInner>,
+    in_flight: AtomicUsize,
+    /// Nanoseconds since the registry's epoch when the model was last handed out.
+    last_used: AtomicU64,
+    loads: AtomicU64,
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot").field("key", &self.key).finish()
+    }
+}
+
+impl Slot {
+    fn new(scanned: ScannedModel) -> Self {
+        let builtin = scanned
+            .source
+            .as_ref()
+            .is_ok_and(|source| source.description().backend == Backend::Builtin);
+        Self {
+            key: scanned.key,
+            builtin,
+            inner: Mutex::new(SlotInner {
+                source: scanned.source,
+                state: SlotState::Unloaded,
+            }),
+            in_flight: AtomicUsize::new(0),
+            last_used: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
         }
-        let entry = Arc::new(ModelEntry {
-            key: key.clone(),
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotInner> {
+        // A panic while holding this lock cannot leave the state half-written (every update
+        // is a single assignment), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn status(&self) -> ModelStatus {
+        let inner = self.lock();
+        let backend = match &inner.source {
+            Ok(source) => source.description().backend,
+            Err(_) => Backend::Onnx,
+        };
+        let (loaded, error) = match (&inner.source, &inner.state) {
+            (Err(err), _) | (_, SlotState::Failed(err)) => (false, Some(err.to_string())),
+            (Ok(_), SlotState::Loaded(_)) => (true, None),
+            (Ok(_), SlotState::Unloaded | SlotState::Loading(_)) => (false, None),
+        };
+        ModelStatus {
+            key: self.key.clone(),
             backend,
-            model,
-        });
-        versions.insert(key.version, entry);
-        Ok(())
+            loaded,
+            ready: error.is_none(),
+            error,
+        }
     }
 
-    /// The model a request gets: the exact version when given; otherwise the only version.
-    pub fn resolve(
+    fn is_ready(&self) -> bool {
+        let inner = self.lock();
+        inner.source.is_ok() && !matches!(inner.state, SlotState::Failed(_))
+    }
+
+    fn is_loaded(&self) -> bool {
+        matches!(self.lock().state, SlotState::Loaded(_))
+    }
+}
+
+/// An immutable serving configuration: the catalogue and the policies that go with it.
+#[derive(Debug)]
+pub struct Serving {
+    models: BTreeMap<ModelName, BTreeMap<ModelVersion, Arc<Slot>>>,
+    pub config: ServingConfig,
+    pub executors: Executors,
+}
+
+impl Serving {
+    fn slot(&self, key: &ModelKey) -> Option<&Arc<Slot>> {
+        self.models.get(&key.name)?.get(&key.version)
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &Arc<Slot>> {
+        self.models.values().flat_map(BTreeMap::values)
+    }
+
+    /// The version a request gets (SPEC §5): the exact version when given; otherwise the
+    /// model's routing rule, or its only version. `bucket` is only evaluated when a rule needs
+    /// it.
+    pub fn route(
         &self,
         name: &ModelName,
         version: Option<&ModelVersion>,
-    ) -> Result<Arc<ModelEntry>, ResolveError> {
+        bucket: impl FnOnce() -> Bucket,
+    ) -> Result<ModelKey, ResolveError> {
         let versions = self
             .models
             .get(name)
             .ok_or_else(|| ResolveError::UnknownModel { name: name.clone() })?;
-        match version {
-            Some(version) => {
+        let key = |version: ModelVersion| ModelKey::new(name.clone(), version);
+        if let Some(version) = version {
+            return if versions.contains_key(version) {
+                Ok(key(version.clone()))
+            } else {
+                Err(ResolveError::UnknownVersion {
+                    name: name.clone(),
+                    version: version.clone(),
+                })
+            };
+        }
+        if let Some(rule) = self.config.routing.get(name) {
+            let is_ready = |version: &ModelVersion| {
                 versions
                     .get(version)
-                    .cloned()
-                    .ok_or_else(|| ResolveError::UnknownVersion {
-                        name: name.clone(),
-                        version: version.clone(),
-                    })
+                    .is_some_and(|slot| Slot::is_ready(slot))
+            };
+            let chosen = rule.route(bucket(), is_ready);
+            return if versions.contains_key(&chosen) {
+                Ok(key(chosen))
+            } else {
+                Err(ResolveError::UnknownVersion {
+                    name: name.clone(),
+                    version: chosen,
+                })
+            };
+        }
+        let mut all = versions.keys();
+        match (all.next(), all.next()) {
+            (Some(only), None) => Ok(key(only.clone())),
+            _ => Err(ResolveError::VersionRequired {
+                name: name.clone(),
+                available: versions
+                    .keys()
+                    .map(ModelVersion::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    pub fn timeout_for(&self, key: &ModelKey, requested: Option<Duration>) -> Option<Duration> {
+        self.config.sla.effective_timeout(key, requested)
+    }
+}
+
+/// A model handed to one request. Holding it keeps the model alive (eviction and unload only
+/// drop the registry's reference) and counts the request as in flight.
+pub struct ModelLease {
+    pub key: ModelKey,
+    pub loaded: LoadedModel,
+    slot: Arc<Slot>,
+}
+
+impl fmt::Debug for ModelLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelLease")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ModelLease {
+    fn drop(&mut self) {
+        self.slot.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct RegistryInner {
+    /// Read on every request, written on reload; never held across an `.await`.
+    serving: RwLock<Arc<Serving>>,
+    builtins: Vec<ScannedModel>,
+    repository: Option<Arc<dyn ModelRepository>>,
+    epoch: Instant,
+}
+
+/// All models this process serves. Cheap to clone: clones share the same registry.
+#[derive(Clone)]
+pub struct ModelRegistry {
+    inner: Arc<RegistryInner>,
+}
+
+impl fmt::Debug for ModelRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelRegistry")
+            .field("serving", &self.serving())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelRegistry {
+    /// Builds the catalogue from the built-ins and a first scan of the repository. Nothing is
+    /// loaded yet (see [`Self::warm_up`]).
+    pub fn new(
+        builtins: BuiltinSet,
+        repository: Option<Arc<dyn ModelRepository>>,
+        config: ServingConfig,
+    ) -> Result<Self, RegistryError> {
+        let builtins = builtins.sources();
+        let scanned = scan(&builtins, repository.as_deref())?;
+        let executors = Executors::start(&config.execution, config.executor_queue_capacity, None)?;
+        let serving = Serving {
+            models: catalogue(scanned, None),
+            config,
+            executors,
+        };
+        Ok(Self {
+            inner: Arc::new(RegistryInner {
+                serving: RwLock::new(Arc::new(serving)),
+                builtins,
+                repository,
+                epoch: Instant::now(),
+            }),
+        })
+    }
+
+    /// Only the built-in models, with default policies: for tests and tools.
+    pub fn with_builtins(builtins: BuiltinSet) -> Result<Self, RegistryError> {
+        Self::new(
+            builtins,
+            None,
+            ServingConfig {
+                executor_queue_capacity: 64,
+                ..ServingConfig::default()
+            },
+        )
+    }
+
+    /// The current serving configuration. A request takes it once and uses it throughout.
+    pub fn serving(&self) -> Arc<Serving> {
+        Arc::clone(
+            &self
+                .inner
+                .serving
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Rescans the repository and installs `config` in one swap. Models still in the repository
+    /// keep their slot (a loaded model stays loaded and serving; its new manifest is used by
+    /// the next load); models that failed to load get another chance; removed models disappear
+    /// for new requests while running ones finish. Nothing changes if anything fails.
+    pub fn reconfigure(&self, config: ServingConfig) -> Result<(), RegistryError> {
+        let scanned = scan(&self.inner.builtins, self.inner.repository.as_deref())?;
+        let mut serving = self
+            .inner
+            .serving
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let executors = Executors::start(
+            &config.execution,
+            config.executor_queue_capacity,
+            Some(&serving.executors),
+        )?;
+        let models = catalogue(scanned, Some(&serving));
+        *serving = Arc::new(Serving {
+            models,
+            config,
+            executors,
+        });
+        drop(serving);
+        self.enforce_cap(None);
+        Ok(())
+    }
+
+    /// Hands out the model, loading it first if needed (one load, however many callers).
+    pub async fn acquire(
+        &self,
+        serving: &Serving,
+        key: &ModelKey,
+    ) -> Result<ModelLease, ResolveError> {
+        let slot = serving
+            .slot(key)
+            .ok_or_else(|| ResolveError::UnknownVersion {
+                name: key.name.clone(),
+                version: key.version.clone(),
+            })?;
+        let loading = {
+            let mut inner = slot.lock();
+            match &inner.state {
+                SlotState::Loaded(loaded) => return Ok(self.lease(slot, loaded.clone())),
+                SlotState::Failed(err) => return Err(not_ready(key, err)),
+                SlotState::Loading(loading) => loading.clone(),
+                SlotState::Unloaded => match &inner.source {
+                    Err(err) => return Err(not_ready(key, err)),
+                    Ok(source) => {
+                        let loading = self.start_load(Arc::clone(slot), Arc::clone(source));
+                        inner.state = SlotState::Loading(loading.clone());
+                        loading
+                    }
+                },
             }
-            None => {
-                let mut all = versions.values();
-                match (all.next(), all.next()) {
-                    (Some(only), None) => Ok(Arc::clone(only)),
-                    _ => Err(ResolveError::VersionRequired {
-                        name: name.clone(),
-                        available: versions
-                            .keys()
-                            .map(ModelVersion::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    }),
+        };
+        match loading.await {
+            Ok(loaded) => Ok(self.lease(slot, loaded)),
+            Err(err) => Err(not_ready(key, &err)),
+        }
+    }
+
+    fn lease(&self, slot: &Arc<Slot>, loaded: LoadedModel) -> ModelLease {
+        slot.in_flight.fetch_add(1, Ordering::Relaxed);
+        slot.last_used.store(self.ticks(), Ordering::Relaxed);
+        ModelLease {
+            key: slot.key.clone(),
+            loaded,
+            slot: Arc::clone(slot),
+        }
+    }
+
+    fn ticks(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Loads on a new thread (loads block: file reads, graph optimisation) and records the
+    /// outcome in the slot from that thread, so the load completes and is recorded even if
+    /// every request waiting for it has gone.
+    fn start_load(&self, slot: Arc<Slot>, source: Arc<dyn ModelSource>) -> LoadFuture {
+        let (done, finished) = flume::bounded(1);
+        let registry = self.clone();
+        let key = slot.key.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("model-load-{}", slot.key.name))
+            .spawn(move || {
+                slot.loads.fetch_add(1, Ordering::Relaxed);
+                let outcome = load_model(&slot.key, source.as_ref());
+                {
+                    let mut inner = slot.lock();
+                    inner.state = match &outcome {
+                        Ok(loaded) => SlotState::Loaded(loaded.clone()),
+                        Err(err) => SlotState::Failed(err.clone()),
+                    };
                 }
+                if outcome.is_ok() {
+                    slot.last_used.store(registry.ticks(), Ordering::Relaxed);
+                    registry.enforce_cap(Some(&slot.key));
+                }
+                let _ = done.send(outcome);
+            });
+        if let Err(err) = spawned {
+            let error = LoadError(format!("cannot start a loader thread for {key}: {err}"));
+            return futures_util::future::ready(Err(error)).boxed().shared();
+        }
+        async move {
+            finished.recv_async().await.unwrap_or_else(|_| {
+                Err(LoadError(
+                    "the loader thread ended without an outcome".into(),
+                ))
+            })
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Evicts least recently used, unpinned models until at most `max_loaded` are loaded.
+    /// Idle models go first; a busy one is evicted only if nothing idle is left, and its running
+    /// requests still finish on their own reference.
+    fn enforce_cap(&self, just_loaded: Option<&ModelKey>) {
+        let serving = self.serving();
+        let Some(max_loaded) = serving.config.registry.max_loaded else {
+            return;
+        };
+        let pinned: BTreeSet<&ModelKey> = serving.config.registry.pinned.iter().collect();
+        let mut loaded: Vec<&Arc<Slot>> = serving
+            .slots()
+            .filter(|slot| !slot.builtin && slot.is_loaded())
+            .collect();
+        let mut excess = loaded.len().saturating_sub(max_loaded);
+        if excess == 0 {
+            return;
+        }
+        loaded.retain(|slot| !pinned.contains(&slot.key) && Some(&slot.key) != just_loaded);
+        loaded.sort_by_key(|slot| {
+            (
+                slot.in_flight.load(Ordering::Relaxed) > 0,
+                slot.last_used.load(Ordering::Relaxed),
+            )
+        });
+        for victim in loaded {
+            if excess == 0 {
+                break;
+            }
+            let mut inner = victim.lock();
+            if matches!(inner.state, SlotState::Loaded(_)) {
+                inner.state = SlotState::Unloaded;
+                excess -= 1;
+                tracing::info!(
+                    model = %victim.key,
+                    in_flight = victim.in_flight.load(Ordering::Relaxed),
+                    max_loaded,
+                    "model evicted (least recently used)"
+                );
+            }
+        }
+        if excess > 0 {
+            tracing::warn!(
+                max_loaded,
+                over = excess,
+                "more models loaded than max_loaded: the rest are pinned or just loaded"
+            );
+        }
+    }
+
+    /// Loads every ready model, pinned ones first, up to `max_loaded` (built-ins always). Failures are recorded on
+    /// their model and never stop the others.
+    pub async fn warm_up(&self) {
+        let serving = self.serving();
+        let pinned = &serving.config.registry.pinned;
+        let mut order: Vec<&Arc<Slot>> = serving
+            .slots()
+            .filter(|slot| !slot.builtin && slot.is_ready())
+            .collect();
+        order.sort_by_key(|slot| !pinned.contains(&slot.key));
+        if let Some(max_loaded) = serving.config.registry.max_loaded {
+            order.truncate(max_loaded.max(pinned.len()));
+        }
+        // Built-ins are plain values: "loading" them only marks them loaded.
+        for slot in serving.slots().filter(|slot| slot.builtin) {
+            drop(self.acquire(&serving, &slot.key).await);
+        }
+        for slot in order {
+            if let Err(err) = self.acquire(&serving, &slot.key).await {
+                tracing::warn!(model = %slot.key, error = %err, "warm-up: model not ready");
             }
         }
     }
 
+    /// Loads the model again from the repository; the old version serves until the new one is
+    /// ready, and keeps serving if the new one fails to load.
+    pub async fn reload_model(&self, key: &ModelKey) -> Result<(), RegistryError> {
+        let serving = self.serving();
+        let slot = serving
+            .slot(key)
+            .cloned()
+            .ok_or_else(|| RegistryError::UnknownModel(key.clone()))?;
+        let source = scan(&self.inner.builtins, self.inner.repository.as_deref())?
+            .into_iter()
+            .find(|scanned| &scanned.key == key)
+            .ok_or_else(|| RegistryError::ReloadFailed {
+                key: key.clone(),
+                reason: "it is no longer in the model repository".into(),
+            })?
+            .source
+            .map_err(|err| RegistryError::ReloadFailed {
+                key: key.clone(),
+                reason: err.to_string(),
+            })?;
+        let (done, finished) = flume::bounded(1);
+        let loader_key = key.clone();
+        let loader_source = Arc::clone(&source);
+        std::thread::Builder::new()
+            .name(format!("model-load-{}", key.name))
+            .spawn(move || {
+                let _ = done.send(load_model(&loader_key, loader_source.as_ref()));
+            })
+            .map_err(|err| RegistryError::ReloadFailed {
+                key: key.clone(),
+                reason: err.to_string(),
+            })?;
+        let loaded = finished
+            .recv_async()
+            .await
+            .unwrap_or_else(|_| Err(LoadError("the loader thread ended".into())))
+            .map_err(|err| RegistryError::ReloadFailed {
+                key: key.clone(),
+                reason: err.to_string(),
+            })?;
+        slot.loads.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut inner = slot.lock();
+            inner.source = Ok(source);
+            inner.state = SlotState::Loaded(loaded);
+        }
+        slot.last_used.store(self.ticks(), Ordering::Relaxed);
+        self.enforce_cap(Some(key));
+        Ok(())
+    }
+
+    /// Drops the registry's reference; running requests finish on their own. Returns whether
+    /// the model was loaded.
+    pub fn unload(&self, key: &ModelKey) -> Result<bool, RegistryError> {
+        let serving = self.serving();
+        let slot = serving
+            .slot(key)
+            .ok_or_else(|| RegistryError::UnknownModel(key.clone()))?;
+        let mut inner = slot.lock();
+        let was_loaded = matches!(inner.state, SlotState::Loaded(_));
+        if was_loaded {
+            inner.state = SlotState::Unloaded;
+            tracing::info!(model = %key, "model unloaded");
+        }
+        Ok(was_loaded)
+    }
+
     /// Every model, by name then version.
     pub fn statuses(&self) -> Vec<ModelStatus> {
-        self.models
-            .values()
-            .flat_map(BTreeMap::values)
-            .map(|entry| ModelStatus {
-                key: entry.key.clone(),
-                backend: entry.backend,
-                loaded: true,
-                ready: true,
-                error: None,
-            })
-            .collect()
+        self.serving().slots().map(|slot| slot.status()).collect()
     }
+
+    /// The loaded models, least recently used first.
+    pub fn loaded(&self) -> Vec<LoadedStatus> {
+        let serving = self.serving();
+        let now = self.ticks();
+        let mut loaded: Vec<(u64, LoadedStatus)> = serving
+            .slots()
+            .filter(|slot| slot.is_loaded())
+            .map(|slot| {
+                let last_used = slot.last_used.load(Ordering::Relaxed);
+                let status = LoadedStatus {
+                    key: slot.key.clone(),
+                    idle_for: Duration::from_nanos(now.saturating_sub(last_used)),
+                    in_flight: slot.in_flight.load(Ordering::Relaxed),
+                    pinned: serving.config.registry.pinned.contains(&slot.key),
+                    loads: slot.loads.load(Ordering::Relaxed),
+                };
+                (last_used, status)
+            })
+            .collect();
+        loaded.sort_by_key(|(last_used, _)| *last_used);
+        loaded.into_iter().map(|(_, status)| status).collect()
+    }
+
+    pub fn details(&self, key: &ModelKey) -> Option<ModelDetails> {
+        let serving = self.serving();
+        let slot = serving.slot(key)?;
+        let description = slot
+            .lock()
+            .source
+            .as_ref()
+            .ok()
+            .map(|source| source.description().clone());
+        Some(ModelDetails {
+            status: slot.status(),
+            description,
+            routing: serving.config.routing.get(&key.name).cloned(),
+            timeout: serving.config.sla.timeout_for(key),
+            executor: serving.config.execution.pool_for(key).to_owned(),
+            pinned: serving.config.registry.pinned.contains(key),
+        })
+    }
+
+    /// Loads of `key` since start (single-flight makes this 1 however many first requests).
+    pub fn load_count(&self, key: &ModelKey) -> u64 {
+        self.serving()
+            .slot(key)
+            .map_or(0, |slot| slot.loads.load(Ordering::Relaxed))
+    }
+}
+
+fn not_ready(key: &ModelKey, err: &LoadError) -> ResolveError {
+    ResolveError::NotReady {
+        key: key.clone(),
+        reason: err.to_string(),
+    }
+}
+
+/// Runs a source's load, turning a panic into a load error, and starts the model's batcher.
+fn load_model(key: &ModelKey, source: &dyn ModelSource) -> Result<LoadedModel, LoadError> {
+    let started = Instant::now();
+    let model = catch_unwind(AssertUnwindSafe(|| source.load()))
+        .unwrap_or_else(|_| Err(LoadError("the model loader panicked".into())));
+    match model {
+        Ok(model) => {
+            let batcher = match source.description().batching {
+                Some(config) => Some(Arc::new(
+                    Batcher::start(key, Arc::clone(&model), config)
+                        .map_err(|err| LoadError(format!("cannot start the batcher: {err}")))?,
+                )),
+                None => None,
+            };
+            if source.description().backend != Backend::Builtin {
+                tracing::info!(model = %key, load_ms = started.elapsed().as_millis(), batching = batcher.is_some(), "model loaded");
+            }
+            Ok(LoadedModel { model, batcher })
+        }
+        Err(err) => {
+            tracing::error!(model = %key, error = %err, "model failed to load");
+            Err(err)
+        }
+    }
+}
+
+/// Built-ins first; a repository model with a built-in's name and version is skipped.
+fn scan(
+    builtins: &[ScannedModel],
+    repository: Option<&dyn ModelRepository>,
+) -> Result<Vec<ScannedModel>, RegistryError> {
+    let mut models = builtins.to_vec();
+    if let Some(repository) = repository {
+        let keys: BTreeSet<ModelKey> = builtins.iter().map(|model| model.key.clone()).collect();
+        for scanned in repository
+            .scan()
+            .map_err(|err| RegistryError::Repository(err.to_string()))?
+        {
+            if keys.contains(&scanned.key) {
+                tracing::warn!(model = %scanned.key, "a repository model has the name and version of a built-in; the built-in wins");
+                continue;
+            }
+            models.push(scanned);
+        }
+    }
+    Ok(models)
+}
+
+/// Builds the catalogue, keeping the slots of `previous` for models still present.
+fn catalogue(
+    scanned: Vec<ScannedModel>,
+    previous: Option<&Serving>,
+) -> BTreeMap<ModelName, BTreeMap<ModelVersion, Arc<Slot>>> {
+    let mut models: BTreeMap<ModelName, BTreeMap<ModelVersion, Arc<Slot>>> = BTreeMap::new();
+    for scanned in scanned {
+        let slot = match previous.and_then(|previous| previous.slot(&scanned.key)) {
+            Some(slot) => {
+                let mut inner = slot.lock();
+                if matches!(inner.state, SlotState::Failed(_)) {
+                    inner.state = SlotState::Unloaded;
+                }
+                inner.source = scanned.source;
+                drop(inner);
+                Arc::clone(slot)
+            }
+            None => Arc::new(Slot::new(scanned)),
+        };
+        models
+            .entry(slot.key.name.clone())
+            .or_default()
+            .insert(slot.key.version.clone(), slot);
+    }
+    models
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex as StdMutex;
+    use std::sync::atomic::AtomicBool;
+
+    use serde_json::json;
+
     use super::*;
+    use crate::builtin::EchoPipeline;
+
+    fn key(text: &str) -> ModelKey {
+        let (name, version) = text.split_once(':').unwrap();
+        ModelKey::new(
+            ModelName::parse(name).unwrap(),
+            ModelVersion::parse(version).unwrap(),
+        )
+    }
+
+    /// A repository model that counts its loads, can be made slow, and can be broken.
+    #[derive(Debug)]
+    struct CountingSource {
+        description: ModelDescription,
+        loads: AtomicUsize,
+        load_delay: Duration,
+        broken: AtomicBool,
+    }
+
+    impl CountingSource {
+        fn new(load_delay: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                description: ModelDescription {
+                    backend: Backend::Onnx,
+                    ..ModelDescription::builtin()
+                },
+                loads: AtomicUsize::new(0),
+                load_delay,
+                broken: AtomicBool::new(false),
+            })
+        }
+    }
+
+    impl ModelSource for CountingSource {
+        fn description(&self) -> &ModelDescription {
+            &self.description
+        }
+
+        fn load(&self) -> Result<Arc<dyn Model>, LoadError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(self.load_delay);
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(LoadError("model.onnx: not a valid ONNX file".into()));
+            }
+            Ok(Arc::new(PipelineModel::new(EchoPipeline)))
+        }
+    }
+
+    type SourceOrError = Result<Arc<dyn ModelSource>, LoadError>;
+
+    /// A repository whose content the test controls.
+    #[derive(Debug, Default)]
+    struct FakeRepository {
+        models: StdMutex<Vec<ScannedModel>>,
+    }
+
+    impl FakeRepository {
+        fn with(models: Vec<(&str, SourceOrError)>) -> Arc<Self> {
+            let repository = Self::default();
+            *repository.models.lock().unwrap() = models
+                .into_iter()
+                .map(|(text, source)| ScannedModel {
+                    key: key(text),
+                    source,
+                })
+                .collect();
+            Arc::new(repository)
+        }
+    }
+
+    impl ModelRepository for FakeRepository {
+        fn scan(&self) -> Result<Vec<ScannedModel>, LoadError> {
+            Ok(self.models.lock().unwrap().clone())
+        }
+    }
+
+    fn config(max_loaded: Option<usize>, pinned: &[&str]) -> ServingConfig {
+        ServingConfig {
+            registry: RegistryPolicy {
+                max_loaded,
+                warmup: false,
+                pinned: pinned.iter().map(|text| key(text)).collect(),
+            },
+            executor_queue_capacity: 16,
+            ..ServingConfig::default()
+        }
+    }
+
+    fn registry(repository: Arc<FakeRepository>, config: ServingConfig) -> ModelRegistry {
+        let builtins = BuiltinSet {
+            echo: false,
+            sleep: false,
+        };
+        ModelRegistry::new(builtins, Some(repository), config).unwrap()
+    }
 
     fn name(value: &str) -> ModelName {
         ModelName::parse(value).unwrap()
@@ -244,33 +1063,167 @@ mod tests {
         ModelVersion::parse(value).unwrap()
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sixteen_concurrent_first_requests_cause_exactly_one_load() {
+        let source = CountingSource::new(Duration::from_millis(100));
+        let repository = FakeRepository::with(vec![("iris:v1", Ok(source.clone()))]);
+        let registry = registry(repository, config(None, &[]));
+        let serving = registry.serving();
+        let requests = (0..16).map(|_| {
+            let registry = registry.clone();
+            let serving = Arc::clone(&serving);
+            tokio::spawn(async move { registry.acquire(&serving, &key("iris:v1")).await.is_ok() })
+        });
+        let outcomes = futures_util::future::join_all(requests).await;
+        assert!(outcomes.into_iter().all(|ok| ok.unwrap()));
+        assert_eq!(source.loads.load(Ordering::SeqCst), 1);
+        assert_eq!(registry.load_count(&key("iris:v1")), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lru_cap_evicts_the_least_recently_used_and_in_flight_work_survives() {
+        let a = CountingSource::new(Duration::ZERO);
+        let b = CountingSource::new(Duration::ZERO);
+        let repository =
+            FakeRepository::with(vec![("a:v1", Ok(a.clone())), ("b:v1", Ok(b.clone()))]);
+        let registry = registry(repository, config(Some(1), &[]));
+        let serving = registry.serving();
+
+        let held = registry.acquire(&serving, &key("a:v1")).await.unwrap();
+        let _b = registry.acquire(&serving, &key("b:v1")).await.unwrap();
+        let loaded: Vec<String> = registry
+            .loaded()
+            .iter()
+            .map(|m| m.key.to_string())
+            .collect();
+        assert_eq!(loaded, ["b:v1"], "a was evicted when b loaded");
+        // The evicted model still answers the request that holds it.
+        assert_eq!(held.loaded.model.predict(json!(7)), Ok(json!(7)));
+        drop(held);
+
+        registry.acquire(&serving, &key("a:v1")).await.unwrap();
+        assert_eq!(a.loads.load(Ordering::SeqCst), 2, "a was loaded again");
+        let loaded: Vec<String> = registry
+            .loaded()
+            .iter()
+            .map(|m| m.key.to_string())
+            .collect();
+        assert_eq!(loaded, ["a:v1"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pinned_models_are_never_evicted() {
+        let repository = FakeRepository::with(vec![
+            ("a:v1", Ok(CountingSource::new(Duration::ZERO))),
+            ("b:v1", Ok(CountingSource::new(Duration::ZERO))),
+            ("c:v1", Ok(CountingSource::new(Duration::ZERO))),
+        ]);
+        let registry = registry(repository, config(Some(2), &["a:v1"]));
+        let serving = registry.serving();
+        for model in ["a:v1", "b:v1", "c:v1", "b:v1"] {
+            drop(registry.acquire(&serving, &key(model)).await.unwrap());
+        }
+        let mut loaded: Vec<String> = registry
+            .loaded()
+            .iter()
+            .map(|m| m.key.to_string())
+            .collect();
+        loaded.sort();
+        assert_eq!(loaded, ["a:v1", "b:v1"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broken_model_is_not_ready_with_its_error_and_others_serve() {
+        let broken = CountingSource::new(Duration::ZERO);
+        broken.broken.store(true, Ordering::SeqCst);
+        let repository = FakeRepository::with(vec![
+            ("bad:v1", Ok(broken.clone())),
+            (
+                "bad:v2",
+                Err(LoadError("model.toml: unknown field `shap`".into())),
+            ),
+            ("good:v1", Ok(CountingSource::new(Duration::ZERO))),
+        ]);
+        let registry = registry(repository, config(None, &[]));
+        registry.warm_up().await;
+        let serving = registry.serving();
+        let err = registry
+            .acquire(&serving, &key("bad:v1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_ready");
+        assert!(err.to_string().contains("not a valid ONNX file"), "{err}");
+        // A failed load is not retried on every request.
+        assert_eq!(broken.loads.load(Ordering::SeqCst), 1);
+        let statuses = registry.statuses();
+        let bad = statuses.iter().find(|s| s.key == key("bad:v2")).unwrap();
+        assert!(!bad.ready && bad.error.as_deref().unwrap().contains("shap"));
+        assert!(registry.acquire(&serving, &key("good:v1")).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_reload_keeps_the_old_version_serving() {
+        let source = CountingSource::new(Duration::ZERO);
+        let repository = FakeRepository::with(vec![("m:v1", Ok(source.clone()))]);
+        let registry = registry(repository, config(None, &[]));
+        let serving = registry.serving();
+        drop(registry.acquire(&serving, &key("m:v1")).await.unwrap());
+
+        source.broken.store(true, Ordering::SeqCst);
+        let err = registry.reload_model(&key("m:v1")).await.unwrap_err();
+        assert_eq!(err.code(), "reload_failed");
+        let lease = registry.acquire(&serving, &key("m:v1")).await.unwrap();
+        assert_eq!(
+            lease.loaded.model.predict(json!("still")),
+            Ok(json!("still"))
+        );
+
+        source.broken.store(false, Ordering::SeqCst);
+        registry.reload_model(&key("m:v1")).await.unwrap();
+        assert_eq!(source.loads.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn unload_drops_the_model_until_the_next_request_loads_it() {
+        let source = CountingSource::new(Duration::ZERO);
+        let repository = FakeRepository::with(vec![("m:v1", Ok(source.clone()))]);
+        let registry = registry(repository, config(None, &[]));
+        let serving = registry.serving();
+        drop(registry.acquire(&serving, &key("m:v1")).await.unwrap());
+        assert!(registry.unload(&key("m:v1")).unwrap());
+        assert!(registry.loaded().is_empty());
+        assert!(!registry.unload(&key("m:v1")).unwrap());
+        drop(registry.acquire(&serving, &key("m:v1")).await.unwrap());
+        assert_eq!(source.loads.load(Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn exact_versions_resolve_and_unknown_ones_are_not_found() {
         let registry = ModelRegistry::with_builtins(BuiltinSet::default_for(false)).unwrap();
-        let entry = registry
-            .resolve(&name("echo"), Some(&version("v2")))
+        let serving = registry.serving();
+        let routed = serving
+            .route(&name("echo"), Some(&version("v2")), Bucket::random)
             .unwrap();
-        assert_eq!(entry.key.to_string(), "echo:v2");
-        let missing = registry
-            .resolve(&name("echo"), Some(&version("v9")))
+        assert_eq!(routed.to_string(), "echo:v2");
+        let missing = serving
+            .route(&name("echo"), Some(&version("v9")), Bucket::random)
             .unwrap_err();
         assert_eq!(missing.code(), "model_not_found");
-        let unknown = registry.resolve(&name("nope"), None).unwrap_err();
+        let unknown = serving
+            .route(&name("nope"), None, Bucket::random)
+            .unwrap_err();
         assert_eq!(unknown.code(), "model_not_found");
     }
 
     #[test]
     fn omitted_version_uses_the_only_version_or_asks_for_one() {
         let registry = ModelRegistry::with_builtins(BuiltinSet::default_for(false)).unwrap();
-        assert_eq!(
-            registry
-                .resolve(&name("sleep"), None)
-                .unwrap()
-                .key
-                .to_string(),
-            "sleep:v1"
-        );
-        let ambiguous = registry.resolve(&name("echo"), None).unwrap_err();
+        let serving = registry.serving();
+        let only = serving.route(&name("sleep"), None, Bucket::random).unwrap();
+        assert_eq!(only.to_string(), "sleep:v1");
+        let ambiguous = serving
+            .route(&name("echo"), None, Bucket::random)
+            .unwrap_err();
         assert_eq!(ambiguous.code(), "version_required");
         assert!(ambiguous.to_string().contains("v1, v2"));
     }
@@ -278,7 +1231,12 @@ mod tests {
     #[test]
     fn production_has_no_sleep_model_unless_asked() {
         let production = ModelRegistry::with_builtins(BuiltinSet::default_for(true)).unwrap();
-        assert!(production.resolve(&name("sleep"), None).is_err());
+        assert!(
+            production
+                .serving()
+                .route(&name("sleep"), None, Bucket::random)
+                .is_err()
+        );
         let explicit = BuiltinSet::parse("echo, sleep").unwrap();
         assert!(explicit.sleep && explicit.echo);
         assert!(BuiltinSet::parse("echo,llama").is_err());

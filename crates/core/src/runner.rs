@@ -19,6 +19,7 @@ use crate::ports::{
     Claim, ClaimRequest, Delivery, JobQueue, JobStore, QueueError, SettleRequest, Settlement,
     StoreError,
 };
+use crate::routing::Bucket;
 use crate::service::{InferenceError, InferenceService};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -313,17 +314,16 @@ impl JobRunner {
     }
 
     async fn run_one(&self, job: &Job) -> Result<serde_json::Value, InferenceError> {
-        let entry = self
-            .inference
-            .registry()
-            .resolve(&job.model, job.version.as_ref())?;
+        let serving = self.inference.registry().serving();
+        // The version was resolved at submission; routing only applies to jobs without one.
+        let key = serving.route(&job.model, job.version.as_ref(), Bucket::random)?;
         let payload = job
             .input
             .clone()
             .unwrap_or(Payload::Single(serde_json::Value::Null));
         let timeout = job.timeout_ms.map(Duration::from_millis);
         self.inference
-            .execute(Arc::clone(&entry.model), payload, timeout)
+            .execute(&serving, &key, payload, timeout)
             .await
             .result
     }

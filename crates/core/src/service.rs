@@ -10,18 +10,33 @@ use serde_json::Value;
 
 use crate::auth::TenantId;
 use crate::error::{Classified, ErrorKind};
-use crate::executor::{ExecutorError, ExecutorPool};
+use crate::executor::{Executed, ExecutorError};
 use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId};
 use crate::model::{ModelKey, ModelName, ModelVersion};
-use crate::pipeline::{Model, PipelineError};
+use crate::pipeline::PipelineError;
 use crate::ports::{Clock, JobStore, StoreError};
-use crate::registry::{ModelRegistry, ResolveError};
+use crate::registry::{ModelRegistry, ResolveError, Serving};
+use crate::routing::Bucket;
 
 /// Who is asking, for the job record and the logs.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: TenantId,
     pub request_id: RequestId,
+    /// The client sent the request id itself: it is then the routing key, so A/B and canary
+    /// splits are sticky per id. Otherwise the split is random.
+    pub request_id_from_client: bool,
+}
+
+impl Caller {
+    /// The routing bucket of this request (SPEC §5).
+    pub fn routing_bucket(&self) -> Bucket {
+        if self.request_id_from_client {
+            Bucket::from_routing_key(self.request_id.as_str())
+        } else {
+            Bucket::random()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -30,7 +45,7 @@ pub struct PredictCommand {
     /// `None` lets the registry choose.
     pub version: Option<ModelVersion>,
     pub payload: Payload,
-    /// The caller's deadline for the model run.
+    /// The caller's deadline for the model run; it can only shorten the model's SLA timeout.
     pub timeout: Option<Duration>,
 }
 
@@ -171,22 +186,15 @@ impl ModelRun {
 /// Runs predictions and records each one as a job.
 #[derive(Debug, Clone)]
 pub struct InferenceService {
-    registry: Arc<ModelRegistry>,
-    executor: Arc<ExecutorPool>,
+    registry: ModelRegistry,
     store: Arc<dyn JobStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl InferenceService {
-    pub fn new(
-        registry: Arc<ModelRegistry>,
-        executor: Arc<ExecutorPool>,
-        store: Arc<dyn JobStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(registry: ModelRegistry, store: Arc<dyn JobStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
             registry,
-            executor,
             store,
             clock,
         }
@@ -226,8 +234,9 @@ impl InferenceService {
             created_at,
         };
 
-        let entry = match self.registry.resolve(&record.name, version.as_ref()) {
-            Ok(entry) => entry,
+        let serving = self.registry.serving();
+        let key = match serving.route(&record.name, version.as_ref(), || caller.routing_bucket()) {
+            Ok(key) => key,
             Err(err) => {
                 let error = InferenceError::from(err);
                 let failed = ModelRun::not_started(Err(error.clone()));
@@ -241,27 +250,25 @@ impl InferenceService {
             }
         };
 
-        let outcome = self
-            .execute(Arc::clone(&entry.model), payload, timeout)
-            .await;
-        self.commit(record.finish(Some(&entry.key), &outcome, self.clock.now()))
+        let outcome = self.execute(&serving, &key, payload, timeout).await;
+        self.commit(record.finish(Some(&key), &outcome, self.clock.now()))
             .await
             .map_err(|failure| PredictFailure {
-                model: Some(entry.key.clone()),
+                model: Some(key.clone()),
                 ..failure
             })?;
 
         match outcome.result {
             Ok(output) => Ok(Prediction {
                 job_id,
-                model: entry.key.clone(),
+                model: key,
                 output,
                 queue_time: outcome.queue_time,
                 inference_time: outcome.inference_time,
             }),
             Err(error) => Err(PredictFailure {
                 job_id: Some(job_id),
-                model: Some(entry.key.clone()),
+                model: Some(key),
                 error,
             }),
         }
@@ -279,20 +286,20 @@ impl InferenceService {
         })
     }
 
-    /// Runs a model on the executor pool, releasing the caller at `timeout` if it is given
-    /// (the work itself cannot be interrupted; its late result is dropped).
+    /// Runs a model on its executor pool (through its batcher when it batches), loading it
+    /// first if needed. The SLA timeout of the model, shortened by `requested`, covers all of
+    /// it: the caller is released at the deadline (the model call itself cannot be interrupted;
+    /// its late result is dropped).
     pub async fn execute(
         &self,
-        model: Arc<dyn Model>,
+        serving: &Serving,
+        key: &ModelKey,
         payload: Payload,
-        timeout: Option<Duration>,
+        requested: Option<Duration>,
     ) -> ModelRun {
         let submitted_at = self.clock.now();
-        let work = self.executor.run(move || match payload {
-            Payload::Single(data) => model.predict(data),
-            Payload::Batch(items) => model.predict_batch(items).map(Value::Array),
-        });
-        let executed = match timeout {
+        let work = self.run_on_pool(serving, key, payload);
+        let executed = match serving.timeout_for(key, requested) {
             None => work.await,
             Some(limit) => {
                 let deadline = self.clock.sleep(limit);
@@ -316,11 +323,51 @@ impl InferenceService {
                     submitted_at
                         + TimeDelta::from_std(executed.queue_time).unwrap_or(TimeDelta::zero()),
                 ),
-                result: executed.value.map_err(InferenceError::from),
+                result: executed.value,
                 queue_time: executed.queue_time,
                 inference_time: executed.run_time,
             },
-            Err(err) => ModelRun::not_started(Err(err.into())),
+            Err(err) => ModelRun::not_started(Err(err)),
+        }
+    }
+
+    async fn run_on_pool(
+        &self,
+        serving: &Serving,
+        key: &ModelKey,
+        payload: Payload,
+    ) -> Result<Executed<Result<Value, InferenceError>>, InferenceError> {
+        let lease = self.registry.acquire(serving, key).await?;
+        let pool = serving
+            .executors
+            .pool_for(key)
+            .ok_or_else(|| ExecutorError::ShutDown {
+                pool: serving.config.execution.pool_for(key).to_owned(),
+            })?;
+        let into_inference = |executed: Executed<Result<Value, PipelineError>>| Executed {
+            value: executed.value.map_err(InferenceError::from),
+            queue_time: executed.queue_time,
+            run_time: executed.run_time,
+        };
+        match (payload, lease.loaded.batcher.clone()) {
+            (Payload::Single(data), Some(batcher)) => {
+                let executed = batcher.run(data, Arc::clone(pool)).await?;
+                drop(lease);
+                Ok(into_inference(executed))
+            }
+            (payload, _) => {
+                let executed = pool
+                    .run(move || {
+                        // The lease lives until the model returns, even if the caller left.
+                        let model = &lease.loaded.model;
+                        match payload {
+                            Payload::Single(data) => model.predict(data),
+                            Payload::Batch(items) => model.predict_batch(items).map(Value::Array),
+                        }
+                    })
+                    .await?;
+                Ok(into_inference(executed))
+            }
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use inference_engine_core::job::{Job, JobStatus};
-use inference_engine_core::registry::ModelStatus;
+use inference_engine_core::model::ModelKey;
+use inference_engine_core::registry::{LoadedStatus, ModelDetails, ModelStatus};
+use inference_engine_core::source::TensorSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -138,6 +140,172 @@ pub struct ModelList {
     pub models: Vec<ModelInfo>,
 }
 
+/// One tensor of a model's signature; `-1` is a dimension of any size (the batch).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TensorView {
+    pub name: String,
+    /// Open Inference Protocol datatype: `FP32`, `INT64`, ...
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+impl From<TensorSpec> for TensorView {
+    fn from(spec: TensorSpec) -> Self {
+        Self {
+            name: spec.name,
+            datatype: spec.datatype,
+            shape: spec.shape,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchingView {
+    pub max_batch_size: usize,
+    pub max_delay_ms: u128,
+}
+
+/// `GET /models/{name}/{version}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelDetailsView {
+    #[serde(flatten)]
+    pub status: ModelInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Empty for models that take any JSON (the built-ins).
+    pub inputs: Vec<TensorView>,
+    pub outputs: Vec<TensorView>,
+    /// Dynamic batching, when the model's manifest enables it.
+    pub batching: Option<BatchingView>,
+    /// The rule that picks a version when a request omits it (it applies to the model's name).
+    pub routing: Option<String>,
+    /// The SLA timeout in seconds; `null` for none.
+    pub timeout_s: Option<f64>,
+    /// The executor pool the model runs on.
+    pub executor: String,
+    /// Never evicted by the LRU cap.
+    pub pinned: bool,
+}
+
+impl From<ModelDetails> for ModelDetailsView {
+    fn from(details: ModelDetails) -> Self {
+        let (description, inputs, outputs, batching) = match details.description {
+            Some(description) => (
+                description.description,
+                description
+                    .inputs
+                    .into_iter()
+                    .map(TensorView::from)
+                    .collect(),
+                description
+                    .outputs
+                    .into_iter()
+                    .map(TensorView::from)
+                    .collect(),
+                description.batching.map(|batching| BatchingView {
+                    max_batch_size: batching.max_batch_size,
+                    max_delay_ms: batching.max_delay.as_millis(),
+                }),
+            ),
+            None => (None, Vec::new(), Vec::new(), None),
+        };
+        Self {
+            status: ModelInfo::from(details.status),
+            description,
+            inputs,
+            outputs,
+            batching,
+            routing: details.routing.map(|rule| rule.to_string()),
+            timeout_s: details.timeout.map(|timeout| timeout.as_secs_f64()),
+            executor: details.executor,
+            pinned: details.pinned,
+        }
+    }
+}
+
+/// One loaded model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoadedModelView {
+    pub name: String,
+    pub version: String,
+    /// When it last served a request (or finished loading), RFC 3339 UTC.
+    pub last_used_at: String,
+    pub in_flight: usize,
+    pub pinned: bool,
+    /// Loads of this model since the process started.
+    pub loads: u64,
+}
+
+impl From<LoadedStatus> for LoadedModelView {
+    fn from(status: LoadedStatus) -> Self {
+        let last_used_at = Utc::now()
+            - chrono::TimeDelta::from_std(status.idle_for).unwrap_or(chrono::TimeDelta::zero());
+        Self {
+            name: status.key.name.to_string(),
+            version: status.key.version.to_string(),
+            last_used_at: last_used_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            in_flight: status.in_flight,
+            pinned: status.pinned,
+            loads: status.loads,
+        }
+    }
+}
+
+/// `GET /debug/models/loaded`, least recently used first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoadedModelList {
+    pub loaded_models: Vec<LoadedModelView>,
+}
+
+/// `GET /admin/models/memory`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryView {
+    pub loaded: usize,
+    /// The LRU cap; `null` for none.
+    pub max_loaded: Option<usize>,
+    pub models: Vec<LoadedModelView>,
+}
+
+/// Answer of the per-model admin actions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelActionResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reloaded: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unloaded: Option<bool>,
+    pub model: String,
+    pub version: String,
+}
+
+impl ModelActionResponse {
+    pub fn reloaded(key: &ModelKey) -> Self {
+        Self {
+            reloaded: Some(true),
+            unloaded: None,
+            model: key.name.to_string(),
+            version: key.version.to_string(),
+        }
+    }
+
+    /// `unloaded` says whether the model was in memory.
+    pub fn unloaded(key: &ModelKey, was_loaded: bool) -> Self {
+        Self {
+            reloaded: None,
+            unloaded: Some(was_loaded),
+            model: key.name.to_string(),
+            version: key.version.to_string(),
+        }
+    }
+}
+
+/// `POST /admin/reload`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReloadResponse {
+    pub reloaded: bool,
+    /// Models in the catalogue after the rescan.
+    pub models: usize,
+}
+
 /// A job as clients see it. Timestamps are RFC 3339 UTC with `Z`; `result` is set only for
 /// succeeded jobs and `error_*` only for failed or cancelled ones.
 #[derive(Debug, Serialize, ToSchema)]
@@ -239,6 +407,12 @@ impl Modify for SecuritySchemes {
         crate::routes::predict::predict,
         crate::routes::predict::predict_batch,
         crate::routes::models::list_models,
+        crate::routes::models::model_details,
+        crate::routes::models::loaded_models,
+        crate::routes::models::memory,
+        crate::routes::models::reload_model,
+        crate::routes::models::unload_model,
+        crate::routes::models::reload_configuration,
         crate::routes::async_jobs::predict_async,
         crate::routes::async_jobs::predict_async_batch,
         crate::routes::async_jobs::get_async_job,
@@ -257,6 +431,14 @@ impl Modify for SecuritySchemes {
         JobList,
         ModelInfo,
         ModelList,
+        ModelDetailsView,
+        TensorView,
+        BatchingView,
+        LoadedModelView,
+        LoadedModelList,
+        MemoryView,
+        ModelActionResponse,
+        ReloadResponse,
         JobView,
         StatusBody,
         ErrorBody

@@ -72,6 +72,15 @@ impl ApiError {
         Self::new(ErrorKind::InvalidInput, "invalid_request", message)
     }
 
+    /// A configuration file that does not validate; nothing was changed.
+    pub fn invalid_configuration(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::MalformedRequest,
+            "invalid_configuration",
+            message,
+        )
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, "not_found", message)
     }

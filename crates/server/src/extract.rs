@@ -2,12 +2,53 @@
 //! invalid or unknown fields to 422, with serde's sentence naming the field.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use inference_engine_core::auth::Principal;
 use inference_engine_core::error::ErrorKind;
+use inference_engine_core::job::RequestId;
+use inference_engine_core::service::Caller;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use crate::error::ApiError;
+
+/// Whether the request id came from the client (`X-Request-ID`) or was generated here.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestIdFromClient(pub bool);
+
+/// Who is calling: tenant, request id and whether that id can serve as a routing key. Built
+/// from what the request-context and authentication layers stored on the request.
+#[derive(Debug, Clone)]
+pub struct CallerContext(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let missing = || ApiError::internal("the request context layers did not run");
+        let tenant = parts
+            .extensions
+            .get::<Principal>()
+            .ok_or_else(missing)?
+            .tenant()
+            .clone();
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .ok_or_else(missing)?;
+        let from_client = parts
+            .extensions
+            .get::<RequestIdFromClient>()
+            .is_some_and(|origin| origin.0);
+        Ok(Self(Caller {
+            tenant,
+            request_id,
+            request_id_from_client: from_client,
+        }))
+    }
+}
 
 /// A JSON body, parsed whatever its content type.
 #[derive(Debug, Clone)]

@@ -43,6 +43,11 @@ pub async fn serve(
         }
         QueueBackend::Redis => None,
     };
+    let warm_up = {
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move { ctx.warm_up().await })
+    };
+    let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&ctx)));
     let app = router(Arc::clone(&ctx));
     let lifecycle = Arc::clone(&ctx.lifecycle);
     let grace = Duration::from_secs(ctx.settings.shutdown_timeout_s);
@@ -69,9 +74,34 @@ pub async fn serve(
             Ok(())
         }
     };
+    reloads.abort();
+    warm_up.abort();
     if let Some(job_loops) = job_loops {
         job_loops.stop(grace).await;
     }
     ctx.shutdown().await;
     result
+}
+
+/// `SIGHUP` does what `POST /admin/reload` does; an invalid file is logged and changes nothing.
+async fn reload_on_sighup(ctx: Arc<AppContext>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGHUP; use POST /admin/reload");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!(signal = "SIGHUP", "configuration reload requested");
+            if let Err(err) = ctx.reload().await {
+                tracing::error!(error = %err, "configuration reload rejected; the running configuration stays");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(ctx);
 }

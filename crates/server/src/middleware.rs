@@ -20,6 +20,7 @@ use inference_engine_core::job::{Job, RequestId};
 use tracing::Instrument;
 
 use crate::error::{ApiError, PendingErrorBody, fallback_code, render_error_body};
+use crate::extract::RequestIdFromClient;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -53,12 +54,13 @@ impl AccessLogFields {
 
 /// Outermost layer: request id, error bodies, `X-Request-ID`, access log.
 pub async fn request_context(mut request: Request, next: Next) -> Response {
-    let request_id = request
+    let from_client = request
         .headers()
         .get(&REQUEST_ID)
         .and_then(|value| value.to_str().ok())
-        .and_then(RequestId::parse)
-        .unwrap_or_else(RequestId::generate);
+        .and_then(RequestId::parse);
+    let request_id_from_client = RequestIdFromClient(from_client.is_some());
+    let request_id = from_client.unwrap_or_else(RequestId::generate);
     let mut access = AccessLog {
         started: Instant::now(),
         request_id: request_id.clone(),
@@ -67,6 +69,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         logged: false,
     };
     request.extensions_mut().insert(request_id.clone());
+    request.extensions_mut().insert(request_id_from_client);
 
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut response = next.run(request).instrument(span).await;

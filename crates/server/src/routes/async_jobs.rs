@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use inference_engine_core::auth::Principal;
-use inference_engine_core::job::{IdempotencyKey, Payload, RequestId};
+use inference_engine_core::job::{IdempotencyKey, Payload};
 use inference_engine_core::jobs::{MAX_ATTEMPTS_LIMIT, SubmitCommand};
 use inference_engine_core::service::Caller;
 
@@ -17,7 +17,7 @@ use crate::api::{
     AsyncAccepted, AsyncBatchPredictRequest, AsyncPredictRequest, ErrorBody, JobView,
 };
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, CallerContext};
 use crate::middleware::AccessLogFields;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -34,8 +34,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 ))]
 pub async fn predict_async(
     State(ctx): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    CallerContext(caller): CallerContext,
     headers: HeaderMap,
     ApiJson(body): ApiJson<AsyncPredictRequest>,
 ) -> Result<Response, ApiError> {
@@ -47,7 +46,7 @@ pub async fn predict_async(
         body.timeout_ms,
         Payload::Single(body.data),
     )?;
-    submit(&ctx, &principal, request_id, command).await
+    submit(&ctx, &caller, command).await
 }
 
 /// Queues 1 to 256 examples as one job; its result is the array of results.
@@ -61,8 +60,7 @@ pub async fn predict_async(
 ))]
 pub async fn predict_async_batch(
     State(ctx): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    CallerContext(caller): CallerContext,
     headers: HeaderMap,
     ApiJson(body): ApiJson<AsyncBatchPredictRequest>,
 ) -> Result<Response, ApiError> {
@@ -74,7 +72,7 @@ pub async fn predict_async_batch(
         body.timeout_ms,
         batch(body.items)?,
     )?;
-    submit(&ctx, &principal, request_id, command).await
+    submit(&ctx, &caller, command).await
 }
 
 /// An async job of the caller's tenant.
@@ -127,17 +125,12 @@ fn submit_command(
 
 async fn submit(
     ctx: &AppState,
-    principal: &Principal,
-    request_id: RequestId,
+    caller: &Caller,
     command: SubmitCommand,
 ) -> Result<Response, ApiError> {
-    let caller = Caller {
-        tenant: principal.tenant().clone(),
-        request_id,
-    };
     let submission = ctx
         .async_jobs
-        .submit(&caller, command)
+        .submit(caller, command)
         .await
         .map_err(|err| ApiError::from_classified(&err))?;
     let job = submission.job();

@@ -14,11 +14,11 @@ pub async fn health() -> Json<StatusBody> {
     Json(StatusBody { status: "ok" })
 }
 
-/// Whether to send traffic here: 503 while draining for shutdown or when the job store or the
+/// Whether to send traffic here: 503 while warm-up loads the models, while draining for shutdown or when the job store or the
 /// job queue is unreachable.
 #[utoipa::path(get, path = "/ready", security(()), responses(
     (status = 200, body = StatusBody),
-    (status = 503, description = "`status` is `draining` or `degraded`, with a `reason`", body = ErrorBody),
+    (status = 503, description = "`status` is `loading`, `draining` or `degraded`, with a `reason`", body = ErrorBody),
 ))]
 pub async fn ready(State(ctx): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
     let not_ready = |status: &str, reason: &str| {
@@ -32,6 +32,9 @@ pub async fn ready(State(ctx): State<AppState>) -> Result<Json<StatusBody>, ApiE
     };
     if ctx.lifecycle.is_draining() {
         return Err(not_ready("draining", "the server is shutting down"));
+    }
+    if ctx.lifecycle.is_loading() {
+        return Err(not_ready("loading", "the models are warming up"));
     }
     if let Err(err) = ctx.jobs.ping().await {
         tracing::warn!(error = %err, "readiness check: job store unreachable");

@@ -46,7 +46,21 @@ pub fn router(ctx: AppState) -> Router {
         .route("/jobs", get(jobs::list_jobs))
         .route("/jobs/{job_id}", get(jobs::get_job))
         .route("/jobs/{job_id}/cancel", post(jobs::cancel_job));
-    let models = Router::new().route("/models", get(models::list_models));
+    let models = Router::new()
+        .route("/models", get(models::list_models))
+        .route("/models/{name}/{version}", get(models::model_details));
+    let admin = Router::new()
+        .route("/debug/models/loaded", get(models::loaded_models))
+        .route("/admin/models/memory", get(models::memory))
+        .route(
+            "/admin/models/{name}/{version}/reload",
+            post(models::reload_model),
+        )
+        .route(
+            "/admin/models/{name}/{version}/unload",
+            post(models::unload_model),
+        )
+        .route("/admin/reload", post(models::reload_configuration));
     let public = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -55,6 +69,7 @@ pub fn router(ctx: AppState) -> Router {
     Router::new()
         .merge(with_scope(predict, Scope::Predict))
         .merge(with_scope(models, Scope::ReadModels))
+        .merge(with_scope(admin, Scope::Admin))
         .merge(public)
         .merge(docs::router())
         .fallback(unknown_route)

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use inference_engine_core::auth::Principal;
-use inference_engine_core::job::{Payload, RequestId};
+use inference_engine_core::job::Payload;
 use inference_engine_core::model::{ModelName, ModelVersion};
-use inference_engine_core::service::{Caller, PredictCommand, PredictFailure, Prediction};
+use inference_engine_core::service::{PredictCommand, PredictFailure, Prediction};
 use serde::Serialize;
 
 use super::AppState;
@@ -18,7 +17,7 @@ use crate::api::{
     BatchPredictRequest, BatchPredictResponse, ErrorBody, PredictRequest, PredictResponse,
 };
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, CallerContext};
 use crate::middleware::AccessLogFields;
 
 /// Items a batch may hold.
@@ -43,8 +42,7 @@ const JOB_ID: HeaderName = HeaderName::from_static("x-job-id");
 ))]
 pub async fn predict(
     State(ctx): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    CallerContext(caller): CallerContext,
     ApiJson(body): ApiJson<PredictRequest>,
 ) -> Response {
     let command = match command(
@@ -55,10 +53,6 @@ pub async fn predict(
     ) {
         Ok(command) => command,
         Err(err) => return err.into_response(),
-    };
-    let caller = Caller {
-        tenant: principal.tenant().clone(),
-        request_id,
     };
     respond(
         ctx.inference.predict(&caller, command).await,
@@ -83,17 +77,12 @@ pub async fn predict(
 ))]
 pub async fn predict_batch(
     State(ctx): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(request_id): Extension<RequestId>,
+    CallerContext(caller): CallerContext,
     ApiJson(body): ApiJson<BatchPredictRequest>,
 ) -> Response {
     let command = match command(body.model, body.version, body.timeout_ms, batch(body.items)) {
         Ok(command) => command,
         Err(err) => return err.into_response(),
-    };
-    let caller = Caller {
-        tenant: principal.tenant().clone(),
-        request_id,
     };
     respond(
         ctx.inference.predict(&caller, command).await,

@@ -9,4 +9,6 @@ mod body_limit;
 mod errors;
 mod health;
 mod jobs;
+mod models;
 mod predict;
+mod serving;

@@ -169,7 +169,13 @@ async fn a_full_executor_queue_answers_503_overloaded_with_retry_after() {
         })
         .collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while app.ctx.executor.in_flight() + app.ctx.executor.queued() < 2 {
+    let serving = app.ctx.registry.serving();
+    let cpu = serving
+        .executors
+        .pools()
+        .find(|pool| pool.name() == "cpu")
+        .unwrap();
+    while cpu.in_flight() + cpu.queued() < 2 {
         assert!(std::time::Instant::now() < deadline, "pool never filled");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }

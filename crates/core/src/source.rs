@@ -1,0 +1,110 @@
+//! Where a model comes from before it is loaded: its static description and how to load it.
+//!
+//! A [`ModelSource`] is what a repository scan (or the built-in set) produces for each
+//! `(name, version)`. It is cheap to hold; the expensive part, [`ModelSource::load`], runs on a
+//! dedicated loader thread when the registry decides the model is needed. The description is
+//! known without loading, so `GET /models/{name}/{version}` answers for unloaded models too.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::pipeline::Model;
+
+/// Where a model's implementation comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// A pipeline compiled into the binary.
+    Builtin,
+    /// An ONNX graph from the model repository, run in-process.
+    Onnx,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Onnx => "onnx",
+        }
+    }
+}
+
+/// One named tensor of a model's signature. `datatype` uses the Open Inference Protocol names
+/// (`FP32`, `INT64`, `BYTES`, ...); `-1` in `shape` is a dimension of any size (the batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+/// Dynamic batching as a model's manifest declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchingConfig {
+    /// Most requests stacked into one model run.
+    pub max_batch_size: usize,
+    /// Longest the first request of a batch waits for company.
+    pub max_delay: Duration,
+}
+
+/// What is known about a model without loading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelDescription {
+    pub backend: Backend,
+    /// Free text from the manifest.
+    pub description: Option<String>,
+    /// Empty for models that take any JSON (the built-ins).
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub batching: Option<BatchingConfig>,
+}
+
+impl ModelDescription {
+    /// A built-in pipeline: JSON in, JSON out, no tensor signature.
+    pub fn builtin() -> Self {
+        Self {
+            backend: Backend::Builtin,
+            description: None,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            batching: None,
+        }
+    }
+}
+
+/// Why a model could not be loaded; shown in `GET /models` and the logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+/// A model that can be loaded on demand.
+pub trait ModelSource: Send + Sync + fmt::Debug {
+    fn description(&self) -> &ModelDescription;
+
+    /// Builds the runnable model. Blocking (reads files, optimises graphs): the registry calls it
+    /// on a loader thread, never on the async runtime, and at most once at a time per model.
+    fn load(&self) -> Result<Arc<dyn Model>, LoadError>;
+}
+
+/// A source whose model already exists (built-in pipelines): loading hands out the same model.
+#[derive(Debug)]
+pub struct ReadySource {
+    description: ModelDescription,
+    model: Arc<dyn Model>,
+}
+
+impl ReadySource {
+    pub fn new(description: ModelDescription, model: Arc<dyn Model>) -> Self {
+        Self { description, model }
+    }
+}
+
+impl ModelSource for ReadySource {
+    fn description(&self) -> &ModelDescription {
+        &self.description
+    }
+
+    fn load(&self) -> Result<Arc<dyn Model>, LoadError> {
+        Ok(Arc::clone(&self.model))
+    }
+}

@@ -1,0 +1,653 @@
+//! `model.toml`: what an ONNX model version declares about itself (docs/model-repository.md).
+//!
+//! Parsing is strict (`deny_unknown_fields` everywhere, so a typo is an error naming the key,
+//! not a silently ignored setting) and followed by [`Manifest::validate`], which rejects
+//! manifests that parse but cannot work. A [`Manifest`] obtained from [`Manifest::parse`] is
+//! always valid.
+
+use std::fmt;
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use inference_engine_core::source::{Backend, BatchingConfig, ModelDescription, TensorSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::error::OnnxError;
+
+/// The file name the repository scan looks for in every version folder.
+pub const MANIFEST_FILE: &str = "model.toml";
+
+const MAX_BATCH_SIZE: usize = 1024;
+const MAX_DELAY_MS: u64 = 1000;
+
+/// A parsed and validated `model.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(default)]
+    pub backend: ManifestBackend,
+    /// The graph, relative to the version folder.
+    #[serde(default = "default_file")]
+    pub file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// One entry per graph input, in the graph's order.
+    pub inputs: Vec<TensorManifest>,
+    /// The graph outputs the engine reads.
+    pub outputs: Vec<TensorManifest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationManifest>,
+    #[serde(default)]
+    pub postprocess: PostprocessManifest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<BatchingManifest>,
+}
+
+fn default_file() -> String {
+    "model.onnx".to_owned()
+}
+
+/// `backend`: only `"onnx"` runs locally today.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestBackend {
+    #[default]
+    Onnx,
+}
+
+/// Element types a manifest may declare, by their Open Inference Protocol names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DataType {
+    #[serde(rename = "FP32")]
+    Fp32,
+    #[serde(rename = "FP64")]
+    Fp64,
+    #[serde(rename = "INT64")]
+    Int64,
+    #[serde(rename = "INT32")]
+    Int32,
+}
+
+impl DataType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "FP32",
+            Self::Fp64 => "FP64",
+            Self::Int64 => "INT64",
+            Self::Int32 => "INT32",
+        }
+    }
+
+    /// The manifest datatype for an Open Inference Protocol name, if the engine supports it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "FP32" => Some(Self::Fp32),
+            "FP64" => Some(Self::Fp64),
+            "INT64" => Some(Self::Int64),
+            "INT32" => Some(Self::Int32),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[inputs]]` or `[[outputs]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorManifest {
+    /// The name in the ONNX graph.
+    pub name: String,
+    pub datatype: DataType,
+    /// `-1` (the batch) first, then one example's dimensions, all positive.
+    pub shape: Vec<i64>,
+}
+
+impl TensorManifest {
+    /// One example's dimensions (`shape[1..]`). Valid only after validation (positive dims).
+    pub fn example_dims(&self) -> Vec<usize> {
+        self.shape
+            .iter()
+            .skip(1)
+            .map(|&dim| usize::try_from(dim).unwrap_or(0))
+            .collect()
+    }
+
+    /// Values per example: the product of `shape[1..]` (1 for a scalar per example).
+    pub fn values_per_example(&self) -> usize {
+        self.example_dims().iter().product()
+    }
+
+    fn to_spec(&self) -> TensorSpec {
+        TensorSpec {
+            name: self.name.clone(),
+            datatype: self.datatype.as_str().to_owned(),
+            shape: self.shape.clone(),
+        }
+    }
+}
+
+/// `[validation]`: checks on every example before the model runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationManifest {
+    /// Values per example (default: the product of `shape[1..]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// `[postprocess] kind`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PostprocessKind {
+    #[default]
+    Raw,
+    Argmax,
+    Probabilities,
+}
+
+impl PostprocessKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Argmax => "argmax",
+            Self::Probabilities => "probabilities",
+        }
+    }
+}
+
+/// `[postprocess]`: how the outputs become the JSON result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostprocessManifest {
+    #[serde(default)]
+    pub kind: PostprocessKind,
+    /// The output argmax / probabilities read (default: the last output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// `[batching]`: dynamic batching of concurrent requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingManifest {
+    pub max_batch_size: usize,
+    pub max_delay_ms: u64,
+}
+
+impl Manifest {
+    /// Parses and validates the text of a `model.toml`.
+    pub fn parse(text: &str) -> Result<Self, OnnxError> {
+        let manifest: Self = toml::from_str(text).map_err(|err| syntax_error(text, &err))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Reads, parses and validates a `model.toml`.
+    pub fn from_path(path: &Path) -> Result<Self, OnnxError> {
+        let text = std::fs::read_to_string(path).map_err(|source| OnnxError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Checks what the schema cannot: shapes, names, labels and ranges.
+    pub fn validate(&self) -> Result<(), OnnxError> {
+        self.validate_file()?;
+        validate_tensors("inputs", &self.inputs)?;
+        validate_tensors("outputs", &self.outputs)?;
+        self.validate_validation()?;
+        self.validate_postprocess()?;
+        self.validate_batching()
+    }
+
+    fn validate_file(&self) -> Result<(), OnnxError> {
+        let file = Path::new(&self.file);
+        let inside = !self.file.is_empty()
+            && file
+                .components()
+                .all(|component| matches!(component, Component::Normal(_)));
+        if !inside {
+            return Err(invalid(format!(
+                "file = {:?} must be a relative path inside the version folder",
+                self.file
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate_validation(&self) -> Result<(), OnnxError> {
+        let Some(validation) = &self.validation else {
+            return Ok(());
+        };
+        if let Some(features) = validation.features {
+            for input in &self.inputs {
+                let expected = input.values_per_example();
+                if features != expected {
+                    return Err(invalid(format!(
+                        "validation.features = {features} does not match input `{}`, which has \
+                         {expected} values per example (shape {:?})",
+                        input.name, input.shape
+                    )));
+                }
+            }
+        }
+        for (key, bound) in [("min", validation.min), ("max", validation.max)] {
+            if bound.is_some_and(|value| !value.is_finite()) {
+                return Err(invalid(format!("validation.{key} must be a finite number")));
+            }
+        }
+        if let (Some(min), Some(max)) = (validation.min, validation.max)
+            && min > max
+        {
+            return Err(invalid(format!(
+                "validation.min ({min:?}) is greater than validation.max ({max:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate_postprocess(&self) -> Result<(), OnnxError> {
+        let postprocess = &self.postprocess;
+        if let Some(tensor) = &postprocess.tensor
+            && !self.outputs.iter().any(|output| &output.name == tensor)
+        {
+            return Err(invalid(format!(
+                "postprocess.tensor = {tensor:?} is not one of the declared outputs ({})",
+                names(&self.outputs)
+            )));
+        }
+        if postprocess.kind == PostprocessKind::Raw {
+            return Ok(());
+        }
+        let kind = postprocess.kind.as_str();
+        let labels = match &postprocess.labels {
+            Some(labels) if !labels.is_empty() => labels,
+            _ => {
+                return Err(invalid(format!(
+                    "postprocess.labels is required when postprocess.kind = \"{kind}\""
+                )));
+            }
+        };
+        let tensor = self
+            .postprocess_output_index()
+            .map(|index| &self.outputs[index]);
+        if let Some(tensor) = tensor {
+            let per_example = tensor.values_per_example();
+            if per_example != labels.len() {
+                return Err(invalid(format!(
+                    "postprocess.labels has {} labels but output `{}` has {per_example} values \
+                     per example (shape {:?})",
+                    labels.len(),
+                    tensor.name,
+                    tensor.shape
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_batching(&self) -> Result<(), OnnxError> {
+        let Some(batching) = &self.batching else {
+            return Ok(());
+        };
+        if !(1..=MAX_BATCH_SIZE).contains(&batching.max_batch_size) {
+            return Err(invalid(format!(
+                "batching.max_batch_size = {} must be between 1 and {MAX_BATCH_SIZE}",
+                batching.max_batch_size
+            )));
+        }
+        if batching.max_delay_ms > MAX_DELAY_MS {
+            return Err(invalid(format!(
+                "batching.max_delay_ms = {} must be between 0 and {MAX_DELAY_MS}",
+                batching.max_delay_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// The index in `outputs` of the tensor argmax / probabilities read: `postprocess.tensor`,
+    /// or the last output.
+    pub fn postprocess_output_index(&self) -> Option<usize> {
+        match &self.postprocess.tensor {
+            Some(tensor) => self
+                .outputs
+                .iter()
+                .position(|output| &output.name == tensor),
+            None => self.outputs.len().checked_sub(1),
+        }
+    }
+
+    /// What the registry and `GET /models` know about this model before it is loaded.
+    pub fn to_description(&self) -> ModelDescription {
+        ModelDescription {
+            backend: Backend::Onnx,
+            description: self.description.clone(),
+            inputs: self.inputs.iter().map(TensorManifest::to_spec).collect(),
+            outputs: self.outputs.iter().map(TensorManifest::to_spec).collect(),
+            batching: self.batching.map(|batching| BatchingConfig {
+                max_batch_size: batching.max_batch_size,
+                max_delay: Duration::from_millis(batching.max_delay_ms),
+            }),
+        }
+    }
+}
+
+/// toml's message on one line, after the line it concerns (which names the key):
+/// ``line 7 (`datatype = "FP16"`): unknown variant `FP16`, expected one of ...``.
+fn syntax_error(text: &str, err: &toml::de::Error) -> OnnxError {
+    let message = err.message().trim_end();
+    let Some(span) = err.span() else {
+        return OnnxError::ManifestSyntax(message.to_owned());
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |index| index + 1);
+    let line_end = text[start..]
+        .find('\n')
+        .map_or(text.len(), |index| start + index);
+    let line_number = text[..start].matches('\n').count() + 1;
+    let line = text[line_start..line_end].trim();
+    OnnxError::ManifestSyntax(format!("line {line_number} (`{line}`): {message}"))
+}
+
+fn validate_tensors(key: &str, tensors: &[TensorManifest]) -> Result<(), OnnxError> {
+    if tensors.is_empty() {
+        return Err(invalid(format!("{key} must declare at least one tensor")));
+    }
+    for (index, tensor) in tensors.iter().enumerate() {
+        if tensor.name.is_empty() {
+            return Err(invalid(format!("{key}[{index}].name must not be empty")));
+        }
+        if tensors[..index]
+            .iter()
+            .any(|other| other.name == tensor.name)
+        {
+            return Err(invalid(format!(
+                "{key}[{index}].name = {:?} is declared twice",
+                tensor.name
+            )));
+        }
+        if tensor.shape.first() != Some(&-1) {
+            return Err(invalid(format!(
+                "{key}[{index}].shape = {:?} must start with -1 (the batch dimension)",
+                tensor.shape
+            )));
+        }
+        if tensor.shape[1..].iter().any(|&dim| dim <= 0) {
+            return Err(invalid(format!(
+                "{key}[{index}].shape = {:?}: the dimensions after the batch must be positive",
+                tensor.shape
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn names(tensors: &[TensorManifest]) -> String {
+    tensors
+        .iter()
+        .map(|tensor| format!("`{}`", tensor.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn invalid(message: String) -> OnnxError {
+    OnnxError::InvalidManifest(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IRIS: &str = r#"
+backend = "onnx"
+file = "model.onnx"
+description = "Iris species, logistic regression"
+
+[[inputs]]
+name = "input"
+datatype = "FP32"
+shape = [-1, 4]
+
+[[outputs]]
+name = "label"
+datatype = "INT64"
+shape = [-1]
+
+[[outputs]]
+name = "probabilities"
+datatype = "FP32"
+shape = [-1, 3]
+
+[validation]
+features = 4
+min = 0.0
+max = 100.0
+
+[postprocess]
+kind = "probabilities"
+tensor = "probabilities"
+labels = ["setosa", "versicolor", "virginica"]
+
+[batching]
+max_batch_size = 32
+max_delay_ms = 2
+"#;
+
+    fn error_of(text: &str) -> String {
+        match Manifest::parse(text) {
+            Ok(manifest) => panic!("expected an error, parsed {manifest:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_describes_the_model() {
+        let manifest = Manifest::parse(IRIS).unwrap();
+        let description = manifest.to_description();
+        assert_eq!(description.backend, Backend::Onnx);
+        assert_eq!(
+            description.description.as_deref(),
+            Some("Iris species, logistic regression")
+        );
+        assert_eq!(
+            description.inputs,
+            vec![TensorSpec {
+                name: "input".into(),
+                datatype: "FP32".into(),
+                shape: vec![-1, 4],
+            }]
+        );
+        assert_eq!(description.outputs[0].datatype, "INT64");
+        assert_eq!(description.outputs[1].shape, vec![-1, 3]);
+        assert_eq!(
+            description.batching,
+            Some(BatchingConfig {
+                max_batch_size: 32,
+                max_delay: Duration::from_millis(2),
+            })
+        );
+        assert_eq!(manifest.postprocess_output_index(), Some(1));
+    }
+
+    #[test]
+    fn defaults_fill_backend_file_and_postprocess() {
+        let manifest = Manifest::parse(
+            "[[inputs]]\nname = \"x\"\ndatatype = \"FP64\"\nshape = [-1, 2, 3]\n\
+             [[outputs]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [-1]\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.backend, ManifestBackend::Onnx);
+        assert_eq!(manifest.file, "model.onnx");
+        assert_eq!(manifest.postprocess.kind, PostprocessKind::Raw);
+        assert_eq!(manifest.inputs[0].values_per_example(), 6);
+        assert_eq!(manifest.outputs[0].values_per_example(), 1);
+        assert_eq!(manifest.batching, None);
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_is_rejected_by_name() {
+        let message = error_of(&format!("warmup = true\n{IRIS}"));
+        assert!(
+            message
+                .starts_with("line 1 (`warmup = true`): unknown field `warmup`, expected one of"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_key_inside_a_table_is_rejected_by_name() {
+        let text = IRIS.replace("max_delay_ms = 2", "max_delay_ms = 2\nmax_dalay = 3");
+        let message = error_of(&text);
+        assert!(message.contains("unknown field `max_dalay`"), "{message}");
+        let text = IRIS.replace("shape = [-1, 4]", "shape = [-1, 4]\ndims = [4]");
+        let message = error_of(&text);
+        assert!(message.contains("unknown field `dims`"), "{message}");
+    }
+
+    #[test]
+    fn an_unsupported_datatype_is_rejected_naming_the_key_and_the_choices() {
+        let message = error_of(&IRIS.replacen("\"FP32\"", "\"FP16\"", 1));
+        assert_eq!(
+            message,
+            "line 8 (`datatype = \"FP16\"`): unknown variant `FP16`, expected one of `FP32`, \
+             `FP64`, `INT64`, `INT32`"
+        );
+    }
+
+    #[test]
+    fn an_unknown_backend_or_postprocess_kind_is_rejected() {
+        let message = error_of(&IRIS.replace("backend = \"onnx\"", "backend = \"triton\""));
+        assert!(message.contains("unknown variant `triton`"), "{message}");
+        let message = error_of(&IRIS.replace("kind = \"probabilities\"", "kind = \"softmax\""));
+        assert!(message.contains("unknown variant `softmax`"), "{message}");
+    }
+
+    #[test]
+    fn argmax_and_probabilities_require_labels() {
+        let without_labels =
+            IRIS.replace("labels = [\"setosa\", \"versicolor\", \"virginica\"]", "");
+        assert_eq!(
+            error_of(&without_labels),
+            "postprocess.labels is required when postprocess.kind = \"probabilities\""
+        );
+        let argmax = without_labels.replace("kind = \"probabilities\"", "kind = \"argmax\"");
+        assert_eq!(
+            error_of(&argmax),
+            "postprocess.labels is required when postprocess.kind = \"argmax\""
+        );
+        let raw = without_labels.replace("kind = \"probabilities\"", "kind = \"raw\"");
+        assert!(Manifest::parse(&raw).is_ok());
+    }
+
+    #[test]
+    fn labels_must_match_the_values_per_example_of_the_tensor() {
+        let message = error_of(&IRIS.replace("\"virginica\"", "\"virginica\", \"other\""));
+        assert_eq!(
+            message,
+            "postprocess.labels has 4 labels but output `probabilities` has 3 values per \
+             example (shape [-1, 3])"
+        );
+    }
+
+    #[test]
+    fn postprocess_tensor_must_name_a_declared_output() {
+        let message = error_of(&IRIS.replace(
+            "tensor = \"probabilities\"",
+            "tensor = \"output_probability\"",
+        ));
+        assert_eq!(
+            message,
+            "postprocess.tensor = \"output_probability\" is not one of the declared outputs \
+             (`label`, `probabilities`)"
+        );
+    }
+
+    #[test]
+    fn shapes_must_start_with_the_batch_and_have_positive_dimensions() {
+        let message = error_of(&IRIS.replace("shape = [-1, 4]", "shape = [1, 4]"));
+        assert_eq!(
+            message,
+            "inputs[0].shape = [1, 4] must start with -1 (the batch dimension)"
+        );
+        let message = error_of(&IRIS.replace("shape = [-1, 3]", "shape = [-1, 0]"));
+        assert_eq!(
+            message,
+            "outputs[1].shape = [-1, 0]: the dimensions after the batch must be positive"
+        );
+        let message = error_of(&IRIS.replace("shape = [-1]\n", "shape = []\n"));
+        assert!(message.starts_with("outputs[0].shape = []"), "{message}");
+    }
+
+    #[test]
+    fn batching_limits_are_enforced() {
+        let message = error_of(&IRIS.replace("max_batch_size = 32", "max_batch_size = 0"));
+        assert_eq!(
+            message,
+            "batching.max_batch_size = 0 must be between 1 and 1024"
+        );
+        assert!(
+            error_of(&IRIS.replace("max_batch_size = 32", "max_batch_size = 1025"))
+                .contains("max_batch_size")
+        );
+        let message = error_of(&IRIS.replace("max_delay_ms = 2", "max_delay_ms = 1001"));
+        assert_eq!(
+            message,
+            "batching.max_delay_ms = 1001 must be between 0 and 1000"
+        );
+        assert!(Manifest::parse(&IRIS.replace("max_delay_ms = 2", "max_delay_ms = 0")).is_ok());
+    }
+
+    #[test]
+    fn validation_bounds_and_features_are_checked() {
+        let message = error_of(&IRIS.replace("min = 0.0", "min = 200.0"));
+        assert_eq!(
+            message,
+            "validation.min (200.0) is greater than validation.max (100.0)"
+        );
+        let message = error_of(&IRIS.replace("features = 4", "features = 5"));
+        assert!(
+            message.starts_with("validation.features = 5 does not match input `input`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn file_must_stay_inside_the_version_folder() {
+        let message = error_of(&IRIS.replace("file = \"model.onnx\"", "file = \"../x.onnx\""));
+        assert!(message.starts_with("file = \"../x.onnx\""), "{message}");
+        assert!(
+            Manifest::parse(&IRIS.replace("file = \"model.onnx\"", "file = \"/etc/x\"")).is_err()
+        );
+        assert!(
+            Manifest::parse(&IRIS.replace("file = \"model.onnx\"", "file = \"graphs/x.onnx\""))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn duplicate_and_missing_tensors_are_rejected() {
+        let message = error_of(
+            &IRIS
+                .replace("name = \"probabilities\"", "name = \"label\"")
+                .replace("tensor = \"probabilities\"", "tensor = \"label\""),
+        );
+        assert_eq!(message, "outputs[1].name = \"label\" is declared twice");
+        let message = error_of("inputs = []\noutputs = []\n");
+        assert_eq!(message, "inputs must declare at least one tensor");
+        let message = error_of("[[outputs]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [-1]\n");
+        assert!(message.contains("missing field `inputs`"), "{message}");
+    }
+}

@@ -1,0 +1,109 @@
+//! The model repository scan: `<dir>/<name>/<version>/model.toml` → one [`ScannedModel`] each.
+//!
+//! The scan reads manifests only, never graphs (those load lazily through
+//! [`ModelSource::load`]), so it is fast and a broken model cannot stop the others: a manifest
+//! that does not parse, or names a missing file, becomes a [`ScannedModel`] whose `source` is
+//! the error, listed as not ready.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
+/// One model version found in the repository: its loadable model, or why its manifest is
+/// unusable (`<path>: <reason>`).
+pub use inference_engine_core::registry::ScannedModel;
+use inference_engine_core::source::ModelSource;
+
+use crate::error::OnnxError;
+use crate::manifest::MANIFEST_FILE;
+use crate::source::OnnxSource;
+
+/// Lists every model version under `dir`, sorted by key.
+///
+/// - A `dir` that does not exist is an empty repository: the result is empty and a warning is
+///   logged (a server without ONNX models still serves its built-ins). Any other failure to
+///   read `dir` is an error.
+/// - Folders whose names are not a valid model name or version are skipped with a warning;
+///   hidden entries (starting with `.`) and plain files are skipped silently.
+/// - A version folder without `model.toml` is skipped with a warning.
+/// - A `model.toml` that fails to parse or validate, or names a missing file, is listed with
+///   `source: Err(..)` (and logged).
+pub fn scan_repository(dir: &Path) -> Result<Vec<ScannedModel>, OnnxError> {
+    let names = match subfolders(dir) {
+        Ok(names) => names,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the model repository does not exist; no ONNX models are served"
+            );
+            return Ok(Vec::new());
+        }
+        Err(source) => {
+            return Err(OnnxError::Io {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+
+    let mut models = Vec::new();
+    for (name_text, name_dir) in names {
+        let name = match ModelName::parse(name_text.as_str()) {
+            Ok(name) => name,
+            Err(err) => {
+                tracing::warn!(folder = %name_dir.display(), "skipping a folder that is not a model name: {err}");
+                continue;
+            }
+        };
+        let versions = match subfolders(&name_dir) {
+            Ok(versions) => versions,
+            Err(err) => {
+                tracing::warn!(folder = %name_dir.display(), "skipping a model folder that cannot be read: {err}");
+                continue;
+            }
+        };
+        for (version_text, version_dir) in versions {
+            let version = match ModelVersion::parse(version_text.as_str()) {
+                Ok(version) => version,
+                Err(err) => {
+                    tracing::warn!(folder = %version_dir.display(), "skipping a folder that is not a model version: {err}");
+                    continue;
+                }
+            };
+            if !version_dir.join(MANIFEST_FILE).exists() {
+                tracing::warn!(folder = %version_dir.display(), "skipping a version folder without {MANIFEST_FILE}");
+                continue;
+            }
+            let key = ModelKey::new(name.clone(), version);
+            let source = OnnxSource::open(&version_dir)
+                .map(|source| Arc::new(source) as Arc<dyn ModelSource>);
+            if let Err(err) = &source {
+                tracing::warn!(model = %key, "model is not ready: {err}");
+            }
+            models.push(ScannedModel { key, source });
+        }
+    }
+    models.sort_by(|left, right| left.key.cmp(&right.key));
+    Ok(models)
+}
+
+/// The visible subfolders of `dir` (following symlinks) with their names, sorted by name.
+fn subfolders(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+    let mut folders = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            tracing::warn!(folder = %path.display(), "skipping an entry whose name is not UTF-8");
+            continue;
+        };
+        if name.starts_with('.') || !path.is_dir() {
+            continue;
+        }
+        folders.push((name, path));
+    }
+    folders.sort();
+    Ok(folders)
+}

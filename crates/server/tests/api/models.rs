@@ -1,0 +1,506 @@
+//! Real models from a model repository: answers, lazy single-flight loading, the LRU cap,
+//! warm-up and readiness, broken models, reloads and the admin endpoints.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use inference_engine_testkit::{
+    ADMIN_KEY, DEV_KEY, TestApp, demo_models_dir, expected_outputs, json_body,
+};
+use serde_json::{Value, json};
+
+const TOLERANCE: f64 = 1e-4;
+
+/// A model repository of the test's own, built from copies of the demo models.
+struct Repository {
+    dir: tempfile::TempDir,
+}
+
+impl Repository {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Copies demo model `from` (e.g. "iris/v1") to `to`, appending `extra` to its manifest.
+    fn copy(&self, from: &str, to: &str, extra: &str) -> &Self {
+        let source = demo_models_dir().join(from);
+        let target = self.dir.path().join(to);
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::copy(source.join("model.onnx"), target.join("model.onnx")).unwrap();
+        let manifest = std::fs::read_to_string(source.join("model.toml")).unwrap();
+        std::fs::write(target.join("model.toml"), format!("{manifest}\n{extra}")).unwrap();
+        self
+    }
+
+    fn corrupt(&self, model: &str) {
+        std::fs::write(
+            self.dir.path().join(model).join("model.onnx"),
+            b"this is not an ONNX protobuf",
+        )
+        .unwrap();
+    }
+
+    /// Puts demo model `from`'s files (model and manifest) in place of `to`'s.
+    fn replace(&self, from: &str, to: &str) {
+        for file in ["model.onnx", "model.toml"] {
+            std::fs::copy(
+                demo_models_dir().join(from).join(file),
+                self.dir.path().join(to).join(file),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// An `engine.toml` of the test's own.
+pub(crate) fn config_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("engine.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn assert_close(actual: &Value, expected: &Value, context: &str) {
+    match (actual, expected) {
+        (Value::Array(actual), Value::Array(expected)) => {
+            assert_eq!(actual.len(), expected.len(), "{context}: lengths differ");
+            for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
+                assert_close(a, e, &format!("{context}[{index}]"));
+            }
+        }
+        (Value::Object(actual), Value::Object(expected)) => {
+            let keys =
+                |map: &serde_json::Map<String, Value>| map.keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(actual), keys(expected), "{context}: keys differ");
+            for (key, e) in expected {
+                assert_close(&actual[key], e, &format!("{context}.{key}"));
+            }
+        }
+        (Value::Number(actual), Value::Number(expected)) => {
+            let (a, e) = (actual.as_f64().unwrap(), expected.as_f64().unwrap());
+            assert!((a - e).abs() <= TOLERANCE, "{context}: {a} vs {e}");
+        }
+        _ => assert_eq!(actual, expected, "{context}"),
+    }
+}
+
+async fn predict(app: &TestApp, body: Value) -> Value {
+    let response = app.post("/predict", Some(DEV_KEY), &body).await;
+    let status = response.status();
+    let body = json_body(response).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+const LABELS: [&str; 3] = ["setosa", "versicolor", "virginica"];
+
+#[tokio::test]
+async fn demo_models_answer_like_onnxruntime() {
+    let app = TestApp::spawn_with(|settings| settings.models_dir = demo_models_dir()).await;
+    for (model, version) in [("iris", "v1"), ("iris", "v2"), ("mlp", "v1")] {
+        let reference = expected_outputs(model, version);
+        for (index, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
+            let context = format!("{model}:{version} case {index}");
+            let body = predict(
+                &app,
+                json!({"model": model, "version": version, "data": case["input"]}),
+            )
+            .await;
+            let results = body["result"].as_array().unwrap();
+            let labels = case["outputs"]["label"].as_array().unwrap();
+            let probabilities = case["outputs"]["probabilities"].as_array().unwrap();
+            assert_eq!(results.len(), labels.len(), "{context}");
+            for (row, result) in results.iter().enumerate() {
+                let label = usize::try_from(labels[row].as_u64().unwrap()).unwrap();
+                match (model, version) {
+                    ("iris", "v1") => {
+                        let expected: serde_json::Map<String, Value> = LABELS
+                            .iter()
+                            .zip(probabilities[row].as_array().unwrap())
+                            .map(|(name, p)| ((*name).to_owned(), p.clone()))
+                            .collect();
+                        assert_close(result, &Value::Object(expected), &context);
+                    }
+                    ("iris", "v2") => assert_eq!(result, LABELS[label], "{context} row {row}"),
+                    _ => {
+                        assert_eq!(result["label"], labels[row], "{context} row {row}");
+                        assert_close(
+                            &result["probabilities"],
+                            &probabilities[row],
+                            &format!("{context} row {row}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // One example (not a list) gives one result.
+    let single = predict(
+        &app,
+        json!({"model": "iris", "version": "v2", "data": [5.1, 3.5, 1.4, 0.2]}),
+    )
+    .await;
+    assert_eq!(single["result"], "setosa");
+}
+
+#[tokio::test]
+async fn invalid_input_is_422_with_a_sentence_naming_the_problem() {
+    let app = TestApp::spawn_with(|settings| settings.models_dir = demo_models_dir()).await;
+    for (data, fragment) in [
+        (json!([5.1, 3.5, 1.4]), "4"),
+        (json!([5.1, 3.5, 1.4, 1000.0]), "100"),
+        (json!([5.1, "x", 1.4, 0.2]), "string"),
+    ] {
+        let response = app
+            .post(
+                "/predict",
+                Some(DEV_KEY),
+                &json!({"model": "iris", "version": "v1", "data": data}),
+            )
+            .await;
+        assert_eq!(response.status(), 422);
+        let body = json_body(response).await;
+        assert_eq!(body["code"], "invalid_input");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(fragment), "{data}: {detail}");
+    }
+}
+
+#[tokio::test]
+async fn sixteen_concurrent_first_requests_load_the_model_once() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_file(config_dir.path(), "[registry]\nwarmup = false\n");
+    let app = TestApp::spawn_with(|settings| {
+        settings.models_dir = demo_models_dir();
+        settings.config = Some(config);
+    })
+    .await;
+    let requests = (0..16).map(|_| {
+        let client = app.client.clone();
+        let url = app.url("/predict");
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("x-api-key", DEV_KEY)
+                .json(&json!({"model": "mlp", "version": "v1", "data": vec![0.5; 784]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    });
+    for status in futures_join(requests).await {
+        assert_eq!(status, 200);
+    }
+    let memory = json_body(app.get("/admin/models/memory", Some(ADMIN_KEY)).await).await;
+    let mlp = memory["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["name"] == "mlp")
+        .expect("mlp is loaded");
+    assert_eq!(mlp["loads"], 1, "{memory}");
+}
+
+async fn futures_join<T: Send + 'static>(
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+async fn loaded(app: &TestApp) -> Vec<(String, u64)> {
+    let body = json_body(app.get("/debug/models/loaded", Some(ADMIN_KEY)).await).await;
+    body["loaded_models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|model| model["name"] != "echo" && model["name"] != "sleep")
+        .map(|model| {
+            (
+                format!(
+                    "{}:{}",
+                    model["name"].as_str().unwrap(),
+                    model["version"].as_str().unwrap()
+                ),
+                model["in_flight"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn with_max_loaded_1_alternating_models_evict_each_other_and_in_flight_work_survives() {
+    let repository = Repository::new();
+    // The batcher holds a lone request for 1.5 s: a slow in-flight request on `slow`.
+    repository
+        .copy(
+            "iris/v1",
+            "slow/v1",
+            "[batching]\nmax_batch_size = 8\nmax_delay_ms = 1000\n",
+        )
+        .copy("iris/v2", "fast/v1", "");
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        config_dir.path(),
+        "[registry]\nwarmup = false\nmax_loaded = 1\n",
+    );
+    let app = TestApp::spawn_with(|settings| {
+        settings.models_dir = repository.path();
+        settings.config = Some(config);
+    })
+    .await;
+
+    let slow = {
+        let client = app.client.clone();
+        let url = app.url("/predict");
+        tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .header("x-api-key", DEV_KEY)
+                .json(&json!({"model": "slow", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}))
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while loaded(&app).await != [("slow:v1".to_owned(), 1)] {
+        assert!(Instant::now() < deadline, "slow:v1 never became in flight");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    predict(
+        &app,
+        json!({"model": "fast", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}),
+    )
+    .await;
+    assert_eq!(
+        loaded(&app).await,
+        [("fast:v1".to_owned(), 0)],
+        "slow:v1 was evicted"
+    );
+
+    let (status, body) = slow.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body["result"]["setosa"].as_f64().unwrap() > 0.9);
+
+    predict(
+        &app,
+        json!({"model": "slow", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}),
+    )
+    .await;
+    assert_eq!(
+        loaded(&app).await,
+        [("slow:v1".to_owned(), 0)],
+        "fast:v1 was evicted"
+    );
+    let memory = json_body(app.get("/admin/models/memory", Some(ADMIN_KEY)).await).await;
+    assert_eq!(memory["max_loaded"], 1);
+    let slow = memory["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["name"] == "slow")
+        .unwrap();
+    assert_eq!(
+        slow["loads"], 2,
+        "slow:v1 was loaded again after its eviction"
+    );
+}
+
+#[tokio::test]
+async fn ready_is_503_loading_until_warm_up_has_loaded_every_model() {
+    let repository = Repository::new();
+    for copy in ["a/v1", "b/v1", "c/v1", "d/v1"] {
+        repository.copy("mlp/v1", copy, "");
+    }
+    let app = TestApp::spawn_warming_up(|settings| settings.models_dir = repository.path()).await;
+    let first = app.get("/ready", None).await;
+    assert_eq!(first.status(), 503);
+    let body = json_body(first).await;
+    assert_eq!(body["status"], "loading", "{body}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = app.get("/ready", None).await;
+        if response.status() == 200 {
+            break;
+        }
+        assert_eq!(json_body(response).await["status"], "loading");
+        assert!(Instant::now() < deadline, "warm-up never finished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let models = json_body(app.get("/models", Some(DEV_KEY)).await).await;
+    for model in models["models"].as_array().unwrap() {
+        assert_eq!(model["loaded"], true, "ready before {model} was loaded");
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_model_is_listed_not_ready_with_its_error_and_the_others_serve() {
+    let repository = Repository::new();
+    repository
+        .copy("iris/v1", "iris/v1", "")
+        .copy("iris/v1", "broken/v1", "");
+    repository.corrupt("broken/v1");
+    let app = TestApp::spawn_with(|settings| settings.models_dir = repository.path()).await;
+
+    let models = json_body(app.get("/models", Some(DEV_KEY)).await).await;
+    let broken = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["name"] == "broken")
+        .unwrap()
+        .clone();
+    assert_eq!(broken["ready"], false, "{broken}");
+    assert_eq!(broken["loaded"], false);
+    assert_eq!(broken["backend"], "onnx");
+    assert!(!broken["error"].as_str().unwrap().is_empty());
+
+    let response = app
+        .post(
+            "/predict",
+            Some(DEV_KEY),
+            &json!({"model": "broken", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}),
+        )
+        .await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(json_body(response).await["code"], "not_ready");
+    predict(
+        &app,
+        json!({"model": "iris", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}),
+    )
+    .await;
+    assert_eq!(app.get("/ready", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_reload_with_a_broken_file_keeps_the_old_version_serving() {
+    let repository = Repository::new();
+    repository.copy("iris/v2", "iris/v1", "");
+    let app = TestApp::spawn_with(|settings| settings.models_dir = repository.path()).await;
+    let input = json!({"model": "iris", "version": "v1", "data": [6.7, 3.0, 5.2, 2.3]});
+    assert_eq!(predict(&app, input.clone()).await["result"], "virginica");
+
+    repository.corrupt("iris/v1");
+    let response = app
+        .post("/admin/models/iris/v1/reload", Some(ADMIN_KEY), &json!({}))
+        .await;
+    assert_eq!(response.status(), 422);
+    let body = json_body(response).await;
+    assert_eq!(body["code"], "reload_failed");
+    assert!(
+        body["detail"].as_str().unwrap().contains("keeps serving"),
+        "{body}"
+    );
+    assert_eq!(predict(&app, input.clone()).await["result"], "virginica");
+
+    // A fixed file (now the logistic regression, with its own manifest) reloads fine.
+    repository.replace("iris/v1", "iris/v1");
+    let response = app
+        .post("/admin/models/iris/v1/reload", Some(ADMIN_KEY), &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        json_body(response).await,
+        json!({"reloaded": true, "model": "iris", "version": "v1"})
+    );
+    // Now the logistic regression answers: probabilities, not a label.
+    assert!(predict(&app, input).await["result"]["virginica"].is_number());
+}
+
+#[tokio::test]
+async fn unload_frees_the_model_and_the_next_request_loads_it_again() {
+    let app = TestApp::spawn_with(|settings| settings.models_dir = demo_models_dir()).await;
+    let input = json!({"model": "iris", "version": "v2", "data": [5.1, 3.5, 1.4, 0.2]});
+    predict(&app, input.clone()).await;
+    let response = app
+        .post("/admin/models/iris/v2/unload", Some(ADMIN_KEY), &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        json_body(response).await,
+        json!({"unloaded": true, "model": "iris", "version": "v2"})
+    );
+    assert!(!loaded(&app).await.iter().any(|(key, _)| key == "iris:v2"));
+    predict(&app, input).await;
+    assert!(loaded(&app).await.iter().any(|(key, _)| key == "iris:v2"));
+}
+
+#[tokio::test]
+async fn model_details_show_signature_routing_sla_and_executor() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        config_dir.path(),
+        r#"
+[routing.iris]
+strategy = "ab"
+variants = { v1 = 70, v2 = 30 }
+
+[execution]
+pools = { big = 1 }
+[execution.policy]
+"mlp:v1" = "big"
+
+[sla.timeouts]
+"mlp:v1" = 2.5
+"#,
+    );
+    let app = TestApp::spawn_with(|settings| {
+        settings.models_dir = demo_models_dir();
+        settings.config = Some(config);
+    })
+    .await;
+    let mlp = json_body(app.get("/models/mlp/v1", Some(DEV_KEY)).await).await;
+    assert_eq!(mlp["backend"], "onnx");
+    assert_eq!(
+        mlp["inputs"],
+        json!([{"name": "input", "datatype": "FP32", "shape": [-1, 784]}])
+    );
+    assert_eq!(mlp["outputs"][1]["name"], "probabilities");
+    assert_eq!(
+        mlp["batching"],
+        json!({"max_batch_size": 32, "max_delay_ms": 2})
+    );
+    assert_eq!(mlp["executor"], "big");
+    assert_eq!(mlp["timeout_s"], 2.5);
+    let iris = json_body(app.get("/models/iris/v1", Some(DEV_KEY)).await).await;
+    assert_eq!(iris["executor"], "cpu");
+    assert!(iris["routing"].as_str().unwrap().contains("70"), "{iris}");
+    assert_eq!(iris["timeout_s"], Value::Null);
+
+    let missing = app.get("/models/iris/v9", Some(DEV_KEY)).await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(json_body(missing).await["code"], "model_not_found");
+}
+
+#[tokio::test]
+async fn admin_endpoints_need_the_admin_scope() {
+    let app = TestApp::spawn().await;
+    for (method, path) in [
+        ("GET", "/debug/models/loaded"),
+        ("GET", "/admin/models/memory"),
+        ("POST", "/admin/reload"),
+        ("POST", "/admin/models/echo/v1/reload"),
+        ("POST", "/admin/models/echo/v1/unload"),
+    ] {
+        let response = match method {
+            "GET" => app.get(path, Some(DEV_KEY)).await,
+            _ => app.post(path, Some(DEV_KEY), &json!({})).await,
+        };
+        assert_eq!(response.status(), 403, "{method} {path}");
+        assert_eq!(json_body(response).await["code"], "forbidden");
+    }
+}
