@@ -6,7 +6,22 @@ const SECRET: &str = "prod-secret-key-0123456789";
 
 /// Runs `serve` and expects a refusal: non-zero exit, one line on stderr, no secret in it.
 fn assert_refuses(envs: &[(&str, &str)], must_mention: &str, secret: Option<&str>) {
+    assert_refuses_in(&tempfile::tempdir().unwrap(), envs, must_mention, secret);
+}
+
+/// [`assert_refuses`] with `./engine.toml` holding `config`.
+fn assert_refuses_with_config(config: &str, must_mention: &str) {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("engine.toml"), config).unwrap();
+    assert_refuses_in(&dir, &[], must_mention, None);
+}
+
+fn assert_refuses_in(
+    dir: &tempfile::TempDir,
+    envs: &[(&str, &str)],
+    must_mention: &str,
+    secret: Option<&str>,
+) {
     let (status, stderr) =
         run_to_exit(binary(), &["serve", "--port", "0"], envs, dir.path()).unwrap();
     assert!(!status.success(), "must refuse to start; stderr: {stderr}");
@@ -159,4 +174,27 @@ fn a_worker_without_redis_refuses_to_start() {
     let (status, stderr) = run_to_exit(binary(), &["worker"], &[], dir.path()).unwrap();
     assert!(!status.success());
     assert!(stderr.contains("REDIS_URL"), "{stderr}");
+}
+
+#[test]
+fn an_invalid_engine_toml_refuses_to_start_naming_the_key() {
+    assert_refuses_with_config("[registry]\nmax_loded = 3\n", "max_loded");
+    assert_refuses_with_config(
+        "[routing.echo]\nstrategy = \"ab\"\nvariants = { v1 = 60, v2 = 30 }\n",
+        "routing.echo.variants",
+    );
+    assert_refuses_with_config(
+        "[execution.policy]\n\"echo:v1\" = \"tpu\"\n",
+        "execution.policy",
+    );
+    assert_refuses_with_config("[sla]\ndefault_timeout_s = -1\n", "sla.default_timeout_s");
+}
+
+#[test]
+fn an_explicit_config_file_that_does_not_exist_refuses_to_start() {
+    assert_refuses(
+        &[("ENGINE_CONFIG", "/nonexistent/engine.toml")],
+        "/nonexistent/engine.toml",
+        None,
+    );
 }

@@ -69,3 +69,33 @@ async fn every_request_leaves_one_json_access_line_even_when_the_client_gives_up
         "keys are never logged"
     );
 }
+
+#[test]
+fn models_inspect_prints_the_signature_and_a_manifest_that_parses() {
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/iris/v1/model.onnx");
+    let output = std::process::Command::new(crate::binary())
+        .args(["models", "inspect"])
+        .arg(&model)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8(output.stdout).unwrap();
+    assert!(report.contains("input"), "{report}");
+    assert!(report.contains("FP32"), "{report}");
+    assert!(report.contains("[-1, 4]"), "{report}");
+    assert!(report.contains("[[inputs]]"), "{report}");
+
+    let missing = std::process::Command::new(crate::binary())
+        .args(["models", "inspect", "/nonexistent.onnx"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.onnx"));
+}
