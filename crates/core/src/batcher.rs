@@ -12,7 +12,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -87,17 +87,29 @@ impl Batcher {
     }
 }
 
+/// How long the collector naps between looks at its inbox while a batch fills. Napping instead
+/// of blocking on the channel means senders never have to wake it: one wake-up per batch, not
+/// one per request.
+const FILL_POLL: Duration = Duration::from_micros(200);
+
 /// The collector loop: one batch at a time, handed to the pool of its first request.
 fn collect(pending: &flume::Receiver<Pending>, model: &Arc<dyn Model>, config: BatchingConfig) {
     let max_batch_size = config.max_batch_size.max(1);
     while let Ok(first) = pending.recv() {
         let deadline = first.submitted + config.max_delay;
         let mut batch = vec![first];
-        while batch.len() < max_batch_size {
-            match pending.recv_deadline(deadline) {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+        loop {
+            while batch.len() < max_batch_size {
+                match pending.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
+            let now = Instant::now();
+            if batch.len() >= max_batch_size || now >= deadline {
+                break;
+            }
+            std::thread::sleep(FILL_POLL.min(deadline - now));
         }
         dispatch(batch, model);
     }
@@ -153,7 +165,6 @@ fn dispatch(batch: Vec<Pending>, model: &Arc<dyn Model>) {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::time::Duration;
 
     use serde_json::json;
 

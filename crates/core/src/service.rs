@@ -31,11 +31,10 @@ pub struct Caller {
 impl Caller {
     /// The routing bucket of this request (SPEC §5).
     pub fn routing_bucket(&self) -> Bucket {
-        if self.request_id_from_client {
-            Bucket::from_routing_key(self.request_id.as_str())
-        } else {
-            Bucket::random()
-        }
+        Bucket::for_request(
+            self.request_id_from_client
+                .then(|| self.request_id.as_str()),
+        )
     }
 }
 
