@@ -105,3 +105,74 @@ async fn sigterm_finishes_in_flight_requests_and_every_answered_job_is_stored() 
         );
     }
 }
+
+/// The version `echo` is routed to (no version in the request).
+async fn routed_echo_version(client: &reqwest::Client, engine: &EngineProcess) -> String {
+    let response = client
+        .post(engine.url("/predict"))
+        .header("x-api-key", "dev-key")
+        .json(&json!({"model": "echo", "data": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()["x-model-version"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_engine_toml_and_an_invalid_file_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("engine.toml");
+    let routing =
+        |version: &str| format!("[routing.echo]\nstrategy = \"static\"\nversion = \"{version}\"\n");
+    std::fs::write(&config, routing("v2")).unwrap();
+    let db = dir.path().join("jobs.db");
+    let mut engine = EngineProcess::start(
+        binary(),
+        &[("SQLITE_DB_PATH", db.to_str().unwrap())],
+        dir.path(),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    assert_eq!(routed_echo_version(&client, &engine).await, "v2");
+    let hangup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &engine.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+
+    // An invalid file is logged and ignored: routing stays on v2.
+    std::fs::write(&config, "[routing.echo]\nstrategy = \"sideways\"\n").unwrap();
+    hangup();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !engine
+        .stdout_lines()
+        .iter()
+        .any(|line| line.contains("configuration reload rejected"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rejection was never logged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(routed_echo_version(&client, &engine).await, "v2");
+
+    std::fs::write(&config, routing("v1")).unwrap();
+    hangup();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while routed_echo_version(&client, &engine).await != "v1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.terminate().unwrap();
+    assert!(engine.wait(Duration::from_secs(30)).unwrap().success());
+}
