@@ -17,10 +17,10 @@ usage() {
     sed -n '6,15s/^# \{0,1\}//p' "$0"
 }
 
-die() {
-    echo "async_jobs.sh: $*" >&2
-    exit 1
-}
+BENCH_NAME=async_jobs.sh
+# die, free_port, require_tools, release_build, release_bin (not its cleanup: this scenario runs
+# several processes and has its own).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 JOBS=10000
 WORKERS=2
@@ -63,20 +63,11 @@ case "$LOG_LEVEL_SETTING" in
     *) WORKER_LOG_LEVEL="$LOG_LEVEL_SETTING" ;;
 esac
 
-for tool in curl python3 psql redis-cli awk; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
-
-if [[ $BUILD == 1 ]]; then
-    command -v cargo >/dev/null || die "cargo not found"
-    echo "==> cargo build --release -p inference-engine-cli -p loadgen"
-    cargo build --release -p inference-engine-cli -p loadgen
-fi
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-ENGINE_BIN="$TARGET_DIR/release/inference-engine"
-LOADGEN_BIN="$TARGET_DIR/release/loadgen"
-[[ -x "$ENGINE_BIN" ]] || die "missing $ENGINE_BIN (build it, or drop --no-build)"
-[[ -x "$LOADGEN_BIN" ]] || die "missing $LOADGEN_BIN (build it, or drop --no-build)"
+require_tools curl python3 psql redis-cli awk
+[[ $BUILD == 0 ]] || require_tools cargo
+release_build "$BUILD" inference-engine-cli loadgen
+ENGINE_BIN="$(release_bin inference-engine)"
+LOADGEN_BIN="$(release_bin loadgen)"
 
 psql "$PG_URL/postgres" -Atqc 'SELECT 1' >/dev/null 2>&1 || die "PostgreSQL does not answer at $PG_URL"
 [[ "$(redis-cli -u "$REDIS_URL_BENCH" ping 2>/dev/null)" == PONG ]] || die "Redis does not answer at $REDIS_URL_BENCH"
@@ -127,10 +118,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 sql() {
     psql "$DB_URL" -X -At -v ON_ERROR_STOP=1 -q "$@"

@@ -1,6 +1,6 @@
 # Shared helpers of the wrk-driven bench scripts (run.sh, predict_onnx.sh). Sourced, not run.
 #
-# The sourcing script sets, before calling bench_start_temp and the rest: BENCH_NAME (prefix of messages), SCENARIO,
+# The sourcing script sets, before calling bench_start_temp and the rest: BENCH_NAME (prefix of messages), ROOT, SCENARIO,
 # LUA (the wrk script), THREADS, CONNECTIONS, HEALTH_DEADLINE_S, STOP_DEADLINE_S; and uses the
 # globals TMP (the run's temp dir, created here), SERVER_PID (the server being measured) and
 # FAILURES (verdict lines).
@@ -8,6 +8,34 @@
 die() {
     echo "$BENCH_NAME: $*" >&2
     exit 1
+}
+
+# require_tools TOOL...: dies naming the first tool that is not installed.
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool not found (apt-get install -y $tool)"
+    done
+}
+
+# release_build BUILD PACKAGE...: `cargo build --release` of the packages when BUILD is 1.
+release_build() {
+    local build="$1"
+    shift
+    if [[ $build == 1 ]]; then
+        local packages=()
+        local package
+        for package in "$@"; do packages+=(-p "$package"); done
+        echo "==> cargo build --release ${packages[*]}"
+        cargo build --release "${packages[@]}"
+    fi
+}
+
+# release_bin NAME: the path of a release binary, or dies saying how to get it.
+release_bin() {
+    local path="${CARGO_TARGET_DIR:-$ROOT/target}/release/$1"
+    [[ -x "$path" ]] || die "missing $path (build it, or drop --no-build)"
+    echo "$path"
 }
 
 SERVER_PID=""

@@ -42,23 +42,14 @@ HEALTH_DEADLINE_S=60
 STOP_DEADLINE_S=45
 DURATION_S="${DURATION%s}"
 
-command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
-for tool in curl python3 cargo; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
+require_tools wrk curl python3 cargo
 [[ -f "$MODEL_DIR/model.onnx" ]] || die "missing $MODEL_DIR/model.onnx (python3 scripts/gen_models.py)"
 MAX_BATCH="$(sed -n 's/^max_batch_size *= *\([0-9]*\).*$/\1/p' "$MODEL_DIR/model.toml")"
 [[ -n "$MAX_BATCH" ]] || die "$MODEL_DIR/model.toml has no [batching] max_batch_size"
 
-if [[ $BUILD == 1 ]]; then
-    echo "==> cargo build --release -p tract-ref -p inference-engine-cli"
-    cargo build --release -p tract-ref -p inference-engine-cli
-fi
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-TRACT_BIN="$TARGET_DIR/release/tract-ref"
-ENGINE_BIN="$TARGET_DIR/release/inference-engine"
-[[ -x "$TRACT_BIN" ]] || die "missing $TRACT_BIN (build it, or drop --no-build)"
-[[ -x "$ENGINE_BIN" ]] || die "missing $ENGINE_BIN (build it, or drop --no-build)"
+release_build "$BUILD" tract-ref inference-engine-cli
+TRACT_BIN="$(release_bin tract-ref)"
+ENGINE_BIN="$(release_bin inference-engine)"
 
 bench_start_temp
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"

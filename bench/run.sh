@@ -52,21 +52,11 @@ ENGINE_LOG_LEVEL="${ENGINE_LOG_LEVEL:-info}"
 HEALTH_DEADLINE_S=30
 STOP_DEADLINE_S=45 # above the engine's default SHUTDOWN_TIMEOUT_S (30)
 
-command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
-for tool in curl python3 cargo; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
+require_tools wrk curl python3 cargo
 [[ -f "$LUA" ]] || die "missing $LUA"
-
-if [[ $BUILD == 1 ]]; then
-    echo "==> cargo build --release -p ref-axum -p inference-engine-cli"
-    cargo build --release -p ref-axum -p inference-engine-cli
-fi
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-REF_BIN="$TARGET_DIR/release/ref-axum"
-ENGINE_BIN="$TARGET_DIR/release/inference-engine"
-[[ -x "$REF_BIN" ]] || die "missing $REF_BIN (build it, or drop --no-build)"
-[[ -x "$ENGINE_BIN" ]] || die "missing $ENGINE_BIN (build it, or drop --no-build)"
+release_build "$BUILD" ref-axum inference-engine-cli
+REF_BIN="$(release_bin ref-axum)"
+ENGINE_BIN="$(release_bin inference-engine)"
 
 bench_start_temp
 

@@ -212,6 +212,22 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// `POST path` with `X-API-Key: key` on a task of its own, so that several requests can be
+    /// in flight at once. The task yields the status and the JSON body (`null` if not JSON).
+    pub fn spawn_post(&self, path: &str, key: &str, body: &Value) -> JoinHandle<(u16, Value)> {
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("x-api-key", key)
+            .json(body);
+        tokio::spawn(async move {
+            let response = request.send().await.expect("request sent");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        })
+    }
+
     /// `GET path` with, if given, `X-API-Key`.
     pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
         let mut request = self.client.get(self.url(path));

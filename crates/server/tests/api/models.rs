@@ -180,22 +180,18 @@ async fn sixteen_concurrent_first_requests_load_the_model_once() {
         settings.config = Some(config);
     })
     .await;
-    let requests = (0..16).map(|_| {
-        let client = app.client.clone();
-        let url = app.url("/predict");
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .header("x-api-key", DEV_KEY)
-                .json(&json!({"model": "mlp", "version": "v1", "data": vec![0.5; 784]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
+    let requests: Vec<_> = (0..16)
+        .map(|_| {
+            app.spawn_post(
+                "/predict",
+                DEV_KEY,
+                &json!({"model": "mlp", "version": "v1", "data": vec![0.5; 784]}),
+            )
         })
-    });
-    for status in futures_join(requests).await {
-        assert_eq!(status, 200);
+        .collect();
+    for request in requests {
+        let (status, body) = request.await.unwrap();
+        assert_eq!(status, 200, "{body}");
     }
     let memory = json_body(app.get("/admin/models/memory", Some(ADMIN_KEY)).await).await;
     let mlp = memory["models"]
@@ -205,16 +201,6 @@ async fn sixteen_concurrent_first_requests_load_the_model_once() {
         .find(|model| model["name"] == "mlp")
         .expect("mlp is loaded");
     assert_eq!(mlp["loads"], 1, "{memory}");
-}
-
-async fn futures_join<T: Send + 'static>(
-    tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>,
-) -> Vec<T> {
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.unwrap());
-    }
-    results
 }
 
 async fn loaded(app: &TestApp) -> Vec<(String, u64)> {
@@ -259,20 +245,11 @@ async fn with_max_loaded_1_alternating_models_evict_each_other_and_in_flight_wor
     })
     .await;
 
-    let slow = {
-        let client = app.client.clone();
-        let url = app.url("/predict");
-        tokio::spawn(async move {
-            let response = client
-                .post(url)
-                .header("x-api-key", DEV_KEY)
-                .json(&json!({"model": "slow", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}))
-                .send()
-                .await
-                .unwrap();
-            (response.status(), response.json::<Value>().await.unwrap())
-        })
-    };
+    let slow = app.spawn_post(
+        "/predict",
+        DEV_KEY,
+        &json!({"model": "slow", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while loaded(&app).await != [("slow:v1".to_owned(), 1)] {
         assert!(Instant::now() < deadline, "slow:v1 never became in flight");

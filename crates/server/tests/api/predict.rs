@@ -154,18 +154,11 @@ async fn a_full_executor_queue_answers_503_overloaded_with_retry_after() {
     // One request occupies the only thread, a second fills the only queue slot.
     let busy: Vec<_> = (0..2)
         .map(|_| {
-            let client = app.client.clone();
-            let url = app.url("/predict");
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .header("x-api-key", DEV_KEY)
-                    .json(&json!({"model": "sleep", "data": {"ms": 1_500}}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
+            app.spawn_post(
+                "/predict",
+                DEV_KEY,
+                &json!({"model": "sleep", "data": {"ms": 1_500}}),
+            )
         })
         .collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -190,6 +183,6 @@ async fn a_full_executor_queue_answers_503_overloaded_with_retry_after() {
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_eq!(json_body(refused).await["code"], "overloaded");
     for request in busy {
-        assert_eq!(request.await.unwrap(), 200);
+        assert_eq!(request.await.unwrap().0, 200);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, demo_models_dir, json_body};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::models::config_file;
 
@@ -200,20 +200,11 @@ async fn a_model_runs_on_the_pool_its_policy_names() {
         .unwrap()
         .clone();
     assert_eq!(slow.threads(), 1);
-    let busy = {
-        let client = app.client.clone();
-        let url = app.url("/predict");
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .header("x-api-key", DEV_KEY)
-                .json(&json!({"model": "sleep", "data": {"ms": 1_000}}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let busy = app.spawn_post(
+        "/predict",
+        DEV_KEY,
+        &json!({"model": "sleep", "data": {"ms": 1_000}}),
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while slow.in_flight() == 0 {
         assert!(
@@ -231,7 +222,7 @@ async fn a_model_runs_on_the_pool_its_policy_names() {
         )
         .await;
     assert_eq!(echo.status(), 200);
-    assert_eq!(busy.await.unwrap(), 200);
+    assert_eq!(busy.await.unwrap().0, 200);
 }
 
 #[tokio::test]
@@ -266,24 +257,17 @@ async fn batched_answers_are_identical_to_unbatched_ones() {
     let requests: Vec<_> = inputs
         .iter()
         .map(|input| {
-            let client = app.client.clone();
-            let url = app.url("/predict");
-            let body = json!({"model": "mlp", "version": "v1", "data": input});
-            tokio::spawn(async move {
-                let response = client
-                    .post(url)
-                    .header("x-api-key", DEV_KEY)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 200);
-                response.json::<Value>().await.unwrap()["result"].clone()
-            })
+            app.spawn_post(
+                "/predict",
+                DEV_KEY,
+                &json!({"model": "mlp", "version": "v1", "data": input}),
+            )
         })
         .collect();
     for (row, request) in requests.into_iter().enumerate() {
-        let batched = request.await.unwrap();
+        let (status, body) = request.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let batched = &body["result"];
         assert_eq!(batched["label"], unbatched[row]["label"], "row {row}");
         let (a, b) = (
             batched["probabilities"].as_array().unwrap(),
