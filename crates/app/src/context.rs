@@ -12,16 +12,18 @@ use inference_engine_core::auth::{ApiKeyTable, KeyConfigError, KeySource};
 use inference_engine_core::config::{EngineConfig, ExecutionPolicy};
 use inference_engine_core::jobs::AsyncJobService;
 use inference_engine_core::ports::{Clock, JobQueue, JobStore, QueueError, StoreError};
+use inference_engine_core::ratelimit::{LocalRateLimiter, RateLimiter};
 use inference_engine_core::redact::redact_url;
 use inference_engine_core::registry::{
     BuiltinSet, ModelRegistry, ModelRepository, RegistryError, ServingConfig,
 };
 use inference_engine_core::runner::{JobRunner, RetryPolicy, RunnerConfig};
 use inference_engine_core::service::InferenceService;
-use inference_engine_redis::{RedisJobQueue, RedisQueueConfig};
+use inference_engine_redis::{RedisJobQueue, RedisQueueConfig, RedisRateLimiter};
 use inference_engine_store::{
     GroupCommitConfig, GroupCommitStore, PostgresJobStore, SqliteJobStore,
 };
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::clock::TokioClock;
 use crate::engine_config::{EngineConfigError, load_engine_config, resolve_config_path};
@@ -44,6 +46,8 @@ pub enum StartupError {
     Registry(#[from] RegistryError),
     #[error("{0}")]
     Config(#[from] EngineConfigError),
+    #[error("metrics: {0}")]
+    Metrics(String),
     #[error("{setting} {reason}")]
     InvalidSetting {
         setting: &'static str,
@@ -116,43 +120,63 @@ pub struct AppContext {
     pub queue_backend: QueueBackend,
     pub lifecycle: Arc<Lifecycle>,
     pub registry: ModelRegistry,
+    /// Charges requests against `[rate_limits]`.
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Renders the process's metrics (`/metrics`).
+    pub metrics: PrometheusHandle,
     /// The `engine.toml` in use, re-read by [`AppContext::reload`].
     pub config_path: Option<PathBuf>,
     job_writer: Arc<GroupCommitStore>,
     store_backend: StoreBackend,
 }
 
-fn check(settings: &Settings) -> Result<(), StartupError> {
-    let invalid = |setting, reason| Err(StartupError::InvalidSetting { setting, reason });
+/// Every setting that makes the start impossible, in a fixed order: `build` refuses to start on
+/// the first, `inference-engine check` reports them all.
+pub fn setting_problems(settings: &Settings) -> Vec<StartupError> {
+    let mut problems = Vec::new();
+    let mut invalid = |setting, reason| {
+        problems.push(StartupError::InvalidSetting { setting, reason });
+    };
     if settings.max_body_bytes == 0 {
-        return invalid("MAX_BODY_BYTES", "must be at least 1");
+        invalid("MAX_BODY_BYTES", "must be at least 1");
     }
     if settings.executor_queue_capacity == 0 {
-        return invalid("EXECUTOR_QUEUE_CAPACITY", "must be at least 1");
+        invalid("EXECUTOR_QUEUE_CAPACITY", "must be at least 1");
     }
     if settings
         .jobs_max_attempts
         .is_some_and(|attempts| !(1..=10).contains(&attempts))
     {
-        return invalid("JOBS_MAX_ATTEMPTS", "must be between 1 and 10");
+        invalid("JOBS_MAX_ATTEMPTS", "must be between 1 and 10");
     }
     if settings.jobs_visibility_timeout_s == Some(0) {
-        return invalid("JOBS_VISIBILITY_TIMEOUT_S", "must be at least 1");
+        invalid("JOBS_VISIBILITY_TIMEOUT_S", "must be at least 1");
     }
     if settings.max_loaded_models == Some(0) {
-        return invalid(
+        invalid(
             "MAX_LOADED_MODELS",
             "must be at least 1 (unset it for no cap)",
         );
     }
     if settings.worker_batch == 0 {
-        return invalid("WORKER_BATCH", "must be at least 1");
+        invalid("WORKER_BATCH", "must be at least 1");
     }
-    Ok(())
+    problems
+}
+
+/// The first of [`setting_problems`], if any.
+pub fn validate_settings(settings: &Settings) -> Result<(), StartupError> {
+    setting_problems(settings)
+        .into_iter()
+        .next()
+        .map_or(Ok(()), Err)
 }
 
 /// The serving part of the configuration: `engine.toml`, overridden by settings.
-fn serving_config(settings: &Settings, file: &EngineConfig) -> Result<ServingConfig, StartupError> {
+pub fn serving_config(
+    settings: &Settings,
+    file: &EngineConfig,
+) -> Result<ServingConfig, StartupError> {
     let mut registry = file.registry.clone();
     if settings.max_loaded_models.is_some() {
         registry.max_loaded = settings.max_loaded_models;
@@ -183,6 +207,7 @@ fn serving_config(settings: &Settings, file: &EngineConfig) -> Result<ServingCon
         routing: file.routing.clone(),
         sla: file.sla.clone(),
         execution,
+        rate_limits: file.rate_limits.clone(),
         executor_queue_capacity: settings.executor_queue_capacity,
     })
 }
@@ -190,7 +215,7 @@ fn serving_config(settings: &Settings, file: &EngineConfig) -> Result<ServingCon
 impl AppContext {
     /// Validates the settings and builds every part; must run inside a tokio runtime.
     pub async fn build(settings: &Settings, role: Role) -> Result<Self, StartupError> {
-        check(settings)?;
+        validate_settings(settings)?;
         let api_keys = match role {
             Role::Server => {
                 let keys = ApiKeyTable::from_config(
@@ -217,6 +242,8 @@ impl AppContext {
             Some(list) => BuiltinSet::parse(list)?,
             None => BuiltinSet::default_for(settings.is_production()),
         };
+        let metrics = crate::metrics::prometheus().map_err(StartupError::Metrics)?;
+        crate::metrics::spawn_upkeep(metrics.clone());
         let config_path = resolve_config_path(settings.config.clone(), None)?;
         let engine_config = match &config_path {
             Some(path) => load_engine_config(path)?,
@@ -246,12 +273,17 @@ impl AppContext {
         ));
         let jobs: Arc<dyn JobStore> = job_writer.clone();
 
+        // Shared by every server process through Redis when there is one, else per process.
+        let mut rate_limiter: Arc<dyn RateLimiter> = Arc::new(LocalRateLimiter::new());
         let (queue_backend, queue): (QueueBackend, Arc<dyn JobQueue>) = match &settings.redis_url {
             Some(url) => {
                 let mut config =
                     RedisQueueConfig::new(url.clone(), settings.redis_key_prefix.clone());
                 config.visibility_timeout = visibility_timeout;
-                let redis = RedisJobQueue::connect(config).await?;
+                let redis = RedisJobQueue::connect(config.clone()).await?;
+                if role == Role::Server {
+                    rate_limiter = Arc::new(RedisRateLimiter::connect(&config).await?);
+                }
                 tracing::info!(redis = %redact_url(url), "job queue: Redis");
                 (QueueBackend::Redis, Arc::new(redis))
             }
@@ -324,6 +356,8 @@ impl AppContext {
             queue_backend,
             lifecycle,
             registry,
+            metrics,
+            rate_limiter,
             config_path,
             job_writer,
             store_backend,

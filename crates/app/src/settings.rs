@@ -71,6 +71,11 @@ pub struct Settings {
     #[arg(long = "config", env = "ENGINE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 
+    /// Optional internal listener serving `/metrics` and `/debug/*` without authentication
+    /// (e.g. `127.0.0.1:9100`); keep it off the public network.
+    #[arg(long, env = "ADMIN_LISTEN_ADDR", global = true)]
+    pub admin_listen_addr: Option<std::net::SocketAddr>,
+
     /// Model repository root: `<MODELS_DIR>/<name>/<version>/model.toml`.
     #[arg(long, env = "MODELS_DIR", default_value = "models", global = true)]
     pub models_dir: PathBuf,
@@ -227,6 +232,7 @@ impl Settings {
             log_level: "warn".into(),
             log_format: LogFormat::Json,
             config: None,
+            admin_listen_addr: None,
             models_dir: PathBuf::from("models"),
             max_loaded_models: None,
             cpu_executor_workers: Some(2),

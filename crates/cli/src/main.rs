@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use inference_engine_app::settings::load_dotenv;
-use inference_engine_app::{AppContext, Role, Settings, shutdown_signal, telemetry};
+use inference_engine_app::{AppContext, Role, Settings, check, keys, shutdown_signal, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,10 +35,43 @@ enum Command {
     Worker,
     /// Create or upgrade the job-store schema (also done at every start), then exit.
     Migrate,
+    /// Validate settings, engine.toml, API keys, the model repository and connectivity; exit 0
+    /// only if `serve` would start. One `ok`/`WARN`/`FAIL` line per check on stdout.
+    Check {
+        /// Also load every ONNX model, as warm-up would; a load failure is a warning.
+        #[arg(long)]
+        load_models: bool,
+    },
+    /// API key tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Model repository tools.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
+    },
+}
+
+impl Command {
+    /// `check` and `keys` write their report (or the key) to stdout, where log lines would get
+    /// in the way; everything they have to say is in that output.
+    fn writes_logs(&self) -> bool {
+        !matches!(self, Self::Check { .. } | Self::Keys { .. })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a new random key (32 bytes from the OS, hex) and, on the next line, its
+    /// `API_KEYS` entry `key:tenant:scopes`, checked against the production guards.
+    Generate {
+        #[arg(long, default_value = keys::DEFAULT_TENANT)]
+        tenant: String,
+        /// Comma-separated: predict, read_models, admin.
+        #[arg(long, default_value = keys::DEFAULT_SCOPES)]
+        scopes: String,
     },
 }
 
@@ -57,12 +90,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    let _telemetry = match telemetry::init(&cli.settings.log_level, cli.settings.log_format) {
-        Ok(guard) => guard,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::FAILURE;
+    let _telemetry = if cli.command.writes_logs() {
+        match telemetry::init(&cli.settings.log_level, cli.settings.log_format) {
+            Ok(guard) => Some(guard),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::FAILURE;
+            }
         }
+    } else {
+        None
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -117,6 +154,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             AppContext::migrate(&cli.settings).await?;
             tracing::info!("job store schema is up to date");
+            Ok(())
+        }
+        Command::Check { load_models } => {
+            let report = check::run(&cli.settings, check::CheckOptions { load_models }, |line| {
+                println!("{line}");
+            })
+            .await;
+            println!("{}", report.summary());
+            if report.passed() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{} check(s) failed: see the FAIL lines on stdout",
+                    report.count(check::Outcome::Fail)
+                ))
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Generate { tenant, scopes },
+        } => {
+            let generated = keys::generate(&tenant, &scopes)
+                .map_err(|err| anyhow::anyhow!("no key generated: {err}"))?;
+            println!("{}", generated.key);
+            println!("{}", generated.entry);
             Ok(())
         }
     }

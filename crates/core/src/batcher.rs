@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::executor::{Executed, ExecutorError, ExecutorPool};
 use crate::model::ModelKey;
+use crate::observe;
 use crate::pipeline::{Model, PipelineError};
 use crate::source::BatchingConfig;
 
@@ -50,7 +51,10 @@ impl Batcher {
         let (inbox, pending) = flume::bounded::<Pending>(max_batch_size * 4);
         std::thread::Builder::new()
             .name(format!("batch-{}", key.name))
-            .spawn(move || collect(&pending, &model, config))?;
+            .spawn({
+                let key = key.clone();
+                move || collect(&key, &pending, &model, config)
+            })?;
         Ok(Self { inbox, config })
     }
 
@@ -93,7 +97,12 @@ impl Batcher {
 const FILL_POLL: Duration = Duration::from_micros(200);
 
 /// The collector loop: one batch at a time, handed to the pool of its first request.
-fn collect(pending: &flume::Receiver<Pending>, model: &Arc<dyn Model>, config: BatchingConfig) {
+fn collect(
+    key: &ModelKey,
+    pending: &flume::Receiver<Pending>,
+    model: &Arc<dyn Model>,
+    config: BatchingConfig,
+) {
     let max_batch_size = config.max_batch_size.max(1);
     while let Ok(first) = pending.recv() {
         let deadline = first.submitted + config.max_delay;
@@ -111,6 +120,7 @@ fn collect(pending: &flume::Receiver<Pending>, model: &Arc<dyn Model>, config: B
             }
             std::thread::sleep(FILL_POLL.min(deadline - now));
         }
+        observe::batch_size(key, batch.len());
         dispatch(batch, model);
     }
 }

@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Classified, ErrorKind};
+use crate::observe;
 
 type Task = Box<dyn FnOnce() + Send>;
 
@@ -82,12 +83,15 @@ impl ExecutorPool {
         for index in 0..threads {
             let receiver = receiver.clone();
             let in_flight = Arc::clone(&in_flight);
+            let device = config.name.clone();
             thread::Builder::new()
                 .name(format!("exec-{}-{index}", config.name))
                 .spawn(move || {
                     while let Ok(task) = receiver.recv() {
                         in_flight.fetch_add(1, Ordering::Relaxed);
+                        observe::executor_inflight(&device, 1.0);
                         task();
+                        observe::executor_inflight(&device, -1.0);
                         in_flight.fetch_sub(1, Ordering::Relaxed);
                     }
                 })?;

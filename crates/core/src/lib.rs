@@ -14,11 +14,13 @@
 //!   type-erased form `Model`.
 //! - [`builtin`]: the built-in `echo` and `sleep` pipelines.
 //! - [`executor`]: `ExecutorPool`, bounded queues in front of named OS threads.
+//! - [`observe`]: the metric names of SPEC §7 and the functions that record them.
 //! - [`source`]: `ModelSource`, `ModelDescription`, `TensorSpec`: a model before it is loaded.
 //! - [`batcher`]: `Batcher`, dynamic batching of concurrent requests into one model run.
 //! - [`registry`]: `ModelRegistry`, which models exist and which version a request gets.
 //! - [`job`]: `Job`, `JobId`, `JobStatus`, `JobMode`, `RequestId`.
 //! - [`ports`]: `JobStore` and `Clock`, implemented by adapters.
+//! - [`ratelimit`]: GCRA, the `RateLimiter` port and the in-process `LocalRateLimiter`.
 //! - [`redact`]: connection URLs without their passwords.
 //! - [`service`]: `InferenceService`, the synchronous predict use case.
 //! - [`jobs`]: `AsyncJobService`: submit (idempotent), read, list and cancel async jobs.
@@ -37,8 +39,10 @@ pub mod executor;
 pub mod job;
 pub mod jobs;
 pub mod model;
+pub mod observe;
 pub mod pipeline;
 pub mod ports;
+pub mod ratelimit;
 pub mod redact;
 pub mod registry;
 pub mod routing;

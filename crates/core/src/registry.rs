@@ -24,10 +24,11 @@ use futures_util::future::{BoxFuture, Shared};
 
 use crate::batcher::Batcher;
 use crate::builtin::{EchoPipeline, SleepPipeline};
-use crate::config::{ExecutionPolicy, RegistryPolicy, SlaPolicy};
+use crate::config::{ExecutionPolicy, RateLimitPolicy, RegistryPolicy, SlaPolicy};
 use crate::error::{Classified, ErrorKind};
 use crate::executor::{ExecutorConfig, ExecutorPool};
 use crate::model::{ModelKey, ModelName, ModelVersion};
+use crate::observe;
 use crate::pipeline::{Model, PipelineModel};
 use crate::routing::{Bucket, RoutingRule, RoutingTable};
 pub use crate::source::Backend;
@@ -224,6 +225,8 @@ pub struct ServingConfig {
     pub routing: RoutingTable,
     pub sla: SlaPolicy,
     pub execution: ExecutionPolicy,
+    /// Per tenant and route group; swapped with the rest on reload.
+    pub rate_limits: RateLimitPolicy,
     /// Requests that may wait in each pool's queue before new ones are refused with 503.
     pub executor_queue_capacity: usize,
 }
@@ -583,6 +586,7 @@ impl ModelRegistry {
         });
         drop(serving);
         self.enforce_cap(None);
+        self.publish_loaded_count();
         Ok(())
     }
 
@@ -656,6 +660,7 @@ impl ModelRegistry {
                 if outcome.is_ok() {
                     slot.last_used.store(registry.ticks(), Ordering::Relaxed);
                     registry.enforce_cap(Some(&slot.key));
+                    registry.publish_loaded_count();
                 }
                 let _ = done.send(outcome);
             });
@@ -706,6 +711,7 @@ impl ModelRegistry {
             if matches!(inner.state, SlotState::Loaded(_)) {
                 inner.state = SlotState::Unloaded;
                 excess -= 1;
+                observe::model_evicted();
                 tracing::info!(
                     model = %victim.key,
                     in_flight = victim.in_flight.load(Ordering::Relaxed),
@@ -795,7 +801,18 @@ impl ModelRegistry {
         }
         slot.last_used.store(self.ticks(), Ordering::Relaxed);
         self.enforce_cap(Some(key));
+        self.publish_loaded_count();
         Ok(())
+    }
+
+    /// Sets the `models_loaded` gauge (built-ins excluded: they cost nothing).
+    fn publish_loaded_count(&self) {
+        let loaded = self
+            .serving()
+            .slots()
+            .filter(|slot| !slot.builtin && slot.is_loaded())
+            .count();
+        observe::models_loaded(loaded);
     }
 
     /// Drops the registry's reference; running requests finish on their own. Returns whether
@@ -811,6 +828,8 @@ impl ModelRegistry {
             inner.state = SlotState::Unloaded;
             tracing::info!(model = %key, "model unloaded");
         }
+        drop(inner);
+        self.publish_loaded_count();
         Ok(was_loaded)
     }
 
@@ -891,6 +910,7 @@ fn load_model(key: &ModelKey, source: &dyn ModelSource) -> Result<LoadedModel, L
                 None => None,
             };
             if source.description().backend != Backend::Builtin {
+                observe::model_loaded(key, started.elapsed());
                 tracing::info!(model = %key, load_ms = started.elapsed().as_millis(), batching = batcher.is_some(), "model loaded");
             }
             Ok(LoadedModel { model, batcher })

@@ -14,7 +14,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::{Either, join_all, select};
 
 use crate::executor::ExecutorError;
-use crate::job::{Job, JobFailure, Payload};
+use crate::job::{Job, JobFailure, JobMode, JobStatus, Payload};
+use crate::observe;
 use crate::ports::{
     Claim, ClaimRequest, Delivery, JobQueue, JobStore, QueueError, SettleRequest, Settlement,
     StoreError,
@@ -241,8 +242,14 @@ impl JobRunner {
                 continue;
             }
             match request.settlement {
-                Settlement::Succeeded(_) => outcome.succeeded += 1,
-                Settlement::Failed(_) => outcome.failed += 1,
+                Settlement::Succeeded(_) => {
+                    outcome.succeeded += 1;
+                    observe::job(JobStatus::Succeeded, JobMode::Async);
+                }
+                Settlement::Failed(_) => {
+                    outcome.failed += 1;
+                    observe::job(JobStatus::Failed, JobMode::Async);
+                }
                 Settlement::Retry { .. } => outcome.retried += 1,
             }
         }
@@ -322,10 +329,19 @@ impl JobRunner {
             .clone()
             .unwrap_or(Payload::Single(serde_json::Value::Null));
         let timeout = job.timeout_ms.map(Duration::from_millis);
-        self.inference
+        let started = std::time::Instant::now();
+        let result = self
+            .inference
             .execute(&serving, &key, payload, timeout)
             .await
-            .result
+            .result;
+        observe::inference(
+            &key,
+            job.tenant_id.as_str(),
+            started.elapsed(),
+            result.as_ref().err().map(InferenceError::error_type),
+        );
+        result
     }
 
     /// Enqueues jobs a crash left behind: `pending` ones older than the grace period (committed

@@ -13,6 +13,7 @@ use crate::error::{Classified, ErrorKind};
 use crate::executor::{Executed, ExecutorError};
 use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId};
 use crate::model::{ModelKey, ModelName, ModelVersion};
+use crate::observe;
 use crate::pipeline::PipelineError;
 use crate::ports::{Clock, JobStore, StoreError};
 use crate::registry::{ModelRegistry, ResolveError, Serving};
@@ -249,7 +250,18 @@ impl InferenceService {
             }
         };
 
+        let started = std::time::Instant::now();
         let outcome = self.execute(&serving, &key, payload, timeout).await;
+        observe::inference(
+            &key,
+            caller.tenant.as_str(),
+            started.elapsed(),
+            outcome
+                .result
+                .as_ref()
+                .err()
+                .map(InferenceError::error_type),
+        );
         self.commit(record.finish(Some(&key), &outcome, self.clock.now()))
             .await
             .map_err(|failure| PredictFailure {
@@ -275,7 +287,8 @@ impl InferenceService {
 
     async fn commit(&self, job: Job) -> Result<(), PredictFailure> {
         let job_id = job.id;
-        self.store.insert(vec![job]).await.map_err(|err| {
+        let status = job.status;
+        self.store.insert(vec![job]).await.map(|()| observe::job(status, JobMode::Sync)).map_err(|err| {
             tracing::error!(job_id = %job_id, error = %err, "job record could not be committed");
             PredictFailure {
                 job_id: None,
@@ -305,6 +318,7 @@ impl InferenceService {
                 match select(Box::pin(work), deadline).await {
                     Either::Left((executed, _)) => executed,
                     Either::Right(((), _)) => {
+                        observe::executor_timeout(serving.config.execution.pool_for(key));
                         return ModelRun {
                             // It was submitted; whether a thread picked it up is unknown here.
                             started_at: Some(submitted_at),

@@ -404,6 +404,7 @@ impl Modify for SecuritySchemes {
     paths(
         crate::routes::health::health,
         crate::routes::health::ready,
+        crate::routes::health::metrics,
         crate::routes::predict::predict,
         crate::routes::predict::predict_batch,
         crate::routes::models::list_models,

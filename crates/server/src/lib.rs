@@ -7,6 +7,7 @@
 //!   `docs`).
 //! - [`api`]: request/response types and the OpenAPI document.
 //! - [`middleware`]: request id and access log, authentication, scopes, body limit.
+//! - [`ratelimit`]: per-tenant, per-group limits on the HTTP path and their headers.
 //! - [`extract`]: `ApiJson<T>`, whose rejections are JSON errors.
 //! - [`error`]: `ApiError`, `ErrorKind → StatusCode`, the JSON error body.
 
@@ -14,6 +15,7 @@ pub mod api;
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod ratelimit;
 pub mod routes;
 
 use std::future::{Future, IntoFuture};
@@ -48,6 +50,21 @@ pub async fn serve(
         tokio::spawn(async move { ctx.warm_up().await })
     };
     let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&ctx)));
+    let internal = match ctx.settings.admin_listen_addr {
+        Some(address) => {
+            let listener = TcpListener::bind(address).await.map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("ADMIN_LISTEN_ADDR {address}: cannot listen: {err}"),
+                )
+            })?;
+            tracing::info!(address = %listener.local_addr()?, "internal listener (/metrics, /debug) without authentication");
+            Some(tokio::spawn(
+                axum::serve(listener, routes::internal_router(Arc::clone(&ctx))).into_future(),
+            ))
+        }
+        None => None,
+    };
     let app = router(Arc::clone(&ctx));
     let lifecycle = Arc::clone(&ctx.lifecycle);
     let grace = Duration::from_secs(ctx.settings.shutdown_timeout_s);
@@ -75,6 +92,9 @@ pub async fn serve(
         }
     };
     reloads.abort();
+    if let Some(internal) = internal {
+        internal.abort();
+    }
     warm_up.abort();
     if let Some(job_loops) = job_loops {
         job_loops.stop(grace).await;

@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use inference_engine_core::auth::{ApiKeyTable, Principal, Scope, TenantId};
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::job::{Job, RequestId};
+use inference_engine_core::observe;
 use tracing::Instrument;
 
 use crate::error::{ApiError, PendingErrorBody, fallback_code, render_error_body};
@@ -98,11 +99,22 @@ impl AccessLog {
     fn log(&mut self, response: &Response) {
         let tenant = response.extensions().get::<TenantId>();
         let fields = response.extensions().get::<AccessLogFields>();
-        self.write(response.status().as_u16(), tenant, fields);
+        let route = response
+            .extensions()
+            .get::<MatchedRoute>()
+            .map_or(UNMATCHED_ROUTE, |route| route.0.as_str());
+        self.write(response.status().as_u16(), route, tenant, fields);
     }
 
-    fn write(&mut self, status: u16, tenant: Option<&TenantId>, fields: Option<&AccessLogFields>) {
+    fn write(
+        &mut self,
+        status: u16,
+        route: &str,
+        tenant: Option<&TenantId>,
+        fields: Option<&AccessLogFields>,
+    ) {
         self.logged = true;
+        observe::http_request(route, status, self.started.elapsed());
         tracing::info!(
             parent: None,
             request_id = %self.request_id,
@@ -122,9 +134,30 @@ impl AccessLog {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         if !self.logged {
-            self.write(CLIENT_CLOSED_REQUEST, None, None);
+            self.write(CLIENT_CLOSED_REQUEST, UNMATCHED_ROUTE, None, None);
         }
     }
+}
+
+/// The route template a request matched (`/jobs/{job_id}`), for metrics that must not have a
+/// label value per raw path.
+#[derive(Debug, Clone)]
+pub struct MatchedRoute(pub String);
+
+/// The `route` label of requests that matched no route (or were abandoned before answering).
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Route layer: hands the matched route template out to `request_context` on the response.
+pub async fn remember_route(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| MatchedRoute(path.as_str().to_owned()));
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
+    response
 }
 
 /// nginx's status for a request whose client disconnected before the response.

@@ -138,6 +138,7 @@ async fn commit(
     let jobs = batch.len();
     match store.insert(batch.clone()).await {
         Ok(()) => {
+            inference_engine_core::observe::job_store_write(started.elapsed());
             tracing::trace!(
                 jobs,
                 elapsed_us = started.elapsed().as_micros(),

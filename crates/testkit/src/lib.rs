@@ -85,6 +85,87 @@ impl Drop for RedisPrefix {
     }
 }
 
+/// A `redis-server` of the test's own (nothing on disk, like production here), so a test can
+/// stop and restart it without disturbing anyone else using the shared Redis.
+#[derive(Debug)]
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    server: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        // Port 0 is not an option for redis-server: borrow a free port from the OS.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut private = Self {
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            server: None,
+        };
+        private.restart().await;
+        private
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server and waits for it to be gone: every client connection drops and, with
+    /// no persistence, every key, stream and group is lost.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and waits (up to 10 s) until it answers.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let server = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("cannot start redis-server ({err}); install it (ARCHITECTURE.md §5)")
+            });
+        self.server = Some(server);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answered = async {
+                let client = redis::Client::open(self.url()).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            }
+            .await;
+            if answered.is_some() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the private Redis never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A server running in this process on an ephemeral port, with its own store.
 #[derive(Debug)]
 pub struct TestApp {

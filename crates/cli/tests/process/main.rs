@@ -1,9 +1,10 @@
-//! Tests of the real `inference-engine` binary as a child process: startup guards and
-//! graceful shutdown.
+//! Tests of the real `inference-engine` binary as a child process: startup guards, graceful
+//! shutdown, and the `check` and `keys generate` commands.
 
 // Test helpers fail the test at the line that broke; that is what unwrap is for here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod commands;
 mod distributed;
 mod guards;
 mod logs;

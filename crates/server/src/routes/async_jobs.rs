@@ -19,6 +19,7 @@ use crate::api::{
 use crate::error::ApiError;
 use crate::extract::{ApiJson, CallerContext};
 use crate::middleware::AccessLogFields;
+use crate::ratelimit::charge_batch_items;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -64,6 +65,7 @@ pub async fn predict_async_batch(
     headers: HeaderMap,
     ApiJson(body): ApiJson<AsyncBatchPredictRequest>,
 ) -> Result<Response, ApiError> {
+    let limit_headers = charge_batch_items(&ctx, &caller.tenant, body.items.len()).await?;
     let command = submit_command(
         &headers,
         body.model,
@@ -72,7 +74,11 @@ pub async fn predict_async_batch(
         body.timeout_ms,
         batch(body.items)?,
     )?;
-    submit(&ctx, &caller, command).await
+    let mut response = submit(&ctx, &caller, command).await?;
+    if let Some(headers) = limit_headers {
+        headers.apply(&mut response);
+    }
+    Ok(response)
 }
 
 /// An async job of the caller's tenant.

@@ -1,7 +1,9 @@
-//! Liveness and readiness.
+//! Liveness, readiness and metrics.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use inference_engine_core::error::ErrorKind;
 
 use super::AppState;
@@ -45,4 +47,20 @@ pub async fn ready(State(ctx): State<AppState>) -> Result<Json<StatusBody>, ApiE
         return Err(not_ready("degraded", "the job queue is unreachable"));
     }
     Ok(Json(StatusBody { status: "ready" }))
+}
+
+/// Prometheus text exposition of every metric (SPEC §7). Needs `admin` here; served without
+/// authentication on `ADMIN_LISTEN_ADDR`.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    (status = 403, body = ErrorBody),
+))]
+pub async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        ctx.metrics.render(),
+    )
 }

@@ -16,22 +16,34 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use inference_engine_app::AppContext;
 use inference_engine_core::auth::Scope;
+use inference_engine_core::config::RateLimitGroup;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
 use crate::middleware::{
-    BodyLimit, authenticate, enforce_body_limit, request_context, require_scope,
+    BodyLimit, authenticate, enforce_body_limit, remember_route, request_context, require_scope,
 };
+use crate::ratelimit::{LimitedGroup, rate_limit};
 
 pub type AppState = Arc<AppContext>;
 
 /// The whole HTTP API.
 pub fn router(ctx: AppState) -> Router {
     let limit = BodyLimit(ctx.settings.max_body_bytes);
-    let with_scope = |routes: Router<AppState>, scope: Scope| {
-        routes
-            .route_layer(from_fn_with_state(limit, enforce_body_limit))
-            .route_layer(from_fn_with_state(scope, require_scope))
+    // Layers run outermost last-added: scope (403) → rate limit (429) → body size (413).
+    let with_scope = |routes: Router<AppState>, scope: Scope, group: Option<RateLimitGroup>| {
+        let routes = routes.route_layer(from_fn_with_state(limit, enforce_body_limit));
+        let routes = match group {
+            Some(group) => routes.route_layer(from_fn_with_state(
+                LimitedGroup {
+                    group,
+                    ctx: Arc::clone(&ctx),
+                },
+                rate_limit,
+            )),
+            None => routes,
+        };
+        routes.route_layer(from_fn_with_state(scope, require_scope))
     };
 
     let predict = Router::new()
@@ -42,7 +54,8 @@ pub fn router(ctx: AppState) -> Router {
             "/predict/async/batch",
             post(async_jobs::predict_async_batch),
         )
-        .route("/predict/async/{job_id}", get(async_jobs::get_async_job))
+        .route("/predict/async/{job_id}", get(async_jobs::get_async_job));
+    let jobs = Router::new()
         .route("/jobs", get(jobs::list_jobs))
         .route("/jobs/{job_id}", get(jobs::get_job))
         .route("/jobs/{job_id}/cancel", post(jobs::cancel_job));
@@ -50,7 +63,7 @@ pub fn router(ctx: AppState) -> Router {
         .route("/models", get(models::list_models))
         .route("/models/{name}/{version}", get(models::model_details));
     let admin = Router::new()
-        .route("/debug/models/loaded", get(models::loaded_models))
+        .merge(internal_routes())
         .route("/admin/models/memory", get(models::memory))
         .route(
             "/admin/models/{name}/{version}/reload",
@@ -67,14 +80,44 @@ pub fn router(ctx: AppState) -> Router {
         .route_layer(from_fn_with_state(limit, enforce_body_limit));
 
     Router::new()
-        .merge(with_scope(predict, Scope::Predict))
-        .merge(with_scope(models, Scope::ReadModels))
-        .merge(with_scope(admin, Scope::Admin))
+        .merge(with_scope(
+            predict,
+            Scope::Predict,
+            Some(RateLimitGroup::Predict),
+        ))
+        .merge(with_scope(jobs, Scope::Predict, Some(RateLimitGroup::Jobs)))
+        .merge(with_scope(
+            models,
+            Scope::ReadModels,
+            Some(RateLimitGroup::Models),
+        ))
+        .merge(with_scope(admin, Scope::Admin, None))
         .merge(public)
         .merge(docs::router())
+        .route_layer(from_fn(remember_route))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::disable())
         .layer(from_fn_with_state(Arc::clone(&ctx.api_keys), authenticate))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(request_context))
+        .with_state(ctx)
+}
+
+/// What `ADMIN_LISTEN_ADDR` serves without authentication (and the public listener with
+/// `admin`): `/metrics` and `/debug/*`.
+fn internal_routes() -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .route("/debug/models/loaded", get(models::loaded_models))
+}
+
+/// The internal listener's router: [`internal_routes`] with request ids, JSON errors and the
+/// access log, and no authentication. Bind it to an address only operators can reach.
+pub fn internal_router(ctx: AppState) -> Router {
+    Router::new()
+        .merge(internal_routes())
+        .route_layer(from_fn(remember_route))
+        .fallback(unknown_route)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn(request_context))
         .with_state(ctx)

@@ -19,6 +19,7 @@ use crate::api::{
 use crate::error::ApiError;
 use crate::extract::{ApiJson, CallerContext};
 use crate::middleware::AccessLogFields;
+use crate::ratelimit::charge_batch_items;
 
 /// Items a batch may hold.
 pub const MAX_BATCH_ITEMS: usize = 256;
@@ -80,11 +81,15 @@ pub async fn predict_batch(
     CallerContext(caller): CallerContext,
     ApiJson(body): ApiJson<BatchPredictRequest>,
 ) -> Response {
+    let limit_headers = match charge_batch_items(&ctx, &caller.tenant, body.items.len()).await {
+        Ok(headers) => headers,
+        Err(refused) => return refused.into_response(),
+    };
     let command = match command(body.model, body.version, body.timeout_ms, batch(body.items)) {
         Ok(command) => command,
         Err(err) => return err.into_response(),
     };
-    respond(
+    let mut response = respond(
         ctx.inference.predict(&caller, command).await,
         |prediction, model, version, job_id| BatchPredictResponse {
             results: match prediction.output {
@@ -95,7 +100,11 @@ pub async fn predict_batch(
             version,
             job_id,
         },
-    )
+    );
+    if let Some(headers) = limit_headers {
+        headers.apply(&mut response);
+    }
+    response
 }
 
 /// Validates the parts shared by every predict body.

@@ -9,6 +9,8 @@ mod body_limit;
 mod errors;
 mod health;
 mod jobs;
+mod metrics;
 mod models;
 mod predict;
+mod ratelimit;
 mod serving;

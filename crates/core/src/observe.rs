@@ -1,0 +1,139 @@
+//! The metrics the engine exports (SPEC §7), named in one place and recorded through the
+//! `metrics` facade, so core records what happens without knowing who collects it (the app
+//! installs a Prometheus recorder; without one, recording is a no-op).
+//!
+//! The names keep the Python engine's so its Grafana dashboard keeps working; [`ALL`] is the
+//! list the dashboard in `deploy/` may use.
+
+use std::time::Duration;
+
+use crate::job::{JobMode, JobStatus};
+use crate::model::ModelKey;
+
+pub const INFERENCE_REQUESTS: &str = "inference_requests_total";
+pub const INFERENCE_ERRORS: &str = "inference_errors_total";
+pub const INFERENCE_LATENCY: &str = "inference_latency_seconds";
+pub const EXECUTOR_INFLIGHT: &str = "executor_inflight";
+pub const EXECUTOR_TIMEOUTS: &str = "executor_timeouts_total";
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
+pub const RATE_LIMITED: &str = "rate_limited_total";
+pub const RATE_LIMITER_FAILURES: &str = "rate_limiter_failures_total";
+pub const MODELS_LOADED: &str = "models_loaded";
+pub const MODEL_LOAD_SECONDS: &str = "model_load_seconds";
+pub const MODEL_EVICTIONS: &str = "model_evictions_total";
+pub const BATCH_SIZE: &str = "batch_size";
+pub const JOBS: &str = "jobs_total";
+pub const JOB_STORE_WRITE_SECONDS: &str = "job_store_write_seconds";
+
+/// Every metric name the engine exports.
+pub const ALL: &[&str] = &[
+    INFERENCE_REQUESTS,
+    INFERENCE_ERRORS,
+    INFERENCE_LATENCY,
+    EXECUTOR_INFLIGHT,
+    EXECUTOR_TIMEOUTS,
+    HTTP_REQUESTS,
+    HTTP_REQUEST_DURATION,
+    RATE_LIMITED,
+    RATE_LIMITER_FAILURES,
+    MODELS_LOADED,
+    MODEL_LOAD_SECONDS,
+    MODEL_EVICTIONS,
+    BATCH_SIZE,
+    JOBS,
+    JOB_STORE_WRITE_SECONDS,
+];
+
+/// Histogram buckets per metric (seconds, or rows for `batch_size`).
+pub fn buckets(metric: &str) -> Option<&'static [f64]> {
+    const LATENCY: &[f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    const LOADS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0];
+    const ROWS: &[f64] = &[
+        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+    ];
+    match metric {
+        INFERENCE_LATENCY | HTTP_REQUEST_DURATION | JOB_STORE_WRITE_SECONDS => Some(LATENCY),
+        MODEL_LOAD_SECONDS => Some(LOADS),
+        BATCH_SIZE => Some(ROWS),
+        _ => None,
+    }
+}
+
+/// One model run of a request or a job, whatever its path (sync, batch, async).
+pub fn inference(key: &ModelKey, tenant: &str, latency: Duration, error_type: Option<&str>) {
+    let model = key.name.to_string();
+    let version = key.version.to_string();
+    metrics::counter!(INFERENCE_REQUESTS, "model" => model.clone(), "version" => version.clone(), "tenant" => tenant.to_owned())
+        .increment(1);
+    metrics::histogram!(INFERENCE_LATENCY, "model" => model.clone(), "version" => version.clone(), "tenant" => tenant.to_owned())
+        .record(latency.as_secs_f64());
+    if let Some(error_type) = error_type {
+        metrics::counter!(INFERENCE_ERRORS, "model" => model, "version" => version, "error_type" => error_type.to_owned(), "tenant" => tenant.to_owned())
+            .increment(1);
+    }
+}
+
+/// A request (or job) was released at its deadline while running on pool `device`.
+pub fn executor_timeout(device: &str) {
+    metrics::counter!(EXECUTOR_TIMEOUTS, "device" => device.to_owned()).increment(1);
+}
+
+/// Tasks running on pool `device` changed by `delta`.
+pub fn executor_inflight(device: &str, delta: f64) {
+    metrics::gauge!(EXECUTOR_INFLIGHT, "device" => device.to_owned()).increment(delta);
+}
+
+/// One HTTP response; `route` is the matched route template, never the raw path.
+pub fn http_request(route: &str, status: u16, duration: Duration) {
+    metrics::counter!(HTTP_REQUESTS, "route" => route.to_owned(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route.to_owned())
+        .record(duration.as_secs_f64());
+}
+
+pub fn rate_limited(group: &str, tenant: &str) {
+    metrics::counter!(RATE_LIMITED, "group" => group.to_owned(), "tenant" => tenant.to_owned())
+        .increment(1);
+}
+
+/// The shared rate limiter could not be asked; the request was let through.
+pub fn rate_limiter_failure() {
+    metrics::counter!(RATE_LIMITER_FAILURES).increment(1);
+}
+
+pub fn model_loaded(key: &ModelKey, load_time: Duration) {
+    metrics::histogram!(MODEL_LOAD_SECONDS, "model" => key.name.to_string(), "version" => key.version.to_string())
+        .record(load_time.as_secs_f64());
+}
+
+/// Models in memory now.
+pub fn models_loaded(count: usize) {
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a model count is far below 2^52"
+    )]
+    metrics::gauge!(MODELS_LOADED).set(count as f64);
+}
+
+pub fn model_evicted() {
+    metrics::counter!(MODEL_EVICTIONS).increment(1);
+}
+
+pub fn batch_size(key: &ModelKey, rows: usize) {
+    #[expect(clippy::cast_precision_loss, reason = "a batch is far below 2^52 rows")]
+    metrics::histogram!(BATCH_SIZE, "model" => key.name.to_string(), "version" => key.version.to_string())
+        .record(rows as f64);
+}
+
+/// A job reached `status` (sync requests are recorded in their final state).
+pub fn job(status: JobStatus, mode: JobMode) {
+    metrics::counter!(JOBS, "status" => status.as_str(), "mode" => mode.as_str()).increment(1);
+}
+
+/// One write (a batch of job records) to the job store.
+pub fn job_store_write(duration: Duration) {
+    metrics::histogram!(JOB_STORE_WRITE_SECONDS).record(duration.as_secs_f64());
+}

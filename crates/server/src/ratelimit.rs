@@ -1,0 +1,150 @@
+//! Rate limiting on the HTTP path: after the scope check, before the body is read (SPEC §4.1
+//! order), each route group charges the caller's tenant; batch routes charge the rest of their
+//! items once the body is parsed. Every limited response carries `RateLimit-Limit`,
+//! `RateLimit-Remaining`, `RateLimit-Reset` and `X-RateLimit-Mode`; a refusal is 429
+//! `rate_limited` with `Retry-After`. A group without a configured limit is not limited and
+//! gets no headers.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use inference_engine_core::auth::{Principal, TenantId};
+use inference_engine_core::config::RateLimitGroup;
+use inference_engine_core::error::ErrorKind;
+use inference_engine_core::observe;
+use inference_engine_core::ratelimit::Decision;
+
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+/// The state of one route group's limiting layer.
+#[derive(Debug, Clone)]
+pub struct LimitedGroup {
+    pub group: RateLimitGroup,
+    pub ctx: AppState,
+}
+
+/// The headers of one decision, for the response.
+#[derive(Debug, Clone)]
+pub struct RateLimitHeaders {
+    decision: Decision,
+    mode: &'static str,
+}
+
+impl RateLimitHeaders {
+    fn pairs(&self) -> [(&'static str, String); 4] {
+        [
+            ("ratelimit-limit", self.decision.limit.to_string()),
+            ("ratelimit-remaining", self.decision.remaining.to_string()),
+            (
+                "ratelimit-reset",
+                whole_seconds(self.decision.reset_after).to_string(),
+            ),
+            ("x-ratelimit-mode", self.mode.to_owned()),
+        ]
+    }
+
+    pub fn apply(&self, response: &mut Response) {
+        for (name, value) in self.pairs() {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+}
+
+/// Seconds, rounded up: a client told 0 would retry at once.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// Charges `cost` to `tenant` in `group`. `Ok(None)`: the group has no limit.
+pub async fn charge(
+    ctx: &AppState,
+    tenant: &TenantId,
+    group: RateLimitGroup,
+    cost: u32,
+) -> Result<Option<RateLimitHeaders>, ApiError> {
+    let Some(limit) = ctx
+        .registry
+        .serving()
+        .config
+        .rate_limits
+        .limit_for(group, tenant)
+    else {
+        return Ok(None);
+    };
+    let decision = ctx.rate_limiter.acquire(tenant, group, limit, cost).await;
+    let headers = RateLimitHeaders {
+        decision,
+        mode: ctx.rate_limiter.mode().as_str(),
+    };
+    if decision.allowed {
+        return Ok(Some(headers));
+    }
+    observe::rate_limited(group.as_str(), tenant.as_str());
+    let mut refused = ApiError::new(
+        ErrorKind::RateLimited,
+        "rate_limited",
+        format!(
+            "rate limit of {} requests per second (burst {}) exceeded for {}; retry after {} s",
+            limit.rate(),
+            limit.burst(),
+            group.as_str(),
+            whole_seconds(decision.retry_after).max(1)
+        ),
+    )
+    .with_header(
+        "retry-after",
+        whole_seconds(decision.retry_after).max(1).to_string(),
+    );
+    for (name, value) in headers.pairs() {
+        refused = refused.with_header(name, value);
+    }
+    Err(refused)
+}
+
+/// Route layer: charges one request to the caller's tenant in the group.
+pub async fn rate_limit(
+    State(limited): State<LimitedGroup>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(tenant) = request
+        .extensions()
+        .get::<Principal>()
+        .map(|principal| principal.tenant().clone())
+    else {
+        return next.run(request).await;
+    };
+    match charge(&limited.ctx, &tenant, limited.group, 1).await {
+        Err(refused) => refused.into_response(),
+        Ok(headers) => {
+            let mut response = next.run(request).await;
+            if let Some(headers) = headers {
+                // A batch handler that charged its items set fresher headers already.
+                if !response.headers().contains_key("ratelimit-limit") {
+                    headers.apply(&mut response);
+                }
+            }
+            response
+        }
+    }
+}
+
+/// A batch costs its number of items: the layer charged one, this charges the rest. Returns
+/// the headers to send (the fresher decision), or the 429.
+pub async fn charge_batch_items(
+    ctx: &AppState,
+    tenant: &TenantId,
+    items: usize,
+) -> Result<Option<RateLimitHeaders>, ApiError> {
+    match u32::try_from(items.saturating_sub(1)) {
+        Ok(0) => Ok(None),
+        Ok(rest) => charge(ctx, tenant, RateLimitGroup::Predict, rest).await,
+        Err(_) => charge(ctx, tenant, RateLimitGroup::Predict, u32::MAX).await,
+    }
+}

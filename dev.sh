@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# One-command development stack: PostgreSQL + Redis, `migrate`, one worker and the server.
+#
+#   ./dev.sh              build the release binary, then run everything
+#   ./dev.sh --no-build   use the binary already in target/release
+#
+# Environment: PORT (default 8000), HOST (default 127.0.0.1), DATABASE_URL (default
+# postgres://postgres@127.0.0.1:5432/inference_dev), REDIS_URL (default
+# redis://127.0.0.1:6379). Everything else comes from .env (copied from .env.example when
+# missing); real environment variables win over .env.
+#
+# PostgreSQL and Redis: with Docker when `docker info` works (the postgres and redis services
+# of deploy/docker-compose.yml, PostgreSQL with trust auth on 127.0.0.1), otherwise the locally
+# installed servers, started only if they are not answering. Ctrl-C stops the worker and the
+# server; PostgreSQL and Redis are left running.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+usage() {
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+build=1
+for arg in "$@"; do
+    case "$arg" in
+    --no-build) build=0 ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        echo "error: unknown argument: $arg (see --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+PORT="${PORT:-8000}"
+HOST="${HOST:-127.0.0.1}"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/inference_dev}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+BIN="${CARGO_TARGET_DIR:-target}/release/inference-engine"
+LOG_DIR="data/dev"
+STOP_DEADLINE_S=$((${SHUTDOWN_TIMEOUT_S:-30} + 5))
+
+say() { printf '==> %s\n' "$*"; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# wait_for NAME SECONDS COMMAND...: runs COMMAND until it succeeds, or fails after SECONDS.
+wait_for() {
+    local name=$1 seconds=$2
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            die "$name did not answer within ${seconds}s"
+        fi
+        sleep 0.5
+    done
+}
+
+# --- .env -------------------------------------------------------------------------------------
+if [[ ! -f .env ]]; then
+    cp .env.example .env
+    say "created .env from .env.example"
+fi
+
+# --- PostgreSQL and Redis ---------------------------------------------------------------------
+compose_cmd=()
+compose() {
+    # Only the postgres and redis services are used; API_KEYS must be set for the file to
+    # interpolate. Trust auth applies when the volume is first created (port bound to 127.0.0.1).
+    API_KEYS="${API_KEYS:-unused-dev.sh-runs-postgres-and-redis-only}" \
+        POSTGRES_HOST_AUTH_METHOD="${POSTGRES_HOST_AUTH_METHOD:-trust}" \
+        "${compose_cmd[@]}" -f deploy/docker-compose.yml "$@"
+}
+
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    if docker compose version >/dev/null 2>&1; then
+        compose_cmd=(docker compose)
+    elif command -v docker-compose >/dev/null 2>&1; then
+        compose_cmd=(docker-compose)
+    else
+        die "Docker is running but neither 'docker compose' nor 'docker-compose' is installed"
+    fi
+    say "starting PostgreSQL and Redis with Docker (deploy/docker-compose.yml)"
+    compose up -d postgres redis
+    wait_for PostgreSQL 60 compose exec -T postgres pg_isready -U postgres -q
+    wait_for Redis 30 compose exec -T redis redis-cli ping
+    psql_admin() { compose exec -T postgres psql -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+else
+    say "Docker is not available: using the locally installed PostgreSQL and Redis"
+    if ! pg_isready -h 127.0.0.1 -p 5432 -q >/dev/null 2>&1; then
+        command -v pg_ctlcluster >/dev/null 2>&1 || die "PostgreSQL is not answering on 127.0.0.1:5432 and pg_ctlcluster is not installed"
+        # shellcheck disable=SC2012 # one directory per installed major version
+        pg_version="$(ls /etc/postgresql | head -n1)"
+        [[ -n "$pg_version" ]] || die "no PostgreSQL cluster under /etc/postgresql"
+        say "starting PostgreSQL $pg_version"
+        pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start
+    fi
+    wait_for PostgreSQL 60 pg_isready -h 127.0.0.1 -p 5432 -q
+    if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+        command -v redis-server >/dev/null 2>&1 || die "Redis is not answering on 127.0.0.1:6379 and redis-server is not installed"
+        say "starting Redis"
+        redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >/dev/null
+    fi
+    wait_for Redis 30 redis-cli -h 127.0.0.1 -p 6379 ping
+    psql_admin() { psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+fi
+say "PostgreSQL and Redis are answering"
+
+if [[ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'inference_dev'")" != 1 ]]; then
+    psql_admin -c 'CREATE DATABASE inference_dev'
+    say "created database inference_dev"
+fi
+
+# --- the engine -------------------------------------------------------------------------------
+if ((build)); then
+    say "cargo build --release -p inference-engine-cli"
+    cargo build --release -p inference-engine-cli
+fi
+[[ -x "$BIN" ]] || die "$BIN not found: run without --no-build"
+
+say "migrating the job store"
+"$BIN" migrate
+
+mkdir -p "$LOG_DIR"
+worker_pid=""
+server_pid=""
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+# stop PID NAME: SIGTERM, then wait up to STOP_DEADLINE_S, then SIGKILL.
+stop() {
+    local pid=$1 name=$2
+    if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
+        return 0
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_DEADLINE_S))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            echo "warning: $name (pid $pid) did not stop within ${STOP_DEADLINE_S}s: killing it" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.2
+    done
+    wait "$pid" 2>/dev/null || true
+    say "$name stopped"
+}
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    # The server first (it drains in-flight requests), then the worker (it finishes its jobs).
+    stop "$server_pid" server
+    stop "$worker_pid" worker
+    say "PostgreSQL and Redis are still running (stop them yourself if you want)"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$BIN" worker >"$LOG_DIR/worker.log" 2>&1 &
+worker_pid=$!
+"$BIN" serve --host "$HOST" --port "$PORT" >"$LOG_DIR/server.log" 2>&1 &
+server_pid=$!
+say "worker pid $worker_pid (log $LOG_DIR/worker.log), server pid $server_pid (log $LOG_DIR/server.log)"
+
+case "$HOST" in
+0.0.0.0 | 127.0.0.1 | localhost) base="http://127.0.0.1:$PORT" ;;
+:: | ::1) base="http://[::1]:$PORT" ;;
+*) base="http://$HOST:$PORT" ;;
+esac
+deadline=$((SECONDS + 120))
+until curl -fsS -o /dev/null "$base/ready" 2>/dev/null; do
+    for pid_name in "$server_pid:server" "$worker_pid:worker"; do
+        if ! kill -0 "${pid_name%%:*}" 2>/dev/null; then
+            tail -n 5 "$LOG_DIR/${pid_name##*:}.log" >&2 || true
+            die "the ${pid_name##*:} exited at start (log above)"
+        fi
+    done
+    ((SECONDS < deadline)) || die "the server was not ready within 120s (see $LOG_DIR/server.log)"
+    sleep 0.5
+done
+
+cat <<EOF
+
+Ready on $base (PostgreSQL: job store, Redis: queue). With the development keys (API_KEYS unset):
+
+  # sync prediction
+  curl -s -XPOST $base/predict -H 'X-API-Key: dev-key' -H 'content-type: application/json' \\
+       -d '{"model":"echo","version":"v1","data":"hello"}'
+  # async job, run by the worker
+  curl -s -XPOST $base/predict/async -H 'X-API-Key: dev-key' -H 'content-type: application/json' \\
+       -d '{"model":"echo","version":"v1","data":"hi"}'
+  # its status and result (use the job_id printed above)
+  curl -s $base/predict/async/JOB_ID -H 'X-API-Key: dev-key'
+
+Logs: tail -f $LOG_DIR/server.log $LOG_DIR/worker.log
+Ctrl-C stops the server and the worker (PostgreSQL and Redis keep running).
+
+EOF
+
+# Until Ctrl-C, or until one of them exits on its own (then the other is stopped too).
+while kill -0 "$server_pid" 2>/dev/null && kill -0 "$worker_pid" 2>/dev/null; do
+    sleep 1 &
+    wait $! || true
+done
+kill -0 "$server_pid" 2>/dev/null || echo "error: the server exited (see $LOG_DIR/server.log)" >&2
+kill -0 "$worker_pid" 2>/dev/null || echo "error: the worker exited (see $LOG_DIR/worker.log)" >&2
+exit 1
