@@ -76,15 +76,24 @@ stop_server ref-axum
 # --- engine ----------------------------------------------------------------------------------
 ENGINE_PORT="$(free_port)"
 ENGINE_DB="$TMP/engine-jobs.db"
+# Rate limiting on, with limits no run reaches: the limiter's cost is part of the figure.
+cat >"$TMP/engine.toml" <<'TOML'
+[rate_limits]
+predict = { rate = 1000000000, burst = 1000000000 }
+TOML
+mkdir -p "$TMP/models"
 (
-    cd "$TMP" # no stray .env or data/ directory from the repo
-    exec env -u API_KEYS ENV=development LOG_FORMAT=json LOG_LEVEL="$ENGINE_LOG_LEVEL" \
-        SQLITE_DB_PATH="$ENGINE_DB" \
+    cd "$TMP" # no stray .env, engine.toml or data/ directory from the repo
+    exec env -u API_KEYS -u ENGINE_CONFIG ENV=development LOG_FORMAT=json \
+        LOG_LEVEL="$ENGINE_LOG_LEVEL" SQLITE_DB_PATH="$ENGINE_DB" MODELS_DIR="$TMP/models" \
         "$ENGINE_BIN" serve --host 127.0.0.1 --port "$ENGINE_PORT"
 ) >"$TMP/engine.stdout" 2>"$TMP/engine.stderr" &
 SERVER_PID=$!
 wait_healthy engine "$ENGINE_PORT"
 echo "==> engine up on port $ENGINE_PORT (pid $SERVER_PID, LOG_LEVEL=$ENGINE_LOG_LEVEL)"
+curl -s -D - -o /dev/null -XPOST "http://127.0.0.1:$ENGINE_PORT/predict" -H 'X-API-Key: dev-key' \
+    -H 'content-type: application/json' -d '{"model":"echo","version":"v1","data":1}' |
+    grep -qi '^ratelimit-limit:' || FAILURES+=("the engine answered without RateLimit headers: the limiter is off")
 run_wrk engine warmup "$ENGINE_PORT" "$WARMUP"
 run_wrk engine measure "$ENGINE_PORT" "$DURATION"
 stop_server engine

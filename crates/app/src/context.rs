@@ -126,6 +126,9 @@ pub struct AppContext {
     pub metrics: PrometheusHandle,
     /// The `engine.toml` in use, re-read by [`AppContext::reload`].
     pub config_path: Option<PathBuf>,
+    /// The `job_queue_depth` series the last `/metrics` reported, so a drained one is set to 0
+    /// (see `observe::job_queue_depth`). A std mutex: never held across an `.await`.
+    pub queue_depth_series: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     job_writer: Arc<GroupCommitStore>,
     store_backend: StoreBackend,
 }
@@ -359,6 +362,7 @@ impl AppContext {
             metrics,
             rate_limiter,
             config_path,
+            queue_depth_series: std::sync::Mutex::default(),
             job_writer,
             store_backend,
         })

@@ -140,7 +140,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let ctx = Arc::new(AppContext::build(&cli.settings, Role::Worker).await?);
+            // The worker's own metrics (the jobs it runs) on its internal listener.
+            let internal = match ctx.settings.admin_listen_addr {
+                Some(address) => {
+                    Some(inference_engine_server::serve_internal(address, Arc::clone(&ctx)).await?)
+                }
+                None => None,
+            };
             inference_engine_worker::run(ctx, shutdown_signal()).await;
+            if let Some(internal) = internal {
+                internal.abort();
+            }
             Ok(())
         }
         Command::Models {

@@ -5,16 +5,19 @@
 //! The names keep the Python engine's so its Grafana dashboard keeps working; [`ALL`] is the
 //! list the dashboard in `deploy/` may use.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::job::{JobMode, JobStatus};
 use crate::model::ModelKey;
+use crate::ports::PendingCount;
 
 pub const INFERENCE_REQUESTS: &str = "inference_requests_total";
 pub const INFERENCE_ERRORS: &str = "inference_errors_total";
 pub const INFERENCE_LATENCY: &str = "inference_latency_seconds";
 pub const EXECUTOR_INFLIGHT: &str = "executor_inflight";
 pub const EXECUTOR_TIMEOUTS: &str = "executor_timeouts_total";
+pub const JOB_QUEUE_DEPTH: &str = "job_queue_depth";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
 pub const RATE_LIMITED: &str = "rate_limited_total";
@@ -33,6 +36,7 @@ pub const ALL: &[&str] = &[
     INFERENCE_LATENCY,
     EXECUTOR_INFLIGHT,
     EXECUTOR_TIMEOUTS,
+    JOB_QUEUE_DEPTH,
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     RATE_LIMITED,
@@ -136,4 +140,106 @@ pub fn job(status: JobStatus, mode: JobMode) {
 /// One write (a batch of job records) to the job store.
 pub fn job_store_write(duration: Duration) {
     metrics::histogram!(JOB_STORE_WRITE_SECONDS).record(duration.as_secs_f64());
+}
+
+/// The `(model, version)` labels of one `job_queue_depth` series; no version is `""`.
+pub type QueueDepthSeries = (String, String);
+
+/// Sets `job_queue_depth` from the store's pending counts (every process's jobs), and sets to 0
+/// each series `previously` reported that has no pending jobs now: a model whose queue drained
+/// must read 0, not its last non-zero depth. `previously` becomes the series reported now.
+pub fn job_queue_depth(counts: &[PendingCount], previously: &mut BTreeSet<QueueDepthSeries>) {
+    for ((model, version), depth) in queue_depth_changes(counts, previously) {
+        #[expect(clippy::cast_precision_loss, reason = "a job count is far below 2^52")]
+        metrics::gauge!(JOB_QUEUE_DEPTH, "model" => model, "version" => version).set(depth as f64);
+    }
+}
+
+/// The value of every series to set: each pair in `counts` (summed, should a pair repeat) and
+/// 0 for each pair of `previously` missing from `counts`. Updates `previously`.
+fn queue_depth_changes(
+    counts: &[PendingCount],
+    previously: &mut BTreeSet<QueueDepthSeries>,
+) -> BTreeMap<QueueDepthSeries, u64> {
+    let mut depths: BTreeMap<QueueDepthSeries, u64> = BTreeMap::new();
+    for count in counts {
+        let version = count
+            .version
+            .as_ref()
+            .map_or_else(String::new, ToString::to_string);
+        *depths
+            .entry((count.model.to_string(), version))
+            .or_default() += count.pending;
+    }
+    let now: BTreeSet<QueueDepthSeries> = depths.keys().cloned().collect();
+    for drained in previously.difference(&now) {
+        depths.insert(drained.clone(), 0);
+    }
+    *previously = now;
+    depths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ModelName, ModelVersion};
+
+    fn count(model: &str, version: Option<&str>, pending: u64) -> PendingCount {
+        PendingCount {
+            model: ModelName::parse(model).unwrap(),
+            version: version.map(|version| ModelVersion::parse(version).unwrap()),
+            pending,
+        }
+    }
+
+    fn series(model: &str, version: &str) -> QueueDepthSeries {
+        (model.to_owned(), version.to_owned())
+    }
+
+    #[test]
+    fn every_pending_pair_is_reported_and_no_version_is_an_empty_label() {
+        let mut previously = BTreeSet::new();
+
+        let changes = queue_depth_changes(
+            &[count("echo", Some("v1"), 3), count("iris", None, 1)],
+            &mut previously,
+        );
+
+        assert_eq!(
+            changes,
+            BTreeMap::from([(series("echo", "v1"), 3), (series("iris", ""), 1)])
+        );
+        assert_eq!(
+            previously,
+            BTreeSet::from([series("echo", "v1"), series("iris", "")])
+        );
+    }
+
+    #[test]
+    fn a_drained_pair_is_set_to_zero_once_then_forgotten() {
+        let mut previously = BTreeSet::from([series("echo", "v1"), series("echo", "v2")]);
+
+        let changes = queue_depth_changes(&[count("echo", Some("v2"), 2)], &mut previously);
+
+        assert_eq!(
+            changes,
+            BTreeMap::from([(series("echo", "v1"), 0), (series("echo", "v2"), 2)])
+        );
+        assert_eq!(previously, BTreeSet::from([series("echo", "v2")]));
+        assert_eq!(
+            queue_depth_changes(&[], &mut previously),
+            BTreeMap::from([(series("echo", "v2"), 0)])
+        );
+        assert!(queue_depth_changes(&[], &mut previously).is_empty());
+    }
+
+    #[test]
+    fn a_repeated_pair_is_summed() {
+        let mut previously = BTreeSet::new();
+        let changes = queue_depth_changes(
+            &[count("echo", Some("v1"), 2), count("echo", Some("v1"), 5)],
+            &mut previously,
+        );
+        assert_eq!(changes, BTreeMap::from([(series("echo", "v1"), 7)]));
+    }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::auth::TenantId;
 use crate::error::{Classified, ErrorKind};
 use crate::job::{Job, JobFailure, JobId, JobStatus};
-use crate::model::ModelName;
+use crate::model::{ModelName, ModelVersion};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -117,6 +117,16 @@ pub struct SettleRequest {
     pub settlement: Settlement,
 }
 
+/// How many async jobs of one model version are `pending`: waiting to run, or waiting for a
+/// retry. Sync jobs are recorded in their final state and never count.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PendingCount {
+    pub model: ModelName,
+    /// `None` for jobs recorded before a version was chosen.
+    pub version: Option<ModelVersion>,
+    pub pending: u64,
+}
+
 /// Durable storage of jobs. Every method returns only once its writes are committed.
 #[async_trait]
 pub trait JobStore: Send + Sync + fmt::Debug {
@@ -166,6 +176,10 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         lease_expired_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Job>, StoreError>;
+
+    /// Pending async jobs per model and version, one entry per pair that has any, in no
+    /// particular order. Counts every process's jobs: this is the queue depth the store sees.
+    async fn pending_by_model(&self) -> Result<Vec<PendingCount>, StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -638,43 +638,25 @@ impl ModelRegistry {
         u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Loads on a new thread (loads block: file reads, graph optimisation) and records the
-    /// outcome in the slot from that thread, so the load completes and is recorded even if
-    /// every request waiting for it has gone.
+    /// Starts the one load of `slot`; its outcome is recorded in the slot by the loader thread.
     fn start_load(&self, slot: Arc<Slot>, source: Arc<dyn ModelSource>) -> LoadFuture {
-        let (done, finished) = flume::bounded(1);
         let registry = self.clone();
         let key = slot.key.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("model-load-{}", slot.key.name))
-            .spawn(move || {
-                slot.loads.fetch_add(1, Ordering::Relaxed);
-                let outcome = load_model(&slot.key, source.as_ref());
-                {
-                    let mut inner = slot.lock();
-                    inner.state = match &outcome {
-                        Ok(loaded) => SlotState::Loaded(loaded.clone()),
-                        Err(err) => SlotState::Failed(err.clone()),
-                    };
-                }
-                if outcome.is_ok() {
-                    slot.last_used.store(registry.ticks(), Ordering::Relaxed);
-                    registry.enforce_cap(Some(&slot.key));
-                    registry.publish_loaded_count();
-                }
-                let _ = done.send(outcome);
-            });
-        if let Err(err) = spawned {
-            let error = LoadError(format!("cannot start a loader thread for {key}: {err}"));
-            return futures_util::future::ready(Err(error)).boxed().shared();
-        }
-        async move {
-            finished.recv_async().await.unwrap_or_else(|_| {
-                Err(LoadError(
-                    "the loader thread ended without an outcome".into(),
-                ))
-            })
-        }
+        load_on_thread(&key, source, move |outcome| {
+            slot.loads.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut inner = slot.lock();
+                inner.state = match outcome {
+                    Ok(loaded) => SlotState::Loaded(loaded.clone()),
+                    Err(err) => SlotState::Failed(err.clone()),
+                };
+            }
+            if outcome.is_ok() {
+                slot.last_used.store(registry.ticks(), Ordering::Relaxed);
+                registry.enforce_cap(Some(&slot.key));
+                registry.publish_loaded_count();
+            }
+        })
         .boxed()
         .shared()
     }
@@ -773,22 +755,8 @@ impl ModelRegistry {
                 key: key.clone(),
                 reason: err.to_string(),
             })?;
-        let (done, finished) = flume::bounded(1);
-        let loader_key = key.clone();
-        let loader_source = Arc::clone(&source);
-        std::thread::Builder::new()
-            .name(format!("model-load-{}", key.name))
-            .spawn(move || {
-                let _ = done.send(load_model(&loader_key, loader_source.as_ref()));
-            })
-            .map_err(|err| RegistryError::ReloadFailed {
-                key: key.clone(),
-                reason: err.to_string(),
-            })?;
-        let loaded = finished
-            .recv_async()
+        let loaded = load_on_thread(key, Arc::clone(&source), |_| {})
             .await
-            .unwrap_or_else(|_| Err(LoadError("the loader thread ended".into())))
             .map_err(|err| RegistryError::ReloadFailed {
                 key: key.clone(),
                 reason: err.to_string(),
@@ -892,6 +860,38 @@ fn not_ready(key: &ModelKey, err: &LoadError) -> ResolveError {
     ResolveError::NotReady {
         key: key.clone(),
         reason: err.to_string(),
+    }
+}
+
+/// Loads on a new `model-load-*` thread (loads block: file reads, graph optimisation), calls
+/// `record` with the outcome on that thread (so it is recorded even if nobody awaits the
+/// result any more), and resolves to the outcome.
+fn load_on_thread(
+    key: &ModelKey,
+    source: Arc<dyn ModelSource>,
+    record: impl FnOnce(&Result<LoadedModel, LoadError>) + Send + 'static,
+) -> impl Future<Output = Result<LoadedModel, LoadError>> + Send + 'static {
+    let (done, finished) = flume::bounded(1);
+    let loader_key = key.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("model-load-{}", key.name))
+        .spawn(move || {
+            let outcome = load_model(&loader_key, source.as_ref());
+            record(&outcome);
+            let _ = done.send(outcome);
+        });
+    let spawn_error = spawned
+        .err()
+        .map(|err| LoadError(format!("cannot start a loader thread for {key}: {err}")));
+    async move {
+        if let Some(err) = spawn_error {
+            return Err(err);
+        }
+        finished.recv_async().await.unwrap_or_else(|_| {
+            Err(LoadError(
+                "the loader thread ended without an outcome".into(),
+            ))
+        })
     }
 }
 

@@ -51,18 +51,7 @@ pub async fn serve(
     };
     let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&ctx)));
     let internal = match ctx.settings.admin_listen_addr {
-        Some(address) => {
-            let listener = TcpListener::bind(address).await.map_err(|err| {
-                std::io::Error::new(
-                    err.kind(),
-                    format!("ADMIN_LISTEN_ADDR {address}: cannot listen: {err}"),
-                )
-            })?;
-            tracing::info!(address = %listener.local_addr()?, "internal listener (/metrics, /debug) without authentication");
-            Some(tokio::spawn(
-                axum::serve(listener, routes::internal_router(Arc::clone(&ctx))).into_future(),
-            ))
-        }
+        Some(address) => Some(serve_internal(address, Arc::clone(&ctx)).await?),
         None => None,
     };
     let app = router(Arc::clone(&ctx));
@@ -124,4 +113,22 @@ async fn reload_on_sighup(ctx: Arc<AppContext>) {
     }
     #[cfg(not(unix))]
     drop(ctx);
+}
+
+/// Starts the internal listener (`/metrics`, `/debug/*`, no authentication) on `address`, for
+/// `serve` and `worker` alike. It runs until the returned task is aborted.
+pub async fn serve_internal(
+    address: std::net::SocketAddr,
+    ctx: Arc<AppContext>,
+) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = TcpListener::bind(address).await.map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("ADMIN_LISTEN_ADDR {address}: cannot listen: {err}"),
+        )
+    })?;
+    tracing::info!(address = %listener.local_addr()?, "internal listener (/metrics, /debug) without authentication");
+    Ok(tokio::spawn(
+        axum::serve(listener, routes::internal_router(ctx)).into_future(),
+    ))
 }

@@ -6,7 +6,7 @@ use inference_engine_core::job::{
     IdempotencyKey, Job, JobFailure, JobId, JobMode, JobStatus, RequestId,
 };
 use inference_engine_core::model::{ModelName, ModelVersion};
-use inference_engine_core::ports::StoreError;
+use inference_engine_core::ports::{PendingCount, StoreError};
 
 /// A job as plain column values (the shape every engine stores).
 #[derive(Debug, Clone, PartialEq)]
@@ -142,4 +142,20 @@ impl TryFrom<JobRow> for Job {
             not_before: row.not_before.map(from_micros).transpose()?,
         })
     }
+}
+
+/// One row of a `pending_by_model` query: the `model` and `version` columns and their count.
+pub(crate) fn pending_count(
+    model: String,
+    version: Option<String>,
+    pending: i64,
+) -> Result<PendingCount, StoreError> {
+    Ok(PendingCount {
+        model: ModelName::parse(model).map_err(|err| corrupt("model", err))?,
+        version: version
+            .map(ModelVersion::parse)
+            .transpose()
+            .map_err(|err| corrupt("version", err))?,
+        pending: u64::try_from(pending).map_err(|err| corrupt("pending count", err))?,
+    })
 }

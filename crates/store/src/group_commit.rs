@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use inference_engine_core::ports::{
-    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, SettleRequest, StoreError, Submitted,
+    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCount, SettleRequest,
+    StoreError, Submitted,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -231,6 +232,10 @@ impl JobStore for GroupCommitStore {
         self.inner
             .stranded(now, pending_before, lease_expired_before, limit)
             .await
+    }
+
+    async fn pending_by_model(&self) -> Result<Vec<PendingCount>, StoreError> {
+        self.inner.pending_by_model().await
     }
 }
 

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inference_engine_core::job::{Job, JobId};
 use inference_engine_core::ports::{
-    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, SettleRequest, StoreError, Submitted,
+    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCount, SettleRequest,
+    StoreError, Submitted,
 };
 use inference_engine_core::redact::url_host;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -24,7 +25,7 @@ use sqlx::query::Query;
 use sqlx::{Connection, Postgres, QueryBuilder, Row, SqlSafeStr};
 use uuid::Uuid;
 
-use crate::codec::{JobRow, json_text};
+use crate::codec::{JobRow, json_text, pending_count};
 use crate::common::{
     CANCELLED_ERROR_TYPE, CANCELLED_MESSAGE, SUBMIT_ROUNDS, SettleColumns, claim_outcome, distinct,
     distinct_claims, expand_claims, expand_settled, idempotency_cutoff,
@@ -216,6 +217,15 @@ fn decode(row: &PgRow) -> Result<Job, StoreError> {
     read_row(row)
         .map_err(|err| StoreError::Corrupt(err.to_string()))
         .and_then(Job::try_from)
+}
+
+fn decode_pending(row: &PgRow) -> Result<PendingCount, StoreError> {
+    let corrupt = |err: sqlx::Error| StoreError::Corrupt(err.to_string());
+    pending_count(
+        row.try_get("model").map_err(corrupt)?,
+        row.try_get("version").map_err(corrupt)?,
+        row.try_get("pending").map_err(corrupt)?,
+    )
 }
 
 fn decode_all(rows: &[PgRow]) -> Result<Vec<Job>, StoreError> {
@@ -666,6 +676,21 @@ impl JobStore for PostgresJobStore {
         .await
         .map_err(|err| unavailable(&err))?;
         decode_all(&rows)
+    }
+
+    async fn pending_by_model(&self) -> Result<Vec<PendingCount>, StoreError> {
+        // Served by the partial index `jobs_unfinished`: the planner derives its condition
+        // from `status = 'pending'`, so terminal jobs are never read.
+        sqlx::query(
+            "SELECT model, version, COUNT(*) AS pending FROM jobs \
+             WHERE status = 'pending' AND mode = 'async' GROUP BY model, version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| unavailable(&err))?
+        .iter()
+        .map(decode_pending)
+        .collect()
     }
 }
 

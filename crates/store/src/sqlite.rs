@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inference_engine_core::job::{Job, JobId};
 use inference_engine_core::ports::{
-    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, SettleRequest, StoreError, Submitted,
+    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCount, SettleRequest,
+    StoreError, Submitted,
 };
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -22,7 +23,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite, Transaction};
 
-use crate::codec::JobRow;
+use crate::codec::{JobRow, pending_count};
 use crate::common::{
     CANCELLED_ERROR_TYPE, CANCELLED_MESSAGE, SUBMIT_ROUNDS, SettleColumns, SettleKind,
     claim_outcome, distinct, distinct_claims, expand_claims, expand_settled, idempotency_cutoff,
@@ -49,6 +50,14 @@ macro_rules! job_columns {
          idempotency_key, request_fingerprint, heartbeat_at, not_before"
     };
 }
+
+/// Pending async jobs per model and version. The `status IN (…)` term repeats the condition of
+/// the partial index `jobs_unfinished`: SQLite uses a partial index only when the query states
+/// the index's own condition (it does not derive it from `status = 'pending'`), and without it
+/// this would scan every job ever recorded. A test checks the plan.
+const PENDING_BY_MODEL: &str = "SELECT model, version, COUNT(*) AS pending FROM jobs \
+     WHERE status IN ('pending', 'running') AND status = 'pending' AND mode = 'async' \
+     GROUP BY model, version";
 
 /// The ordered, embedded SQLite migrations. Additive only; a test rejects `DROP`.
 pub const MIGRATIONS: [(i64, &str, &str); 2] = [
@@ -177,6 +186,15 @@ fn decode(row: &SqliteRow) -> Result<Job, StoreError> {
     read_row(row)
         .map_err(|err| StoreError::Corrupt(err.to_string()))
         .and_then(Job::try_from)
+}
+
+fn decode_pending(row: &SqliteRow) -> Result<PendingCount, StoreError> {
+    let corrupt = |err: sqlx::Error| StoreError::Corrupt(err.to_string());
+    pending_count(
+        row.try_get("model").map_err(corrupt)?,
+        row.try_get("version").map_err(corrupt)?,
+        row.try_get("pending").map_err(corrupt)?,
+    )
 }
 
 async fn fetch_job(
@@ -578,6 +596,16 @@ impl JobStore for SqliteJobStore {
         .map(decode)
         .collect()
     }
+
+    async fn pending_by_model(&self) -> Result<Vec<PendingCount>, StoreError> {
+        sqlx::query(PENDING_BY_MODEL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|err| unavailable(&err))?
+            .iter()
+            .map(decode_pending)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -681,6 +709,28 @@ mod tests {
         let last = jobs[1_099].id;
         store.insert(jobs).await.unwrap();
         assert!(store.get(last).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn pending_counts_read_the_unfinished_jobs_index_not_the_whole_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteJobStore::open(&dir.path().join("jobs.db"))
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {PENDING_BY_MODEL}"
+        )))
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>("detail"))
+        .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("INDEX jobs_unfinished")),
+            "{plan:?}"
+        );
     }
 
     #[test]

@@ -349,3 +349,69 @@ async fn a_worker_stopped_with_sigterm_finishes_its_job_and_exits_0() {
     assert_eq!(finished.attempts, 1);
     cluster.purge_redis().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_exports_the_metrics_of_the_jobs_it_runs() {
+    let cluster = Cluster::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = format!("127.0.0.1:{port}");
+    let redis = redis_url();
+    let server = cluster.serve(&redis, &[]);
+    let mut worker = cluster.worker(&redis, &[("ADMIN_LISTEN_ADDR", admin.as_str())]);
+    let client = reqwest::Client::new();
+    let ids = vec![
+        submit(
+            &client,
+            &server,
+            &json!({"model": "echo", "version": "v1", "data": "from a worker"}),
+        )
+        .await,
+        submit(
+            &client,
+            &server,
+            &json!({"model": "sleep", "version": "v1", "data": {"ms": "bad"}}),
+        )
+        .await,
+    ];
+    wait_until_terminal(&cluster.store().await, &ids, Duration::from_secs(30)).await;
+
+    let metrics = client
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |needle: &str| metrics.lines().any(|line| line.starts_with(needle));
+    assert!(
+        has(r#"jobs_total{status="succeeded",mode="async"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        has(r#"jobs_total{status="failed",mode="async"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("inference_requests_total{")
+                && line.contains(r#"model="echo""#)
+                && line.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("inference_errors_total{")
+                && line.contains(r#"error_type="invalid_input""#)),
+        "{metrics}"
+    );
+    worker.terminate().unwrap();
+    assert!(worker.wait(Duration::from_secs(30)).unwrap().success());
+    cluster.purge_redis().await;
+}

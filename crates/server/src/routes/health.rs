@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use inference_engine_core::error::ErrorKind;
+use inference_engine_core::observe;
 
 use super::AppState;
 use crate::api::{ErrorBody, StatusBody};
@@ -50,12 +51,14 @@ pub async fn ready(State(ctx): State<AppState>) -> Result<Json<StatusBody>, ApiE
 }
 
 /// Prometheus text exposition of every metric (SPEC §7). Needs `admin` here; served without
-/// authentication on `ADMIN_LISTEN_ADDR`.
+/// authentication on `ADMIN_LISTEN_ADDR`. `job_queue_depth` is read from the job store on each
+/// scrape, so it counts the pending jobs of every process.
 #[utoipa::path(get, path = "/metrics", responses(
     (status = 200, description = "Prometheus text format", content_type = "text/plain"),
     (status = 403, body = ErrorBody),
 ))]
 pub async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
+    refresh_job_queue_depth(&ctx).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -63,4 +66,34 @@ pub async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
         )],
         ctx.metrics.render(),
     )
+}
+
+/// Sets `job_queue_depth` from the store. When the store cannot answer, the metrics are rendered
+/// anyway and the gauge keeps the values of the last scrape that could read it: the other
+/// metrics matter most exactly when the store is in trouble.
+///
+/// Two concurrent scrapes may apply their counts in the opposite order to their queries, so a
+/// render can show the slightly older counts; the next scrape sets every series afresh, so
+/// nothing stale outlives it.
+async fn refresh_job_queue_depth(ctx: &AppState) {
+    // A scrape must answer even when the store is slow: the gauge then keeps its last values.
+    const STORE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+    match tokio::time::timeout(STORE_DEADLINE, ctx.jobs.pending_by_model())
+        .await
+        .unwrap_or_else(|_| {
+            Err(inference_engine_core::ports::StoreError::Unavailable(
+                "no answer within 1 s".into(),
+            ))
+        }) {
+        Ok(counts) => {
+            let mut reported = ctx
+                .queue_depth_series
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            observe::job_queue_depth(&counts, &mut reported);
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "job_queue_depth not refreshed: the job store did not answer");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 mod async_jobs;
 mod auth;
 mod body_limit;
+mod deploy;
 mod errors;
 mod health;
 mod jobs;

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, demo_models_dir, json_body};
+use inference_engine_testkit::{
+    ADMIN_KEY, DEV_KEY, RedisPrefix, TestApp, demo_models_dir, json_body, test_redis_url,
+};
 use serde_json::json;
 
 use crate::models::config_file;
@@ -263,5 +265,65 @@ async fn registry_and_batching_metrics_move_with_loads_evictions_and_batches() {
     assert!(
         after.contains("\nmodels_loaded "),
         "models_loaded is exported"
+    );
+}
+
+#[tokio::test]
+async fn job_queue_depth_counts_pending_jobs_from_the_store_and_drops_to_zero_when_drained() {
+    // With Redis configured, `serve` runs no job loops (workers would), so submitted jobs stay
+    // pending for as long as the test needs. Its store is its own SQLite file, so the count is
+    // exact. No other test of this binary leaves echo:v1 jobs pending while it scrapes, so the
+    // process-wide gauge is this test's alone.
+    let prefix = RedisPrefix::new();
+    let app = TestApp::spawn_with(|settings| {
+        settings.redis_url = Some(test_redis_url());
+        settings.redis_key_prefix = prefix.prefix.clone();
+    })
+    .await;
+    let mut job_ids = Vec::new();
+    for data in 0..3 {
+        let response = app
+            .post(
+                "/predict/async",
+                Some(DEV_KEY),
+                &json!({"model": "echo", "version": "v1", "data": data}),
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+        job_ids.push(
+            json_body(response).await["job_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let echo_v1 = [("model", "echo"), ("version", "v1")];
+
+    let queued = scrape(&app).await;
+
+    assert_eq!(value(&queued, "job_queue_depth", &echo_v1), 3.0, "{queued}");
+
+    for job_id in &job_ids {
+        let cancelled = app
+            .post(&format!("/jobs/{job_id}/cancel"), Some(DEV_KEY), &json!({}))
+            .await;
+        assert_eq!(cancelled.status(), 200);
+    }
+
+    let drained = scrape(&app).await;
+
+    let series = drained
+        .lines()
+        .filter(|line| line.starts_with("job_queue_depth{"))
+        .filter(|line| line.contains("model=\"echo\"") && line.contains("version=\"v1\""))
+        .count();
+    assert_eq!(
+        series, 1,
+        "the drained series stays exported, at 0: {drained}"
+    );
+    assert_eq!(
+        value(&drained, "job_queue_depth", &echo_v1),
+        0.0,
+        "{drained}"
     );
 }

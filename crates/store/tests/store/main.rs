@@ -12,5 +12,6 @@ mod insert;
 mod lease;
 mod list;
 mod migrations;
+mod pending;
 mod settle;
 mod submit;
