@@ -415,3 +415,88 @@ async fn a_worker_process_exports_the_metrics_of_the_jobs_it_runs() {
     assert!(worker.wait(Duration::from_secs(30)).unwrap().success());
     cluster.purge_redis().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_sharing_redis_hold_one_rate_limit() {
+    const RATE: f64 = 20.0;
+    const BURST: u32 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("engine.toml"),
+        format!("[rate_limits]\npredict = {{ rate = {RATE}, burst = {BURST} }}\n"),
+    )
+    .unwrap();
+    let prefix = format!("ie_test_{}:", uuid::Uuid::new_v4().simple());
+    let redis = redis_url();
+    let start = |db: &str| {
+        let db = dir.path().join(db);
+        EngineProcess::start(
+            binary(),
+            &[
+                ("REDIS_URL", redis.as_str()),
+                ("REDIS_KEY_PREFIX", prefix.as_str()),
+                ("SQLITE_DB_PATH", db.to_str().unwrap()),
+            ],
+            dir.path(),
+        )
+        .unwrap()
+    };
+    let servers = [start("a.db"), start("b.db")];
+    let client = reqwest::Client::new();
+
+    // 200 requests at once, split across both processes. GCRA lets through at most the burst
+    // plus the rate times the elapsed time (well under a second here), whatever the split.
+    let started = Instant::now();
+    let requests: Vec<_> = (0..200)
+        .map(|index| {
+            let request = client
+                .post(servers[index % 2].url("/predict"))
+                .header("x-api-key", "dev-key")
+                .json(&json!({"model": "echo", "version": "v1", "data": index}));
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let retry_after = response.headers().get("retry-after").cloned();
+                (response.status().as_u16(), retry_after)
+            })
+        })
+        .collect();
+    let (mut ok, mut limited) = (0u32, 0u32);
+    for request in requests {
+        match request.await.unwrap() {
+            (200, _) => ok += 1,
+            (429, retry_after) => {
+                assert!(retry_after.is_some(), "a 429 without Retry-After");
+                limited += 1;
+            }
+            (other, _) => panic!("unexpected status {other}"),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let allowance = BURST + (RATE * seconds).ceil() as u32;
+    assert!(
+        ok <= allowance,
+        "{ok} passed across both processes in {seconds:.2} s"
+    );
+    assert!(
+        ok >= BURST && limited >= 200 - allowance,
+        "{ok} passed, {limited} limited"
+    );
+
+    for server in &servers {
+        server.terminate().unwrap();
+    }
+    let purge = redis::Client::open(redis.as_str()).unwrap();
+    let mut connection = purge.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    for key in keys {
+        let _: redis::RedisResult<()> = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut connection)
+            .await;
+    }
+}
