@@ -213,6 +213,18 @@ while kill -0 "$server_pid" 2>/dev/null && kill -0 "$worker_pid" 2>/dev/null; do
     sleep 1 &
     wait $! || true
 done
-kill -0 "$server_pid" 2>/dev/null || echo "error: the server exited (see $LOG_DIR/server.log)" >&2
-kill -0 "$worker_pid" 2>/dev/null || echo "error: the worker exited (see $LOG_DIR/worker.log)" >&2
-exit 1
+# Ctrl-C in a terminal signals the whole foreground group: the server and the worker then stop
+# cleanly on their own (status 0). Anything else is an error worth reporting.
+failed=0
+for name in server worker; do
+    pid_var="${name}_pid"
+    pid="${!pid_var}"
+    kill -0 "$pid" 2>/dev/null && continue
+    status=0
+    wait "$pid" 2>/dev/null || status=$?
+    if [[ $status != 0 ]]; then
+        echo "error: the $name exited with status $status (see $LOG_DIR/$name.log)" >&2
+        failed=1
+    fi
+done
+exit "$failed"
