@@ -12,29 +12,38 @@ use serde_json::{Value, json};
 const TOLERANCE: f64 = 1e-4;
 
 /// A model repository of the test's own, built from copies of the demo models.
-struct Repository {
+pub(crate) struct Repository {
     dir: tempfile::TempDir,
 }
 
 impl Repository {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().to_owned()
     }
 
     /// Copies demo model `from` (e.g. "iris/v1") to `to`, appending `extra` to its manifest.
-    fn copy(&self, from: &str, to: &str, extra: &str) -> &Self {
+    /// A manifest's `[batching]` table is dropped when `extra` is `"unbatched"`.
+    pub(crate) fn copy(&self, from: &str, to: &str, extra: &str) -> &Self {
         let source = demo_models_dir().join(from);
         let target = self.dir.path().join(to);
         std::fs::create_dir_all(&target).unwrap();
         std::fs::copy(source.join("model.onnx"), target.join("model.onnx")).unwrap();
         let manifest = std::fs::read_to_string(source.join("model.toml")).unwrap();
-        std::fs::write(target.join("model.toml"), format!("{manifest}\n{extra}")).unwrap();
+        let manifest = match extra {
+            "unbatched" => manifest
+                .split("[batching]")
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            extra => format!("{manifest}\n{extra}"),
+        };
+        std::fs::write(target.join("model.toml"), manifest).unwrap();
         self
     }
 

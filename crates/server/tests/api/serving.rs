@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, demo_models_dir, json_body};
 use serde_json::json;
 
-use crate::models::config_file;
+use crate::models::{Repository, config_file};
 
 async fn app_with_config(text: &str) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -227,11 +227,12 @@ async fn a_model_runs_on_the_pool_its_policy_names() {
 
 #[tokio::test]
 async fn batched_answers_are_identical_to_unbatched_ones() {
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = demo_models_dir();
-        settings.max_body_bytes = 4_000_000;
-    })
-    .await;
+    // The same MLP twice: with its batching (max 32 rows, 2 ms) and without.
+    let repository = Repository::new();
+    repository
+        .copy("mlp/v1", "mlp_batched/v1", "")
+        .copy("mlp/v1", "mlp_single/v1", "unbatched");
+    let app = TestApp::spawn_with(|settings| settings.models_dir = repository.path()).await;
     let inputs: Vec<Vec<f64>> = (0..48)
         .map(|row| {
             (0..784)
@@ -239,19 +240,20 @@ async fn batched_answers_are_identical_to_unbatched_ones() {
                 .collect()
         })
         .collect();
-    // Unbatched: one /predict/batch call runs every row without the batcher.
-    let response = app
-        .post(
-            "/predict/batch",
-            Some(DEV_KEY),
-            &json!({"model": "mlp", "version": "v1", "items": inputs}),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let unbatched = json_body(response).await["results"]
-        .as_array()
-        .unwrap()
-        .clone();
+    // Unbatched: one request at a time, each its own model run.
+    let mut unbatched = Vec::new();
+    for input in &inputs {
+        let response = app
+            .post(
+                "/predict",
+                Some(DEV_KEY),
+                &json!({"model": "mlp_single", "version": "v1", "data": input}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        unbatched.push(json_body(response).await["result"].clone());
+    }
+    let runs_before = batch_runs(&app).await;
 
     // Batched: concurrent single requests go through the batcher.
     let requests: Vec<_> = inputs
@@ -260,7 +262,7 @@ async fn batched_answers_are_identical_to_unbatched_ones() {
             app.spawn_post(
                 "/predict",
                 DEV_KEY,
-                &json!({"model": "mlp", "version": "v1", "data": input}),
+                &json!({"model": "mlp_batched", "version": "v1", "data": input}),
             )
         })
         .collect();
@@ -278,6 +280,25 @@ async fn batched_answers_are_identical_to_unbatched_ones() {
             assert!((x - y).abs() <= 1e-6, "row {row}: {x} vs {y}");
         }
     }
+    // The 48 concurrent requests really shared runs.
+    let runs = batch_runs(&app).await - runs_before;
+    assert!(runs >= 2.0 && runs < 48.0, "{runs} runs for 48 requests");
+}
+
+/// Model runs of `mlp_batched` so far (the count of its `batch_size` histogram).
+async fn batch_runs(app: &TestApp) -> f64 {
+    let text = app
+        .get("/metrics", Some(ADMIN_KEY))
+        .await
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| {
+            line.starts_with("batch_size_count{") && line.contains(r#"model="mlp_batched""#)
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test]
