@@ -282,7 +282,7 @@ async fn batched_answers_are_identical_to_unbatched_ones() {
     }
     // The 48 concurrent requests really shared runs.
     let runs = batch_runs(&app).await - runs_before;
-    assert!(runs >= 2.0 && runs < 48.0, "{runs} runs for 48 requests");
+    assert!((2.0..48.0).contains(&runs), "{runs} runs for 48 requests");
 }
 
 /// Model runs of `mlp_batched` so far (the count of its `batch_size` histogram).
