@@ -332,6 +332,7 @@ impl AppContext {
                     (StoreBackend::Sqlite(_), QueueBackend::InProcess(_))
                 )
                 .then(|| inference.clock().now()),
+                result_ttl: engine_config.jobs.result_ttl(),
             },
         );
         for pool in registry.serving().executors.pools() {

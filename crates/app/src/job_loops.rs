@@ -10,6 +10,11 @@ use tokio::task::JoinSet;
 
 /// Pause after a failed step (store or queue unreachable) before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Finished jobs deleted per statement, and statements per reconciler pass, by the retention
+/// purge (`[jobs] result_ttl_days`).
+const PURGE_CHUNK: u32 = 1_000;
+const PURGE_CHUNKS_PER_PASS: u32 = 10;
+
 /// Jobs looked at per reconciler pass.
 const RECONCILE_BATCH: u32 = 1_000;
 
@@ -83,6 +88,12 @@ async fn reconcile_loop(runner: JobRunner, mut stopped: watch::Receiver<bool>, e
         }
         if let Err(err) = runner.reconcile(RECONCILE_BATCH).await {
             tracing::warn!(error = %err, "reconciler pass failed");
+        }
+        if let Err(err) = runner
+            .purge_expired(PURGE_CHUNK, PURGE_CHUNKS_PER_PASS)
+            .await
+        {
+            tracing::warn!(error = %err, "retention pass failed");
         }
         wait = every;
     }

@@ -28,6 +28,18 @@ impl JobId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+
+    /// The smallest id a job created at `at` can have. Ids are UUIDv7 (48 bits of Unix
+    /// milliseconds first), so every job created earlier has a smaller id: a primary-key range
+    /// selects jobs by age without an index on a timestamp.
+    pub fn first_at(at: DateTime<Utc>) -> Self {
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+        bytes[6] = 0x70; // version 7
+        bytes[8] = 0x80; // RFC 4122 variant
+        Self(Uuid::from_bytes(bytes))
+    }
 }
 
 impl Default for JobId {
@@ -287,6 +299,22 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_at_is_below_every_id_created_from_that_millisecond_on() {
+        let earlier = JobId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let boundary = JobId::first_at(Utc::now());
+        let later = JobId::new();
+        assert!(
+            earlier < boundary && boundary <= later,
+            "{earlier} {boundary} {later}"
+        );
+        // The text form (SQLite's column) sorts the same way.
+        assert!(earlier.to_string() < boundary.to_string());
+        assert!(boundary.to_string() <= later.to_string());
+        assert_eq!(boundary.as_uuid().get_version_num(), 7);
+    }
 
     #[test]
     fn job_ids_round_trip_and_sort_by_creation() {

@@ -177,6 +177,11 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         limit: u32,
     ) -> Result<Vec<Job>, StoreError>;
 
+    /// Deletes up to `limit` finished jobs (succeeded, failed or cancelled) whose id is below
+    /// `created_before` (see [`JobId::first_at`]), oldest first; returns how many. Jobs that are
+    /// still pending or running are never deleted, whatever their age.
+    async fn purge_finished(&self, created_before: JobId, limit: u32) -> Result<u64, StoreError>;
+
     /// Pending async jobs per model and version, one entry per pair that has any, in no
     /// particular order. Counts every process's jobs: this is the queue depth the store sees.
     async fn pending_by_model(&self) -> Result<Vec<PendingCount>, StoreError>;

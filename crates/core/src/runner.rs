@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::{Either, join_all, select};
 
 use crate::executor::ExecutorError;
-use crate::job::{Job, JobFailure, JobMode, JobStatus, Payload};
+use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload};
 use crate::observe;
 use crate::ports::{
     Claim, ClaimRequest, Delivery, JobQueue, JobStore, QueueError, SettleRequest, Settlement,
@@ -76,6 +76,9 @@ pub struct RunnerConfig {
     /// Set when this runner is the only one using the store since that time (the in-process
     /// runner on a SQLite file): a job left `running` before it was lost with its process.
     pub exclusive_since: Option<DateTime<Utc>>,
+    /// Finished jobs older than this are deleted by [`JobRunner::purge_expired`]; `None` keeps
+    /// them forever (`[jobs] result_ttl_days = 0`).
+    pub result_ttl: Option<Duration>,
 }
 
 impl Default for RunnerConfig {
@@ -87,6 +90,7 @@ impl Default for RunnerConfig {
             retry: RetryPolicy::default(),
             reconcile_grace: Duration::from_secs(60),
             exclusive_since: None,
+            result_ttl: None,
         }
     }
 }
@@ -342,6 +346,33 @@ impl JobRunner {
             result.as_ref().err().map(InferenceError::error_type),
         );
         result
+    }
+
+    /// Deletes finished jobs created more than `result_ttl` ago, `chunk` rows per statement and
+    /// at most `max_chunks` statements per call (so one pass never holds the store for long;
+    /// the next pass continues). Returns how many were deleted.
+    pub async fn purge_expired(&self, chunk: u32, max_chunks: u32) -> Result<u64, RunnerError> {
+        let Some(ttl) = self.config.result_ttl else {
+            return Ok(0);
+        };
+        let cutoff = self.now() - TimeDelta::from_std(ttl).unwrap_or(TimeDelta::MAX);
+        let before = JobId::first_at(cutoff);
+        let mut purged = 0;
+        for _ in 0..max_chunks {
+            let deleted = self.store.purge_finished(before, chunk).await?;
+            purged += deleted;
+            if deleted < u64::from(chunk) {
+                break;
+            }
+        }
+        if purged > 0 {
+            tracing::info!(
+                purged,
+                older_than_days = ttl.as_secs() / 86_400,
+                "finished jobs past their retention deleted"
+            );
+        }
+        Ok(purged)
     }
 
     /// Enqueues jobs a crash left behind: `pending` ones older than the grace period (committed

@@ -234,6 +234,10 @@ impl JobStore for GroupCommitStore {
             .await
     }
 
+    async fn purge_finished(&self, created_before: JobId, limit: u32) -> Result<u64, StoreError> {
+        self.inner.purge_finished(created_before, limit).await
+    }
+
     async fn pending_by_model(&self) -> Result<Vec<PendingCount>, StoreError> {
         self.inner.pending_by_model().await
     }

@@ -678,6 +678,20 @@ impl JobStore for PostgresJobStore {
         decode_all(&rows)
     }
 
+    async fn purge_finished(&self, created_before: JobId, limit: u32) -> Result<u64, StoreError> {
+        // A range of the primary key (UUIDv7 ids sort by creation time): no timestamp index.
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE id < $1 \
+             AND status IN ('succeeded', 'failed', 'cancelled') ORDER BY id LIMIT $2)",
+        )
+        .bind(created_before.as_uuid())
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(|err| unavailable(&err))?;
+        Ok(done.rows_affected())
+    }
+
     async fn pending_by_model(&self) -> Result<Vec<PendingCount>, StoreError> {
         // Served by the partial index `jobs_unfinished`: the planner derives its condition
         // from `status = 'pending'`, so terminal jobs are never read.

@@ -597,6 +597,21 @@ impl JobStore for SqliteJobStore {
         .collect()
     }
 
+    async fn purge_finished(&self, created_before: JobId, limit: u32) -> Result<u64, StoreError> {
+        // A range of the primary key (ids sort by creation time), so no timestamp index is
+        // needed and the insert path pays for none.
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE id < ? \
+             AND status IN ('succeeded', 'failed', 'cancelled') ORDER BY id LIMIT ?)",
+        )
+        .bind(created_before.to_string())
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(|err| unavailable(&err))?;
+        Ok(done.rows_affected())
+    }
+
     async fn pending_by_model(&self) -> Result<Vec<PendingCount>, StoreError> {
         sqlx::query(PENDING_BY_MODEL)
             .fetch_all(&self.pool)

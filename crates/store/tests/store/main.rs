@@ -13,5 +13,6 @@ mod lease;
 mod list;
 mod migrations;
 mod pending;
+mod retention;
 mod settle;
 mod submit;
