@@ -36,6 +36,11 @@ pub async fn serve(
     ctx: Arc<AppContext>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // First, so a bad ADMIN_LISTEN_ADDR stops the start before anything runs.
+    let internal = match ctx.settings.admin_listen_addr {
+        Some(address) => Some(serve_internal(address, Arc::clone(&ctx)).await?),
+        None => None,
+    };
     let job_loops = match ctx.queue_backend {
         QueueBackend::InProcess(_) => {
             if let Err(err) = ctx.resume_unfinished_jobs().await {
@@ -50,10 +55,6 @@ pub async fn serve(
         tokio::spawn(async move { ctx.warm_up().await })
     };
     let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&ctx)));
-    let internal = match ctx.settings.admin_listen_addr {
-        Some(address) => Some(serve_internal(address, Arc::clone(&ctx)).await?),
-        None => None,
-    };
     let app = router(Arc::clone(&ctx));
     let lifecycle = Arc::clone(&ctx.lifecycle);
     let grace = Duration::from_secs(ctx.settings.shutdown_timeout_s);
