@@ -642,11 +642,12 @@ impl ModelRegistry {
     fn start_load(&self, slot: Arc<Slot>, source: Arc<dyn ModelSource>) -> LoadFuture {
         let registry = self.clone();
         let key = slot.key.clone();
-        load_on_thread(&key, source, move |outcome| {
+        on_loader_thread(&key, move || {
+            let outcome = load_model(&slot.key, source.as_ref());
             slot.loads.fetch_add(1, Ordering::Relaxed);
             {
                 let mut inner = slot.lock();
-                inner.state = match outcome {
+                inner.state = match &outcome {
                     Ok(loaded) => SlotState::Loaded(loaded.clone()),
                     Err(err) => SlotState::Failed(err.clone()),
                 };
@@ -656,7 +657,9 @@ impl ModelRegistry {
                 registry.enforce_cap(Some(&slot.key));
                 registry.publish_loaded_count();
             }
+            outcome
         })
+        .map(Result::flatten)
         .boxed()
         .shared()
     }
@@ -743,24 +746,15 @@ impl ModelRegistry {
             .slot(key)
             .cloned()
             .ok_or_else(|| RegistryError::UnknownModel(key.clone()))?;
-        let source = scan(&self.inner.builtins, self.inner.repository.as_deref())?
-            .into_iter()
-            .find(|scanned| &scanned.key == key)
-            .ok_or_else(|| RegistryError::ReloadFailed {
-                key: key.clone(),
-                reason: "it is no longer in the model repository".into(),
-            })?
-            .source
-            .map_err(|err| RegistryError::ReloadFailed {
-                key: key.clone(),
-                reason: err.to_string(),
-            })?;
-        let loaded = load_on_thread(key, Arc::clone(&source), |_| {})
+        // The rescan reads manifests and the load reads the graph: both on the loader thread.
+        let registry = self.clone();
+        let reloaded_key = key.clone();
+        let (source, loaded) = on_loader_thread(key, move || registry.load_fresh(&reloaded_key))
             .await
             .map_err(|err| RegistryError::ReloadFailed {
                 key: key.clone(),
                 reason: err.to_string(),
-            })?;
+            })??;
         slot.loads.fetch_add(1, Ordering::Relaxed);
         {
             let mut inner = slot.lock();
@@ -771,6 +765,26 @@ impl ModelRegistry {
         self.enforce_cap(Some(key));
         self.publish_loaded_count();
         Ok(())
+    }
+
+    /// Rescans the repository for `key` and loads what it finds, without touching the slot.
+    /// Blocking.
+    fn load_fresh(
+        &self,
+        key: &ModelKey,
+    ) -> Result<(Arc<dyn ModelSource>, LoadedModel), RegistryError> {
+        let failed = |reason: String| RegistryError::ReloadFailed {
+            key: key.clone(),
+            reason,
+        };
+        let source = scan(&self.inner.builtins, self.inner.repository.as_deref())?
+            .into_iter()
+            .find(|scanned| &scanned.key == key)
+            .ok_or_else(|| failed("it is no longer in the model repository".into()))?
+            .source
+            .map_err(|err| failed(err.to_string()))?;
+        let loaded = load_model(key, source.as_ref()).map_err(|err| failed(err.to_string()))?;
+        Ok((source, loaded))
     }
 
     /// Sets the `models_loaded` gauge (built-ins excluded: they cost nothing).
@@ -847,13 +861,6 @@ impl ModelRegistry {
             pinned: serving.config.registry.pinned.contains(key),
         })
     }
-
-    /// Loads of `key` since start (single-flight makes this 1 however many first requests).
-    pub fn load_count(&self, key: &ModelKey) -> u64 {
-        self.serving()
-            .slot(key)
-            .map_or(0, |slot| slot.loads.load(Ordering::Relaxed))
-    }
 }
 
 fn not_ready(key: &ModelKey, err: &LoadError) -> ResolveError {
@@ -863,22 +870,18 @@ fn not_ready(key: &ModelKey, err: &LoadError) -> ResolveError {
     }
 }
 
-/// Loads on a new `model-load-*` thread (loads block: file reads, graph optimisation), calls
-/// `record` with the outcome on that thread (so it is recorded even if nobody awaits the
-/// result any more), and resolves to the outcome.
-fn load_on_thread(
+/// Runs `work` on a new `model-load-*` thread (loads and repository scans block: file reads,
+/// graph optimisation) and resolves to its result. The work finishes, and records whatever it
+/// records, even if nobody awaits the result any more.
+fn on_loader_thread<T: Send + 'static>(
     key: &ModelKey,
-    source: Arc<dyn ModelSource>,
-    record: impl FnOnce(&Result<LoadedModel, LoadError>) + Send + 'static,
-) -> impl Future<Output = Result<LoadedModel, LoadError>> + Send + 'static {
+    work: impl FnOnce() -> T + Send + 'static,
+) -> impl Future<Output = Result<T, LoadError>> + Send + 'static {
     let (done, finished) = flume::bounded(1);
-    let loader_key = key.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("model-load-{}", key.name))
         .spawn(move || {
-            let outcome = load_model(&loader_key, source.as_ref());
-            record(&outcome);
-            let _ = done.send(outcome);
+            let _ = done.send(work());
         });
     let spawn_error = spawned
         .err()
@@ -887,11 +890,10 @@ fn load_on_thread(
         if let Some(err) = spawn_error {
             return Err(err);
         }
-        finished.recv_async().await.unwrap_or_else(|_| {
-            Err(LoadError(
-                "the loader thread ended without an outcome".into(),
-            ))
-        })
+        finished
+            .recv_async()
+            .await
+            .map_err(|_| LoadError("the loader thread ended without an outcome".into()))
     }
 }
 
@@ -1097,7 +1099,7 @@ mod tests {
         let outcomes = futures_util::future::join_all(requests).await;
         assert!(outcomes.into_iter().all(|ok| ok.unwrap()));
         assert_eq!(source.loads.load(Ordering::SeqCst), 1);
-        assert_eq!(registry.load_count(&key("iris:v1")), 1);
+        assert_eq!(registry.loaded()[0].loads, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

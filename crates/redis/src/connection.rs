@@ -45,6 +45,14 @@ pub(crate) struct Connections {
     pub(crate) describe: Describe,
 }
 
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Connections {
     /// Opens the manager's first connection, failing within `connect_timeout`.
     pub(crate) async fn open(config: &RedisQueueConfig) -> Result<Self, QueueError> {

@@ -58,12 +58,6 @@ pub struct RedisRateLimiter {
     last_warning: AtomicU64,
 }
 
-impl std::fmt::Debug for Connections {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connections").finish_non_exhaustive()
-    }
-}
-
 impl RedisRateLimiter {
     /// Connects (failing within the configured timeout, naming the host, never the password).
     pub async fn connect(config: &RedisQueueConfig) -> Result<Self, QueueError> {

@@ -293,6 +293,16 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// `POST path` with the dev key; fails the test unless the answer is 200, and returns its
+    /// JSON body.
+    pub async fn post_ok(&self, path: &str, body: &Value) -> Value {
+        let response = self.post(path, Some(DEV_KEY), body).await;
+        let status = response.status();
+        let body = json_body(response).await;
+        assert_eq!(status, 200, "POST {path}: {body}");
+        body
+    }
+
     /// `POST path` with `X-API-Key: key` on a task of its own, so that several requests can be
     /// in flight at once. The task yields the status and the JSON body (`null` if not JSON).
     pub fn spawn_post(&self, path: &str, key: &str, body: &Value) -> JoinHandle<(u16, Value)> {

@@ -104,14 +104,11 @@ async fn inference_http_job_and_store_metrics_move_with_each_request() {
     ];
     let before = scrape(&app).await;
     for data in [json!(1), json!(2)] {
-        let response = app
-            .post(
-                "/predict",
-                Some(DEV_KEY),
-                &json!({"model": "echo", "version": "v2", "data": data}),
-            )
-            .await;
-        assert_eq!(response.status(), 200);
+        app.post_ok(
+            "/predict",
+            &json!({"model": "echo", "version": "v2", "data": data}),
+        )
+        .await;
     }
     let failed = app
         .post(
@@ -236,23 +233,17 @@ async fn registry_and_batching_metrics_move_with_loads_evictions_and_batches() {
     .await;
     let before = scrape(&app).await;
     for version in ["v1", "v2"] {
-        let response = app
-            .post(
-                "/predict",
-                Some(DEV_KEY),
-                &json!({"model": "iris", "version": version, "data": [5.1, 3.5, 1.4, 0.2]}),
-            )
-            .await;
-        assert_eq!(response.status(), 200);
-    }
-    let response = app
-        .post(
+        app.post_ok(
             "/predict",
-            Some(DEV_KEY),
-            &json!({"model": "mlp", "version": "v1", "data": vec![0.25; 784]}),
+            &json!({"model": "iris", "version": version, "data": [5.1, 3.5, 1.4, 0.2]}),
         )
         .await;
-    assert_eq!(response.status(), 200);
+    }
+    app.post_ok(
+        "/predict",
+        &json!({"model": "mlp", "version": "v1", "data": vec![0.25; 784]}),
+    )
+    .await;
     let after = scrape(&app).await;
     let grew = |name: &str, labels: &[(&str, &str)]| {
         value(&after, name, labels) - value(&before, name, labels)

@@ -28,21 +28,22 @@ impl Repository {
     }
 
     /// Copies demo model `from` (e.g. "iris/v1") to `to`, appending `extra` to its manifest.
-    /// A manifest's `[batching]` table is dropped when `extra` is `"unbatched"`.
+    /// `extra = "unbatched"` drops the manifest's `[batching]` table; an `extra` with its own
+    /// `[batching]` replaces it.
     pub(crate) fn copy(&self, from: &str, to: &str, extra: &str) -> &Self {
         let source = demo_models_dir().join(from);
         let target = self.dir.path().join(to);
         std::fs::create_dir_all(&target).unwrap();
         std::fs::copy(source.join("model.onnx"), target.join("model.onnx")).unwrap();
         let manifest = std::fs::read_to_string(source.join("model.toml")).unwrap();
-        let manifest = match extra {
-            "unbatched" => manifest
-                .split("[batching]")
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            extra => format!("{manifest}\n{extra}"),
+        // A `[batching]` of `extra` replaces the manifest's own.
+        let manifest = if extra == "unbatched" || extra.contains("[batching]") {
+            manifest.split("[batching]").next().unwrap_or_default()
+        } else {
+            manifest.as_str()
         };
+        let extra = if extra == "unbatched" { "" } else { extra };
+        let manifest = format!("{manifest}\n{extra}");
         std::fs::write(target.join("model.toml"), manifest).unwrap();
         self
     }
@@ -99,11 +100,7 @@ fn assert_close(actual: &Value, expected: &Value, context: &str) {
 }
 
 async fn predict(app: &TestApp, body: Value) -> Value {
-    let response = app.post("/predict", Some(DEV_KEY), &body).await;
-    let status = response.status();
-    let body = json_body(response).await;
-    assert_eq!(status, 200, "{body}");
-    body
+    app.post_ok("/predict", &body).await
 }
 
 const LABELS: [&str; 3] = ["setosa", "versicolor", "virginica"];

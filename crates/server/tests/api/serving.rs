@@ -227,10 +227,15 @@ async fn a_model_runs_on_the_pool_its_policy_names() {
 
 #[tokio::test]
 async fn batched_answers_are_identical_to_unbatched_ones() {
-    // The same MLP twice: with its batching (max 32 rows, 2 ms) and without.
+    // The same MLP twice: batching (max 32 rows) and not.
     let repository = Repository::new();
     repository
-        .copy("mlp/v1", "mlp_batched/v1", "")
+        // A long delay so the 48 concurrent requests share runs however slowly they arrive.
+        .copy(
+            "mlp/v1",
+            "mlp_batched/v1",
+            "[batching]\nmax_batch_size = 32\nmax_delay_ms = 500\n",
+        )
         .copy("mlp/v1", "mlp_single/v1", "unbatched");
     let app = TestApp::spawn_with(|settings| settings.models_dir = repository.path()).await;
     let inputs: Vec<Vec<f64>> = (0..48)
@@ -243,15 +248,8 @@ async fn batched_answers_are_identical_to_unbatched_ones() {
     // Unbatched: one request at a time, each its own model run.
     let mut unbatched = Vec::new();
     for input in &inputs {
-        let response = app
-            .post(
-                "/predict",
-                Some(DEV_KEY),
-                &json!({"model": "mlp_single", "version": "v1", "data": input}),
-            )
-            .await;
-        assert_eq!(response.status(), 200);
-        unbatched.push(json_body(response).await["result"].clone());
+        let body = json!({"model": "mlp_single", "version": "v1", "data": input});
+        unbatched.push(app.post_ok("/predict", &body).await["result"].clone());
     }
     let runs_before = batch_runs(&app).await;
 
