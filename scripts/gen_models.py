@@ -10,6 +10,9 @@ Writes, relative to the repository root:
     testdata/expected/iris-v2.json           for a few fixed inputs (the engine's tests compare
     testdata/expected/mlp-v1.json            against these)
 
+The training data and the scikit-learn classifiers are defined in scripts/demo_training.py (no
+ONNX imports there), which tests/v2/sk_models.py reuses to serve the same models in MLServer.
+
 The manifests follow docs/model-repository.md. All graphs take one FP32 input named `input` with a
 dynamic batch dimension and give `label` (INT64 [-1]) and `probabilities` (FP32 [-1, C]); they use
 only ONNX op-set <= 15 and ai.onnx.ml <= 3 ops that tract-onnx 0.23 runs.
@@ -38,25 +41,28 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from demo_training import (
+    IRIS_LABELS,
+    MLP_CLASSES,
+    MLP_FEATURES,
+    fit_quietly,
+    iris_data,
+    iris_v1_classifier,
+    iris_v2_classifier,
+    mlp_classifier,
+    mlp_data,
+)
 from onnx import helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
-from sklearn.datasets import load_iris, make_classification
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.neural_network import MLPClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 EXPECTED = ROOT / "testdata" / "expected"
 
-SEED = 0
 # Plain ONNX op-set 15 and ai.onnx.ml 3 at most (skl2onnx picks the lowest versions that suffice).
 TARGET_OPSET = {"": 15, "ai.onnx.ml": 3}
-IRIS_LABELS = ["setosa", "versicolor", "virginica"]
-MLP_FEATURES = 784
-MLP_CLASSES = 10
 MLP_MAX_BYTES = 4 * 1024 * 1024
 IRIS_TOLERANCE = 1e-4
 
@@ -334,19 +340,9 @@ def iris_model(version: str, clf, kind: str, description: str, x, y) -> list[Pat
 
 
 def mlp_model() -> list[Path]:
-    x, y = make_classification(
-        n_samples=2000,
-        n_features=MLP_FEATURES,
-        n_informative=64,
-        n_classes=MLP_CLASSES,
-        random_state=SEED,
-    )
-    x = np.round(x, 4)
-    x_train, y_train, x_test, y_test = x[:1600], y[:1600], x[1600:], y[1600:]
-    clf = MLPClassifier(
-        hidden_layer_sizes=(512, 512), activation="relu", max_iter=8, random_state=SEED
-    )
-    clf.fit(x_train, y_train)
+    # The data and the classifier are in demo_training.py (shared with tests/v2/sk_models.py).
+    x_train, y_train, x_test, y_test = mlp_data()
+    clf = fit_quietly(mlp_classifier(), x_train, y_train)
     print(
         f"mlp/v1: train accuracy {clf.score(x_train, y_train):.3f}, "
         f"held-out accuracy {clf.score(x_test, y_test):.3f}"
@@ -382,12 +378,11 @@ def mlp_model() -> list[Path]:
 
 
 def main() -> int:
-    x, y = load_iris(return_X_y=True)
-    x = np.round(x, 4)
+    x, y = iris_data()
     files = []
     files += iris_model(
         "v1",
-        LogisticRegression(max_iter=1000, random_state=SEED),
+        iris_v1_classifier(),
         "probabilities",
         "Iris species, logistic regression",
         x,
@@ -395,7 +390,7 @@ def main() -> int:
     )
     files += iris_model(
         "v2",
-        RandomForestClassifier(n_estimators=10, max_depth=5, random_state=SEED),
+        iris_v2_classifier(),
         "argmax",
         "Iris species, random forest (10 trees, max depth 5)",
         x,

@@ -215,7 +215,47 @@ pub fn serving_config(
     })
 }
 
+/// Why the server should not get traffic now (`/ready`, `/v2/health/ready`, gRPC
+/// `ServerReady` and the health service all ask [`AppContext::readiness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotReady {
+    /// `draining`, `loading` or `degraded`.
+    pub status: &'static str,
+    pub reason: &'static str,
+}
+
 impl AppContext {
+    /// Ready unless shutting down, warming up, or cut off from the job store or queue.
+    pub async fn readiness(&self) -> Result<(), NotReady> {
+        if self.lifecycle.is_draining() {
+            return Err(NotReady {
+                status: "draining",
+                reason: "the server is shutting down",
+            });
+        }
+        if self.lifecycle.is_loading() {
+            return Err(NotReady {
+                status: "loading",
+                reason: "the models are warming up",
+            });
+        }
+        if let Err(err) = self.jobs.ping().await {
+            tracing::warn!(error = %err, "readiness check: job store unreachable");
+            return Err(NotReady {
+                status: "degraded",
+                reason: "the job store is unreachable",
+            });
+        }
+        if let Err(err) = self.queue.ping().await {
+            tracing::warn!(error = %err, "readiness check: job queue unreachable");
+            return Err(NotReady {
+                status: "degraded",
+                reason: "the job queue is unreachable",
+            });
+        }
+        Ok(())
+    }
+
     /// Validates the settings and builds every part; must run inside a tokio runtime.
     pub async fn build(settings: &Settings, role: Role) -> Result<Self, StartupError> {
         validate_settings(settings)?;

@@ -30,6 +30,6 @@ pub mod repository;
 pub mod settings;
 pub mod telemetry;
 
-pub use context::{AppContext, QueueBackend, Role, StartupError};
+pub use context::{AppContext, NotReady, QueueBackend, Role, StartupError};
 pub use lifecycle::{Lifecycle, shutdown_signal};
 pub use settings::{Environment, LogFormat, Settings};

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::pipeline::{Pipeline, PipelineError};
+use crate::tensor::Tensor;
 
 /// Returns its input unchanged.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,6 +26,11 @@ impl Pipeline for EchoPipeline {
 
     fn postprocess(&self, output: Value) -> Result<Value, PipelineError> {
         Ok(output)
+    }
+
+    /// Tensors come back as they came, so protocol clients can test a connection with it.
+    fn infer_tensors(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PipelineError> {
+        Ok(inputs)
     }
 }
 

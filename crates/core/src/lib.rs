@@ -16,6 +16,7 @@
 //! - [`executor`]: `ExecutorPool`, bounded queues in front of named OS threads.
 //! - [`observe`]: the metric names of SPEC §7 and the functions that record them.
 //! - [`source`]: `ModelSource`, `ModelDescription`, `TensorSpec`: a model before it is loaded.
+//! - [`tensor`]: `Tensor`, `TensorData`, `DataType`: named tensors for protocol clients.
 //! - [`batcher`]: `Batcher`, dynamic batching of concurrent requests into one model run.
 //! - [`registry`]: `ModelRegistry`, which models exist and which version a request gets.
 //! - [`job`]: `Job`, `JobId`, `JobStatus`, `JobMode`, `RequestId`.
@@ -49,3 +50,4 @@ pub mod routing;
 pub mod runner;
 pub mod service;
 pub mod source;
+pub mod tensor;

@@ -10,6 +10,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::error::{Classified, ErrorKind};
+use crate::tensor::Tensor;
 
 /// Why a model call failed. Both variants are final: retrying the same input cannot help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +74,15 @@ pub trait Pipeline: Send + Sync + 'static {
     }
 
     fn postprocess(&self, output: Self::Output) -> Result<Value, PipelineError>;
+
+    /// Runs the model on named tensors (the Open Inference Protocol path): the model's own
+    /// inputs and outputs, no JSON pre- or postprocessing. Models without a tensor signature
+    /// refuse.
+    fn infer_tensors(&self, _inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PipelineError> {
+        Err(PipelineError::InvalidInput(
+            "this model takes JSON `data` only (POST /predict); it has no tensor interface".into(),
+        ))
+    }
 }
 
 /// A model as the registry and the executors see it: JSON in, JSON out.
@@ -85,6 +95,9 @@ pub trait Model: Send + Sync + fmt::Debug {
     /// Independent requests run together (dynamic batching): the valid items share one model
     /// run, and each item gets its own outcome, so one caller's bad input fails only itself.
     fn predict_each(&self, items: Vec<Value>) -> Vec<Result<Value, PipelineError>>;
+
+    /// See [`Pipeline::infer_tensors`].
+    fn infer_tensors(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PipelineError>;
 }
 
 /// Adapts any [`Pipeline`] into a [`Model`].
@@ -115,6 +128,10 @@ impl<P: Pipeline> PipelineModel<P> {
 }
 
 impl<P: Pipeline> Model for PipelineModel<P> {
+    fn infer_tensors(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PipelineError> {
+        self.pipeline.infer_tensors(inputs)
+    }
+
     fn predict(&self, data: Value) -> Result<Value, PipelineError> {
         let input = self.pipeline.preprocess(data)?;
         self.pipeline.validate(&input)?;

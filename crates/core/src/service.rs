@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::auth::TenantId;
 use crate::error::{Classified, ErrorKind};
-use crate::executor::{Executed, ExecutorError};
+use crate::executor::{Executed, ExecutorError, ExecutorPool};
 use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId};
 use crate::model::{ModelKey, ModelName, ModelVersion};
 use crate::observe;
@@ -18,6 +18,7 @@ use crate::pipeline::PipelineError;
 use crate::ports::{Clock, JobStore, StoreError};
 use crate::registry::{ModelRegistry, ResolveError, Serving};
 use crate::routing::Bucket;
+use crate::tensor::Tensor;
 
 /// Who is asking, for the job record and the logs.
 #[derive(Debug, Clone)]
@@ -49,13 +50,42 @@ pub struct PredictCommand {
     pub timeout: Option<Duration>,
 }
 
+/// The tensor form of a predict request (the Open Inference Protocol path).
+#[derive(Debug, Clone)]
+pub struct TensorCommand {
+    pub model: ModelName,
+    /// `None` lets the registry choose.
+    pub version: Option<ModelVersion>,
+    pub inputs: Vec<Tensor>,
+    /// The caller's deadline; it can only shorten the model's SLA timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// What a model run answers, and the JSON its job record keeps.
+pub trait Answer: Send + 'static {
+    fn to_record(&self) -> Value;
+}
+
+impl Answer for Value {
+    fn to_record(&self) -> Value {
+        self.clone()
+    }
+}
+
+/// Output tensors are recorded as `[{"name", "datatype", "shape", "data"}]`.
+impl Answer for Vec<Tensor> {
+    fn to_record(&self) -> Value {
+        Value::Array(self.iter().map(Tensor::to_json).collect())
+    }
+}
+
 /// A successful, recorded prediction.
 #[derive(Debug, Clone)]
-pub struct Prediction {
+pub struct Prediction<A = Value> {
     pub job_id: JobId,
     pub model: ModelKey,
-    /// The single result, or the array of results in request order.
-    pub output: Value,
+    /// The single result, or the array of results in request order (tensors on the tensor path).
+    pub output: A,
     pub queue_time: Duration,
     pub inference_time: Duration,
 }
@@ -122,9 +152,14 @@ struct JobDraft<'a> {
 }
 
 impl JobDraft<'_> {
-    fn finish(&self, model: Option<&ModelKey>, outcome: &ModelRun, now: DateTime<Utc>) -> Job {
+    fn finish<A: Answer>(
+        &self,
+        model: Option<&ModelKey>,
+        outcome: &ModelRun<A>,
+        now: DateTime<Utc>,
+    ) -> Job {
         let (status, result, failure) = match &outcome.result {
-            Ok(output) => (JobStatus::Succeeded, Some(output.clone()), None),
+            Ok(output) => (JobStatus::Succeeded, Some(output.to_record()), None),
             Err(err) => (
                 JobStatus::Failed,
                 None,
@@ -164,16 +199,16 @@ pub struct PredictFailure {
 
 /// What one run of a model produced (before anything was recorded).
 #[derive(Debug, Clone)]
-pub struct ModelRun {
+pub struct ModelRun<A = Value> {
     /// When an executor thread picked the work up; `None` if it never started.
     pub started_at: Option<DateTime<Utc>>,
-    pub result: Result<Value, InferenceError>,
+    pub result: Result<A, InferenceError>,
     pub queue_time: Duration,
     pub inference_time: Duration,
 }
 
-impl ModelRun {
-    fn not_started(result: Result<Value, InferenceError>) -> Self {
+impl<A> ModelRun<A> {
+    fn not_started(result: Result<A, InferenceError>) -> Self {
         Self {
             started_at: None,
             result,
@@ -219,14 +254,47 @@ impl InferenceService {
         caller: &Caller,
         command: PredictCommand,
     ) -> Result<Prediction, PredictFailure> {
-        let job_id = JobId::new();
-        let created_at = self.clock.now();
         let PredictCommand {
-            model: name,
+            model,
             version,
             payload,
             timeout,
         } = command;
+        self.run_recorded(caller, model, version, async |serving, key| {
+            self.execute(serving, key, payload, timeout).await
+        })
+        .await
+    }
+
+    /// [`Self::predict`] for tensors: the model's own inputs and outputs, recorded the same way.
+    pub async fn infer_tensors(
+        &self,
+        caller: &Caller,
+        command: TensorCommand,
+    ) -> Result<Prediction<Vec<Tensor>>, PredictFailure> {
+        let TensorCommand {
+            model,
+            version,
+            inputs,
+            timeout,
+        } = command;
+        self.run_recorded(caller, model, version, async |serving, key| {
+            let work = self.run_tensors_on_pool(serving, key, inputs);
+            self.within_deadline(serving, key, timeout, work).await
+        })
+        .await
+    }
+
+    /// Routes the request, runs it with `run`, and commits the job record before returning.
+    async fn run_recorded<A: Answer>(
+        &self,
+        caller: &Caller,
+        name: ModelName,
+        version: Option<ModelVersion>,
+        run: impl AsyncFnOnce(&Serving, &ModelKey) -> ModelRun<A>,
+    ) -> Result<Prediction<A>, PredictFailure> {
+        let job_id = JobId::new();
+        let created_at = self.clock.now();
         let record = JobDraft {
             id: job_id,
             caller,
@@ -239,7 +307,7 @@ impl InferenceService {
             Ok(key) => key,
             Err(err) => {
                 let error = InferenceError::from(err);
-                let failed = ModelRun::not_started(Err(error.clone()));
+                let failed = ModelRun::<A>::not_started(Err(error.clone()));
                 self.commit(record.finish(None, &failed, self.clock.now()))
                     .await?;
                 return Err(PredictFailure {
@@ -251,7 +319,7 @@ impl InferenceService {
         };
 
         let started = std::time::Instant::now();
-        let outcome = self.execute(&serving, &key, payload, timeout).await;
+        let outcome = run(&serving, &key).await;
         observe::inference(
             &key,
             caller.tenant.as_str(),
@@ -309,8 +377,19 @@ impl InferenceService {
         payload: Payload,
         requested: Option<Duration>,
     ) -> ModelRun {
-        let submitted_at = self.clock.now();
         let work = self.run_on_pool(serving, key, payload);
+        self.within_deadline(serving, key, requested, work).await
+    }
+
+    /// Awaits `work` until the model's SLA deadline (shortened by `requested`).
+    async fn within_deadline<A>(
+        &self,
+        serving: &Serving,
+        key: &ModelKey,
+        requested: Option<Duration>,
+        work: impl Future<Output = Result<Executed<Result<A, InferenceError>>, InferenceError>>,
+    ) -> ModelRun<A> {
+        let submitted_at = self.clock.now();
         let executed = match serving.timeout_for(key, requested) {
             None => work.await,
             Some(limit) => {
@@ -344,6 +423,20 @@ impl InferenceService {
         }
     }
 
+    async fn run_tensors_on_pool(
+        &self,
+        serving: &Serving,
+        key: &ModelKey,
+        inputs: Vec<Tensor>,
+    ) -> Result<Executed<Result<Vec<Tensor>, InferenceError>>, InferenceError> {
+        let lease = self.registry.acquire(serving, key).await?;
+        let executed = pool_of(serving, key)?
+            // The lease lives until the model returns, even if the caller left.
+            .run(move || lease.loaded.model.infer_tensors(inputs))
+            .await?;
+        Ok(into_inference(executed))
+    }
+
     async fn run_on_pool(
         &self,
         serving: &Serving,
@@ -351,17 +444,7 @@ impl InferenceService {
         payload: Payload,
     ) -> Result<Executed<Result<Value, InferenceError>>, InferenceError> {
         let lease = self.registry.acquire(serving, key).await?;
-        let pool = serving
-            .executors
-            .pool_for(key)
-            .ok_or_else(|| ExecutorError::ShutDown {
-                pool: serving.config.execution.pool_for(key).to_owned(),
-            })?;
-        let into_inference = |executed: Executed<Result<Value, PipelineError>>| Executed {
-            value: executed.value.map_err(InferenceError::from),
-            queue_time: executed.queue_time,
-            run_time: executed.run_time,
-        };
+        let pool = pool_of(serving, key)?;
         match (payload, lease.loaded.batcher.clone()) {
             (Payload::Single(data), Some(batcher)) => {
                 let executed = batcher.run(data, Arc::clone(pool)).await?;
@@ -382,5 +465,23 @@ impl InferenceService {
                 Ok(into_inference(executed))
             }
         }
+    }
+}
+
+/// The executor pool a model runs on.
+fn pool_of<'a>(serving: &'a Serving, key: &ModelKey) -> Result<&'a Arc<ExecutorPool>, ExecutorError> {
+    serving
+        .executors
+        .pool_for(key)
+        .ok_or_else(|| ExecutorError::ShutDown {
+            pool: serving.config.execution.pool_for(key).to_owned(),
+        })
+}
+
+fn into_inference<A>(executed: Executed<Result<A, PipelineError>>) -> Executed<Result<A, InferenceError>> {
+    Executed {
+        value: executed.value.map_err(InferenceError::from),
+        queue_time: executed.queue_time,
+        run_time: executed.run_time,
     }
 }

@@ -17,6 +17,7 @@
 //! - [`pipeline`]: `OnnxPipeline`, the core `Pipeline` on a tract plan, with batched runs.
 //! - [`examples`]: request `data` → one tensor per graph input (`Examples`), and the
 //!   `[validation]` checks.
+//! - `tensors`: core tensors ⇄ tract tensors for the tensor path (`Pipeline::infer_tensors`).
 //! - [`inspect`]: `inspect`, a graph's signature and a suggested `model.toml`.
 //! - [`error`]: `OnnxError`, the crate's one error type.
 
@@ -27,6 +28,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod repository;
 pub mod source;
+mod tensors;
 
 pub use error::OnnxError;
 pub use examples::Examples;

@@ -5,11 +5,12 @@
 //! rows ([`Predictions`], which share the run's output tensors instead of copying them);
 //! postprocess turns a request's rows into JSON as the manifest's `[postprocess]` says.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use inference_engine_core::pipeline::{Pipeline, PipelineError};
+use inference_engine_core::tensor::{Tensor as CoreTensor, f32_json};
 use serde_json::{Map, Number, Value};
 use tract_onnx::prelude::{
     DatumType, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoArcTensor,
@@ -20,6 +21,7 @@ use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
 use crate::error::OnnxError;
 use crate::examples::{self, Examples, InputLayout};
 use crate::manifest::{DataType, Manifest, PostprocessKind, TensorManifest};
+use crate::tensors;
 
 /// The name of the batch dimension's symbol in the graph's input facts.
 pub(crate) const BATCH_SYMBOL: &str = "N";
@@ -168,6 +170,10 @@ impl OnnxPipeline {
         })
     }
 
+    fn input_names(&self) -> Vec<String> {
+        self.inputs.iter().map(|layout| layout.name.clone()).collect()
+    }
+
     /// Runs the plan on stacked inputs holding `rows` examples; every output must have `rows`
     /// as its first dimension.
     fn run(&self, tensors: Vec<Tensor>, rows: usize) -> Result<Vec<Arc<Tensor>>, PipelineError> {
@@ -295,6 +301,57 @@ impl Pipeline for OnnxPipeline {
                 predictions
             })
             .collect())
+    }
+
+    /// The plan on the client's own tensors: inputs by name (any order), each checked against
+    /// the manifest and the `[validation]` bounds; every declared output comes back.
+    fn infer_tensors(&self, inputs: Vec<CoreTensor>) -> Result<Vec<CoreTensor>, PipelineError> {
+        let invalid = PipelineError::InvalidInput;
+        if let Some(unknown) = inputs
+            .iter()
+            .find(|tensor| !self.inputs.iter().any(|layout| layout.name == tensor.name))
+        {
+            return Err(invalid(format!(
+                "the model has no input `{}` (inputs: {})",
+                unknown.name,
+                quoted(&self.input_names())
+            )));
+        }
+        let mut inputs = inputs;
+        let mut tensors = Vec::with_capacity(self.inputs.len());
+        let mut rows = None;
+        for layout in &self.inputs {
+            let position = inputs
+                .iter()
+                .position(|tensor| tensor.name == layout.name)
+                .ok_or_else(|| invalid(format!("input `{}` is missing", layout.name)))?;
+            let (tensor, tensor_rows) = tensors::input_to_tract(inputs.swap_remove(position), layout)?;
+            if rows.is_some_and(|rows| rows != tensor_rows) {
+                return Err(invalid(format!(
+                    "input `{}` has {tensor_rows} rows but the other inputs have {}",
+                    layout.name,
+                    rows.unwrap_or_default()
+                )));
+            }
+            rows = Some(tensor_rows);
+            tensors.push(tensor);
+        }
+        if let Some(duplicate) = inputs.first() {
+            return Err(invalid(format!("input `{}` is given twice", duplicate.name)));
+        }
+        let rows = rows.unwrap_or_default();
+        let examples = Examples {
+            tensors,
+            rows,
+            single: false,
+        };
+        examples::check_bounds(&examples, &self.inputs, self.min, self.max)?;
+        let outputs = self.run(examples.tensors, rows)?;
+        self.outputs
+            .iter()
+            .zip(&outputs)
+            .map(|(name, tensor)| tensors::output_from_tract(name, tensor))
+            .collect()
     }
 
     fn postprocess(&self, output: Predictions) -> Result<Value, PipelineError> {
@@ -567,52 +624,6 @@ impl<'a> Row<'a> {
             }
             Some((&len, inner)) => Value::Array((0..len).map(|_| self.nest(inner, next)).collect()),
         }
-    }
-}
-
-/// An FP32 value as the JSON number a person expects: `0.1`, not `0.10000000149011612`.
-/// f32's `Display` prints the shortest text that reads back as the same f32; that text read
-/// as an f64 serialises the same way. Non-finite values have no JSON form and become `null`.
-fn f32_json(value: f32) -> Value {
-    if !value.is_finite() {
-        return Value::Null;
-    }
-    let mut text = ShortText::default();
-    let shortest = write!(text, "{value}")
-        .ok()
-        .and_then(|()| text.as_str().parse::<f64>().ok());
-    let wide = shortest.unwrap_or_else(|| f64::from(value));
-    Number::from_f64(wide).map_or(Value::Null, Value::Number)
-}
-
-/// A stack buffer for formatting one number without allocating.
-struct ShortText {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl Default for ShortText {
-    fn default() -> Self {
-        Self {
-            bytes: [0; 64],
-            len: 0,
-        }
-    }
-}
-
-impl ShortText {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
-    }
-}
-
-impl fmt::Write for ShortText {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        let end = self.len + text.len();
-        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
-        slot.copy_from_slice(text.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 

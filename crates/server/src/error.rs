@@ -89,6 +89,15 @@ impl ApiError {
         Self::new(ErrorKind::Internal, "internal", message)
     }
 
+    /// The Open Inference Protocol answers every invalid request with 400 Bad Request, where
+    /// the engine's own API separates malformed (400) from invalid (422).
+    pub fn for_protocol(mut self) -> Self {
+        if self.kind == ErrorKind::InvalidInput {
+            self.kind = ErrorKind::MalformedRequest;
+        }
+        self
+    }
+
     pub fn with_field(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(name.to_owned(), value.into());
         self
@@ -179,28 +188,47 @@ pub fn fallback_code(status: StatusCode) -> (&'static str, &'static str) {
     }
 }
 
-/// The JSON body of every error response: `detail`, `code`, `request_id`, then any extra fields.
+/// Which key carries the error sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// `{"detail", "code", "request_id"}`: the engine's own API.
+    Detail,
+    /// `{"error", "code", "request_id"}`: the Open Inference Protocol (`/v2/...`), whose
+    /// clients read `error`.
+    Protocol,
+}
+
+impl ErrorStyle {
+    pub fn for_path(path: &str) -> Self {
+        if path == "/v2" || path.starts_with("/v2/") {
+            Self::Protocol
+        } else {
+            Self::Detail
+        }
+    }
+}
+
+/// The JSON body of every error response: the sentence (`detail`, or `error` on protocol
+/// routes), `code`, `request_id`, then any extra fields.
 pub fn render_error_body(
+    style: ErrorStyle,
     detail: &str,
     code: &str,
     request_id: &str,
     extra: &Map<String, Value>,
 ) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct ErrorJson<'a> {
-        detail: &'a str,
-        code: &'a str,
-        request_id: &'a str,
-        #[serde(flatten)]
-        extra: &'a Map<String, Value>,
-    }
-    let body = ErrorJson {
-        detail,
-        code,
-        request_id,
-        extra,
+    let mut body = Map::with_capacity(3 + extra.len());
+    let sentence_key = match style {
+        ErrorStyle::Detail => "detail",
+        ErrorStyle::Protocol => "error",
     };
-    // Serialising strings and JSON values cannot fail.
+    body.insert(sentence_key.to_owned(), Value::from(detail));
+    body.insert("code".to_owned(), Value::from(code));
+    body.insert("request_id".to_owned(), Value::from(request_id));
+    for (key, value) in extra {
+        body.insert(key.clone(), value.clone());
+    }
+    // Serialising a JSON map cannot fail.
     serde_json::to_vec(&body).unwrap_or_default()
 }
 

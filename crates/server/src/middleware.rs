@@ -20,7 +20,7 @@ use inference_engine_core::job::{Job, RequestId};
 use inference_engine_core::observe;
 use tracing::Instrument;
 
-use crate::error::{ApiError, PendingErrorBody, fallback_code, render_error_body};
+use crate::error::{ApiError, ErrorStyle, PendingErrorBody, fallback_code, render_error_body};
 use crate::extract::RequestIdFromClient;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -28,7 +28,10 @@ const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Paths served without an API key.
 fn is_public(path: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/openapi.json")
+    matches!(
+        path,
+        "/health" | "/ready" | "/openapi.json" | "/v2/health/live" | "/v2/health/ready"
+    )
         || path == "/docs"
         || path.starts_with("/docs/")
         || path == "/playground"
@@ -75,7 +78,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut response = next.run(request).instrument(span).await;
 
-    finish_error_body(&mut response, request_id.as_str());
+    finish_error_body(&mut response, request_id.as_str(), ErrorStyle::for_path(&access.path));
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -164,9 +167,9 @@ pub async fn remember_route(request: Request, next: Next) -> Response {
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// Renders a pending `ApiError` body, or replaces any other non-JSON error body.
-fn finish_error_body(response: &mut Response, request_id: &str) {
+fn finish_error_body(response: &mut Response, request_id: &str, style: ErrorStyle) {
     let body = if let Some(pending) = response.extensions_mut().remove::<PendingErrorBody>() {
-        render_error_body(&pending.detail, pending.code, request_id, &pending.extra)
+        render_error_body(style, &pending.detail, pending.code, request_id, &pending.extra)
     } else if response.status().is_client_error() || response.status().is_server_error() {
         let is_json = response
             .headers()
@@ -176,7 +179,7 @@ fn finish_error_body(response: &mut Response, request_id: &str) {
             return;
         }
         let (code, detail) = fallback_code(response.status());
-        render_error_body(detail, code, request_id, &serde_json::Map::new())
+        render_error_body(style, detail, code, request_id, &serde_json::Map::new())
     } else {
         return;
     };

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use inference_engine_app::NotReady;
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::observe;
 
@@ -24,30 +25,19 @@ pub async fn health() -> Json<StatusBody> {
     (status = 503, description = "`status` is `loading`, `draining` or `degraded`, with a `reason`", body = ErrorBody),
 ))]
 pub async fn ready(State(ctx): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
-    let not_ready = |status: &str, reason: &str| {
-        ApiError::new(
-            ErrorKind::NotReady,
-            "not_ready",
-            format!("not ready: {reason}"),
-        )
-        .with_field("status", status)
-        .with_field("reason", reason)
-    };
-    if ctx.lifecycle.is_draining() {
-        return Err(not_ready("draining", "the server is shutting down"));
-    }
-    if ctx.lifecycle.is_loading() {
-        return Err(not_ready("loading", "the models are warming up"));
-    }
-    if let Err(err) = ctx.jobs.ping().await {
-        tracing::warn!(error = %err, "readiness check: job store unreachable");
-        return Err(not_ready("degraded", "the job store is unreachable"));
-    }
-    if let Err(err) = ctx.queue.ping().await {
-        tracing::warn!(error = %err, "readiness check: job queue unreachable");
-        return Err(not_ready("degraded", "the job queue is unreachable"));
-    }
+    ctx.readiness().await.map_err(not_ready)?;
     Ok(Json(StatusBody { status: "ready" }))
+}
+
+/// 503 `not_ready` with the `status` and `reason` fields.
+pub(super) fn not_ready(not_ready: NotReady) -> ApiError {
+    ApiError::new(
+        ErrorKind::NotReady,
+        "not_ready",
+        format!("not ready: {}", not_ready.reason),
+    )
+    .with_field("status", not_ready.status)
+    .with_field("reason", not_ready.reason)
 }
 
 /// Prometheus text exposition of every metric (SPEC §7). Needs `admin` here; served without

@@ -5,7 +5,9 @@ pub mod docs;
 pub mod health;
 pub mod jobs;
 pub mod models;
+pub mod playground;
 pub mod predict;
+pub mod v2;
 
 use std::sync::Arc;
 
@@ -54,14 +56,30 @@ pub fn router(ctx: AppState) -> Router {
             "/predict/async/batch",
             post(async_jobs::predict_async_batch),
         )
-        .route("/predict/async/{job_id}", get(async_jobs::get_async_job));
+        .route("/predict/async/{job_id}", get(async_jobs::get_async_job))
+        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer_version),
+        );
     let jobs = Router::new()
         .route("/jobs", get(jobs::list_jobs))
         .route("/jobs/{job_id}", get(jobs::get_job))
         .route("/jobs/{job_id}/cancel", post(jobs::cancel_job));
     let models = Router::new()
         .route("/models", get(models::list_models))
-        .route("/models/{name}/{version}", get(models::model_details));
+        .route("/models/{name}/{version}", get(models::model_details))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/ready", get(v2::model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2::version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2::version_ready),
+        );
     let admin = Router::new()
         .merge(internal_routes())
         .route("/admin/models/memory", get(models::memory))
@@ -77,6 +95,9 @@ pub fn router(ctx: AppState) -> Router {
     let public = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .merge(playground::router())
         .route_layer(from_fn_with_state(limit, enforce_body_limit));
 
     Router::new()

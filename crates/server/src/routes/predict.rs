@@ -1,6 +1,7 @@
 //! `POST /predict` and `POST /predict/batch`: run a model now and answer with its result once
 //! the job record is committed.
 
+use std::convert::identity;
 use std::time::Duration;
 
 use axum::Json;
@@ -10,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use inference_engine_core::job::Payload;
 use inference_engine_core::model::{ModelName, ModelVersion};
 use inference_engine_core::service::{PredictCommand, PredictFailure, Prediction};
-use serde::Serialize;
 
 use super::AppState;
 use crate::api::{
@@ -57,12 +57,15 @@ pub async fn predict(
     };
     respond(
         ctx.inference.predict(&caller, command).await,
-        |prediction, model, version, job_id| PredictResponse {
-            result: prediction.output,
-            model,
-            version,
-            job_id,
+        |prediction, model, version, job_id| {
+            Json(PredictResponse {
+                result: prediction.output,
+                model,
+                version,
+                job_id,
+            })
         },
+        identity,
     )
 }
 
@@ -91,15 +94,18 @@ pub async fn predict_batch(
     };
     let mut response = respond(
         ctx.inference.predict(&caller, command).await,
-        |prediction, model, version, job_id| BatchPredictResponse {
-            results: match prediction.output {
-                serde_json::Value::Array(results) => results,
-                other => vec![other],
-            },
-            model,
-            version,
-            job_id,
+        |prediction, model, version, job_id| {
+            Json(BatchPredictResponse {
+                results: match prediction.output {
+                    serde_json::Value::Array(results) => results,
+                    other => vec![other],
+                },
+                model,
+                version,
+                job_id,
+            })
         },
+        identity,
     );
     if let Some(headers) = limit_headers {
         headers.apply(&mut response);
@@ -162,9 +168,10 @@ fn millis_header(duration: Duration) -> HeaderValue {
 
 /// Success: the body plus timing and version headers. Failure: the mapped error, with the
 /// `X-Job-ID` of the failed job when it was recorded.
-fn respond<B: Serialize>(
-    outcome: Result<Prediction, PredictFailure>,
-    body: impl FnOnce(Prediction, String, String, String) -> B,
+pub(super) fn respond<A, B: IntoResponse>(
+    outcome: Result<Prediction<A>, PredictFailure>,
+    body: impl FnOnce(Prediction<A>, String, String, String) -> B,
+    error: impl FnOnce(ApiError) -> ApiError,
 ) -> Response {
     match outcome {
         Ok(prediction) => {
@@ -180,7 +187,7 @@ fn respond<B: Serialize>(
             let queue_time = millis_header(prediction.queue_time);
             let version_header = HeaderValue::from_str(&version).ok();
             let job_header = HeaderValue::from_str(&job_id).ok();
-            let mut response = Json(body(prediction, model, version, job_id)).into_response();
+            let mut response = body(prediction, model, version, job_id).into_response();
             let headers = response.headers_mut();
             headers.insert(INFERENCE_TIME, inference_time);
             headers.insert(QUEUE_TIME, queue_time);
@@ -194,7 +201,7 @@ fn respond<B: Serialize>(
             response
         }
         Err(failure) => {
-            let mut error = ApiError::from_classified(&failure.error);
+            let mut error = error(ApiError::from_classified(&failure.error));
             if let Some(job_id) = failure.job_id {
                 error = error.with_header("x-job-id", job_id.to_string());
             }

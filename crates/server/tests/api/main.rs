@@ -12,6 +12,7 @@ mod health;
 mod jobs;
 mod metrics;
 mod models;
+mod playground;
 mod predict;
 mod ratelimit;
 mod serving;

@@ -1,0 +1,324 @@
+//! The Open Inference Protocol's REST API (`/v2/...`) on the main port: server and model
+//! metadata and readiness, and `infer` with JSON or binary tensors (the wire formats live in
+//! the `inference-engine-v2` crate). Same keys, scopes, rate limits, job records, metrics and
+//! SLA as `/predict`; errors are `{"error", "code", "request_id"}` (see `ErrorStyle`), and
+//! invalid requests are 400 as the protocol says.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use inference_engine_core::error::ErrorKind;
+use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
+use inference_engine_core::registry::ModelDetails;
+use inference_engine_core::routing::Bucket;
+use inference_engine_core::service::TensorCommand;
+use inference_engine_core::source::TensorSpec;
+use inference_engine_core::tensor::Tensor;
+use inference_engine_v2::rest::{self, InferRequest};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::health;
+use super::predict::{respond, target};
+use crate::error::ApiError;
+use crate::extract::CallerContext;
+
+/// What `GET /v2` and gRPC `ServerMetadata` call this server.
+pub const SERVER_NAME: &str = "inference-engine";
+/// Protocol extensions served on both transports.
+pub const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
+
+/// `GET /v2`.
+pub async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": SERVER_NAME,
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": EXTENSIONS,
+    }))
+}
+
+/// `GET /v2/health/live`: the process answers.
+pub async fn live() -> Json<Value> {
+    Json(json!({"live": true}))
+}
+
+/// `GET /v2/health/ready`: the same verdict as `/ready`.
+pub async fn ready(State(ctx): State<AppState>) -> Result<Json<Value>, ApiError> {
+    ctx.readiness().await.map_err(health::not_ready)?;
+    Ok(Json(json!({"ready": true})))
+}
+
+/// `GET /v2/models/{name}`.
+pub async fn model_metadata(
+    State(ctx): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    metadata(&ctx, name, None).map(Json)
+}
+
+/// `GET /v2/models/{name}/versions/{version}`.
+pub async fn version_metadata(
+    State(ctx): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    metadata(&ctx, name, Some(version)).map(Json)
+}
+
+/// `GET /v2/models/{name}/ready`.
+pub async fn model_ready(
+    State(ctx): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    readiness(&ctx, name, None).map(Json)
+}
+
+/// `GET /v2/models/{name}/versions/{version}/ready`.
+pub async fn version_ready(
+    State(ctx): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    readiness(&ctx, name, Some(version)).map(Json)
+}
+
+/// `POST /v2/models/{name}/infer`: the router of SPEC §5 picks the version.
+pub async fn infer(
+    State(ctx): State<AppState>,
+    CallerContext(caller): CallerContext,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run_infer(&ctx, &caller, name, None, &headers, &body).await
+}
+
+/// `POST /v2/models/{name}/versions/{version}/infer`.
+pub async fn infer_version(
+    State(ctx): State<AppState>,
+    CallerContext(caller): CallerContext,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run_infer(&ctx, &caller, name, Some(version), &headers, &body).await
+}
+
+/// A model's protocol metadata: its versions, backend and tensor signature.
+pub fn metadata_json(key: &ModelKey, versions: &[String], details: &ModelDetails) -> Value {
+    let tensors = |specs: &[TensorSpec]| {
+        specs
+            .iter()
+            .map(|spec| json!({"name": spec.name, "datatype": spec.datatype, "shape": spec.shape}))
+            .collect::<Vec<_>>()
+    };
+    let (inputs, outputs) = details
+        .description
+        .as_ref()
+        .map_or((Vec::new(), Vec::new()), |description| {
+            (tensors(&description.inputs), tensors(&description.outputs))
+        });
+    json!({
+        "name": key.name,
+        "versions": versions,
+        "platform": details.status.backend.as_str(),
+        "inputs": inputs,
+        "outputs": outputs,
+    })
+}
+
+/// The model a protocol request names, its details and all its versions.
+#[derive(Debug)]
+pub struct Resolved {
+    pub key: ModelKey,
+    pub details: ModelDetails,
+    pub versions: Vec<String>,
+}
+
+/// Resolves a protocol model reference; without a version the routing rule decides.
+pub fn resolve(ctx: &AppState, name: String, version: Option<String>) -> Result<Resolved, ApiError> {
+    let (name, version) = target(name, version).map_err(ApiError::for_protocol)?;
+    resolve_key(ctx, &name, version.as_ref())
+}
+
+fn resolve_key(
+    ctx: &AppState,
+    name: &ModelName,
+    version: Option<&ModelVersion>,
+) -> Result<Resolved, ApiError> {
+    let serving = ctx.registry.serving();
+    let key = serving
+        .route(name, version, || Bucket::for_request(None))
+        .map_err(|err| ApiError::from_classified(&err).for_protocol())?;
+    let details = ctx
+        .registry
+        .details(&key)
+        .ok_or_else(|| ApiError::not_found(format!("model {key} is not served here")))?;
+    let versions = ctx
+        .registry
+        .statuses()
+        .into_iter()
+        .filter(|status| status.key.name == key.name)
+        .map(|status| status.key.version.to_string())
+        .collect();
+    Ok(Resolved {
+        key,
+        details,
+        versions,
+    })
+}
+
+fn metadata(ctx: &AppState, name: String, version: Option<String>) -> Result<Value, ApiError> {
+    let resolved = resolve(ctx, name, version)?;
+    Ok(metadata_json(&resolved.key, &resolved.versions, &resolved.details))
+}
+
+fn readiness(ctx: &AppState, name: String, version: Option<String>) -> Result<Value, ApiError> {
+    let resolved = resolve(ctx, name, version)?;
+    if !resolved.details.status.ready {
+        return Err(ApiError::new(
+            ErrorKind::NotReady,
+            "not_ready",
+            format!(
+                "model {} is not ready: {}",
+                resolved.key,
+                resolved
+                    .details
+                    .status
+                    .error
+                    .as_deref()
+                    .unwrap_or("it cannot be loaded")
+            ),
+        ));
+    }
+    Ok(json!({"name": resolved.key.name, "version": resolved.key.version, "ready": true}))
+}
+
+/// The outputs a client asked for, in its order (all of them when it named none); a name
+/// the model does not produce is an error.
+pub fn select_outputs(outputs: Vec<Tensor>, requested: &[String]) -> Result<Vec<Tensor>, ApiError> {
+    if requested.is_empty() {
+        return Ok(outputs);
+    }
+    let mut outputs = outputs.into_iter().map(Some).collect::<Vec<_>>();
+    requested
+        .iter()
+        .map(|name| {
+            outputs
+                .iter_mut()
+                .find(|output| output.as_ref().is_some_and(|output| &output.name == name))
+                .and_then(Option::take)
+                .ok_or_else(|| unknown_output(name))
+        })
+        .collect()
+}
+
+fn unknown_output(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::MalformedRequest,
+        "invalid_input",
+        format!("the model has no output `{name}`"),
+    )
+}
+
+/// Checks requested outputs against a model's declared outputs before running it (models
+/// without a declared signature are checked after the run).
+pub fn check_requested_outputs(details: &ModelDetails, requested: &[String]) -> Result<(), ApiError> {
+    let Some(description) = &details.description else {
+        return Ok(());
+    };
+    if description.outputs.is_empty() {
+        return Ok(());
+    }
+    match requested
+        .iter()
+        .find(|name| !description.outputs.iter().any(|output| &output.name == *name))
+    {
+        Some(name) => Err(unknown_output(name)),
+        None => Ok(()),
+    }
+}
+
+async fn run_infer(
+    ctx: &AppState,
+    caller: &inference_engine_core::service::Caller,
+    name: String,
+    version: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let InferRequest {
+        id,
+        inputs,
+        outputs: selection,
+        timeout,
+    } = match decode(headers, body) {
+        Ok(request) => request,
+        Err(err) => return err.into_response(),
+    };
+    let requested = selection.names();
+    let (model, version) = match target(name, version) {
+        Ok(target) => target,
+        Err(err) => return err.for_protocol().into_response(),
+    };
+    if let Some(version) = &version
+        && let Ok(resolved) = resolve_key(ctx, &model, Some(version))
+        && let Err(err) = check_requested_outputs(&resolved.details, &requested)
+    {
+        return err.into_response();
+    }
+    let id = id.unwrap_or_else(|| caller.request_id.as_str().to_owned());
+    let command = TensorCommand {
+        model,
+        version,
+        inputs,
+        timeout,
+    };
+    respond(
+        ctx.inference.infer_tensors(caller, command).await,
+        |prediction, model, version, _job_id| {
+            let outputs = match select_outputs(prediction.output, &requested) {
+                Ok(outputs) => outputs,
+                Err(err) => return err.into_response(),
+            };
+            let encoded = rest::encode_infer_response(&model, &version, Some(&id), &outputs, |name| {
+                selection.binary(name)
+            });
+            let mut response = encoded.body.into_response();
+            let headers = response.headers_mut();
+            match encoded.header_length {
+                Some(length) => {
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    headers.insert(rest::HEADER_LENGTH, HeaderValue::from(length));
+                }
+                None => {
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                }
+            }
+            response
+        },
+        ApiError::for_protocol,
+    )
+}
+
+fn decode(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiError> {
+    let malformed = |message: String| ApiError::new(ErrorKind::MalformedRequest, "invalid_input", message);
+    let header_length = headers
+        .get(rest::HEADER_LENGTH)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<usize>().ok())
+                .ok_or_else(|| malformed(format!("{} must be a byte count", rest::HEADER_LENGTH)))
+        })
+        .transpose()?;
+    rest::parse_infer_request(body, header_length).map_err(|err| malformed(err.to_string()))
+}
+
