@@ -188,7 +188,8 @@ describe('the playground', { timeout: 180_000 }, () => {
     assert.equal(await byTestId('response-version').textContent(), 'v1');
     assert.match(await byTestId('response-request-id').textContent(), /^[0-9a-f-]{36}$/);
     assert.match(await byTestId('response-rtt').textContent(), /\d ms$/);
-    assert.match(await byTestId('response-server-time').textContent(), /ms/);
+    assert.match(await byTestId('response-server-time').textContent(), /ms$/);
+    assert.match(await byTestId('response-queue-time').textContent(), /ms$/);
     assert.ok(await byTestId('error-box').isHidden());
     await screenshot('try');
 
@@ -283,6 +284,7 @@ describe('the playground', { timeout: 180_000 }, () => {
     const stored = await apiGet(`/jobs/${jobId}`);
     assert.equal(stored.body.status, 'cancelled');
     // The Try tab's poller sees the end too.
+    await byTestId('tab-try').click();
     await byTestId('async-job-status').filter({ hasText: 'cancelled' }).waitFor({ timeout: 10_000 });
     await screenshot('jobs-cancelled');
   });
@@ -350,7 +352,16 @@ describe('the playground', { timeout: 180_000 }, () => {
     assert.ok(await byTestId('health-metrics').isHidden());
     await setKey(KEYS.admin);
     await byTestId('health-metrics').waitFor({ state: 'visible', timeout: 10_000 });
-    await page.waitForFunction(() => document.getElementById('metric-rps').textContent !== '–', null, { timeout: 15_000 });
+    // Some traffic for the charts, then two rate samples (one scrape every 3 s).
+    for (let i = 0; i < 20; i += 1) {
+      await fetch(`${engine.origin}/predict`, {
+        method: 'POST',
+        headers: { 'X-API-Key': KEYS.user, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ model: 'echo', version: 'v1', data: i }),
+      });
+    }
+    await page.waitForFunction(() => Number(document.getElementById('spark-rps').dataset.points) >= 2, null, { timeout: 20_000 });
+    assert.match(await byTestId('metric-rps').textContent(), /^\d+\.\d$/);
     assert.match(await byTestId('metric-loaded').textContent(), /^\d+$/);
     assert.match(await byTestId('metric-queue').textContent(), /^\d+$/);
     await byTestId('tab-try').click();

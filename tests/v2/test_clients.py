@@ -136,10 +136,15 @@ class Suite:
         )
 
     def http_ready(self) -> None:
-        expect(
-            self.http.is_server_ready(headers=http_headers()),
-            "is_server_ready() is False (GET /v2/health/ready)",
-        )
+        # The engine is not ready while warm-up loads the models (as Triton during its model
+        # load): poll with a deadline rather than expecting readiness at the first instant.
+        deadline = time.monotonic() + 30
+        while not self.http.is_server_ready(headers=http_headers()):
+            expect(
+                time.monotonic() < deadline,
+                "is_server_ready() stayed False for 30 s (GET /v2/health/ready)",
+            )
+            time.sleep(0.05)
 
     def http_server_metadata(self) -> None:
         md = self.http.get_server_metadata(headers=http_headers())

@@ -129,6 +129,8 @@ pub struct AppContext {
     /// The `job_queue_depth` series the last `/metrics` reported, so a drained one is set to 0
     /// (see `observe::job_queue_depth`). A std mutex: never held across an `.await`.
     pub queue_depth_series: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// Where the gRPC listener listens, once `serve` bound it (`GRPC_PORT=0` picks a port).
+    pub grpc_address: std::sync::OnceLock<std::net::SocketAddr>,
     job_writer: Arc<GroupCommitStore>,
     store_backend: StoreBackend,
 }
@@ -404,6 +406,7 @@ impl AppContext {
             rate_limiter,
             config_path,
             queue_depth_series: std::sync::Mutex::default(),
+            grpc_address: std::sync::OnceLock::new(),
             job_writer,
             store_backend,
         })

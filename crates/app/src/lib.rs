@@ -32,4 +32,4 @@ pub mod telemetry;
 
 pub use context::{AppContext, NotReady, QueueBackend, Role, StartupError};
 pub use lifecycle::{Lifecycle, shutdown_signal};
-pub use settings::{Environment, LogFormat, Settings};
+pub use settings::{Environment, GrpcPort, LogFormat, Settings};

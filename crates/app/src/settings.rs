@@ -17,6 +17,27 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// `GRPC_PORT`: the Open Inference Protocol gRPC listener's port on the HTTP API's host, `0`
+/// for any free port, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcPort {
+    Off,
+    Port(u16),
+}
+
+impl std::str::FromStr for GrpcPort {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "off" | "none" | "disabled" => Ok(Self::Off),
+            port => port.parse().map(Self::Port).map_err(|_| {
+                format!("{port:?} is not a port number (0-65535) or `off`")
+            }),
+        }
+    }
+}
+
 /// Process-wide settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -70,6 +91,11 @@ pub struct Settings {
     /// the working directory when present.
     #[arg(long = "config", env = "ENGINE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+
+    /// Port of the Open Inference Protocol gRPC listener (same host as the HTTP API); `0`
+    /// picks a free port, `off` disables it.
+    #[arg(long, env = "GRPC_PORT", default_value = "8001", value_parser = clap::value_parser!(GrpcPort), global = true)]
+    pub grpc_port: GrpcPort,
 
     /// Optional internal listener serving `/metrics` and `/debug/*` without authentication
     /// (e.g. `127.0.0.1:9100`); keep it off the public network.
@@ -233,6 +259,7 @@ impl Settings {
             log_format: LogFormat::Json,
             config: None,
             admin_listen_addr: None,
+            grpc_port: GrpcPort::Port(0),
             models_dir: PathBuf::from("models"),
             max_loaded_models: None,
             cpu_executor_workers: Some(2),

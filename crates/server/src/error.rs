@@ -31,6 +31,24 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
     }
 }
 
+/// The gRPC status code of each kind (the protocol's gRPC endpoint), beside the HTTP table.
+pub fn grpc_code_for(kind: ErrorKind) -> tonic::Code {
+    match kind {
+        ErrorKind::MalformedRequest | ErrorKind::InvalidInput | ErrorKind::PayloadTooLarge => {
+            tonic::Code::InvalidArgument
+        }
+        ErrorKind::NotFound => tonic::Code::NotFound,
+        ErrorKind::MethodNotAllowed => tonic::Code::Unimplemented,
+        ErrorKind::Conflict => tonic::Code::FailedPrecondition,
+        ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
+        ErrorKind::Forbidden => tonic::Code::PermissionDenied,
+        ErrorKind::RateLimited | ErrorKind::Overloaded => tonic::Code::ResourceExhausted,
+        ErrorKind::NotReady | ErrorKind::Unavailable => tonic::Code::Unavailable,
+        ErrorKind::Timeout => tonic::Code::DeadlineExceeded,
+        ErrorKind::Internal => tonic::Code::Internal,
+    }
+}
+
 /// Seconds a client should wait before retrying, for kinds that are worth retrying.
 fn retry_after_for(kind: ErrorKind) -> Option<u32> {
     match kind {
@@ -116,8 +134,12 @@ impl ApiError {
         self.code
     }
 
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
     /// What the client is told. Server faults keep their cause in the log.
-    fn public_detail(&self) -> String {
+    pub fn public_detail(&self) -> String {
         match self.kind {
             ErrorKind::Internal => {
                 "the server failed to handle this request; the cause is in the server log under this request_id".to_owned()

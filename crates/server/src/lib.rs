@@ -9,11 +9,13 @@
 //! - [`middleware`]: request id and access log, authentication, scopes, body limit.
 //! - [`ratelimit`]: per-tenant, per-group limits on the HTTP path and their headers.
 //! - [`extract`]: `ApiJson<T>`, whose rejections are JSON errors.
+//! - [`grpc`]: the Open Inference Protocol over gRPC (`GRPC_PORT`) and `grpc.health.v1`.
 //! - [`error`]: `ApiError`, `ErrorKind → StatusCode`, the JSON error body.
 
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod grpc;
 pub mod middleware;
 pub mod ratelimit;
 pub mod routes;
@@ -22,7 +24,7 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
-use inference_engine_app::{AppContext, QueueBackend, job_loops};
+use inference_engine_app::{AppContext, GrpcPort, QueueBackend, job_loops};
 use tokio::net::TcpListener;
 
 pub use routes::router;
@@ -40,6 +42,22 @@ pub async fn serve(
     let internal = match ctx.settings.admin_listen_addr {
         Some(address) => Some(serve_internal(address, Arc::clone(&ctx)).await?),
         None => None,
+    };
+    let grpc_listener = match ctx.settings.grpc_port {
+        GrpcPort::Port(port) => {
+            let address = std::net::SocketAddr::new(listener.local_addr()?.ip(), port);
+            let grpc = TcpListener::bind(address).await.map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("GRPC_PORT {port}: cannot listen on {address}: {err}"),
+                )
+            })?;
+            let bound = grpc.local_addr()?;
+            let _ = ctx.grpc_address.set(bound);
+            tracing::info!(address = %bound, "grpc listening");
+            Some(grpc)
+        }
+        GrpcPort::Off => None,
     };
     let job_loops = match ctx.queue_backend {
         QueueBackend::InProcess(_) => {
@@ -64,6 +82,12 @@ pub async fn serve(
         lifecycle.start_draining();
         let _ = signalled.send(true);
     };
+    let grpc = grpc_listener.map(|grpc_listener| {
+        let mut on_signal = on_signal.clone();
+        tokio::spawn(grpc::serve_grpc(grpc_listener, Arc::clone(&ctx), async move {
+            let _ = on_signal.wait_for(|signalled| *signalled).await;
+        }))
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(graceful)
         .into_future();
@@ -82,6 +106,15 @@ pub async fn serve(
         }
     };
     reloads.abort();
+    if let Some(grpc) = grpc {
+        // In-flight gRPC calls finish like HTTP requests do, within the same grace period.
+        let abort = grpc.abort_handle();
+        match tokio::time::timeout(grace, grpc).await {
+            Ok(Ok(Err(err))) => tracing::error!(error = %err, "the gRPC listener failed"),
+            Err(_) => abort.abort(),
+            _ => {}
+        }
+    }
     if let Some(internal) = internal {
         internal.abort();
     }

@@ -480,6 +480,7 @@
     $('input-json').hidden = mode !== 'json';
     $('input-text').hidden = mode !== 'text';
     $('input-csv').hidden = mode !== 'csv';
+    $('format-json').hidden = mode !== 'json';
     if (mode === 'csv') renderCsvPreview();
     updateSnippet();
   }
@@ -800,7 +801,7 @@
 
   function resetResponse() {
     setPill($('response-status'), '…', 'pending');
-    for (const id of ['response-request-id', 'response-version', 'response-server-time', 'response-rtt']) $(id).textContent = '–';
+    for (const id of ['response-request-id', 'response-version', 'response-server-time', 'response-queue-time', 'response-rtt']) $(id).textContent = '–';
     $('error-box').hidden = true;
     $('async-box').hidden = true;
     $('response-body').textContent = '';
@@ -813,7 +814,8 @@
     $('response-version').textContent = answer.headers.get('X-Model-Version') || (answer.json && answer.json.version) || '–';
     const serverTime = answer.headers.get('X-Inference-Time-Ms');
     const queueTime = answer.headers.get('X-Queue-Time-Ms');
-    $('response-server-time').textContent = serverTime !== null ? formatMs(Number(serverTime)) + (queueTime !== null ? ' + ' + formatMs(Number(queueTime)) + ' queued' : '') : '–';
+    $('response-server-time').textContent = serverTime === null ? '–' : formatMs(Number(serverTime));
+    $('response-queue-time').textContent = queueTime === null ? '–' : formatMs(Number(queueTime));
     $('response-rtt').textContent = formatMs(answer.rtt);
     if (!answer.ok) {
       const body = answer.json || {};
@@ -1008,10 +1010,17 @@
     if (selectedJobId) refreshJobDetail(selectedJobId, false);
   }
 
+  /** Milliseconds since the epoch of an RFC 3339 time, keeping its microseconds (Date keeps only milliseconds). */
+  function preciseMs(iso) {
+    const fraction = /\.(\d+)Z$/.exec(iso);
+    const whole = Date.parse(fraction ? iso.slice(0, fraction.index) + 'Z' : iso);
+    return whole + (fraction ? Number('0.' + fraction[1]) * 1000 : 0);
+  }
+
   function jobDuration(job) {
     if (!job.started_at) return '–';
-    const end = job.finished_at ? new Date(job.finished_at) : new Date();
-    return formatMs(end - new Date(job.started_at)) + (job.finished_at ? '' : '…');
+    const end = job.finished_at ? preciseMs(job.finished_at) : Date.now();
+    return formatMs(end - preciseMs(job.started_at)) + (job.finished_at ? '' : '…');
   }
 
   function jobRow(job) {
@@ -1345,7 +1354,10 @@
       setAdmin(false, 'Live figures from /metrics appear with an admin key.');
       return;
     }
-    if (state.key === metricsRefusedKey) return;
+    if (state.key === metricsRefusedKey) {
+      setAdmin(false, 'Live figures from /metrics need an admin key.');
+      return;
+    }
     const answer = await api('GET', '/metrics');
     if (run !== healthRun) return;
     if (answer.status === 401 || answer.status === 403) {
@@ -1407,36 +1419,40 @@
     drawSparkline($('spark-' + name), series);
   }
 
+  /** The last 40 samples as a line over a filled area, newest at the right (a dot marks it). */
   function drawSparkline(canvas, series) {
     const { context, width, height } = fitCanvas(canvas);
+    const points = [];
+    const right = width - 3;
+    const step = right / 39;
     const values = series.filter((v) => v !== null && Number.isFinite(v));
-    if (!values.length) return;
     const max = Math.max(...values, 1e-9);
-    const step = width / 39;
-    context.strokeStyle = '#4f46e5';
-    context.fillStyle = 'rgba(79, 70, 229, 0.12)';
-    context.lineWidth = 1.5;
-    context.beginPath();
-    let started = false;
-    let firstX = 0;
-    let lastX = 0;
     series.forEach((value, i) => {
       if (value === null || !Number.isFinite(value)) return;
-      const x = width - (series.length - 1 - i) * step;
-      const y = height - 2 - (value / max) * (height - 4);
-      if (!started) {
-        context.moveTo(x, y);
-        firstX = x;
-        started = true;
-      } else {
-        context.lineTo(x, y);
-      }
-      lastX = x;
+      points.push([right - (series.length - 1 - i) * step, height - 3 - (value / max) * (height - 6)]);
     });
+    canvas.dataset.points = String(points.length);
+    context.strokeStyle = '#e3e6eb';
+    context.lineWidth = 1;
+    context.beginPath();
+    context.moveTo(0, height - 2.5);
+    context.lineTo(width, height - 2.5);
     context.stroke();
-    context.lineTo(lastX, height);
-    context.lineTo(firstX, height);
+    if (!points.length) return;
+    context.beginPath();
+    points.forEach(([x, y], i) => (i ? context.lineTo(x, y) : context.moveTo(x, y)));
+    context.strokeStyle = '#4f46e5';
+    context.lineWidth = 1.5;
+    context.stroke();
+    context.lineTo(points[points.length - 1][0], height);
+    context.lineTo(points[0][0], height);
     context.closePath();
+    context.fillStyle = 'rgba(79, 70, 229, 0.12)';
+    context.fill();
+    const [lastX, lastY] = points[points.length - 1];
+    context.beginPath();
+    context.arc(lastX, lastY, 2.2, 0, 2 * Math.PI);
+    context.fillStyle = '#4f46e5';
     context.fill();
   }
 

@@ -130,7 +130,7 @@ fn command(
 }
 
 /// The model and, unless omitted or empty, the version.
-pub(super) fn target(
+pub(crate) fn target(
     model: String,
     version: Option<String>,
 ) -> Result<(ModelName, Option<ModelVersion>), ApiError> {

@@ -1,0 +1,501 @@
+//! The Open Inference Protocol over gRPC on `GRPC_PORT`: `inference.GRPCInferenceService`
+//! (health, metadata, `ModelInfer` with raw or typed contents, the repository RPCs) and the
+//! standard `grpc.health.v1.Health`. Same keys (`x-api-key` or `authorization: Bearer`
+//! metadata), scopes, rate limits, routing, SLA, job records and metrics as the HTTP API; the
+//! handlers reuse the REST protocol module (`routes::v2`) for model resolution and outputs.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::BoxStream;
+use inference_engine_core::auth::{Principal, Scope};
+use inference_engine_core::config::RateLimitGroup;
+use inference_engine_core::job::RequestId;
+use inference_engine_core::service::{Caller, TensorCommand};
+use inference_engine_core::tensor::Tensor;
+use inference_engine_v2::proto::health::health_check_response::ServingStatus;
+use inference_engine_v2::proto::health::health_server::{Health, HealthServer};
+use inference_engine_v2::proto::health::{HealthCheckRequest, HealthCheckResponse};
+use inference_engine_v2::proto::inference::grpc_inference_service_server::{
+    GrpcInferenceService, GrpcInferenceServiceServer,
+};
+use inference_engine_v2::proto::inference::model_infer_request::InferInputTensor;
+use inference_engine_v2::proto::inference::model_infer_response::InferOutputTensor;
+use inference_engine_v2::proto::inference::model_metadata_response::TensorMetadata;
+use inference_engine_v2::proto::inference::repository_index_response::ModelIndex;
+use inference_engine_v2::proto::inference::{
+    InferParameter, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
+    ModelMetadataResponse, ModelReadyRequest, ModelReadyResponse, RepositoryIndexRequest,
+    RepositoryIndexResponse, RepositoryModelLoadRequest, RepositoryModelLoadResponse,
+    RepositoryModelUnloadRequest, RepositoryModelUnloadResponse, ServerLiveRequest,
+    ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest,
+    ServerReadyResponse, infer_parameter::ParameterChoice,
+};
+use inference_engine_v2::wire::{self, WireError};
+use tokio::net::TcpListener;
+use tonic::metadata::MetadataMap;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use crate::error::{ApiError, grpc_code_for};
+use crate::ratelimit;
+use crate::routes::AppState;
+use crate::routes::v2::{self, EXTENSIONS, SERVER_NAME};
+
+/// The service name `grpc.health.v1.Health` answers for, besides the server as a whole ("").
+const INFERENCE_SERVICE: &str = "inference.GRPCInferenceService";
+
+/// Serves both gRPC services on `listener` until `shutdown` resolves (in-flight calls finish).
+pub async fn serve_grpc(
+    listener: TcpListener,
+    ctx: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let limit = ctx.settings.max_body_bytes;
+    let inference = GrpcInferenceServiceServer::new(InferenceGrpc {
+        ctx: Arc::clone(&ctx),
+    })
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(usize::MAX);
+    let health = HealthServer::new(HealthGrpc { ctx });
+    tonic::transport::Server::builder()
+        .add_service(inference)
+        .add_service(health)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+}
+
+/// A gRPC status for an API error: the same classification as the HTTP statuses.
+fn status(err: &ApiError) -> Status {
+    if err.status().is_server_error() {
+        tracing::error!(code = err.code(), cause = ?err, "grpc call failed");
+    }
+    Status::new(grpc_code_for(err.kind()), err.public_detail())
+}
+
+fn invalid(err: &WireError) -> Status {
+    Status::invalid_argument(err.to_string())
+}
+
+/// The presented key: `x-api-key`, or `authorization: Bearer <key>`.
+fn presented_key(metadata: &MetadataMap) -> Option<&str> {
+    if let Some(key) = metadata.get("x-api-key") {
+        return key.to_str().ok();
+    }
+    let authorization = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[derive(Debug, Clone)]
+struct InferenceGrpc {
+    ctx: AppState,
+}
+
+impl InferenceGrpc {
+    /// The caller, if its key is valid and has `scope`; charged against `group`'s rate limit.
+    async fn admit(
+        &self,
+        metadata: &MetadataMap,
+        scope: Scope,
+        group: Option<RateLimitGroup>,
+    ) -> Result<Caller, Status> {
+        let principal: Principal = presented_key(metadata)
+            .and_then(|key| self.ctx.api_keys.authenticate(key))
+            .cloned()
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "a valid API key is required: send it as x-api-key or authorization: Bearer metadata",
+                )
+            })?;
+        if !principal.allows(scope) {
+            return Err(Status::permission_denied(format!(
+                "this API key lacks the {:?} scope",
+                scope.as_str()
+            )));
+        }
+        if let Some(group) = group {
+            ratelimit::charge(&self.ctx, principal.tenant(), group, 1)
+                .await
+                .map_err(|err| status(&err))?;
+        }
+        let from_client = metadata
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .and_then(RequestId::parse);
+        Ok(Caller {
+            tenant: principal.tenant().clone(),
+            request_id_from_client: from_client.is_some(),
+            request_id: from_client.unwrap_or_else(RequestId::generate),
+        })
+    }
+
+    fn resolve(&self, name: String, version: String) -> Result<v2::Resolved, Status> {
+        let version = (!version.is_empty()).then_some(version);
+        v2::resolve(&self.ctx, name, version).map_err(|err| status(&err))
+    }
+}
+
+/// Logs one call like the HTTP access log.
+fn logged<T>(method: &str, started: Instant, result: Result<T, Status>) -> Result<T, Status> {
+    let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
+    match &result {
+        Ok(_) => tracing::info!(method, code = "OK", latency_ms, "grpc call"),
+        Err(status) => {
+            tracing::info!(method, code = ?status.code(), latency_ms, error = status.message(), "grpc call");
+        }
+    }
+    result
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for InferenceGrpc {
+    async fn server_live(
+        &self,
+        _request: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _request: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        let ready = self.ctx.readiness().await.is_ok();
+        Ok(Response::new(ServerReadyResponse { ready }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            self.admit(request.metadata(), Scope::ReadModels, Some(RateLimitGroup::Models))
+                .await?;
+            let ModelReadyRequest { name, version } = request.into_inner();
+            let resolved = self.resolve(name, version)?;
+            Ok(Response::new(ModelReadyResponse {
+                ready: resolved.details.status.ready,
+            }))
+        }
+        .await;
+        logged("ModelReady", started, result)
+    }
+
+    async fn server_metadata(
+        &self,
+        request: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        self.admit(request.metadata(), Scope::ReadModels, Some(RateLimitGroup::Models))
+            .await?;
+        Ok(Response::new(ServerMetadataResponse {
+            name: SERVER_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            extensions: EXTENSIONS.map(str::to_owned).to_vec(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            self.admit(request.metadata(), Scope::ReadModels, Some(RateLimitGroup::Models))
+                .await?;
+            let ModelMetadataRequest { name, version } = request.into_inner();
+            let resolved = self.resolve(name, version)?;
+            let tensors = |specs: &[inference_engine_core::source::TensorSpec]| {
+                specs
+                    .iter()
+                    .map(|spec| TensorMetadata {
+                        name: spec.name.clone(),
+                        datatype: spec.datatype.clone(),
+                        shape: spec.shape.clone(),
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let (inputs, outputs) = resolved
+                .details
+                .description
+                .as_ref()
+                .map_or((Vec::new(), Vec::new()), |description| {
+                    (tensors(&description.inputs), tensors(&description.outputs))
+                });
+            Ok(Response::new(ModelMetadataResponse {
+                name: resolved.key.name.to_string(),
+                versions: resolved.versions,
+                platform: resolved.details.status.backend.as_str().to_owned(),
+                inputs,
+                outputs,
+            }))
+        }
+        .await;
+        logged("ModelMetadata", started, result)
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let caller = self
+                .admit(request.metadata(), Scope::Predict, Some(RateLimitGroup::Predict))
+                .await?;
+            let request = request.into_inner();
+            let version = (!request.model_version.is_empty()).then_some(request.model_version.clone());
+            let (model, version) = crate::routes::predict::target(request.model_name.clone(), version)
+                .map_err(|err| status(&err.for_protocol()))?;
+            let requested = request
+                .outputs
+                .iter()
+                .map(|output| output.name.clone())
+                .collect::<Vec<_>>();
+            if let Some(version) = &version
+                && let Ok(resolved) = v2::resolve(&self.ctx, model.to_string(), Some(version.to_string()))
+            {
+                v2::check_requested_outputs(&resolved.details, &requested).map_err(|err| status(&err))?;
+            }
+            let timeout = timeout_parameter(&request)?;
+            let id = if request.id.is_empty() {
+                caller.request_id.as_str().to_owned()
+            } else {
+                request.id.clone()
+            };
+            let inputs = decode_inputs(request.inputs, request.raw_input_contents)?;
+            let prediction = self
+                .ctx
+                .inference
+                .infer_tensors(
+                    &caller,
+                    TensorCommand {
+                        model,
+                        version,
+                        inputs,
+                        timeout,
+                    },
+                )
+                .await
+                .map_err(|failure| status(&ApiError::from_classified(&failure.error).for_protocol()))?;
+            let outputs = v2::select_outputs(prediction.output, &requested).map_err(|err| status(&err))?;
+            let mut response = Response::new(encode_outputs(
+                prediction.model.name.to_string(),
+                prediction.model.version.to_string(),
+                id,
+                outputs,
+            ));
+            if let Ok(value) = prediction.job_id.to_string().parse() {
+                response.metadata_mut().insert("x-job-id", value);
+            }
+            Ok(response)
+        }
+        .await;
+        logged("ModelInfer", started, result)
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        self.admit(request.metadata(), Scope::Admin, None).await?;
+        let only_ready = request.into_inner().ready;
+        let models = self
+            .ctx
+            .registry
+            .statuses()
+            .into_iter()
+            .filter(|status| !only_ready || status.ready)
+            .map(|status| {
+                let (state, reason) = match (&status.error, status.loaded) {
+                    (Some(error), _) => ("UNAVAILABLE", error.clone()),
+                    (None, true) => ("READY", String::new()),
+                    (None, false) => ("UNAVAILABLE", "unloaded (loads on first request)".to_owned()),
+                };
+                ModelIndex {
+                    name: status.key.name.to_string(),
+                    version: status.key.version.to_string(),
+                    state: state.to_owned(),
+                    reason,
+                }
+            })
+            .collect();
+        Ok(Response::new(RepositoryIndexResponse { models }))
+    }
+
+    /// Loads (or reloads from disk) every version of the model; a failed reload keeps the
+    /// old version serving.
+    async fn repository_model_load(
+        &self,
+        request: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        self.admit(request.metadata(), Scope::Admin, None).await?;
+        for key in self.versions_of(&request.into_inner().model_name)? {
+            self.ctx
+                .registry
+                .reload_model(&key)
+                .await
+                .map_err(|err| status(&ApiError::from_classified(&err)))?;
+            tracing::info!(model = %key, "model loaded through RepositoryModelLoad");
+        }
+        Ok(Response::new(RepositoryModelLoadResponse {}))
+    }
+
+    /// Drops every version of the model from memory; running requests finish first.
+    async fn repository_model_unload(
+        &self,
+        request: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        self.admit(request.metadata(), Scope::Admin, None).await?;
+        for key in self.versions_of(&request.into_inner().model_name)? {
+            self.ctx
+                .registry
+                .unload(&key)
+                .map_err(|err| status(&ApiError::from_classified(&err)))?;
+        }
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
+    }
+}
+
+impl InferenceGrpc {
+    fn versions_of(
+        &self,
+        name: &str,
+    ) -> Result<Vec<inference_engine_core::model::ModelKey>, Status> {
+        let keys = self
+            .ctx
+            .registry
+            .statuses()
+            .into_iter()
+            .filter(|status| status.key.name.as_str() == name)
+            .map(|status| status.key)
+            .collect::<Vec<_>>();
+        if keys.is_empty() {
+            return Err(Status::not_found(format!("model {name:?} is not served here")));
+        }
+        Ok(keys)
+    }
+}
+
+/// The `timeout` request parameter (microseconds, as Triton's clients send it).
+fn timeout_parameter(request: &ModelInferRequest) -> Result<Option<Duration>, Status> {
+    match request.parameters.get("timeout") {
+        None => Ok(None),
+        Some(InferParameter {
+            parameter_choice: Some(ParameterChoice::Int64Param(micros)),
+        }) if *micros >= 0 => Ok(Some(Duration::from_micros(micros.unsigned_abs()))),
+        Some(InferParameter {
+            parameter_choice: Some(ParameterChoice::Uint64Param(micros)),
+        }) => Ok(Some(Duration::from_micros(*micros))),
+        Some(_) => Err(Status::invalid_argument(
+            "parameter timeout must be a non-negative integer (microseconds)",
+        )),
+    }
+}
+
+/// Input tensors from typed contents, or from `raw_input_contents` (one entry per input).
+fn decode_inputs(
+    inputs: Vec<InferInputTensor>,
+    raw: Vec<prost::bytes::Bytes>,
+) -> Result<Vec<Tensor>, Status> {
+    if inputs.is_empty() {
+        return Err(Status::invalid_argument("the request has no inputs"));
+    }
+    if !raw.is_empty() && raw.len() != inputs.len() {
+        return Err(Status::invalid_argument(format!(
+            "raw_input_contents has {} entries for {} inputs; send one per input, in order",
+            raw.len(),
+            inputs.len()
+        )));
+    }
+    let mut raw = raw.into_iter();
+    inputs
+        .into_iter()
+        .map(|input| {
+            let datatype = wire::datatype(&input.datatype, &input.name).map_err(|err| invalid(&err))?;
+            let dims = wire::shape(&input.shape, &input.name).map_err(|err| invalid(&err))?;
+            let data = match raw.next() {
+                Some(bytes) => {
+                    if input.contents.is_some() {
+                        return Err(Status::invalid_argument(format!(
+                            "tensor `{}` has both contents and raw_input_contents",
+                            input.name
+                        )));
+                    }
+                    wire::data_from_raw(&input.name, datatype, &bytes)
+                }
+                None => wire::data_from_contents(&input.name, datatype, input.contents.unwrap_or_default()),
+            }
+            .map_err(|err| invalid(&err))?;
+            wire::tensor(&input.name, dims, data).map_err(|err| invalid(&err))
+        })
+        .collect()
+}
+
+/// Outputs as `raw_output_contents`, as Triton answers (its clients decode raw contents).
+fn encode_outputs(
+    model_name: String,
+    model_version: String,
+    id: String,
+    outputs: Vec<Tensor>,
+) -> ModelInferResponse {
+    let mut described = Vec::with_capacity(outputs.len());
+    let mut raw = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        raw.push(wire::to_raw(&output.data).into());
+        described.push(InferOutputTensor {
+            name: output.name,
+            datatype: output.data.datatype().as_str().to_owned(),
+            shape: wire::wire_shape(&output.shape),
+            parameters: Default::default(),
+            contents: None,
+        });
+    }
+    ModelInferResponse {
+        model_name,
+        model_version,
+        id,
+        parameters: Default::default(),
+        outputs: described,
+        raw_output_contents: raw,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HealthGrpc {
+    ctx: AppState,
+}
+
+#[tonic::async_trait]
+impl Health for HealthGrpc {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        let service = request.into_inner().service;
+        if !service.is_empty() && service != INFERENCE_SERVICE {
+            return Err(Status::not_found(format!("unknown service {service:?}")));
+        }
+        let serving = if self.ctx.readiness().await.is_ok() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        Ok(Response::new(HealthCheckResponse {
+            status: serving.into(),
+        }))
+    }
+
+    type WatchStream = BoxStream<'static, Result<HealthCheckResponse, Status>>;
+
+    async fn watch(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented(
+            "Watch is not served; poll Check instead",
+        ))
+    }
+}
