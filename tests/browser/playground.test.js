@@ -283,10 +283,11 @@ describe('the playground', { timeout: 180_000 }, () => {
     await row.getByTestId('job-status').filter({ hasText: 'cancelled' }).waitFor({ timeout: 10_000 });
     const stored = await apiGet(`/jobs/${jobId}`);
     assert.equal(stored.body.status, 'cancelled');
+    await screenshot('jobs-cancelled');
     // The Try tab's poller sees the end too.
     await byTestId('tab-try').click();
     await byTestId('async-job-status').filter({ hasText: 'cancelled' }).waitFor({ timeout: 10_000 });
-    await screenshot('jobs-cancelled');
+    await screenshot('try-async-cancelled');
   });
 
   test('benchmarks 50 requests and shows the percentiles', async () => {

@@ -13,6 +13,7 @@
 //! - [`pipeline`]: the `Pipeline` trait (preprocess → validate → infer → postprocess) and its
 //!   type-erased form `Model`.
 //! - [`builtin`]: the built-in `echo` and `sleep` pipelines.
+//! - [`deadline`]: the SLA deadline of the model call on the current executor thread.
 //! - [`executor`]: `ExecutorPool`, bounded queues in front of named OS threads.
 //! - [`observe`]: the metric names of SPEC §7 and the functions that record them.
 //! - [`source`]: `ModelSource`, `ModelDescription`, `TensorSpec`: a model before it is loaded.
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod batcher;
 pub mod builtin;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod executor;
 pub mod job;

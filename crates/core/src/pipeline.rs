@@ -21,6 +21,9 @@ pub enum PipelineError {
     /// The model itself failed on valid input.
     #[error("{0}")]
     Inference(String),
+    /// A service the model needs (a remote inference server) cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl PipelineError {
@@ -29,6 +32,7 @@ impl PipelineError {
         match self {
             Self::InvalidInput(message) => Self::InvalidInput(format!("items[{index}]: {message}")),
             Self::Inference(message) => Self::Inference(format!("items[{index}]: {message}")),
+            Self::Unavailable(message) => Self::Unavailable(message),
         }
     }
 }
@@ -38,6 +42,7 @@ impl Classified for PipelineError {
         match self {
             Self::InvalidInput(_) => ErrorKind::InvalidInput,
             Self::Inference(_) => ErrorKind::Internal,
+            Self::Unavailable(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -45,6 +50,7 @@ impl Classified for PipelineError {
         match self {
             Self::InvalidInput(_) => "invalid_input",
             Self::Inference(_) => "inference_failed",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 }

@@ -72,15 +72,15 @@ pub struct ModelDetails {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    #[error("model {name:?} is not served here")]
+    #[error("model \"{name}\" is not served here")]
     UnknownModel { name: ModelName },
-    #[error("model {name:?} has no version {version:?}")]
+    #[error("model \"{name}\" has no version \"{version}\"")]
     UnknownVersion {
         name: ModelName,
         version: ModelVersion,
     },
     #[error(
-        "model {name:?} has several versions ({available}) and no routing rule: give \"version\""
+        "model \"{name}\" has several versions ({available}) and no routing rule: give \"version\""
     )]
     VersionRequired { name: ModelName, available: String },
     #[error("model {key} is not ready: {reason}")]

@@ -2,13 +2,14 @@
 //! optional deadline, and record the outcome as a job before anyone is told about it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::{Either, select};
 use serde_json::Value;
 
 use crate::auth::TenantId;
+use crate::deadline;
 use crate::error::{Classified, ErrorKind};
 use crate::executor::{Executed, ExecutorError, ExecutorPool};
 use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId};
@@ -112,6 +113,7 @@ impl InferenceError {
             Self::Resolve(err) => err.code(),
             Self::Pipeline(PipelineError::InvalidInput(_)) => "invalid_input",
             Self::Pipeline(PipelineError::Inference(_)) => "inference_error",
+            Self::Pipeline(PipelineError::Unavailable(_)) => "unavailable",
             Self::Executor(ExecutorError::Overloaded { .. }) => "overloaded",
             Self::Executor(ExecutorError::ShutDown { .. }) => "unavailable",
             Self::Executor(ExecutorError::Panicked { .. }) => "inference_error",
@@ -279,8 +281,9 @@ impl InferenceService {
             timeout,
         } = command;
         self.run_recorded(caller, model, version, async |serving, key| {
-            let work = self.run_tensors_on_pool(serving, key, inputs);
-            self.within_deadline(serving, key, timeout, work).await
+            let limit = serving.timeout_for(key, timeout);
+            let work = self.run_tensors_on_pool(serving, key, inputs, deadline::after(limit));
+            self.within_deadline(serving, key, limit, work).await
         })
         .await
     }
@@ -377,20 +380,21 @@ impl InferenceService {
         payload: Payload,
         requested: Option<Duration>,
     ) -> ModelRun {
-        let work = self.run_on_pool(serving, key, payload);
-        self.within_deadline(serving, key, requested, work).await
+        let limit = serving.timeout_for(key, requested);
+        let work = self.run_on_pool(serving, key, payload, deadline::after(limit));
+        self.within_deadline(serving, key, limit, work).await
     }
 
-    /// Awaits `work` until the model's SLA deadline (shortened by `requested`).
+    /// Awaits `work` until `limit`, the model's SLA timeout (shortened by the caller's).
     async fn within_deadline<A>(
         &self,
         serving: &Serving,
         key: &ModelKey,
-        requested: Option<Duration>,
+        limit: Option<Duration>,
         work: impl Future<Output = Result<Executed<Result<A, InferenceError>>, InferenceError>>,
     ) -> ModelRun<A> {
         let submitted_at = self.clock.now();
-        let executed = match serving.timeout_for(key, requested) {
+        let executed = match limit {
             None => work.await,
             Some(limit) => {
                 let deadline = self.clock.sleep(limit);
@@ -428,11 +432,12 @@ impl InferenceService {
         serving: &Serving,
         key: &ModelKey,
         inputs: Vec<Tensor>,
+        deadline: Option<Instant>,
     ) -> Result<Executed<Result<Vec<Tensor>, InferenceError>>, InferenceError> {
         let lease = self.registry.acquire(serving, key).await?;
         let executed = pool_of(serving, key)?
             // The lease lives until the model returns, even if the caller left.
-            .run(move || lease.loaded.model.infer_tensors(inputs))
+            .run(move || deadline::within(deadline, || lease.loaded.model.infer_tensors(inputs)))
             .await?;
         Ok(into_inference(executed))
     }
@@ -442,6 +447,7 @@ impl InferenceService {
         serving: &Serving,
         key: &ModelKey,
         payload: Payload,
+        deadline: Option<Instant>,
     ) -> Result<Executed<Result<Value, InferenceError>>, InferenceError> {
         let lease = self.registry.acquire(serving, key).await?;
         let pool = pool_of(serving, key)?;
@@ -456,10 +462,10 @@ impl InferenceService {
                     .run(move || {
                         // The lease lives until the model returns, even if the caller left.
                         let model = &lease.loaded.model;
-                        match payload {
+                        deadline::within(deadline, || match payload {
                             Payload::Single(data) => model.predict(data),
                             Payload::Batch(items) => model.predict_batch(items).map(Value::Array),
-                        }
+                        })
                     })
                     .await?;
                 Ok(into_inference(executed))

@@ -18,6 +18,8 @@ pub enum Backend {
     Builtin,
     /// An ONNX graph from the model repository, run in-process.
     Onnx,
+    /// Run by a remote Open Inference Protocol server; pre- and postprocessing stay local.
+    RemoteV2,
 }
 
 impl Backend {
@@ -25,6 +27,7 @@ impl Backend {
         match self {
             Self::Builtin => "builtin",
             Self::Onnx => "onnx",
+            Self::RemoteV2 => "remote_v2",
         }
     }
 }

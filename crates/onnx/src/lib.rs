@@ -13,6 +13,8 @@
 //! - [`manifest`]: `Manifest`, the parsed and validated `model.toml`, and its conversion to a
 //!   core `ModelDescription`.
 //! - [`repository`]: `scan_repository`, `<dir>/<name>/<version>/model.toml` → `ScannedModel`s.
+//! - [`remote`]: `RemoteModel` and `RemoteConnector`, the seam for `remote_v2` models (the
+//!   protocol client lives in `inference-engine-v2`).
 //! - [`source`]: `OnnxSource`, a core `ModelSource` that loads one version folder on demand.
 //! - [`pipeline`]: `OnnxPipeline`, the core `Pipeline` on a tract plan, with batched runs.
 //! - [`examples`]: request `data` → one tensor per graph input (`Examples`), and the
@@ -26,6 +28,7 @@ pub mod examples;
 pub mod inspect;
 pub mod manifest;
 pub mod pipeline;
+pub mod remote;
 pub mod repository;
 pub mod source;
 mod tensors;
@@ -35,5 +38,6 @@ pub use examples::Examples;
 pub use inspect::{Inspection, OpsetImport, inspect};
 pub use manifest::Manifest;
 pub use pipeline::{OnnxPipeline, Predictions};
-pub use repository::{ScannedModel, scan_repository};
+pub use remote::{RemoteConnector, RemoteModel};
+pub use repository::{ScannedModel, scan_repository, scan_repository_with};
 pub use source::OnnxSource;

@@ -41,18 +41,76 @@ pub struct Manifest {
     pub postprocess: PostprocessManifest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<BatchingManifest>,
+    /// Where a `backend = "remote_v2"` model runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteManifest>,
+}
+
+/// `[remote]`: an Open Inference Protocol server (Triton, KServe, MLServer) that runs the
+/// model; the engine keeps the manifest's pre- and postprocessing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteManifest {
+    /// `http://host:port` of the server's gRPC or HTTP endpoint.
+    pub url: String,
+    #[serde(default)]
+    pub protocol: RemoteProtocol,
+    /// The model's name on the remote server.
+    pub model: String,
+    /// The remote version; empty or absent: the server's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Connections kept to the server (gRPC channels or HTTP keep-alive connections).
+    #[serde(default = "default_remote_connections")]
+    pub connections: usize,
+    /// Consecutive failures (connection refused, unavailable, deadline) that open the circuit.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// How long an open circuit answers 503 at once before one request probes the server.
+    #[serde(default = "default_open_ms")]
+    pub open_ms: u64,
+    /// Deadline of a call when the model has no SLA timeout.
+    #[serde(default = "default_remote_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_remote_connections() -> usize {
+    4
+}
+
+fn default_failure_threshold() -> u32 {
+    3
+}
+
+fn default_open_ms() -> u64 {
+    1_000
+}
+
+fn default_remote_timeout_ms() -> u64 {
+    30_000
+}
+
+/// How the engine talks to a remote server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteProtocol {
+    #[default]
+    Grpc,
+    Http,
 }
 
 fn default_file() -> String {
     "model.onnx".to_owned()
 }
 
-/// `backend`: only `"onnx"` runs locally today.
+/// `backend`: `"onnx"` runs the graph in-process; `"remote_v2"` sends the tensors to the
+/// Open Inference Protocol server of `[remote]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ManifestBackend {
     #[default]
     Onnx,
+    RemoteV2,
 }
 
 /// Element types a manifest may declare, by their Open Inference Protocol names.
@@ -205,6 +263,7 @@ impl Manifest {
     /// Checks what the schema cannot: shapes, names, labels and ranges.
     pub fn validate(&self) -> Result<(), OnnxError> {
         self.validate_file()?;
+        self.validate_remote()?;
         validate_tensors("inputs", &self.inputs)?;
         validate_tensors("outputs", &self.outputs)?;
         self.validate_validation()?;
@@ -225,6 +284,39 @@ impl Manifest {
             )));
         }
         Ok(())
+    }
+
+    fn validate_remote(&self) -> Result<(), OnnxError> {
+        match (self.backend, &self.remote) {
+            (ManifestBackend::Onnx, None) => Ok(()),
+            (ManifestBackend::Onnx, Some(_)) => Err(invalid(
+                "[remote] is only for backend = \"remote_v2\"".to_owned(),
+            )),
+            (ManifestBackend::RemoteV2, None) => Err(invalid(
+                "backend = \"remote_v2\" needs a [remote] table with url and model".to_owned(),
+            )),
+            (ManifestBackend::RemoteV2, Some(remote)) => {
+                let scheme = remote.url.split_once("://").map(|(scheme, _)| scheme);
+                if !matches!(scheme, Some("http")) {
+                    return Err(invalid(format!(
+                        "remote.url = {:?} must be http://host:port",
+                        remote.url
+                    )));
+                }
+                if remote.model.is_empty() {
+                    return Err(invalid("remote.model must name the remote model".to_owned()));
+                }
+                if remote.connections == 0 || remote.failure_threshold == 0 || remote.timeout_ms == 0
+                {
+                    return Err(invalid(
+                        "remote.connections, remote.failure_threshold and remote.timeout_ms must \
+                         be at least 1"
+                            .to_owned(),
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     fn validate_validation(&self) -> Result<(), OnnxError> {
@@ -332,7 +424,10 @@ impl Manifest {
     /// What the registry and `GET /models` know about this model before it is loaded.
     pub fn to_description(&self) -> ModelDescription {
         ModelDescription {
-            backend: Backend::Onnx,
+            backend: match self.backend {
+                ManifestBackend::Onnx => Backend::Onnx,
+                ManifestBackend::RemoteV2 => Backend::RemoteV2,
+            },
             description: self.description.clone(),
             inputs: self.inputs.iter().map(TensorManifest::to_spec).collect(),
             outputs: self.outputs.iter().map(TensorManifest::to_spec).collect(),

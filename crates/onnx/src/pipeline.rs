@@ -1,4 +1,5 @@
-//! [`OnnxPipeline`]: a tract plan behind the core `Pipeline` contract.
+//! [`OnnxPipeline`]: a tract plan (or, for `remote_v2` models, a remote server) behind the
+//! core `Pipeline` contract.
 //!
 //! preprocess turns `data` into one tensor per graph input ([`Examples`]); `infer_batch`
 //! stacks the rows of several requests into one tract run and hands each request back its own
@@ -21,6 +22,7 @@ use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
 use crate::error::OnnxError;
 use crate::examples::{self, Examples, InputLayout};
 use crate::manifest::{DataType, Manifest, PostprocessKind, TensorManifest};
+use crate::remote::RemoteModel;
 use crate::tensors;
 
 /// The name of the batch dimension's symbol in the graph's input facts.
@@ -29,14 +31,22 @@ pub(crate) const BATCH_SYMBOL: &str = "N";
 /// A loaded ONNX model: an optimised tract plan plus what the manifest says about its
 /// inputs, outputs, checks and postprocessing.
 pub struct OnnxPipeline {
-    plan: Arc<TypedRunnableModel>,
+    engine: Engine,
     /// In the order the plan takes them (the manifest's order).
     inputs: Vec<InputLayout>,
     /// Names of the plan's outputs, in the manifest's order.
     outputs: Vec<String>,
+    /// Their declared datatypes (remote answers are checked against them).
+    output_types: Vec<DataType>,
     min: Option<f64>,
     max: Option<f64>,
     postprocess: Postprocess,
+}
+
+/// What runs the graph.
+enum Engine {
+    Tract(Arc<TypedRunnableModel>),
+    Remote(Arc<dyn RemoteModel>),
 }
 
 #[derive(Debug)]
@@ -146,6 +156,15 @@ impl OnnxPipeline {
         let plan = typed
             .into_runnable()
             .map_err(|err| model_error("tract cannot plan the graph", &err))?;
+        Ok(Self::assemble(manifest, Engine::Tract(plan)))
+    }
+
+    /// A `remote_v2` model: the manifest's checks and postprocessing around `remote`.
+    pub fn remote(manifest: &Manifest, remote: Arc<dyn RemoteModel>) -> Self {
+        Self::assemble(manifest, Engine::Remote(remote))
+    }
+
+    fn assemble(manifest: &Manifest, engine: Engine) -> Self {
 
         let postprocess = Postprocess {
             kind: manifest.postprocess.kind,
@@ -156,18 +175,19 @@ impl OnnxPipeline {
             .validation
             .as_ref()
             .map_or((None, None), |validation| (validation.min, validation.max));
-        Ok(Self {
-            plan,
+        Self {
+            engine,
             inputs: manifest.inputs.iter().map(InputLayout::new).collect(),
             outputs: manifest
                 .outputs
                 .iter()
                 .map(|output| output.name.clone())
                 .collect(),
+            output_types: manifest.outputs.iter().map(|output| output.datatype).collect(),
             min,
             max,
             postprocess,
-        })
+        }
     }
 
     fn input_names(&self) -> Vec<String> {
@@ -177,19 +197,24 @@ impl OnnxPipeline {
     /// Runs the plan on stacked inputs holding `rows` examples; every output must have `rows`
     /// as its first dimension.
     fn run(&self, tensors: Vec<Tensor>, rows: usize) -> Result<Vec<Arc<Tensor>>, PipelineError> {
-        let inputs = tensors
-            .into_iter()
-            .map(IntoTValue::into_tvalue)
-            .collect::<tract_onnx::prelude::TVec<TValue>>();
-        let outputs = self
-            .plan
-            .run(inputs)
-            .map_err(|err| PipelineError::Inference(format!("{err:#}")))?;
+        let outputs = match &self.engine {
+            Engine::Tract(plan) => {
+                let inputs = tensors
+                    .into_iter()
+                    .map(IntoTValue::into_tvalue)
+                    .collect::<tract_onnx::prelude::TVec<TValue>>();
+                plan.run(inputs)
+                    .map_err(|err| PipelineError::Inference(format!("{err:#}")))?
+                    .into_iter()
+                    .map(TValue::into_arc_tensor)
+                    .collect::<Vec<_>>()
+            }
+            Engine::Remote(remote) => self.run_remote(remote.as_ref(), tensors)?,
+        };
         outputs
             .into_iter()
             .zip(&self.outputs)
-            .map(|(value, name)| {
-                let tensor = value.into_arc_tensor();
+            .map(|(tensor, name)| {
                 if tensor.shape().first() != Some(&rows) {
                     return Err(PipelineError::Inference(format!(
                         "output `{name}` has shape {:?}; expected {rows} rows (one per example) \
@@ -198,6 +223,37 @@ impl OnnxPipeline {
                     )));
                 }
                 Ok(tensor)
+            })
+            .collect()
+    }
+
+    /// Sends the inputs to the remote server and puts its outputs in the manifest's order,
+    /// each checked against its declared datatype.
+    fn run_remote(
+        &self,
+        remote: &dyn RemoteModel,
+        tensors: Vec<Tensor>,
+    ) -> Result<Vec<Arc<Tensor>>, PipelineError> {
+        let inputs = tensors
+            .iter()
+            .zip(&self.inputs)
+            .map(|(tensor, layout)| tensors::from_tract(&layout.name, tensor))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut answered = remote.infer(inputs, &self.outputs)?;
+        self.outputs
+            .iter()
+            .zip(&self.output_types)
+            .map(|(name, datatype)| {
+                let position = answered
+                    .iter()
+                    .position(|tensor| &tensor.name == name)
+                    .ok_or_else(|| {
+                        PipelineError::Inference(format!(
+                            "the remote server did not return output `{name}`"
+                        ))
+                    })?;
+                tensors::remote_output_to_tract(answered.swap_remove(position), *datatype)
+                    .map(Arc::new)
             })
             .collect()
     }
@@ -350,7 +406,7 @@ impl Pipeline for OnnxPipeline {
         self.outputs
             .iter()
             .zip(&outputs)
-            .map(|(name, tensor)| tensors::output_from_tract(name, tensor))
+            .map(|(name, tensor)| tensors::from_tract(name, tensor))
             .collect()
     }
 

@@ -18,6 +18,7 @@ use inference_engine_core::source::ModelSource;
 
 use crate::error::OnnxError;
 use crate::manifest::MANIFEST_FILE;
+use crate::remote::RemoteConnector;
 use crate::source::OnnxSource;
 
 /// Lists every model version under `dir`, sorted by key.
@@ -31,6 +32,14 @@ use crate::source::OnnxSource;
 /// - A `model.toml` that fails to parse or validate, or names a missing file, is listed with
 ///   `source: Err(..)` (and logged).
 pub fn scan_repository(dir: &Path) -> Result<Vec<ScannedModel>, OnnxError> {
+    scan_repository_with(dir, None)
+}
+
+/// Like [`scan_repository`]; `remote` connects `backend = "remote_v2"` models.
+pub fn scan_repository_with(
+    dir: &Path,
+    remote: Option<&Arc<dyn RemoteConnector>>,
+) -> Result<Vec<ScannedModel>, OnnxError> {
     let names = match subfolders(dir) {
         Ok(names) => names,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -77,7 +86,7 @@ pub fn scan_repository(dir: &Path) -> Result<Vec<ScannedModel>, OnnxError> {
                 continue;
             }
             let key = ModelKey::new(name.clone(), version);
-            let source = OnnxSource::open(&version_dir)
+            let source = OnnxSource::open_with(&version_dir, remote)
                 .map(|source| Arc::new(source) as Arc<dyn ModelSource>);
             if let Err(err) = &source {
                 tracing::warn!(model = %key, "model is not ready: {err}");

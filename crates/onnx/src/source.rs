@@ -1,4 +1,5 @@
-//! [`OnnxSource`]: one model version folder, described without loading, loaded on demand.
+//! [`OnnxSource`]: one model version folder, described without loading, loaded on demand:
+//! its graph file, or for `backend = "remote_v2"` a connection to the remote server.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -8,25 +9,56 @@ use inference_engine_core::pipeline::{Model, PipelineModel};
 use inference_engine_core::source::{LoadError, ModelDescription, ModelSource};
 
 use crate::error::OnnxError;
-use crate::manifest::{MANIFEST_FILE, Manifest};
+use crate::manifest::{MANIFEST_FILE, Manifest, ManifestBackend};
+use crate::remote::RemoteConnector;
 use crate::pipeline::OnnxPipeline;
 
 /// A model version folder with a valid `model.toml` whose graph file exists.
 #[derive(Debug)]
 pub struct OnnxSource {
     manifest: Manifest,
-    /// `<version folder>/<manifest.file>`.
-    model_path: PathBuf,
+    origin: Origin,
     description: ModelDescription,
+}
+
+/// Where the model runs.
+#[derive(Debug)]
+enum Origin {
+    /// `<version folder>/<manifest.file>`.
+    Graph(PathBuf),
+    Remote(Arc<dyn RemoteConnector>),
 }
 
 impl OnnxSource {
     /// Reads and validates `<dir>/model.toml` and checks that the graph file it names exists.
     /// The error names the file at fault (`<path>: <reason>`), ready for `GET /models`.
     pub fn open(dir: &Path) -> Result<Self, LoadError> {
+        Self::open_with(dir, None)
+    }
+
+    /// Like [`OnnxSource::open`]; `remote` connects `backend = "remote_v2"` models (without
+    /// it they are listed, not ready).
+    pub fn open_with(
+        dir: &Path,
+        remote: Option<&Arc<dyn RemoteConnector>>,
+    ) -> Result<Self, LoadError> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest =
             Manifest::from_path(&manifest_path).map_err(|err| located(&manifest_path, &err))?;
+        if manifest.backend == ManifestBackend::RemoteV2 {
+            let connector = remote.ok_or_else(|| {
+                LoadError(format!(
+                    "{}: backend = \"remote_v2\" is not available in this process",
+                    manifest_path.display()
+                ))
+            })?;
+            let description = manifest.to_description();
+            return Ok(Self {
+                manifest,
+                origin: Origin::Remote(Arc::clone(connector)),
+                description,
+            });
+        }
         Self::new(dir, manifest)
     }
 
@@ -44,7 +76,7 @@ impl OnnxSource {
         let description = manifest.to_description();
         Ok(Self {
             manifest,
-            model_path,
+            origin: Origin::Graph(model_path),
             description,
         })
     }
@@ -53,21 +85,24 @@ impl OnnxSource {
         &self.manifest
     }
 
-    pub fn model_path(&self) -> &Path {
-        &self.model_path
-    }
 
     /// Loads the graph into a typed pipeline (what [`ModelSource::load`] erases). Blocking.
     pub fn load_pipeline(&self) -> Result<OnnxPipeline, LoadError> {
-        // tract reports malformed graphs as errors, but a panic deep in an op's shape
-        // inference must not take the loader thread down with it: a bad file is a model that
-        // is not ready, never a crash.
+        let model_path = match &self.origin {
+            Origin::Graph(model_path) => model_path,
+            Origin::Remote(connector) => {
+                let remote = self.manifest.remote.as_ref().ok_or_else(|| {
+                    LoadError("backend = \"remote_v2\" without a [remote] table".to_owned())
+                })?;
+                return Ok(OnnxPipeline::remote(&self.manifest, connector.connect(remote)?));
+            }
+        };
         let loaded = panic::catch_unwind(AssertUnwindSafe(|| {
-            OnnxPipeline::load(&self.model_path, &self.manifest)
+            OnnxPipeline::load(model_path, &self.manifest)
         }));
         match loaded {
             Ok(Ok(pipeline)) => Ok(pipeline),
-            Ok(Err(err)) => Err(located(&self.model_path, &err)),
+            Ok(Err(err)) => Err(located(model_path, &err)),
             Err(payload) => {
                 let reason = payload
                     .downcast_ref::<&str>()
@@ -76,7 +111,7 @@ impl OnnxSource {
                     .unwrap_or_else(|| "unknown cause".to_owned());
                 Err(LoadError(format!(
                     "{}: tract panicked while loading the graph: {reason}",
-                    self.model_path.display()
+                    model_path.display()
                 )))
             }
         }

@@ -52,11 +52,31 @@ pub(crate) fn input_to_tract(
             tensor.name
         )));
     }
+    Ok((to_tract(tensor)?, rows))
+}
+
+/// A remote server's output as a tract tensor, if it has the declared datatype.
+pub(crate) fn remote_output_to_tract(
+    tensor: Tensor,
+    declared: DataType,
+) -> Result<TractTensor, PipelineError> {
+    if tensor.datatype() != declared.core() {
+        return Err(PipelineError::Inference(format!(
+            "the remote server returned output `{}` as {}; model.toml declares {declared}",
+            tensor.name,
+            tensor.datatype()
+        )));
+    }
+    to_tract(tensor)
+}
+
+/// Moves a core tensor of a manifest datatype into a tract tensor (no copy).
+fn to_tract(tensor: Tensor) -> Result<TractTensor, PipelineError> {
     let shape = tract_ndarray::IxDyn(&tensor.shape);
     let array = |err: tract_ndarray::ShapeError| {
-        PipelineError::Inference(format!("input `{}`: {err}", tensor.name))
+        PipelineError::Inference(format!("tensor `{}`: {err}", tensor.name))
     };
-    let converted = match tensor.data {
+    Ok(match tensor.data {
         TensorData::Fp32(values) => tract_ndarray::ArrayD::from_shape_vec(shape, values)
             .map(TractTensor::from)
             .map_err(array)?,
@@ -70,18 +90,18 @@ pub(crate) fn input_to_tract(
             .map(TractTensor::from)
             .map_err(array)?,
         other => {
-            return Err(invalid(format!(
-                "input `{}` is {}; the model takes {expected}",
+            return Err(PipelineError::InvalidInput(format!(
+                "tensor `{}` is {}; model.toml datatypes are FP32, FP64, INT64 and INT32",
                 tensor.name,
                 other.datatype()
             )));
         }
-    };
-    Ok((converted, rows))
+    })
 }
 
-/// A plan output as a core tensor named `name`.
-pub(crate) fn output_from_tract(name: &str, tensor: &TractTensor) -> Result<Tensor, PipelineError> {
+/// A tract tensor (a plan output, or an input on its way to a remote server) as a core
+/// tensor named `name`.
+pub(crate) fn from_tract(name: &str, tensor: &TractTensor) -> Result<Tensor, PipelineError> {
     fn values<T: tract_onnx::prelude::Datum + Clone>(
         tensor: &TractTensor,
     ) -> Result<Vec<T>, PipelineError> {

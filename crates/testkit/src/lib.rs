@@ -284,6 +284,18 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// `http://host:port` of the gRPC listener (on a free port in tests), once it is bound.
+    pub async fn grpc_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(address) = self.ctx.grpc_address.get() {
+                return format!("http://{address}");
+            }
+            assert!(Instant::now() < deadline, "the gRPC listener did not start in 10 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// `POST path` with a JSON body and, if given, `X-API-Key`.
     pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
         let mut request = self.client.post(self.url(path)).json(body);
@@ -409,6 +421,8 @@ impl EngineProcess {
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // Tests run engines side by side: gRPC on a free port unless a test picks one.
+            .env("GRPC_PORT", "0")
             .envs(envs.iter().copied())
             .current_dir(working_dir)
             .stdout(Stdio::piped())

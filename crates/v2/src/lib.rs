@@ -6,16 +6,20 @@
 //! form the protocol allows (JSON nested or flat, raw little-endian bytes, typed protobuf
 //! contents), and the REST request and response bodies with the binary tensor extension. The
 //! HTTP and gRPC endpoints themselves live in the server crate; this crate never depends on
-//! axum, a database or the registry.
+//! axum, a database or the registry. It also owns the client side: the `remote_v2` model
+//! backend, which runs a model on another protocol server.
 //!
 //! Layout:
 //! - [`proto`]: the generated `inference` and `grpc.health.v1` messages, clients and servers.
 //! - [`wire`]: tensor elements ⇄ JSON, raw bytes and typed contents; `WireError`.
+//! - [`remote`]: `RemoteV2Connector`, the `remote_v2` backend (pool, retries, circuit breaker).
 //! - [`rest`]: the REST infer request and response, including `Inference-Header-Content-Length`
 //!   framing and `binary_data` outputs.
 
 pub mod proto;
+pub mod remote;
 pub mod rest;
 pub mod wire;
 
+pub use remote::RemoteV2Connector;
 pub use wire::WireError;

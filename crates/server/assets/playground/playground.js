@@ -1398,7 +1398,8 @@
     previousScrape = scrape;
     pushMetric('rps', rps, rps === null ? '–' : rps.toFixed(1));
     pushMetric('errors', errorRate, errorRate === null ? '–' : (errorRate * 100).toFixed(1) + ' %');
-    pushMetric('p99', p99 === null ? null : p99 * 1000, p99 === null ? '–' : formatMs(p99 * 1000));
+    // No requests since the last scrape: no latency to report (and no point on the chart).
+    pushMetric('p99', p99 === null ? null : p99 * 1000, p99 === null ? 'idle' : formatMs(p99 * 1000));
     pushMetric('loaded', loaded, String(loaded));
     pushMetric('queue', queue, String(queue));
   }

@@ -82,7 +82,10 @@ impl Asset {
                 .into_response()
         };
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        );
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
@@ -113,10 +116,18 @@ impl Asset {
     }
 }
 
-static SCRIPT_ASSET: LazyLock<Asset> =
-    LazyLock::new(|| Asset::new(Bytes::from_static(SCRIPT.as_bytes()), "text/javascript; charset=utf-8"));
-static STYLESHEET_ASSET: LazyLock<Asset> =
-    LazyLock::new(|| Asset::new(Bytes::from_static(STYLESHEET.as_bytes()), "text/css; charset=utf-8"));
+static SCRIPT_ASSET: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        Bytes::from_static(SCRIPT.as_bytes()),
+        "text/javascript; charset=utf-8",
+    )
+});
+static STYLESHEET_ASSET: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        Bytes::from_static(STYLESHEET.as_bytes()),
+        "text/css; charset=utf-8",
+    )
+});
 /// The HTML with the assets' hashes filled in, rendered once.
 static INDEX_ASSET: LazyLock<Asset> = LazyLock::new(|| {
     let html = INDEX_HTML

@@ -16,3 +16,4 @@ mod playground;
 mod predict;
 mod ratelimit;
 mod serving;
+mod v2;

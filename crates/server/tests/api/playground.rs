@@ -34,7 +34,10 @@ async fn the_page_is_public_html_with_a_strict_csp() {
     for path in ["/playground", "/playground/"] {
         let response = app.get(path, None).await;
         assert_eq!(response.status(), 200, "{path}");
-        assert_eq!(header(&response, "content-type"), "text/html; charset=utf-8");
+        assert_eq!(
+            header(&response, "content-type"),
+            "text/html; charset=utf-8"
+        );
         assert_eq!(header(&response, "cache-control"), "no-cache");
         assert!(response.headers().contains_key("x-request-id"));
         let csp = header(&response, "content-security-policy");
@@ -55,12 +58,7 @@ async fn the_page_is_public_html_with_a_strict_csp() {
 #[tokio::test]
 async fn the_assets_are_served_with_their_types_and_the_whole_payload_is_under_200_kb() {
     let app = TestApp::spawn().await;
-    let html = app
-        .get("/playground", None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = app.get("/playground", None).await.text().await.unwrap();
     let urls = asset_urls(&html);
     assert!(
         urls.iter().any(|url| url.contains("playground.js?v="))
@@ -82,10 +80,7 @@ async fn the_assets_are_served_with_their_types_and_the_whole_payload_is_under_2
         assert_eq!(header(&response, "x-content-type-options"), "nosniff");
         total += response.bytes().await.unwrap().len();
     }
-    assert!(
-        total < PAYLOAD_LIMIT,
-        "the playground weighs {total} bytes"
-    );
+    assert!(total < PAYLOAD_LIMIT, "the playground weighs {total} bytes");
     // Without the current hash an asset is revalidated instead.
     let response = app.get("/playground/playground.js?v=old", None).await;
     assert_eq!(header(&response, "cache-control"), "no-cache");
@@ -111,12 +106,7 @@ async fn an_unchanged_asset_is_answered_304_to_its_etag() {
 #[tokio::test]
 async fn the_assets_name_no_other_host() {
     let app = TestApp::spawn().await;
-    let html = app
-        .get("/playground", None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = app.get("/playground", None).await.text().await.unwrap();
     let mut files = vec![("/playground".to_owned(), html.clone())];
     for url in asset_urls(&html) {
         let body = app.get(&url, None).await.text().await.unwrap();
