@@ -4,7 +4,7 @@
 // error on the page (uncaught exceptions and console errors; the only console errors allowed
 // are Chromium's "Failed to load resource" lines for the engine's own 4xx answers, which the
 // tests provoke on purpose).
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -115,9 +115,25 @@ before(async () => {
   await page.goto(`${engine.origin}/playground`);
 });
 
+// Each test starts from the same state, whatever the one before it left (a bad key, say).
+beforeEach(async () => {
+  if (!page) return;
+  if ((await byTestId('api-key').inputValue()) !== KEYS.user) {
+    await setKey(KEYS.user);
+  }
+  if (await page.locator('#model-select option[value=echo]').count()) {
+    await byTestId('tab-try').click();
+    await byTestId('timeout-ms').fill('');
+    await waitForModels();
+  }
+});
+
+// Each test answers for what happened during it (the lists are emptied for the next one).
 afterEach(() => {
-  assert.deepEqual(foreignRequests, [], 'the page requested another host');
-  assert.deepEqual(pageErrors, [], 'the page had JavaScript errors');
+  const foreign = foreignRequests.splice(0);
+  const errors = pageErrors.splice(0);
+  assert.deepEqual(foreign, [], 'the page requested another host');
+  assert.deepEqual(errors, [], 'the page had JavaScript errors');
 });
 
 after(async () => {
@@ -201,7 +217,7 @@ describe('the playground', { timeout: 180_000 }, () => {
     await prepare({ mode: 'csv' });
     await byTestId('csv-input').fill('name,x,y\nfoo,1,2.5\n');
     assert.match(await byTestId('csv-preview').textContent(), /1 row → one object/);
-    assert.equal(await byTestId('endpoint-preview').textContent(), 'POST /predict');
+    await page.waitForFunction(() => document.getElementById('endpoint-preview').textContent === 'POST /predict');
     body = await sendAndRead(200);
     assert.deepEqual(body.result, { name: 'foo', x: 1, y: 2.5 });
 

@@ -8,6 +8,8 @@
 //!   from a fixed number of concurrent keep-alive connections, counts non-202 answers and
 //!   transport errors, prints the submit throughput and latency, and writes the accepted job
 //!   ids, one per line. Used by `bench/async_jobs.sh`.
+//! - `grpc-infer`: Open Inference Protocol `ModelInfer` calls (raw contents) from C concurrent
+//!   clients for D seconds against any V2 gRPC server. Used by `bench/v2_grpc.sh`.
 //!
 //! The summary goes to stderr, ending with one machine-readable `LOADGEN_RESULT key=value ...`
 //! line; the exit status is 1 when any submission was not accepted.
@@ -15,9 +17,11 @@
 //! Layout:
 //! - `main.rs`: the command line and the runtime.
 //! - `async_submit.rs`: the `async-submit` scenario.
+//! - `grpc_infer.rs`: the `grpc-infer` scenario.
 //! - `latency.rs`: percentiles of recorded latencies.
 
 mod async_submit;
+mod grpc_infer;
 mod latency;
 
 use std::process::ExitCode;
@@ -42,6 +46,8 @@ struct Cli {
 enum Command {
     /// Submit N async jobs and write the accepted job ids.
     AsyncSubmit(async_submit::AsyncSubmitArgs),
+    /// V2 gRPC ModelInfer load against any Open Inference Protocol server.
+    GrpcInfer(grpc_infer::GrpcInferArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,5 +69,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()?;
     match cli.command {
         Command::AsyncSubmit(args) => runtime.block_on(async_submit::run(args)),
+        Command::GrpcInfer(args) => runtime.block_on(grpc_infer::run(args)),
     }
 }

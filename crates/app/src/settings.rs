@@ -31,9 +31,10 @@ impl std::str::FromStr for GrpcPort {
     fn from_str(value: &str) -> Result<Self, String> {
         match value.trim() {
             "off" | "none" | "disabled" => Ok(Self::Off),
-            port => port.parse().map(Self::Port).map_err(|_| {
-                format!("{port:?} is not a port number (0-65535) or `off`")
-            }),
+            port => port
+                .parse()
+                .map(Self::Port)
+                .map_err(|_| format!("{port:?} is not a port number (0-65535) or `off`")),
         }
     }
 }

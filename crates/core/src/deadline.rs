@@ -42,7 +42,10 @@ mod tests {
         let left = within(after(Some(Duration::from_secs(60))), remaining);
         assert!(left.is_some_and(|left| left > Duration::from_secs(59)));
         assert_eq!(remaining(), None);
-        let passed = within(Instant::now().checked_sub(Duration::from_secs(1)), remaining);
+        let passed = within(
+            Instant::now().checked_sub(Duration::from_secs(1)),
+            remaining,
+        );
         assert_eq!(passed, Some(Duration::ZERO));
     }
 }

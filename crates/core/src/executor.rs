@@ -4,6 +4,9 @@
 //! room: a full queue is reported at once as [`ExecutorError::Overloaded`] so the server can
 //! answer 503 quickly instead of piling up requests. The caller awaits a one-shot reply that
 //! carries the value together with how long the task queued and ran.
+//!
+//! Each pool has two queues: threads always take [`Priority::High`] work first (the Open
+//! Inference Protocol's `priority` parameter), then normal work.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -54,6 +57,27 @@ impl Classified for ExecutorError {
     }
 }
 
+/// Which queue a task waits in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Priority {
+    /// Taken before any normal task that is still waiting.
+    High,
+    #[default]
+    Normal,
+}
+
+impl Priority {
+    /// The protocol's `priority` parameter: 1 is the highest level; 0 (or none) and every
+    /// other level are normal.
+    pub fn from_level(level: Option<u64>) -> Self {
+        if level == Some(1) {
+            Self::High
+        } else {
+            Self::Normal
+        }
+    }
+}
+
 /// A value computed on a pool thread, with its timings.
 #[derive(Debug)]
 pub struct Executed<T> {
@@ -69,6 +93,7 @@ pub struct Executed<T> {
 pub struct ExecutorPool {
     name: String,
     sender: flume::Sender<Task>,
+    urgent: flume::Sender<Task>,
     in_flight: Arc<AtomicUsize>,
     threads: usize,
 }
@@ -79,26 +104,32 @@ impl ExecutorPool {
     pub fn start(config: &ExecutorConfig) -> std::io::Result<Self> {
         let threads = config.threads.max(1);
         let (sender, receiver) = flume::bounded::<Task>(config.queue_capacity.max(1));
+        let (urgent, urgent_receiver) = flume::bounded::<Task>(config.queue_capacity.max(1));
         let in_flight = Arc::new(AtomicUsize::new(0));
         for index in 0..threads {
             let receiver = receiver.clone();
+            let urgent_receiver = urgent_receiver.clone();
             let in_flight = Arc::clone(&in_flight);
             let device = config.name.clone();
             thread::Builder::new()
                 .name(format!("exec-{}-{index}", config.name))
                 .spawn(move || {
-                    while let Ok(task) = receiver.recv() {
+                    let run = |task: Task| {
                         in_flight.fetch_add(1, Ordering::Relaxed);
                         observe::executor_inflight(&device, 1.0);
                         task();
                         observe::executor_inflight(&device, -1.0);
                         in_flight.fetch_sub(1, Ordering::Relaxed);
+                    };
+                    while let Some(task) = next_task(&urgent_receiver, &receiver) {
+                        run(task);
                     }
                 })?;
         }
         Ok(Self {
             name: config.name.clone(),
             sender,
+            urgent,
             in_flight,
             threads,
         })
@@ -119,19 +150,32 @@ impl ExecutorPool {
 
     /// Tasks waiting for a thread.
     pub fn queued(&self) -> usize {
-        self.sender.len()
+        self.sender.len() + self.urgent.len()
     }
 
     /// Queues `task` for a pool thread without waiting for it, or refuses it at once when the
     /// queue is full. The task runs inside the caller's tracing span; it must not panic (wrap
     /// model calls in `catch_unwind`), or it takes its thread's current task down with it.
     pub fn submit(&self, task: impl FnOnce() + Send + 'static) -> Result<(), ExecutorError> {
+        self.submit_with(Priority::Normal, task)
+    }
+
+    /// [`Self::submit`] into the queue of `priority`.
+    pub fn submit_with(
+        &self,
+        priority: Priority,
+        task: impl FnOnce() + Send + 'static,
+    ) -> Result<(), ExecutorError> {
         let span = tracing::Span::current();
         let task: Task = Box::new(move || {
             let _entered = span.enter();
             task();
         });
-        self.sender.try_send(task).map_err(|err| match err {
+        let queue = match priority {
+            Priority::High => &self.urgent,
+            Priority::Normal => &self.sender,
+        };
+        queue.try_send(task).map_err(|err| match err {
             flume::TrySendError::Full(_) => ExecutorError::Overloaded {
                 pool: self.name.clone(),
             },
@@ -148,9 +192,22 @@ impl ExecutorPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        self.run_with(Priority::Normal, work).await
+    }
+
+    /// [`Self::run`] from the queue of `priority`.
+    pub async fn run_with<T, F>(
+        &self,
+        priority: Priority,
+        work: F,
+    ) -> Result<Executed<T>, ExecutorError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         let (reply, replied) = flume::bounded(1);
         let submitted = Instant::now();
-        self.submit(move || {
+        self.submit_with(priority, move || {
             let started = Instant::now();
             // A panicking model must fail its own request, not take the thread down with it.
             let outcome = catch_unwind(AssertUnwindSafe(work)).map(|value| Executed {
@@ -170,6 +227,24 @@ impl ExecutorPool {
                 pool: self.name.clone(),
             }),
         }
+    }
+}
+
+/// The next task for a pool thread: urgent work first; `None` once both queues are closed
+/// (every handle to the pool dropped) and drained.
+fn next_task(urgent: &flume::Receiver<Task>, normal: &flume::Receiver<Task>) -> Option<Task> {
+    if let Ok(task) = urgent.try_recv() {
+        return Some(task);
+    }
+    let (from_urgent, received) = flume::Selector::new()
+        .recv(urgent, |received| (true, received))
+        .recv(normal, |received| (false, received))
+        .wait();
+    match received {
+        Ok(task) => Some(task),
+        // One queue is closed and empty, so the pool is gone: drain the other.
+        Err(_) if from_urgent => normal.recv().ok(),
+        Err(_) => urgent.recv().ok(),
     }
 }
 
@@ -233,6 +308,52 @@ mod tests {
         release.send(()).unwrap();
         blocker.await.unwrap().unwrap();
         assert_eq!(queued.await.unwrap().unwrap().value, 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn high_priority_work_overtakes_queued_normal_work() {
+        let pool = Arc::new(pool(1, 8));
+        let (release, released) = mpsc::channel::<()>();
+        let (started, has_started) = mpsc::channel::<()>();
+        let blocker = {
+            let pool = Arc::clone(&pool);
+            tokio::spawn(async move {
+                pool.run(move || {
+                    started.send(()).unwrap();
+                    released.recv().unwrap();
+                })
+                .await
+            })
+        };
+        has_started.recv().unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for (label, priority) in [
+            ("normal-1", Priority::Normal),
+            ("normal-2", Priority::Normal),
+            ("high", Priority::High),
+        ] {
+            let submitter = Arc::clone(&pool);
+            let order = Arc::clone(&order);
+            waiting.push(tokio::spawn(async move {
+                submitter
+                    .run_with(priority, move || order.lock().unwrap().push(label))
+                    .await
+            }));
+            let queued = waiting.len();
+            while pool.queued() < queued {
+                tokio::task::yield_now().await;
+            }
+        }
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        for task in waiting {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec!["high", "normal-1", "normal-2"]);
+        assert_eq!(Priority::from_level(Some(1)), Priority::High);
+        assert_eq!(Priority::from_level(Some(0)), Priority::Normal);
+        assert_eq!(Priority::from_level(None), Priority::Normal);
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::auth::TenantId;
 use crate::deadline;
 use crate::error::{Classified, ErrorKind};
-use crate::executor::{Executed, ExecutorError, ExecutorPool};
+use crate::executor::{Executed, ExecutorError, ExecutorPool, Priority};
 use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId};
 use crate::model::{ModelKey, ModelName, ModelVersion};
 use crate::observe;
@@ -60,6 +60,8 @@ pub struct TensorCommand {
     pub inputs: Vec<Tensor>,
     /// The caller's deadline; it can only shorten the model's SLA timeout.
     pub timeout: Option<Duration>,
+    /// Which executor queue the run waits in.
+    pub priority: Priority,
 }
 
 /// What a model run answers, and the JSON its job record keeps.
@@ -279,10 +281,12 @@ impl InferenceService {
             version,
             inputs,
             timeout,
+            priority,
         } = command;
         self.run_recorded(caller, model, version, async |serving, key| {
             let limit = serving.timeout_for(key, timeout);
-            let work = self.run_tensors_on_pool(serving, key, inputs, deadline::after(limit));
+            let deadline = deadline::after(limit);
+            let work = self.run_tensors_on_pool(serving, key, inputs, priority, deadline);
             self.within_deadline(serving, key, limit, work).await
         })
         .await
@@ -432,12 +436,15 @@ impl InferenceService {
         serving: &Serving,
         key: &ModelKey,
         inputs: Vec<Tensor>,
+        priority: Priority,
         deadline: Option<Instant>,
     ) -> Result<Executed<Result<Vec<Tensor>, InferenceError>>, InferenceError> {
         let lease = self.registry.acquire(serving, key).await?;
         let executed = pool_of(serving, key)?
             // The lease lives until the model returns, even if the caller left.
-            .run(move || deadline::within(deadline, || lease.loaded.model.infer_tensors(inputs)))
+            .run_with(priority, move || {
+                deadline::within(deadline, || lease.loaded.model.infer_tensors(inputs))
+            })
             .await?;
         Ok(into_inference(executed))
     }
@@ -475,7 +482,10 @@ impl InferenceService {
 }
 
 /// The executor pool a model runs on.
-fn pool_of<'a>(serving: &'a Serving, key: &ModelKey) -> Result<&'a Arc<ExecutorPool>, ExecutorError> {
+fn pool_of<'a>(
+    serving: &'a Serving,
+    key: &ModelKey,
+) -> Result<&'a Arc<ExecutorPool>, ExecutorError> {
     serving
         .executors
         .pool_for(key)
@@ -484,7 +494,9 @@ fn pool_of<'a>(serving: &'a Serving, key: &ModelKey) -> Result<&'a Arc<ExecutorP
         })
 }
 
-fn into_inference<A>(executed: Executed<Result<A, PipelineError>>) -> Executed<Result<A, InferenceError>> {
+fn into_inference<A>(
+    executed: Executed<Result<A, PipelineError>>,
+) -> Executed<Result<A, InferenceError>> {
     Executed {
         value: executed.value.map_err(InferenceError::from),
         queue_time: executed.queue_time,

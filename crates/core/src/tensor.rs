@@ -67,7 +67,9 @@ impl DataType {
     }
 
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|datatype| datatype.as_str() == name)
+        Self::ALL
+            .into_iter()
+            .find(|datatype| datatype.as_str() == name)
     }
 
     /// Bytes per element in the raw little-endian layout; `None` for `BYTES` (length-prefixed).
@@ -211,8 +213,14 @@ impl TensorData {
             Self::Int16(values) => numbers(values),
             Self::Int32(values) => numbers(values),
             Self::Int64(values) => numbers(values),
-            Self::Fp16(values) => values.iter().map(|&bits| f32_json(f16_to_f32(bits))).collect(),
-            Self::Bf16(values) => values.iter().map(|&bits| f32_json(bf16_to_f32(bits))).collect(),
+            Self::Fp16(values) => values
+                .iter()
+                .map(|&bits| f32_json(f16_to_f32(bits)))
+                .collect(),
+            Self::Bf16(values) => values
+                .iter()
+                .map(|&bits| f32_json(bf16_to_f32(bits)))
+                .collect(),
             Self::Fp32(values) => values.iter().map(|&value| f32_json(value)).collect(),
             Self::Fp64(values) => values
                 .iter()
@@ -385,7 +393,16 @@ mod tests {
 
     #[test]
     fn half_precision_conversions_round_trip_and_round_to_nearest() {
-        for value in [0.0_f32, -0.0, 1.0, -2.5, 0.333_251_95, 65504.0, 6.103_515_6e-5, 5.960_464_5e-8] {
+        for value in [
+            0.0_f32,
+            -0.0,
+            1.0,
+            -2.5,
+            0.333_251_95,
+            65504.0,
+            6.103_515_6e-5,
+            5.960_464_5e-8,
+        ] {
             assert_eq!(f16_to_f32(f32_to_f16(value)), value, "{value}");
         }
         assert_eq!(f32_to_f16(1.0), 0x3c00);

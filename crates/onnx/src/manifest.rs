@@ -304,9 +304,13 @@ impl Manifest {
                     )));
                 }
                 if remote.model.is_empty() {
-                    return Err(invalid("remote.model must name the remote model".to_owned()));
+                    return Err(invalid(
+                        "remote.model must name the remote model".to_owned(),
+                    ));
                 }
-                if remote.connections == 0 || remote.failure_threshold == 0 || remote.timeout_ms == 0
+                if remote.connections == 0
+                    || remote.failure_threshold == 0
+                    || remote.timeout_ms == 0
                 {
                     return Err(invalid(
                         "remote.connections, remote.failure_threshold and remote.timeout_ms must \

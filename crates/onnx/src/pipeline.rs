@@ -165,7 +165,6 @@ impl OnnxPipeline {
     }
 
     fn assemble(manifest: &Manifest, engine: Engine) -> Self {
-
         let postprocess = Postprocess {
             kind: manifest.postprocess.kind,
             tensor: manifest.postprocess_output_index().unwrap_or(0),
@@ -183,7 +182,11 @@ impl OnnxPipeline {
                 .iter()
                 .map(|output| output.name.clone())
                 .collect(),
-            output_types: manifest.outputs.iter().map(|output| output.datatype).collect(),
+            output_types: manifest
+                .outputs
+                .iter()
+                .map(|output| output.datatype)
+                .collect(),
             min,
             max,
             postprocess,
@@ -191,7 +194,10 @@ impl OnnxPipeline {
     }
 
     fn input_names(&self) -> Vec<String> {
-        self.inputs.iter().map(|layout| layout.name.clone()).collect()
+        self.inputs
+            .iter()
+            .map(|layout| layout.name.clone())
+            .collect()
     }
 
     /// Runs the plan on stacked inputs holding `rows` examples; every output must have `rows`
@@ -381,7 +387,8 @@ impl Pipeline for OnnxPipeline {
                 .iter()
                 .position(|tensor| tensor.name == layout.name)
                 .ok_or_else(|| invalid(format!("input `{}` is missing", layout.name)))?;
-            let (tensor, tensor_rows) = tensors::input_to_tract(inputs.swap_remove(position), layout)?;
+            let (tensor, tensor_rows) =
+                tensors::input_to_tract(inputs.swap_remove(position), layout)?;
             if rows.is_some_and(|rows| rows != tensor_rows) {
                 return Err(invalid(format!(
                     "input `{}` has {tensor_rows} rows but the other inputs have {}",
@@ -393,7 +400,10 @@ impl Pipeline for OnnxPipeline {
             tensors.push(tensor);
         }
         if let Some(duplicate) = inputs.first() {
-            return Err(invalid(format!("input `{}` is given twice", duplicate.name)));
+            return Err(invalid(format!(
+                "input `{}` is given twice",
+                duplicate.name
+            )));
         }
         let rows = rows.unwrap_or_default();
         let examples = Examples {

@@ -10,8 +10,8 @@ use inference_engine_core::source::{LoadError, ModelDescription, ModelSource};
 
 use crate::error::OnnxError;
 use crate::manifest::{MANIFEST_FILE, Manifest, ManifestBackend};
-use crate::remote::RemoteConnector;
 use crate::pipeline::OnnxPipeline;
+use crate::remote::RemoteConnector;
 
 /// A model version folder with a valid `model.toml` whose graph file exists.
 #[derive(Debug)]
@@ -85,7 +85,6 @@ impl OnnxSource {
         &self.manifest
     }
 
-
     /// Loads the graph into a typed pipeline (what [`ModelSource::load`] erases). Blocking.
     pub fn load_pipeline(&self) -> Result<OnnxPipeline, LoadError> {
         let model_path = match &self.origin {
@@ -94,7 +93,10 @@ impl OnnxSource {
                 let remote = self.manifest.remote.as_ref().ok_or_else(|| {
                     LoadError("backend = \"remote_v2\" without a [remote] table".to_owned())
                 })?;
-                return Ok(OnnxPipeline::remote(&self.manifest, connector.connect(remote)?));
+                return Ok(OnnxPipeline::remote(
+                    &self.manifest,
+                    connector.connect(remote)?,
+                ));
             }
         };
         let loaded = panic::catch_unwind(AssertUnwindSafe(|| {

@@ -105,7 +105,8 @@ pub(crate) fn from_tract(name: &str, tensor: &TractTensor) -> Result<Tensor, Pip
     fn values<T: tract_onnx::prelude::Datum + Clone>(
         tensor: &TractTensor,
     ) -> Result<Vec<T>, PipelineError> {
-        let failed = |err: tract_onnx::prelude::TractError| PipelineError::Inference(format!("{err:#}"));
+        let failed =
+            |err: tract_onnx::prelude::TractError| PipelineError::Inference(format!("{err:#}"));
         let view = tensor.try_as_plain_ram().map_err(failed)?;
         view.as_slice::<T>().map(<[T]>::to_vec).map_err(failed)
     }

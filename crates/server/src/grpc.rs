@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::BoxStream;
 use inference_engine_core::auth::{Principal, Scope};
 use inference_engine_core::config::RateLimitGroup;
+use inference_engine_core::executor::Priority;
 use inference_engine_core::job::RequestId;
 use inference_engine_core::service::{Caller, TensorCommand};
 use inference_engine_core::tensor::Tensor;
@@ -172,8 +173,12 @@ impl GrpcInferenceService for InferenceGrpc {
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let started = Instant::now();
         let result = async {
-            self.admit(request.metadata(), Scope::ReadModels, Some(RateLimitGroup::Models))
-                .await?;
+            self.admit(
+                request.metadata(),
+                Scope::ReadModels,
+                Some(RateLimitGroup::Models),
+            )
+            .await?;
             let ModelReadyRequest { name, version } = request.into_inner();
             let resolved = self.resolve(name, version)?;
             Ok(Response::new(ModelReadyResponse {
@@ -188,8 +193,12 @@ impl GrpcInferenceService for InferenceGrpc {
         &self,
         request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
-        self.admit(request.metadata(), Scope::ReadModels, Some(RateLimitGroup::Models))
-            .await?;
+        self.admit(
+            request.metadata(),
+            Scope::ReadModels,
+            Some(RateLimitGroup::Models),
+        )
+        .await?;
         Ok(Response::new(ServerMetadataResponse {
             name: SERVER_NAME.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -203,8 +212,12 @@ impl GrpcInferenceService for InferenceGrpc {
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let started = Instant::now();
         let result = async {
-            self.admit(request.metadata(), Scope::ReadModels, Some(RateLimitGroup::Models))
-                .await?;
+            self.admit(
+                request.metadata(),
+                Scope::ReadModels,
+                Some(RateLimitGroup::Models),
+            )
+            .await?;
             let ModelMetadataRequest { name, version } = request.into_inner();
             let resolved = self.resolve(name, version)?;
             let tensors = |specs: &[inference_engine_core::source::TensorSpec]| {
@@ -243,23 +256,37 @@ impl GrpcInferenceService for InferenceGrpc {
         let started = Instant::now();
         let result = async {
             let caller = self
-                .admit(request.metadata(), Scope::Predict, Some(RateLimitGroup::Predict))
+                .admit(
+                    request.metadata(),
+                    Scope::Predict,
+                    Some(RateLimitGroup::Predict),
+                )
                 .await?;
+            let client_deadline = grpc_timeout(request.metadata());
             let request = request.into_inner();
-            let version = (!request.model_version.is_empty()).then_some(request.model_version.clone());
-            let (model, version) = crate::routes::predict::target(request.model_name.clone(), version)
-                .map_err(|err| status(&err.for_protocol()))?;
+            let version =
+                (!request.model_version.is_empty()).then_some(request.model_version.clone());
+            let (model, version) =
+                crate::routes::predict::target(request.model_name.clone(), version)
+                    .map_err(|err| status(&err.for_protocol()))?;
             let requested = request
                 .outputs
                 .iter()
                 .map(|output| output.name.clone())
                 .collect::<Vec<_>>();
             if let Some(version) = &version
-                && let Ok(resolved) = v2::resolve(&self.ctx, model.to_string(), Some(version.to_string()))
+                && let Ok(resolved) =
+                    v2::resolve(&self.ctx, model.to_string(), Some(version.to_string()))
             {
-                v2::check_requested_outputs(&resolved.details, &requested).map_err(|err| status(&err))?;
+                v2::check_requested_outputs(&resolved.details, &requested)
+                    .map_err(|err| status(&err))?;
             }
-            let timeout = timeout_parameter(&request)?;
+            // The shorter of the `timeout` parameter and the call's own gRPC deadline.
+            let timeout = match (timeout_parameter(&request)?, client_deadline) {
+                (Some(parameter), Some(deadline)) => Some(parameter.min(deadline)),
+                (parameter, deadline) => parameter.or(deadline),
+            };
+            let priority = Priority::from_level(unsigned_parameter(&request, "priority")?);
             let id = if request.id.is_empty() {
                 caller.request_id.as_str().to_owned()
             } else {
@@ -276,11 +303,15 @@ impl GrpcInferenceService for InferenceGrpc {
                         version,
                         inputs,
                         timeout,
+                        priority,
                     },
                 )
                 .await
-                .map_err(|failure| status(&ApiError::from_classified(&failure.error).for_protocol()))?;
-            let outputs = v2::select_outputs(prediction.output, &requested).map_err(|err| status(&err))?;
+                .map_err(|failure| {
+                    status(&ApiError::from_classified(&failure.error).for_protocol())
+                })?;
+            let outputs =
+                v2::select_outputs(prediction.output, &requested).map_err(|err| status(&err))?;
             let mut response = Response::new(encode_outputs(
                 prediction.model.name.to_string(),
                 prediction.model.version.to_string(),
@@ -312,7 +343,10 @@ impl GrpcInferenceService for InferenceGrpc {
                 let (state, reason) = match (&status.error, status.loaded) {
                     (Some(error), _) => ("UNAVAILABLE", error.clone()),
                     (None, true) => ("READY", String::new()),
-                    (None, false) => ("UNAVAILABLE", "unloaded (loads on first request)".to_owned()),
+                    (None, false) => (
+                        "UNAVAILABLE",
+                        "unloaded (loads on first request)".to_owned(),
+                    ),
                 };
                 ModelIndex {
                     name: status.key.name.to_string(),
@@ -373,7 +407,9 @@ impl InferenceGrpc {
             .map(|status| status.key)
             .collect::<Vec<_>>();
         if keys.is_empty() {
-            return Err(Status::not_found(format!("model {name:?} is not served here")));
+            return Err(Status::not_found(format!(
+                "model {name:?} is not served here"
+            )));
         }
         Ok(keys)
     }
@@ -381,17 +417,38 @@ impl InferenceGrpc {
 
 /// The `timeout` request parameter (microseconds, as Triton's clients send it).
 fn timeout_parameter(request: &ModelInferRequest) -> Result<Option<Duration>, Status> {
-    match request.parameters.get("timeout") {
+    Ok(unsigned_parameter(request, "timeout")?.map(Duration::from_micros))
+}
+
+/// The call's deadline from its `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
+fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value.saturating_mul(3600)),
+        "M" => Duration::from_secs(value.saturating_mul(60)),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+/// A non-negative integer request parameter (`int64_param` or `uint64_param`).
+fn unsigned_parameter(request: &ModelInferRequest, name: &str) -> Result<Option<u64>, Status> {
+    match request.parameters.get(name) {
         None => Ok(None),
         Some(InferParameter {
-            parameter_choice: Some(ParameterChoice::Int64Param(micros)),
-        }) if *micros >= 0 => Ok(Some(Duration::from_micros(micros.unsigned_abs()))),
+            parameter_choice: Some(ParameterChoice::Int64Param(value)),
+        }) if *value >= 0 => Ok(Some(value.unsigned_abs())),
         Some(InferParameter {
-            parameter_choice: Some(ParameterChoice::Uint64Param(micros)),
-        }) => Ok(Some(Duration::from_micros(*micros))),
-        Some(_) => Err(Status::invalid_argument(
-            "parameter timeout must be a non-negative integer (microseconds)",
-        )),
+            parameter_choice: Some(ParameterChoice::Uint64Param(value)),
+        }) => Ok(Some(*value)),
+        Some(_) => Err(Status::invalid_argument(format!(
+            "parameter {name} must be a non-negative integer"
+        ))),
     }
 }
 
@@ -414,7 +471,8 @@ fn decode_inputs(
     inputs
         .into_iter()
         .map(|input| {
-            let datatype = wire::datatype(&input.datatype, &input.name).map_err(|err| invalid(&err))?;
+            let datatype =
+                wire::datatype(&input.datatype, &input.name).map_err(|err| invalid(&err))?;
             let dims = wire::shape(&input.shape, &input.name).map_err(|err| invalid(&err))?;
             let data = match raw.next() {
                 Some(bytes) => {
@@ -426,7 +484,11 @@ fn decode_inputs(
                     }
                     wire::data_from_raw(&input.name, datatype, &bytes)
                 }
-                None => wire::data_from_contents(&input.name, datatype, input.contents.unwrap_or_default()),
+                None => wire::data_from_contents(
+                    &input.name,
+                    datatype,
+                    input.contents.unwrap_or_default(),
+                ),
             }
             .map_err(|err| invalid(&err))?;
             wire::tensor(&input.name, dims, data).map_err(|err| invalid(&err))

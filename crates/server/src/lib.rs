@@ -84,9 +84,13 @@ pub async fn serve(
     };
     let grpc = grpc_listener.map(|grpc_listener| {
         let mut on_signal = on_signal.clone();
-        tokio::spawn(grpc::serve_grpc(grpc_listener, Arc::clone(&ctx), async move {
-            let _ = on_signal.wait_for(|signalled| *signalled).await;
-        }))
+        tokio::spawn(grpc::serve_grpc(
+            grpc_listener,
+            Arc::clone(&ctx),
+            async move {
+                let _ = on_signal.wait_for(|signalled| *signalled).await;
+            },
+        ))
     });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(graceful)

@@ -31,8 +31,7 @@ fn is_public(path: &str) -> bool {
     matches!(
         path,
         "/health" | "/ready" | "/openapi.json" | "/v2/health/live" | "/v2/health/ready"
-    )
-        || path == "/docs"
+    ) || path == "/docs"
         || path.starts_with("/docs/")
         || path == "/playground"
         || path.starts_with("/playground/")
@@ -78,7 +77,11 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %request_id);
     let mut response = next.run(request).instrument(span).await;
 
-    finish_error_body(&mut response, request_id.as_str(), ErrorStyle::for_path(&access.path));
+    finish_error_body(
+        &mut response,
+        request_id.as_str(),
+        ErrorStyle::for_path(&access.path),
+    );
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -169,7 +172,13 @@ const CLIENT_CLOSED_REQUEST: u16 = 499;
 /// Renders a pending `ApiError` body, or replaces any other non-JSON error body.
 fn finish_error_body(response: &mut Response, request_id: &str, style: ErrorStyle) {
     let body = if let Some(pending) = response.extensions_mut().remove::<PendingErrorBody>() {
-        render_error_body(style, &pending.detail, pending.code, request_id, &pending.extra)
+        render_error_body(
+            style,
+            &pending.detail,
+            pending.code,
+            request_id,
+            &pending.extra,
+        )
     } else if response.status().is_client_error() || response.status().is_server_error() {
         let is_json = response
             .headers()

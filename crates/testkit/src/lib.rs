@@ -291,7 +291,10 @@ impl TestApp {
             if let Some(address) = self.ctx.grpc_address.get() {
                 return format!("http://{address}");
             }
-            assert!(Instant::now() < deadline, "the gRPC listener did not start in 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "the gRPC listener did not start in 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

@@ -93,9 +93,15 @@ impl RemoteConnector for RemoteV2Connector {
             .block_on(model.is_ready(CONNECT_TIMEOUT))
             .unwrap_or(Ok(false))
         {
-            Ok(true) => tracing::info!(url = %remote.url, model = %remote.model, "remote model ready"),
-            Ok(false) => tracing::warn!(url = %remote.url, model = %remote.model, "remote model is not ready yet"),
-            Err(err) => tracing::warn!(url = %remote.url, model = %remote.model, error = %err, "remote server unreachable; requests fail with 503 until it answers"),
+            Ok(true) => {
+                tracing::info!(url = %remote.url, model = %remote.model, "remote model ready")
+            }
+            Ok(false) => {
+                tracing::warn!(url = %remote.url, model = %remote.model, "remote model is not ready yet")
+            }
+            Err(err) => {
+                tracing::warn!(url = %remote.url, model = %remote.model, error = %err, "remote server unreachable; requests fail with 503 until it answers")
+            }
         }
         Ok(Arc::new(model))
     }
@@ -131,7 +137,10 @@ enum CallError {
     /// The server could not be reached or did not answer in time: counts towards the circuit.
     Transport(String),
     /// The server answered with an error.
-    Rejected { invalid_input: bool, message: String },
+    Rejected {
+        invalid_input: bool,
+        message: String,
+    },
 }
 
 impl std::fmt::Display for CallError {
@@ -193,11 +202,18 @@ impl RemoteV2Model {
     }
 
     fn describe(&self) -> String {
-        format!("remote model {:?} at {}", self.target.model, self.target.url)
+        format!(
+            "remote model {:?} at {}",
+            self.target.model, self.target.url
+        )
     }
 
     /// A connected channel of the pool, connecting (with retries) if needed.
-    async fn channel(&self, endpoint: &Endpoint, slot: &Mutex<Option<Channel>>) -> Result<Channel, CallError> {
+    async fn channel(
+        &self,
+        endpoint: &Endpoint,
+        slot: &Mutex<Option<Channel>>,
+    ) -> Result<Channel, CallError> {
         if let Some(channel) = lock(slot).clone() {
             return Ok(channel);
         }
@@ -220,19 +236,36 @@ impl RemoteV2Model {
         )))
     }
 
-    async fn call(&self, inputs: Vec<Tensor>, outputs: &[String], timeout: Duration) -> Result<Vec<Tensor>, CallError> {
+    async fn call(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<Tensor>, CallError> {
         match &self.transport {
-            Transport::Grpc { endpoint, channels, next } => {
+            Transport::Grpc {
+                endpoint,
+                channels,
+                next,
+            } => {
                 let slot = &channels[next.fetch_add(1, Ordering::Relaxed) % channels.len()];
                 let channel = self.channel(endpoint, slot).await?;
-                let mut client = GrpcInferenceServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-                let mut request = tonic::Request::new(grpc_request(&self.target.model, self.version(), inputs, outputs));
+                let mut client =
+                    GrpcInferenceServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+                let mut request = tonic::Request::new(grpc_request(
+                    &self.target.model,
+                    self.version(),
+                    inputs,
+                    outputs,
+                ));
                 request.set_timeout(timeout);
                 match client.model_infer(request).await {
-                    Ok(response) => grpc_outputs(response.into_inner()).map_err(|err| CallError::Rejected {
-                        invalid_input: false,
-                        message: format!("{}: {err}", self.describe()),
-                    }),
+                    Ok(response) => {
+                        grpc_outputs(response.into_inner()).map_err(|err| CallError::Rejected {
+                            invalid_input: false,
+                            message: format!("{}: {err}", self.describe()),
+                        })
+                    }
                     Err(status) => {
                         let failure = self.grpc_failure(&status);
                         if matches!(failure, CallError::Transport(_)) {
@@ -242,11 +275,19 @@ impl RemoteV2Model {
                     }
                 }
             }
-            Transport::Http { client, infer_url, .. } => {
+            Transport::Http {
+                client, infer_url, ..
+            } => {
                 let body = http_request(&inputs, outputs);
                 let mut attempt = 0;
                 let response = loop {
-                    match client.post(infer_url).timeout(timeout).json(&body).send().await {
+                    match client
+                        .post(infer_url)
+                        .timeout(timeout)
+                        .json(&body)
+                        .send()
+                        .await
+                    {
                         Ok(response) => break response,
                         Err(err) if err.is_connect() && attempt + 1 < CONNECT_ATTEMPTS => {
                             attempt += 1;
@@ -290,13 +331,20 @@ impl RemoteV2Model {
     }
 
     fn grpc_failure(&self, status: &tonic::Status) -> CallError {
-        let message = format!("{}: {:?}: {}", self.describe(), status.code(), status.message());
+        let message = format!(
+            "{}: {:?}: {}",
+            self.describe(),
+            status.code(),
+            status.message()
+        );
         match status.code() {
             tonic::Code::Unavailable
             | tonic::Code::DeadlineExceeded
             | tonic::Code::Cancelled
             | tonic::Code::ResourceExhausted => CallError::Transport(message),
-            tonic::Code::Unknown if status.message().contains("transport") => CallError::Transport(message),
+            tonic::Code::Unknown if status.message().contains("transport") => {
+                CallError::Transport(message)
+            }
             tonic::Code::InvalidArgument => CallError::Rejected {
                 invalid_input: true,
                 message,
@@ -311,7 +359,9 @@ impl RemoteV2Model {
     /// `ModelReady` (gRPC) or `GET .../ready` (HTTP).
     async fn is_ready(&self, timeout: Duration) -> Result<bool, CallError> {
         match &self.transport {
-            Transport::Grpc { endpoint, channels, .. } => {
+            Transport::Grpc {
+                endpoint, channels, ..
+            } => {
                 let slot = &channels[0];
                 let channel = self.channel(endpoint, slot).await?;
                 let mut client = GrpcInferenceServiceClient::new(channel);
@@ -334,19 +384,20 @@ impl RemoteV2Model {
                     }
                 }
             }
-            Transport::Http { client, ready_url, .. } => {
-                match client.get(ready_url).timeout(timeout).send().await {
-                    Ok(response) => Ok(response.status().is_success()),
-                    Err(err) => Err(CallError::Transport(format!("{}: {err}", self.describe()))),
-                }
-            }
+            Transport::Http {
+                client, ready_url, ..
+            } => match client.get(ready_url).timeout(timeout).send().await {
+                Ok(response) => Ok(response.status().is_success()),
+                Err(err) => Err(CallError::Transport(format!("{}: {err}", self.describe()))),
+            },
         }
     }
 }
 
 impl RemoteModel for RemoteV2Model {
     fn infer(&self, inputs: Vec<Tensor>, outputs: &[String]) -> Result<Vec<Tensor>, PipelineError> {
-        let timeout = deadline::remaining().unwrap_or(Duration::from_millis(self.target.timeout_ms));
+        let timeout =
+            deadline::remaining().unwrap_or(Duration::from_millis(self.target.timeout_ms));
         if timeout.is_zero() {
             return Err(PipelineError::Inference(
                 "the request's deadline passed before the remote call".to_owned(),
@@ -364,7 +415,10 @@ impl RemoteModel for RemoteV2Model {
                 match self.is_ready(timeout).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        return Err(CallError::Transport(format!("{} is not ready", self.describe())));
+                        return Err(CallError::Transport(format!(
+                            "{} is not ready",
+                            self.describe()
+                        )));
                     }
                     Err(err) => return Err(err),
                 }
@@ -378,7 +432,11 @@ impl RemoteModel for RemoteV2Model {
                 ))),
             }
         });
-        let outcome = outcome.unwrap_or_else(|| Err(CallError::Transport("the engine is shutting down".to_owned())));
+        let outcome = outcome.unwrap_or_else(|| {
+            Err(CallError::Transport(
+                "the engine is shutting down".to_owned(),
+            ))
+        });
         match outcome {
             Ok(tensors) => {
                 self.breaker.succeeded(&self.describe());
@@ -388,7 +446,10 @@ impl RemoteModel for RemoteV2Model {
                 self.breaker.failed(&self.describe());
                 Err(PipelineError::Unavailable(message))
             }
-            Err(CallError::Rejected { invalid_input, message }) => {
+            Err(CallError::Rejected {
+                invalid_input,
+                message,
+            }) => {
                 // The server answered: it is up, whatever it thought of the request.
                 self.breaker.succeeded(&self.describe());
                 Err(if invalid_input {
@@ -403,7 +464,9 @@ impl RemoteModel for RemoteV2Model {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Held for a clone or a store only; a panic elsewhere cannot leave it inconsistent.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn source_chain(err: &dyn std::error::Error) -> String {
@@ -416,7 +479,12 @@ fn source_chain(err: &dyn std::error::Error) -> String {
     causes.join(": ")
 }
 
-fn grpc_request(model: &str, version: String, inputs: Vec<Tensor>, outputs: &[String]) -> ModelInferRequest {
+fn grpc_request(
+    model: &str,
+    version: String,
+    inputs: Vec<Tensor>,
+    outputs: &[String],
+) -> ModelInferRequest {
     let mut raw = Vec::with_capacity(inputs.len());
     let described = inputs
         .into_iter()
@@ -459,11 +527,18 @@ fn grpc_outputs(response: ModelInferResponse) -> Result<Vec<Tensor>, wire::WireE
             let dims = wire::shape(&output.shape, &output.name)?;
             let data = if use_raw {
                 let bytes = raw.next().ok_or_else(|| {
-                    wire::WireError(format!("no raw_output_contents for output `{}`", output.name))
+                    wire::WireError(format!(
+                        "no raw_output_contents for output `{}`",
+                        output.name
+                    ))
                 })?;
                 wire::data_from_raw(&output.name, datatype, &bytes)?
             } else {
-                wire::data_from_contents(&output.name, datatype, output.contents.unwrap_or_default())?
+                wire::data_from_contents(
+                    &output.name,
+                    datatype,
+                    output.contents.unwrap_or_default(),
+                )?
             };
             wire::tensor(&output.name, dims, data)
         })
@@ -522,8 +597,12 @@ enum Admission {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BreakerState {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One request is checking whether the server is back; the others fail fast.
     Probing,
 }
@@ -584,7 +663,11 @@ impl CircuitBreaker {
                 }
             }
             BreakerState::Closed { .. } => {
-                tracing::warn!(remote = what, open_ms = self.open_for.as_millis() as u64, "remote server failing; circuit opened");
+                tracing::warn!(
+                    remote = what,
+                    open_ms = self.open_for.as_millis() as u64,
+                    "remote server failing; circuit opened"
+                );
                 open
             }
             BreakerState::Probing | BreakerState::Open { .. } => open,
@@ -627,6 +710,11 @@ mod tests {
         let text = r#"{"outputs": [{"name": "predict", "datatype": "INT64", "shape": [2, 1], "data": [0, 2]}]}"#;
         let tensors = http_outputs(text).unwrap();
         assert_eq!(tensors[0].shape, vec![2, 1]);
-        assert!(http_outputs(r#"{"outputs": [{"name": "p", "datatype": "FP32", "shape": [3], "data": [1]}]}"#).is_err());
+        assert!(
+            http_outputs(
+                r#"{"outputs": [{"name": "p", "datatype": "FP32", "shape": [3], "data": [1]}]}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -85,10 +85,15 @@ pub struct InferRequest {
     pub outputs: OutputSelection,
     /// The `timeout` parameter (microseconds in the protocol).
     pub timeout: Option<Duration>,
+    /// The `priority` parameter (1 is the highest level; 0 the default).
+    pub priority: Option<u64>,
 }
 
 /// Decodes a request body; `header_length` is the `Inference-Header-Content-Length` header.
-pub fn parse_infer_request(body: &[u8], header_length: Option<usize>) -> Result<InferRequest, WireError> {
+pub fn parse_infer_request(
+    body: &[u8],
+    header_length: Option<usize>,
+) -> Result<InferRequest, WireError> {
     let (header, mut binary) = match header_length {
         Some(length) => body.split_at_checked(length).ok_or_else(|| {
             WireError(format!(
@@ -165,6 +170,7 @@ pub fn parse_infer_request(body: &[u8], header_length: Option<usize>) -> Result<
             binary_by_default: flag(&request.parameters, "binary_data_output")?.unwrap_or(false),
         },
         timeout: timeout(&request.parameters)?,
+        priority: priority(&request.parameters)?,
     })
 }
 
@@ -184,10 +190,21 @@ pub fn timeout(parameters: &Map<String, Value>) -> Result<Option<Duration>, Wire
     parameters
         .get("timeout")
         .map(|value| {
+            value.as_u64().map(Duration::from_micros).ok_or_else(|| {
+                WireError::new("parameter timeout must be a non-negative integer (microseconds)")
+            })
+        })
+        .transpose()
+}
+
+/// The `priority` request parameter.
+pub fn priority(parameters: &Map<String, Value>) -> Result<Option<u64>, WireError> {
+    parameters
+        .get("priority")
+        .map(|value| {
             value
                 .as_u64()
-                .map(Duration::from_micros)
-                .ok_or_else(|| WireError::new("parameter timeout must be a non-negative integer (microseconds)"))
+                .ok_or_else(|| WireError::new("parameter priority must be a non-negative integer"))
         })
         .transpose()
 }
@@ -284,7 +301,10 @@ mod tests {
         body.extend_from_slice(&[2, 0, 0, 0, b'h', b'i']);
         let request = parse_infer_request(&body, Some(header.len())).unwrap();
         assert_eq!(request.inputs[0].data, TensorData::Int32(vec![7, -1]));
-        assert_eq!(request.inputs[1].data, TensorData::Bytes(vec![b"hi".to_vec()]));
+        assert_eq!(
+            request.inputs[1].data,
+            TensorData::Bytes(vec![b"hi".to_vec()])
+        );
         assert!(request.outputs.binary("anything"));
 
         let err = parse_infer_request(&body[..body.len() - 1], Some(header.len())).unwrap_err();
@@ -298,7 +318,10 @@ mod tests {
     fn the_element_count_must_match_the_shape() {
         let body = json!({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3]}]});
         let err = parse_infer_request(body.to_string().as_bytes(), None).unwrap_err();
-        assert_eq!(err.0, "tensor `x` has shape [2, 4], which holds 8 elements, but 3 were sent");
+        assert_eq!(
+            err.0,
+            "tensor `x` has shape [2, 4], which holds 8 elements, but 3 were sent"
+        );
     }
 
     #[test]

@@ -2,9 +2,7 @@
 //! little-endian bytes (`BYTES` elements as a 4-byte little-endian length and the bytes), and
 //! the typed `InferTensorContents` of gRPC.
 
-use inference_engine_core::tensor::{
-    DataType, Tensor, TensorData, f32_to_bf16, f32_to_f16,
-};
+use inference_engine_core::tensor::{DataType, Tensor, TensorData, f32_to_bf16, f32_to_f16};
 use serde_json::Value;
 
 use crate::proto::inference::InferTensorContents;
@@ -35,7 +33,11 @@ pub fn shape(dims: &[i64], tensor: &str) -> Result<Vec<usize>, WireError> {
     dims.iter()
         .map(|&dim| usize::try_from(dim))
         .collect::<Result<_, _>>()
-        .map_err(|_| WireError(format!("tensor `{tensor}` has a negative dimension in shape {dims:?}")))
+        .map_err(|_| {
+            WireError(format!(
+                "tensor `{tensor}` has a negative dimension in shape {dims:?}"
+            ))
+        })
 }
 
 /// A wire tensor, its element count checked against its shape.
@@ -59,7 +61,11 @@ pub fn wire_shape(dims: &[usize]) -> Vec<i64> {
 // JSON
 
 /// The `data` of a JSON tensor: nested arrays in row-major order, or one flat array.
-pub fn data_from_json(name: &str, datatype: DataType, data: &Value) -> Result<TensorData, WireError> {
+pub fn data_from_json(
+    name: &str,
+    datatype: DataType,
+    data: &Value,
+) -> Result<TensorData, WireError> {
     let mut leaves = Vec::new();
     flatten(data, &mut leaves);
     let element = |index: usize, value: &Value| {
@@ -100,8 +106,16 @@ pub fn data_from_json(name: &str, datatype: DataType, data: &Value) -> Result<Te
         DataType::Int16 => TensorData::Int16(each(&leaves, signed, element)?),
         DataType::Int32 => TensorData::Int32(each(&leaves, signed, element)?),
         DataType::Int64 => TensorData::Int64(each(&leaves, Value::as_i64, element)?),
-        DataType::Fp16 => TensorData::Fp16(each(&leaves, |value| float32(value).map(f32_to_f16), element)?),
-        DataType::Bf16 => TensorData::Bf16(each(&leaves, |value| float32(value).map(f32_to_bf16), element)?),
+        DataType::Fp16 => TensorData::Fp16(each(
+            &leaves,
+            |value| float32(value).map(f32_to_f16),
+            element,
+        )?),
+        DataType::Bf16 => TensorData::Bf16(each(
+            &leaves,
+            |value| float32(value).map(f32_to_bf16),
+            element,
+        )?),
         DataType::Fp32 => TensorData::Fp32(each(&leaves, float32, element)?),
         DataType::Fp64 => TensorData::Fp64(each(&leaves, Value::as_f64, element)?),
         DataType::Bytes => TensorData::Bytes(each(
@@ -156,7 +170,11 @@ fn write_all<T: LittleEndian>(values: &[T], out: &mut Vec<u8>) {
 }
 
 /// A tensor's raw contents.
-pub fn data_from_raw(name: &str, datatype: DataType, bytes: &[u8]) -> Result<TensorData, WireError> {
+pub fn data_from_raw(
+    name: &str,
+    datatype: DataType,
+    bytes: &[u8],
+) -> Result<TensorData, WireError> {
     if let Some(size) = datatype.element_size()
         && bytes.len() % size != 0
     {
@@ -250,7 +268,10 @@ pub fn data_from_contents(
             "tensor `{name}`: a value of {what} does not fit its datatype {datatype}"
         ))
     };
-    fn narrowed<T: TryFrom<W>, W: Copy>(values: Vec<W>, error: impl Fn() -> WireError) -> Result<Vec<T>, WireError> {
+    fn narrowed<T: TryFrom<W>, W: Copy>(
+        values: Vec<W>,
+        error: impl Fn() -> WireError,
+    ) -> Result<Vec<T>, WireError> {
         values
             .into_iter()
             .map(|value| T::try_from(value).map_err(|_| error()))
@@ -258,12 +279,20 @@ pub fn data_from_contents(
     }
     Ok(match datatype {
         DataType::Bool => TensorData::Bool(contents.bool_contents),
-        DataType::Int8 => TensorData::Int8(narrowed(contents.int_contents, || narrow("int_contents"))?),
-        DataType::Int16 => TensorData::Int16(narrowed(contents.int_contents, || narrow("int_contents"))?),
+        DataType::Int8 => {
+            TensorData::Int8(narrowed(contents.int_contents, || narrow("int_contents"))?)
+        }
+        DataType::Int16 => {
+            TensorData::Int16(narrowed(contents.int_contents, || narrow("int_contents"))?)
+        }
         DataType::Int32 => TensorData::Int32(contents.int_contents),
         DataType::Int64 => TensorData::Int64(contents.int64_contents),
-        DataType::Uint8 => TensorData::Uint8(narrowed(contents.uint_contents, || narrow("uint_contents"))?),
-        DataType::Uint16 => TensorData::Uint16(narrowed(contents.uint_contents, || narrow("uint_contents"))?),
+        DataType::Uint8 => TensorData::Uint8(narrowed(contents.uint_contents, || {
+            narrow("uint_contents")
+        })?),
+        DataType::Uint16 => TensorData::Uint16(narrowed(contents.uint_contents, || {
+            narrow("uint_contents")
+        })?),
         DataType::Uint32 => TensorData::Uint32(contents.uint_contents),
         DataType::Uint64 => TensorData::Uint64(contents.uint64_contents),
         DataType::Fp32 => TensorData::Fp32(contents.fp32_contents),
@@ -288,12 +317,20 @@ pub fn data_to_contents(data: TensorData) -> Option<InferTensorContents> {
     let mut contents = InferTensorContents::default();
     match data {
         TensorData::Bool(values) => contents.bool_contents = values,
-        TensorData::Int8(values) => contents.int_contents = values.into_iter().map(i32::from).collect(),
-        TensorData::Int16(values) => contents.int_contents = values.into_iter().map(i32::from).collect(),
+        TensorData::Int8(values) => {
+            contents.int_contents = values.into_iter().map(i32::from).collect()
+        }
+        TensorData::Int16(values) => {
+            contents.int_contents = values.into_iter().map(i32::from).collect()
+        }
         TensorData::Int32(values) => contents.int_contents = values,
         TensorData::Int64(values) => contents.int64_contents = values,
-        TensorData::Uint8(values) => contents.uint_contents = values.into_iter().map(u32::from).collect(),
-        TensorData::Uint16(values) => contents.uint_contents = values.into_iter().map(u32::from).collect(),
+        TensorData::Uint8(values) => {
+            contents.uint_contents = values.into_iter().map(u32::from).collect()
+        }
+        TensorData::Uint16(values) => {
+            contents.uint_contents = values.into_iter().map(u32::from).collect()
+        }
         TensorData::Uint32(values) => contents.uint_contents = values,
         TensorData::Uint64(values) => contents.uint64_contents = values,
         TensorData::Fp32(values) => contents.fp32_contents = values,
@@ -319,7 +356,10 @@ mod tests {
         assert_eq!(nested, flat);
         assert_eq!(nested, TensorData::Fp32(vec![1.0, 2.5, 3.0, 4.0]));
         let err = data_from_json("x", DataType::Uint8, &json!([1, 256])).unwrap_err();
-        assert_eq!(err.0, "tensor `x`: element 1 (256) is not a valid UINT8 value");
+        assert_eq!(
+            err.0,
+            "tensor `x`: element 1 (256) is not a valid UINT8 value"
+        );
         assert!(data_from_json("x", DataType::Int64, &json!([1.5])).is_err());
         assert!(data_from_json("x", DataType::Fp32, &json!([1e300])).is_err());
         assert_eq!(
@@ -364,7 +404,10 @@ mod tests {
     #[test]
     fn malformed_raw_bytes_are_refused_with_the_reason() {
         let err = data_from_raw("x", DataType::Fp32, &[0; 7]).unwrap_err();
-        assert!(err.0.contains("not a whole number of 4-byte elements"), "{err}");
+        assert!(
+            err.0.contains("not a whole number of 4-byte elements"),
+            "{err}"
+        );
         let err = data_from_raw("s", DataType::Bytes, &[5, 0, 0, 0, b'a']).unwrap_err();
         assert!(err.0.contains("truncated"), "{err}");
     }
@@ -374,7 +417,10 @@ mod tests {
         let data = TensorData::Int16(vec![-3, 300]);
         let contents = data_to_contents(data.clone()).unwrap();
         assert_eq!(contents.int_contents, vec![-3, 300]);
-        assert_eq!(data_from_contents("t", DataType::Int16, contents).unwrap(), data);
+        assert_eq!(
+            data_from_contents("t", DataType::Int16, contents).unwrap(),
+            data
+        );
         let too_big = InferTensorContents {
             uint_contents: vec![256],
             ..InferTensorContents::default()

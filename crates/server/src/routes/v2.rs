@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use inference_engine_core::error::ErrorKind;
+use inference_engine_core::executor::Priority;
 use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::registry::ModelDetails;
 use inference_engine_core::routing::Bucket;
@@ -136,7 +137,11 @@ pub struct Resolved {
 }
 
 /// Resolves a protocol model reference; without a version the routing rule decides.
-pub fn resolve(ctx: &AppState, name: String, version: Option<String>) -> Result<Resolved, ApiError> {
+pub fn resolve(
+    ctx: &AppState,
+    name: String,
+    version: Option<String>,
+) -> Result<Resolved, ApiError> {
     let (name, version) = target(name, version).map_err(ApiError::for_protocol)?;
     resolve_key(ctx, &name, version.as_ref())
 }
@@ -170,7 +175,11 @@ fn resolve_key(
 
 fn metadata(ctx: &AppState, name: String, version: Option<String>) -> Result<Value, ApiError> {
     let resolved = resolve(ctx, name, version)?;
-    Ok(metadata_json(&resolved.key, &resolved.versions, &resolved.details))
+    Ok(metadata_json(
+        &resolved.key,
+        &resolved.versions,
+        &resolved.details,
+    ))
 }
 
 fn readiness(ctx: &AppState, name: String, version: Option<String>) -> Result<Value, ApiError> {
@@ -223,17 +232,22 @@ fn unknown_output(name: &str) -> ApiError {
 
 /// Checks requested outputs against a model's declared outputs before running it (models
 /// without a declared signature are checked after the run).
-pub fn check_requested_outputs(details: &ModelDetails, requested: &[String]) -> Result<(), ApiError> {
+pub fn check_requested_outputs(
+    details: &ModelDetails,
+    requested: &[String],
+) -> Result<(), ApiError> {
     let Some(description) = &details.description else {
         return Ok(());
     };
     if description.outputs.is_empty() {
         return Ok(());
     }
-    match requested
-        .iter()
-        .find(|name| !description.outputs.iter().any(|output| &output.name == *name))
-    {
+    match requested.iter().find(|name| {
+        !description
+            .outputs
+            .iter()
+            .any(|output| &output.name == *name)
+    }) {
         Some(name) => Err(unknown_output(name)),
         None => Ok(()),
     }
@@ -252,6 +266,7 @@ async fn run_infer(
         inputs,
         outputs: selection,
         timeout,
+        priority,
     } = match decode(headers, body) {
         Ok(request) => request,
         Err(err) => return err.into_response(),
@@ -273,6 +288,7 @@ async fn run_infer(
         version,
         inputs,
         timeout,
+        priority: Priority::from_level(priority),
     };
     respond(
         ctx.inference.infer_tensors(caller, command).await,
@@ -281,9 +297,10 @@ async fn run_infer(
                 Ok(outputs) => outputs,
                 Err(err) => return err.into_response(),
             };
-            let encoded = rest::encode_infer_response(&model, &version, Some(&id), &outputs, |name| {
-                selection.binary(name)
-            });
+            let encoded =
+                rest::encode_infer_response(&model, &version, Some(&id), &outputs, |name| {
+                    selection.binary(name)
+                });
             let mut response = encoded.body.into_response();
             let headers = response.headers_mut();
             match encoded.header_length {
@@ -308,7 +325,8 @@ async fn run_infer(
 }
 
 fn decode(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiError> {
-    let malformed = |message: String| ApiError::new(ErrorKind::MalformedRequest, "invalid_input", message);
+    let malformed =
+        |message: String| ApiError::new(ErrorKind::MalformedRequest, "invalid_input", message);
     let header_length = headers
         .get(rest::HEADER_LENGTH)
         .map(|value| {
@@ -321,4 +339,3 @@ fn decode(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiError> {
         .transpose()?;
     rest::parse_infer_request(body, header_length).map_err(|err| malformed(err.to_string()))
 }
-

@@ -9,13 +9,14 @@ use inference_engine_v2::proto::health::HealthCheckRequest;
 use inference_engine_v2::proto::health::health_check_response::ServingStatus;
 use inference_engine_v2::proto::health::health_client::HealthClient;
 use inference_engine_v2::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use inference_engine_v2::proto::inference::infer_parameter::ParameterChoice;
 use inference_engine_v2::proto::inference::model_infer_request::{
     InferInputTensor, InferRequestedOutputTensor,
 };
 use inference_engine_v2::proto::inference::{
-    InferTensorContents, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
-    RepositoryIndexRequest, RepositoryModelLoadRequest, RepositoryModelUnloadRequest,
-    ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
+    InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse,
+    ModelMetadataRequest, RepositoryIndexRequest, RepositoryModelLoadRequest,
+    RepositoryModelUnloadRequest, ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
 };
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -611,13 +612,50 @@ async fn outputs_can_be_selected_in_the_order_asked_and_an_unknown_output_is_400
     request["outputs"] = json!([{"name": "label"}, {"name": "logits"}]);
     let response = app.post(IRIS_V1_INFER, Some(DEV_KEY), &request).await;
     assert_protocol_error(response, 400, "logits").await;
-    // The same without a version in the path (mlp has one version).
-    let mlp = json!({
+}
+
+#[tokio::test]
+async fn an_unknown_output_is_refused_before_the_model_runs_even_without_a_version() {
+    let app = demo_app().await;
+    // mlp has one version, so the path needs none; the router picks it.
+    let request = json!({
         "inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": vec![0.5; 784]}],
         "outputs": [{"name": "logits"}]
     });
-    let response = app.post("/v2/models/mlp/infer", Some(DEV_KEY), &mlp).await;
+    let response = app
+        .post("/v2/models/mlp/infer", Some(DEV_KEY), &request)
+        .await;
+    let job_id = response
+        .headers()
+        .get("x-job-id")
+        .map(|id| id.to_str().unwrap().to_owned());
     assert_protocol_error(response, 400, "logits").await;
+    // A 400 leaves no job that claims to have succeeded.
+    if let Some(job_id) = job_id {
+        let job = json_body(app.get(&format!("/jobs/{job_id}"), Some(DEV_KEY)).await).await;
+        assert_ne!(job["status"], "succeeded", "the client got 400: {job}");
+    }
+}
+
+#[tokio::test]
+async fn a_zero_timeout_parameter_means_no_timeout() {
+    // Triton: "The default is 0 which indicates that the request has no timeout."
+    let app = demo_app().await;
+    let mut request = iris_request(&biggest_iris_case());
+    request["parameters"] = json!({"timeout": 0});
+    let response = app.post(IRIS_V1_INFER, Some(DEV_KEY), &request).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+
+    let mut client = grpc(&app).await;
+    let mut request = raw_iris_request(&biggest_iris_case());
+    request.parameters.insert(
+        "timeout".to_owned(),
+        InferParameter {
+            parameter_choice: Some(ParameterChoice::Int64Param(0)),
+        },
+    );
+    let answer = client.model_infer(with_key(request, DEV_KEY)).await;
+    assert!(answer.is_ok(), "{answer:?}");
 }
 
 #[tokio::test]
