@@ -215,7 +215,7 @@ impl OnnxPipeline {
                     .map(TValue::into_arc_tensor)
                     .collect::<Vec<_>>()
             }
-            Engine::Remote(remote) => self.run_remote(remote.as_ref(), tensors)?,
+            Engine::Remote(remote) => self.run_remote(remote.as_ref(), &tensors)?,
         };
         outputs
             .into_iter()
@@ -238,7 +238,7 @@ impl OnnxPipeline {
     fn run_remote(
         &self,
         remote: &dyn RemoteModel,
-        tensors: Vec<Tensor>,
+        tensors: &[Tensor],
     ) -> Result<Vec<Arc<Tensor>>, PipelineError> {
         let inputs = tensors
             .iter()

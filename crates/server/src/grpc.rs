@@ -274,13 +274,8 @@ impl GrpcInferenceService for InferenceGrpc {
                 .iter()
                 .map(|output| output.name.clone())
                 .collect::<Vec<_>>();
-            if let Some(version) = &version
-                && let Ok(resolved) =
-                    v2::resolve(&self.ctx, model.to_string(), Some(version.to_string()))
-            {
-                v2::check_requested_outputs(&resolved.details, &requested)
-                    .map_err(|err| status(&err))?;
-            }
+            v2::check_requested_outputs(&self.ctx, &model, version.as_ref(), &requested)
+                .map_err(|err| status(&err))?;
             // The shorter of the `timeout` parameter and the call's own gRPC deadline.
             let timeout = match (timeout_parameter(&request)?, client_deadline) {
                 (Some(parameter), Some(deadline)) => Some(parameter.min(deadline)),
@@ -415,9 +410,12 @@ impl InferenceGrpc {
     }
 }
 
-/// The `timeout` request parameter (microseconds, as Triton's clients send it).
+/// The `timeout` request parameter (microseconds, as Triton's clients send it); 0 means no
+/// timeout, as in Triton.
 fn timeout_parameter(request: &ModelInferRequest) -> Result<Option<Duration>, Status> {
-    Ok(unsigned_parameter(request, "timeout")?.map(Duration::from_micros))
+    Ok(unsigned_parameter(request, "timeout")?
+        .filter(|&micros| micros != 0)
+        .map(Duration::from_micros))
 }
 
 /// The call's deadline from its `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).

@@ -119,7 +119,8 @@ struct RemoteV2Model {
 #[derive(Debug)]
 enum Transport {
     Grpc {
-        endpoint: Endpoint,
+        // Boxed: an endpoint is large and each model holds one transport.
+        endpoint: Box<Endpoint>,
         /// Lazily connected; dropped after a transport failure so the next call reconnects.
         channels: Vec<Mutex<Option<Channel>>>,
         next: AtomicUsize,
@@ -161,7 +162,7 @@ impl RemoteV2Model {
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true);
                 Transport::Grpc {
-                    endpoint,
+                    endpoint: Box::new(endpoint),
                     channels: (0..target.connections).map(|_| Mutex::new(None)).collect(),
                     next: AtomicUsize::new(0),
                 }

@@ -44,11 +44,12 @@ struct OutputBody {
     parameters: Map<String, Value>,
 }
 
-/// An output the client asked for, and whether it wants it as raw bytes.
+/// An output the client asked for, and whether it wants it as raw bytes (`None`: the
+/// request's `binary_data_output`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestedOutput {
     pub name: String,
-    pub binary: bool,
+    pub binary: Option<bool>,
 }
 
 /// Which outputs go back, and how.
@@ -66,7 +67,8 @@ impl OutputSelection {
         self.requested
             .iter()
             .find(|requested| requested.name == output)
-            .map_or(self.binary_by_default, |requested| requested.binary)
+            .and_then(|requested| requested.binary)
+            .unwrap_or(self.binary_by_default)
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -155,7 +157,7 @@ pub fn parse_infer_request(
         .outputs
         .into_iter()
         .map(|output| {
-            let binary = flag(&output.parameters, "binary_data")?.unwrap_or(false);
+            let binary = flag(&output.parameters, "binary_data")?;
             Ok(RequestedOutput {
                 name: output.name,
                 binary,
@@ -306,6 +308,16 @@ mod tests {
             TensorData::Bytes(vec![b"hi".to_vec()])
         );
         assert!(request.outputs.binary("anything"));
+
+        // binary_data_output is the default of listed outputs too, unless they say otherwise.
+        let listed = json!({
+            "parameters": {"binary_data_output": true},
+            "inputs": [{"name": "a", "shape": [1], "datatype": "INT32", "data": [1]}],
+            "outputs": [{"name": "p"}, {"name": "q", "parameters": {"binary_data": false}}]
+        });
+        let request = parse_infer_request(listed.to_string().as_bytes(), None).unwrap();
+        assert!(request.outputs.binary("p"));
+        assert!(!request.outputs.binary("q"));
 
         let err = parse_infer_request(&body[..body.len() - 1], Some(header.len())).unwrap_err();
         assert!(err.0.contains("tensor `b`"), "{err}");

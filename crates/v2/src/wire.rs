@@ -176,7 +176,7 @@ pub fn data_from_raw(
     bytes: &[u8],
 ) -> Result<TensorData, WireError> {
     if let Some(size) = datatype.element_size()
-        && bytes.len() % size != 0
+        && !bytes.len().is_multiple_of(size)
     {
         return Err(WireError(format!(
             "tensor `{name}`: {} bytes of raw {datatype} data is not a whole number of \

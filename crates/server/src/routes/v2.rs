@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::executor::Priority;
 use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
-use inference_engine_core::registry::ModelDetails;
+use inference_engine_core::registry::{ModelDetails, ResolveError};
 use inference_engine_core::routing::Bucket;
 use inference_engine_core::service::TensorCommand;
 use inference_engine_core::source::TensorSpec;
@@ -136,7 +136,9 @@ pub struct Resolved {
     pub versions: Vec<String>,
 }
 
-/// Resolves a protocol model reference; without a version the routing rule decides.
+/// Resolves a protocol model reference for metadata and readiness: without a version the
+/// routing rule decides, and a model with several versions and no rule answers for its latest
+/// version (as Triton does).
 pub fn resolve(
     ctx: &AppState,
     name: String,
@@ -152,19 +154,20 @@ fn resolve_key(
     version: Option<&ModelVersion>,
 ) -> Result<Resolved, ApiError> {
     let serving = ctx.registry.serving();
-    let key = serving
-        .route(name, version, || Bucket::for_request(None))
-        .map_err(|err| ApiError::from_classified(&err).for_protocol())?;
+    let key = match serving.route(name, version, || Bucket::for_request(None)) {
+        Ok(key) => key,
+        Err(ResolveError::VersionRequired { .. }) => versions_of(ctx, name)
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("model \"{name}\" is not served here")))?,
+        Err(err) => return Err(ApiError::from_classified(&err).for_protocol()),
+    };
     let details = ctx
         .registry
         .details(&key)
         .ok_or_else(|| ApiError::not_found(format!("model {key} is not served here")))?;
-    let versions = ctx
-        .registry
-        .statuses()
+    let versions = versions_of(ctx, &key.name)
         .into_iter()
-        .filter(|status| status.key.name == key.name)
-        .map(|status| status.key.version.to_string())
+        .map(|key| key.version.to_string())
         .collect();
     Ok(Resolved {
         key,
@@ -230,26 +233,49 @@ fn unknown_output(name: &str) -> ApiError {
     )
 }
 
-/// Checks requested outputs against a model's declared outputs before running it (models
-/// without a declared signature are checked after the run).
+/// Every version of a model, in order.
+pub fn versions_of(ctx: &AppState, name: &ModelName) -> Vec<ModelKey> {
+    ctx.registry
+        .statuses()
+        .into_iter()
+        .filter(|status| &status.key.name == name)
+        .map(|status| status.key)
+        .collect()
+}
+
+/// Refuses, before anything runs, an output that the model cannot produce: one that the
+/// requested version (or, without a version, every version routing may pick) does not
+/// declare. Models without a declared signature (the built-ins) are checked after the run.
 pub fn check_requested_outputs(
-    details: &ModelDetails,
+    ctx: &AppState,
+    name: &ModelName,
+    version: Option<&ModelVersion>,
     requested: &[String],
 ) -> Result<(), ApiError> {
-    let Some(description) = &details.description else {
-        return Ok(());
-    };
-    if description.outputs.is_empty() {
+    if requested.is_empty() {
         return Ok(());
     }
-    match requested.iter().find(|name| {
-        !description
-            .outputs
-            .iter()
-            .any(|output| &output.name == *name)
-    }) {
-        Some(name) => Err(unknown_output(name)),
-        None => Ok(()),
+    let candidates = match version {
+        Some(version) => vec![ModelKey::new(name.clone(), version.clone())],
+        None => versions_of(ctx, name),
+    };
+    let mut declared = Vec::new();
+    for key in &candidates {
+        let Some(description) = ctx
+            .registry
+            .details(key)
+            .and_then(|details| details.description)
+        else {
+            return Ok(());
+        };
+        if description.outputs.is_empty() {
+            return Ok(());
+        }
+        declared.extend(description.outputs.into_iter().map(|output| output.name));
+    }
+    match requested.iter().find(|name| !declared.contains(name)) {
+        Some(name) if !candidates.is_empty() => Err(unknown_output(name)),
+        _ => Ok(()),
     }
 }
 
@@ -276,10 +302,7 @@ async fn run_infer(
         Ok(target) => target,
         Err(err) => return err.for_protocol().into_response(),
     };
-    if let Some(version) = &version
-        && let Ok(resolved) = resolve_key(ctx, &model, Some(version))
-        && let Err(err) = check_requested_outputs(&resolved.details, &requested)
-    {
+    if let Err(err) = check_requested_outputs(ctx, &model, version.as_ref(), &requested) {
         return err.into_response();
     }
     let id = id.unwrap_or_else(|| caller.request_id.as_str().to_owned());
@@ -287,7 +310,8 @@ async fn run_infer(
         model,
         version,
         inputs,
-        timeout,
+        // The protocol's `timeout: 0` means no timeout (Triton), not an instant one.
+        timeout: timeout.filter(|timeout| !timeout.is_zero()),
         priority: Priority::from_level(priority),
     };
     respond(

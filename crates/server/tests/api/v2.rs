@@ -639,15 +639,32 @@ async fn an_unknown_output_is_refused_before_the_model_runs_even_without_a_versi
 
 #[tokio::test]
 async fn a_zero_timeout_parameter_means_no_timeout() {
-    // Triton: "The default is 0 which indicates that the request has no timeout."
+    // Triton: "The default is 0 which indicates that the request has no timeout." The mlp
+    // with 64 rows runs for longer than a timer tick, so a zero deadline would fire first.
     let app = demo_app().await;
-    let mut request = iris_request(&biggest_iris_case());
-    request["parameters"] = json!({"timeout": 0});
-    let response = app.post(IRIS_V1_INFER, Some(DEV_KEY), &request).await;
+    let rows = 64;
+    let features = vec![0.5_f32; rows * 784];
+    let request = json!({
+        "parameters": {"timeout": 0},
+        "inputs": [{"name": "input", "shape": [rows, 784], "datatype": "FP32", "data": features}]
+    });
+    let response = app
+        .post("/v2/models/mlp/infer", Some(DEV_KEY), &request)
+        .await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 
     let mut client = grpc(&app).await;
-    let mut request = raw_iris_request(&biggest_iris_case());
+    let mut request = ModelInferRequest {
+        model_name: "mlp".to_owned(),
+        inputs: vec![InferInputTensor {
+            name: "input".to_owned(),
+            datatype: "FP32".to_owned(),
+            shape: vec![i64::try_from(rows).unwrap(), 784],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![f32_bytes(&features).into()],
+        ..Default::default()
+    };
     request.parameters.insert(
         "timeout".to_owned(),
         InferParameter {
