@@ -3,7 +3,7 @@
 //! Each batched model has a collector thread. It takes the first waiting request, then keeps
 //! taking requests until the batch is full (`max_batch_size`) or the first one has waited
 //! `max_delay`, and hands the whole batch to the model's executor pool as one task. The model
-//! runs it with [`Model::predict_each`]: valid items share one run (an ONNX model stacks them
+//! runs it with [`Model::run_each`]: valid items share one run (an ONNX model stacks them
 //! along the batch dimension) and every caller gets exactly its own result, or its own error.
 //!
 //! The collector never runs a model itself, so batching adds no threads to the pools' sizing
@@ -19,13 +19,14 @@ use serde_json::Value;
 use crate::executor::{Executed, ExecutorError, ExecutorPool};
 use crate::model::ModelKey;
 use crate::observe;
-use crate::pipeline::{Model, PipelineError};
+use crate::pipeline::{BatchAnswer, BatchItem, Model, PipelineError};
 use crate::source::BatchingConfig;
+use crate::tensor::Tensor;
 
-type ItemOutcome = Result<Executed<Result<Value, PipelineError>>, ExecutorError>;
+type ItemOutcome = Result<Executed<Result<BatchAnswer, PipelineError>>, ExecutorError>;
 
 struct Pending {
-    data: Value,
+    item: BatchItem,
     pool: Arc<ExecutorPool>,
     submitted: Instant,
     reply: flume::Sender<ItemOutcome>,
@@ -63,10 +64,31 @@ impl Batcher {
         data: Value,
         pool: Arc<ExecutorPool>,
     ) -> Result<Executed<Result<Value, PipelineError>>, ExecutorError> {
+        let executed = self.run_item(BatchItem::Json(data), pool).await?;
+        Ok(answered(executed, |answer| match answer {
+            BatchAnswer::Json(value) => Some(value),
+            BatchAnswer::Tensors(_) => None,
+        }))
+    }
+
+    /// [`Batcher::run`] for a protocol request: named tensors in, the raw output tensors out.
+    pub async fn run_tensors(
+        &self,
+        inputs: Vec<Tensor>,
+        pool: Arc<ExecutorPool>,
+    ) -> Result<Executed<Result<Vec<Tensor>, PipelineError>>, ExecutorError> {
+        let executed = self.run_item(BatchItem::Tensors(inputs), pool).await?;
+        Ok(answered(executed, |answer| match answer {
+            BatchAnswer::Tensors(tensors) => Some(tensors),
+            BatchAnswer::Json(_) => None,
+        }))
+    }
+
+    async fn run_item(&self, item: BatchItem, pool: Arc<ExecutorPool>) -> ItemOutcome {
         let (reply, replied) = flume::bounded(1);
         let pool_name = pool.name().to_owned();
         let pending = Pending {
-            data,
+            item,
             pool,
             submitted: Instant::now(),
             reply,
@@ -134,10 +156,10 @@ fn dispatch(batch: Vec<Pending>, model: &Arc<dyn Model>) {
         for pending in batch {
             submitted.push(pending.submitted);
             replies.push(pending.reply);
-            items.push(pending.data);
+            items.push(pending.item);
         }
         let count = items.len();
-        let outcomes = catch_unwind(AssertUnwindSafe(|| model.predict_each(items)));
+        let outcomes = catch_unwind(AssertUnwindSafe(|| model.run_each(items)));
         let run_time = started.elapsed();
         match outcomes {
             Ok(outcomes) if outcomes.len() == count => {
@@ -164,6 +186,23 @@ fn dispatch(batch: Vec<Pending>, model: &Arc<dyn Model>) {
         for reply in replies {
             let _ = reply.send(Err(err.clone()));
         }
+    }
+}
+
+/// An item's answer in the form its caller expects (a model answers each item in the form it
+/// came in; anything else is a model bug, reported as such).
+fn answered<T>(
+    executed: Executed<Result<BatchAnswer, PipelineError>>,
+    expect: impl FnOnce(BatchAnswer) -> Option<T>,
+) -> Executed<Result<T, PipelineError>> {
+    Executed {
+        value: executed.value.and_then(|answer| {
+            expect(answer).ok_or_else(|| {
+                PipelineError::Inference("the model answered in the wrong form".to_owned())
+            })
+        }),
+        queue_time: executed.queue_time,
+        run_time: executed.run_time,
     }
 }
 

@@ -263,6 +263,29 @@ mod tests {
         .unwrap()
     }
 
+    /// Occupies the pool's only thread until the returned sender is used.
+    fn occupy(
+        pool: &Arc<ExecutorPool>,
+    ) -> (
+        mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<Executed<()>, ExecutorError>>,
+    ) {
+        let (release, released) = mpsc::channel::<()>();
+        let (started, has_started) = mpsc::channel::<()>();
+        let blocker = {
+            let pool = Arc::clone(pool);
+            tokio::spawn(async move {
+                pool.run(move || {
+                    started.send(()).unwrap();
+                    released.recv().unwrap();
+                })
+                .await
+            })
+        };
+        has_started.recv().unwrap();
+        (release, blocker)
+    }
+
     #[tokio::test]
     async fn runs_work_on_a_named_pool_thread() {
         let pool = pool(2, 4);
@@ -276,20 +299,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_is_refused_at_once() {
         let pool = Arc::new(pool(1, 1));
-        let (release, released) = mpsc::channel::<()>();
-        let (started, has_started) = mpsc::channel::<()>();
-        // Occupy the only thread until released.
-        let blocker = {
-            let pool = Arc::clone(&pool);
-            tokio::spawn(async move {
-                pool.run(move || {
-                    started.send(()).unwrap();
-                    released.recv().unwrap();
-                })
-                .await
-            })
-        };
-        has_started.recv().unwrap();
+        let (release, blocker) = occupy(&pool);
         // Fill the one queue slot.
         let queued = {
             let pool = Arc::clone(&pool);
@@ -313,19 +323,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn high_priority_work_overtakes_queued_normal_work() {
         let pool = Arc::new(pool(1, 8));
-        let (release, released) = mpsc::channel::<()>();
-        let (started, has_started) = mpsc::channel::<()>();
-        let blocker = {
-            let pool = Arc::clone(&pool);
-            tokio::spawn(async move {
-                pool.run(move || {
-                    started.send(()).unwrap();
-                    released.recv().unwrap();
-                })
-                .await
-            })
-        };
-        has_started.recv().unwrap();
+        let (release, blocker) = occupy(&pool);
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut waiting = Vec::new();
         for (label, priority) in [

@@ -56,6 +56,26 @@ impl Classified for PipelineError {
 }
 
 /// A model written as four typed stages. Runs on executor threads, so it may block.
+fn no_tensor_interface() -> PipelineError {
+    PipelineError::InvalidInput(
+        "this model takes JSON `data` only (POST /predict); it has no tensor interface".into(),
+    )
+}
+
+/// One request of a dynamic batch: JSON `data` (`/predict`) or named tensors (the protocol).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchItem {
+    Json(Value),
+    Tensors(Vec<Tensor>),
+}
+
+/// A batch item's answer, in the form its request came in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchAnswer {
+    Json(Value),
+    Tensors(Vec<Tensor>),
+}
+
 pub trait Pipeline: Send + Sync + 'static {
     /// What preprocessing turns the client's JSON into (a tensor, a string, ...).
     type Input: Send;
@@ -82,12 +102,22 @@ pub trait Pipeline: Send + Sync + 'static {
     fn postprocess(&self, output: Self::Output) -> Result<Value, PipelineError>;
 
     /// Runs the model on named tensors (the Open Inference Protocol path): the model's own
-    /// inputs and outputs, no JSON pre- or postprocessing. Models without a tensor signature
-    /// refuse.
-    fn infer_tensors(&self, _inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PipelineError> {
-        Err(PipelineError::InvalidInput(
-            "this model takes JSON `data` only (POST /predict); it has no tensor interface".into(),
-        ))
+    /// inputs and outputs, no JSON pre- or postprocessing.
+    fn infer_tensors(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PipelineError> {
+        let input = self.tensors_to_input(inputs)?;
+        let output = self.infer(input)?;
+        self.output_to_tensors(output)
+    }
+
+    /// The tensor path's "preprocess and validate": named tensors → the model's input. Models
+    /// without a tensor signature refuse.
+    fn tensors_to_input(&self, _inputs: Vec<Tensor>) -> Result<Self::Input, PipelineError> {
+        Err(no_tensor_interface())
+    }
+
+    /// The tensor path's "postprocess": the model's output as its raw named tensors.
+    fn output_to_tensors(&self, _output: Self::Output) -> Result<Vec<Tensor>, PipelineError> {
+        Err(no_tensor_interface())
     }
 }
 
@@ -99,8 +129,9 @@ pub trait Model: Send + Sync + fmt::Debug {
     fn predict_batch(&self, items: Vec<Value>) -> Result<Vec<Value>, PipelineError>;
 
     /// Independent requests run together (dynamic batching): the valid items share one model
-    /// run, and each item gets its own outcome, so one caller's bad input fails only itself.
-    fn predict_each(&self, items: Vec<Value>) -> Vec<Result<Value, PipelineError>>;
+    /// run, JSON and tensor requests alike, and each item gets its own outcome in its own
+    /// form, so one caller's bad input fails only itself.
+    fn run_each(&self, items: Vec<BatchItem>) -> Vec<Result<BatchAnswer, PipelineError>>;
 
     /// See [`Pipeline::infer_tensors`].
     fn infer_tensors(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PipelineError>;
@@ -162,17 +193,21 @@ impl<P: Pipeline> Model for PipelineModel<P> {
             .collect()
     }
 
-    fn predict_each(&self, items: Vec<Value>) -> Vec<Result<Value, PipelineError>> {
-        let mut outcomes: Vec<Result<Value, PipelineError>> = Vec::with_capacity(items.len());
+    fn run_each(&self, items: Vec<BatchItem>) -> Vec<Result<BatchAnswer, PipelineError>> {
+        let mut outcomes: Vec<Result<BatchAnswer, PipelineError>> = Vec::with_capacity(items.len());
         let mut inputs = Vec::with_capacity(items.len());
-        // Where each prepared input's outcome goes.
+        // Where each prepared input's answer goes, and whether it answers in tensors.
         let mut slots = Vec::with_capacity(items.len());
-        for data in items {
-            match self.prepare(data) {
+        for item in items {
+            let (prepared, tensors) = match item {
+                BatchItem::Json(data) => (self.prepare(data), false),
+                BatchItem::Tensors(tensors) => (self.pipeline.tensors_to_input(tensors), true),
+            };
+            match prepared {
                 Ok(input) => {
-                    slots.push(outcomes.len());
+                    slots.push((outcomes.len(), tensors));
                     inputs.push(input);
-                    outcomes.push(Ok(Value::Null));
+                    outcomes.push(Ok(BatchAnswer::Json(Value::Null)));
                 }
                 Err(err) => outcomes.push(Err(err)),
             }
@@ -182,8 +217,14 @@ impl<P: Pipeline> Model for PipelineModel<P> {
         }
         match self.pipeline.infer_batch(inputs) {
             Ok(outputs) if outputs.len() == slots.len() => {
-                for (slot, output) in slots.into_iter().zip(outputs) {
-                    outcomes[slot] = self.pipeline.postprocess(output);
+                for ((slot, tensors), output) in slots.into_iter().zip(outputs) {
+                    outcomes[slot] = if tensors {
+                        self.pipeline
+                            .output_to_tensors(output)
+                            .map(BatchAnswer::Tensors)
+                    } else {
+                        self.pipeline.postprocess(output).map(BatchAnswer::Json)
+                    };
                 }
             }
             Ok(outputs) => {
@@ -192,12 +233,12 @@ impl<P: Pipeline> Model for PipelineModel<P> {
                     outputs.len(),
                     slots.len()
                 ));
-                for slot in slots {
+                for (slot, _) in slots {
                     outcomes[slot] = Err(err.clone());
                 }
             }
             Err(err) => {
-                for slot in slots {
+                for (slot, _) in slots {
                     outcomes[slot] = Err(err.clone());
                 }
             }
@@ -251,14 +292,21 @@ mod tests {
     #[test]
     fn each_item_gets_its_own_outcome() {
         let model = PipelineModel::new(Doubler);
-        let outcomes =
-            model.predict_each(vec![Value::from(1.0), Value::from("x"), Value::from(3.0)]);
-        assert_eq!(outcomes[0], Ok(Value::from(2.0)));
+        let json = |value: f64| BatchItem::Json(Value::from(value));
+        let outcomes = model.run_each(vec![
+            json(1.0),
+            BatchItem::Json(Value::from("x")),
+            BatchItem::Tensors(Vec::new()),
+            json(3.0),
+        ]);
+        assert_eq!(outcomes[0], Ok(BatchAnswer::Json(Value::from(2.0))));
         assert_eq!(
             outcomes[1],
             Err(PipelineError::InvalidInput("expected a number".into()))
         );
-        assert_eq!(outcomes[2], Ok(Value::from(6.0)));
+        // A pipeline without a tensor interface refuses tensor items, alone.
+        assert_eq!(outcomes[2], Err(no_tensor_interface()));
+        assert_eq!(outcomes[3], Ok(BatchAnswer::Json(Value::from(6.0))));
     }
 
     #[test]

@@ -440,7 +440,14 @@ impl InferenceService {
         deadline: Option<Instant>,
     ) -> Result<Executed<Result<Vec<Tensor>, InferenceError>>, InferenceError> {
         let lease = self.registry.acquire(serving, key).await?;
-        let executed = pool_of(serving, key)?
+        let pool = pool_of(serving, key)?;
+        if let Some(batcher) = lease.loaded.batcher.clone() {
+            // Stacked with the model's other requests, JSON and tensors alike.
+            let executed = batcher.run_tensors(inputs, Arc::clone(pool)).await?;
+            drop(lease);
+            return Ok(into_inference(executed));
+        }
+        let executed = pool
             // The lease lives until the model returns, even if the caller left.
             .run_with(priority, move || {
                 deadline::within(deadline, || lease.loaded.model.infer_tensors(inputs))

@@ -365,9 +365,9 @@ impl Pipeline for OnnxPipeline {
             .collect())
     }
 
-    /// The plan on the client's own tensors: inputs by name (any order), each checked against
-    /// the manifest and the `[validation]` bounds; every declared output comes back.
-    fn infer_tensors(&self, inputs: Vec<CoreTensor>) -> Result<Vec<CoreTensor>, PipelineError> {
+    /// The client's own tensors as the plan's inputs: by name (any order), each checked
+    /// against the manifest and the `[validation]` bounds.
+    fn tensors_to_input(&self, inputs: Vec<CoreTensor>) -> Result<Examples, PipelineError> {
         let invalid = PipelineError::InvalidInput;
         if let Some(unknown) = inputs
             .iter()
@@ -412,11 +412,23 @@ impl Pipeline for OnnxPipeline {
             single: false,
         };
         examples::check_bounds(&examples, &self.inputs, self.min, self.max)?;
-        let outputs = self.run(examples.tensors, rows)?;
+        Ok(examples)
+    }
+
+    /// Every declared output, this request's rows only (a batch's run is shared).
+    fn output_to_tensors(&self, output: Predictions) -> Result<Vec<CoreTensor>, PipelineError> {
         self.outputs
             .iter()
-            .zip(&outputs)
-            .map(|(name, tensor)| tensors::from_tract(name, tensor))
+            .zip(&output.tensors)
+            .map(|(name, tensor)| {
+                if output.first_row == 0 && tensor.shape().first() == Some(&output.rows) {
+                    return tensors::from_tract(name, tensor);
+                }
+                let rows = tensor
+                    .slice(0, output.first_row, output.first_row + output.rows)
+                    .map_err(|err| PipelineError::Inference(format!("output `{name}`: {err:#}")))?;
+                tensors::from_tract(name, &rows)
+            })
             .collect()
     }
 

@@ -1,6 +1,7 @@
 //! `infer_batch` runs several requests as one and hands each its own rows.
 
-use inference_engine_core::pipeline::{Pipeline, PipelineError};
+use inference_engine_core::pipeline::{BatchAnswer, BatchItem, Pipeline, PipelineError};
+use inference_engine_core::tensor::{Tensor, TensorData};
 use serde_json::{Value, json};
 
 use crate::support::{raw_model, raw_pipeline, reference, rows_json};
@@ -101,19 +102,48 @@ fn assert_same_results(actual: &[Value], expected: &[Value], path: &str) {
 }
 
 #[test]
-fn predict_each_fails_only_the_bad_request_of_a_batch() {
+fn run_each_fails_only_the_bad_request_and_answers_tensor_requests_in_tensors() {
     let model = raw_model("iris", "v1");
     let good = json!([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]);
     let alone = model.predict(good.clone()).unwrap();
+    let tensors = vec![
+        Tensor::new(
+            "input",
+            vec![1, 4],
+            TensorData::Fp32(vec![6.3, 3.3, 6.0, 2.5]),
+        )
+        .unwrap(),
+    ];
+    let tensors_alone = model.infer_tensors(tensors.clone()).unwrap();
 
-    let outcomes = model.predict_each(vec![good, json!([1, 2, 3]), json!([6.7, 3.0, 5.2, 2.3])]);
+    let outcomes = model.run_each(vec![
+        BatchItem::Json(good),
+        BatchItem::Json(json!([1, 2, 3])),
+        BatchItem::Tensors(tensors),
+        BatchItem::Json(json!([6.7, 3.0, 5.2, 2.3])),
+    ]);
 
-    assert_eq!(outcomes[0], Ok(alone.clone()));
+    assert_eq!(outcomes[0], Ok(BatchAnswer::Json(alone.clone())));
     assert_eq!(
         outcomes[1],
         Err(PipelineError::InvalidInput(
             "example 0 has 3 features; the model expects 4".into()
         ))
     );
-    assert_eq!(outcomes[2], Ok(alone[1].clone()));
+    // The tensor request shared the run and got exactly its own row, as tensors.
+    let Ok(BatchAnswer::Tensors(answer)) = &outcomes[2] else {
+        panic!("expected tensors, got {:?}", outcomes[2]);
+    };
+    assert_eq!(answer[0], tensors_alone[0]);
+    assert_eq!(answer[0].shape, vec![1]);
+    let (Some(TensorData::Fp32(shared)), Some(TensorData::Fp32(single))) = (
+        answer.get(1).map(|t| &t.data),
+        tensors_alone.get(1).map(|t| &t.data),
+    ) else {
+        panic!("probabilities are FP32");
+    };
+    for (shared, single) in shared.iter().zip(single) {
+        assert!((shared - single).abs() < 1e-6, "{shared} vs {single}");
+    }
+    assert_eq!(outcomes[3], Ok(BatchAnswer::Json(alone[1].clone())));
 }
