@@ -8,9 +8,10 @@
 //! Each pool has two queues: threads always take [`Priority::High`] work first (the Open
 //! Inference Protocol's `priority` parameter), then normal work.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -89,13 +90,27 @@ pub struct Executed<T> {
 }
 
 /// A fixed set of named threads behind a bounded queue.
-#[derive(Debug)]
 pub struct ExecutorPool {
     name: String,
-    sender: flume::Sender<Task>,
-    urgent: flume::Sender<Task>,
+    /// Normal tasks, and one wake-up token per urgent task.
+    sender: flume::Sender<Queued>,
+    /// High-priority tasks. A thread drains it whenever it takes anything from `sender`, so
+    /// urgent work overtakes every normal task still queued. A std mutex: held for a push or
+    /// a pop only.
+    urgent: Arc<Mutex<VecDeque<Task>>>,
     in_flight: Arc<AtomicUsize>,
     threads: usize,
+}
+
+impl std::fmt::Debug for ExecutorPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorPool")
+            .field("name", &self.name)
+            .field("threads", &self.threads)
+            .field("queued", &self.queued())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ExecutorPool {
@@ -103,12 +118,12 @@ impl ExecutorPool {
     /// is drained.
     pub fn start(config: &ExecutorConfig) -> std::io::Result<Self> {
         let threads = config.threads.max(1);
-        let (sender, receiver) = flume::bounded::<Task>(config.queue_capacity.max(1));
-        let (urgent, urgent_receiver) = flume::bounded::<Task>(config.queue_capacity.max(1));
+        let (sender, receiver) = flume::bounded::<Queued>(config.queue_capacity.max(1));
+        let urgent = Arc::new(Mutex::new(VecDeque::<Task>::new()));
         let in_flight = Arc::new(AtomicUsize::new(0));
         for index in 0..threads {
             let receiver = receiver.clone();
-            let urgent_receiver = urgent_receiver.clone();
+            let urgent = Arc::clone(&urgent);
             let in_flight = Arc::clone(&in_flight);
             let device = config.name.clone();
             thread::Builder::new()
@@ -121,8 +136,13 @@ impl ExecutorPool {
                         observe::executor_inflight(&device, -1.0);
                         in_flight.fetch_sub(1, Ordering::Relaxed);
                     };
-                    while let Some(task) = next_task(&urgent_receiver, &receiver) {
-                        run(task);
+                    while let Ok(queued) = receiver.recv() {
+                        while let Some(task) = pop(&urgent) {
+                            run(task);
+                        }
+                        if let Queued::Task(task) = queued {
+                            run(task);
+                        }
                     }
                 })?;
         }
@@ -150,7 +170,7 @@ impl ExecutorPool {
 
     /// Tasks waiting for a thread.
     pub fn queued(&self) -> usize {
-        self.sender.len() + self.urgent.len()
+        self.sender.len()
     }
 
     /// Queues `task` for a pool thread without waiting for it, or refuses it at once when the
@@ -171,18 +191,27 @@ impl ExecutorPool {
             let _entered = span.enter();
             task();
         });
-        let queue = match priority {
-            Priority::High => &self.urgent,
-            Priority::Normal => &self.sender,
-        };
-        queue.try_send(task).map_err(|err| match err {
+        let refused = |err: flume::TrySendError<Queued>| match err {
             flume::TrySendError::Full(_) => ExecutorError::Overloaded {
                 pool: self.name.clone(),
             },
             flume::TrySendError::Disconnected(_) => ExecutorError::ShutDown {
                 pool: self.name.clone(),
             },
-        })
+        };
+        match priority {
+            Priority::Normal => self.sender.try_send(Queued::Task(task)).map_err(refused),
+            Priority::High => {
+                // Under the lock from push to token: a refused task is taken back before any
+                // thread (which pops under the same lock) can see it.
+                let mut urgent = lock(&self.urgent);
+                urgent.push_back(task);
+                self.sender.try_send(Queued::Urgent).map_err(|err| {
+                    urgent.pop_back();
+                    refused(err)
+                })
+            }
+        }
     }
 
     /// Runs `work` on a pool thread. Dropping the returned future does not stop the work; its
@@ -230,22 +259,21 @@ impl ExecutorPool {
     }
 }
 
-/// The next task for a pool thread: urgent work first; `None` once both queues are closed
-/// (every handle to the pool dropped) and drained.
-fn next_task(urgent: &flume::Receiver<Task>, normal: &flume::Receiver<Task>) -> Option<Task> {
-    if let Ok(task) = urgent.try_recv() {
-        return Some(task);
-    }
-    let (from_urgent, received) = flume::Selector::new()
-        .recv(urgent, |received| (true, received))
-        .recv(normal, |received| (false, received))
-        .wait();
-    match received {
-        Ok(task) => Some(task),
-        // One queue is closed and empty, so the pool is gone: drain the other.
-        Err(_) if from_urgent => normal.recv().ok(),
-        Err(_) => urgent.recv().ok(),
-    }
+/// What the shared queue holds: a normal task, or the token of an urgent one.
+enum Queued {
+    Task(Task),
+    Urgent,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Held for one push or pop; a panic elsewhere cannot leave the queue inconsistent.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn pop(urgent: &Mutex<VecDeque<Task>>) -> Option<Task> {
+    lock(urgent).pop_front()
 }
 
 #[cfg(test)]
