@@ -40,6 +40,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::error::{ApiError, grpc_code_for};
+use crate::middleware::key_from;
 use crate::ratelimit;
 use crate::routes::AppState;
 use crate::routes::v2::{self, EXTENSIONS, SERVER_NAME};
@@ -86,12 +87,12 @@ fn invalid(err: &WireError) -> Status {
 
 /// The presented key: `x-api-key`, or `authorization: Bearer <key>`.
 fn presented_key(metadata: &MetadataMap) -> Option<&str> {
-    if let Some(key) = metadata.get("x-api-key") {
-        return key.to_str().ok();
-    }
-    let authorization = metadata.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = authorization.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    key_from(
+        metadata.get("x-api-key").map(|value| value.to_str().ok()),
+        metadata
+            .get("authorization")
+            .and_then(|value| value.to_str().ok()),
+    )
 }
 
 #[derive(Debug, Clone)]

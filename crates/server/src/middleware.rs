@@ -203,11 +203,24 @@ fn finish_error_body(response: &mut Response, request_id: &str, style: ErrorStyl
 
 /// The key from `X-API-Key`, or else from `Authorization: Bearer`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(key) = headers.get(&API_KEY) {
-        return key.to_str().ok();
+    key_from(
+        headers.get(&API_KEY).map(|value| value.to_str().ok()),
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok()),
+    )
+}
+
+/// The presented key: the `x-api-key` value when there is one (`Some(None)`: present but not
+/// text), else the token of `authorization: Bearer <key>`. HTTP headers and gRPC metadata alike.
+pub(crate) fn key_from<'a>(
+    api_key: Option<Option<&'a str>>,
+    authorization: Option<&'a str>,
+) -> Option<&'a str> {
+    if let Some(key) = api_key {
+        return key;
     }
-    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = authorization.split_once(' ')?;
+    let (scheme, token) = authorization?.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 

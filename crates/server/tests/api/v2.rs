@@ -517,14 +517,7 @@ async fn one_output_may_be_asked_for_as_binary_and_the_other_as_json() {
         {"name": "label"},
         {"name": "probabilities", "parameters": {"binary_data": true}}
     ]);
-    let response = app
-        .client
-        .post(app.url(IRIS_V1_INFER))
-        .header("x-api-key", DEV_KEY)
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(IRIS_V1_INFER, Some(DEV_KEY), &request).await;
     let (header, raw) = split_binary_response(response).await;
     assert_eq!(integers(&output(&header, "label")["data"]), case.labels);
     assert_eq!(raw.len(), 1);
@@ -544,14 +537,7 @@ async fn binary_data_output_applies_to_listed_outputs_that_do_not_say_otherwise(
         {"name": "probabilities"},
         {"name": "label", "parameters": {"binary_data": false}}
     ]);
-    let response = app
-        .client
-        .post(app.url(IRIS_V1_INFER))
-        .header("x-api-key", DEV_KEY)
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(IRIS_V1_INFER, Some(DEV_KEY), &request).await;
     let (header, raw) = split_binary_response(response).await;
     assert_eq!(integers(&output(&header, "label")["data"]), case.labels);
     assert_eq!(raw.len(), 1, "{header}");
