@@ -2,7 +2,8 @@
 # Browser tests of the /playground page: headless Chromium (Debian's `chromium` package, driven
 # by playwright-core from npm; no browser download) against a real engine on port 0.
 #   tests/browser/run.sh [node --test options…]
-# CHROMIUM_PATH overrides /usr/bin/chromium; ENGINE_BINARY overrides the freshly built engine.
+# CHROMIUM_PATH overrides /usr/bin/chromium. ENGINE_BINARY names an engine binary to test instead
+# of building one (`.ci/run` passes the one `cargo test` just built).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -17,8 +18,13 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     exit 1
 fi
 
-echo "== cargo build -p inference-engine-cli"
-(cd "$root" && cargo build -p inference-engine-cli)
+if [[ -n "${ENGINE_BINARY:-}" ]]; then
+    [[ -x "$ENGINE_BINARY" ]] || { echo "error: ENGINE_BINARY=$ENGINE_BINARY is not an executable" >&2; exit 1; }
+    echo "== engine: $ENGINE_BINARY"
+else
+    echo "== cargo build -p inference-engine-cli"
+    (cd "$root" && cargo build -p inference-engine-cli)
+fi
 
 cd "$here"
 if [[ ! -d node_modules ]]; then

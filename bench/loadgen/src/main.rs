@@ -24,6 +24,11 @@ mod async_submit;
 mod grpc_infer;
 mod latency;
 
+// The engine's allocator: on a 2-core machine the client shares the CPU with the server it
+// measures, so its own allocation cost would come off the server's figure.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

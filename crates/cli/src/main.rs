@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use inference_engine_app::settings::load_dotenv;
 use inference_engine_app::{AppContext, Role, Settings, check, keys, shutdown_signal, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "inference-engine",

@@ -103,6 +103,7 @@ async fn run_writer(
         if receiver.recv_many(&mut commands, max_batch_jobs).await == 0 {
             break;
         }
+        gather_while_busy(&mut receiver, &mut commands, max_batch_jobs).await;
         let mut batch = Vec::new();
         let mut waiters = Vec::new();
         for command in commands.drain(..) {
@@ -122,6 +123,38 @@ async fn run_writer(
     }
     if let Some(closed) = closing {
         let _ = closed.send(());
+    }
+}
+
+/// How often the writer lets the runtime run other tasks before committing, as long as each
+/// turn brought more writes.
+const GATHER_ROUNDS: usize = 4;
+
+/// Adds writes that arrive while the runtime still has other work ready: each yield lets the
+/// requests already in progress reach their own `insert`. When nothing else is ready, a yield
+/// returns at once and the batch commits without delay, so an idle server pays nothing. A
+/// commit costs about the same for 5 or 50 rows (the same few WAL pages are written), so under
+/// load this halves the store's CPU per request (measured with `bench/run.sh`).
+async fn gather_while_busy(
+    receiver: &mut mpsc::Receiver<WriterCommand>,
+    commands: &mut Vec<WriterCommand>,
+    max_batch_jobs: usize,
+) {
+    for _ in 0..GATHER_ROUNDS {
+        if commands.len() >= max_batch_jobs {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let before = commands.len();
+        while commands.len() < max_batch_jobs {
+            match receiver.try_recv() {
+                Ok(command) => commands.push(command),
+                Err(_) => break,
+            }
+        }
+        if commands.len() == before {
+            return;
+        }
     }
 }
 
