@@ -47,7 +47,11 @@ ROWS = json.loads((REPO / "testdata" / "expected" / "iris-v1.json").read_text())
     "input"
 ]
 TOLERANCE = 1e-9  # same model, same input datatype: MLServer and the engine must agree exactly
-ONNX_TOLERANCE = 1e-5  # sklearn float64 vs the ONNX float32 graph of the same model
+# MLServer's iris-sk is trained again on this machine by the recipe behind models/iris/v1. lbfgs
+# stops at tol=1e-4, so on another CPU's BLAS the fit lands slightly elsewhere: 2.8e-4 in
+# probabilities on an AMD EPYC against the committed reference made on an Intel Xeon. Labels
+# must still match exactly; the engine-vs-MLServer checks (TOLERANCE) are what must be exact.
+RETRAINED_TOLERANCE = 1e-3
 FAST_MS = 100.0
 FAST_REQUESTS = 5
 RECOVERY_S = 30.0
@@ -218,8 +222,8 @@ class Suite:
         p = self.direct["FP32"]["predict_proba"]
         diff = float(np.max(np.abs(p - np.asarray(case["outputs"]["probabilities"]))))
         expect(
-            diff <= ONNX_TOLERANCE,
-            f"MLServer's iris-sk differs from iris:v1's reference by {diff:.3e}",
+            diff <= RETRAINED_TOLERANCE,
+            f"MLServer's iris-sk differs from iris:v1's reference by {diff:.3e} (> {RETRAINED_TOLERANCE:g})",
         )
         expect(
             self.direct["FP32"]["predict"].reshape(-1).tolist() == case["outputs"]["label"],

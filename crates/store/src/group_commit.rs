@@ -134,7 +134,7 @@ const GATHER_ROUNDS: usize = 4;
 /// requests already in progress reach their own `insert`. When nothing else is ready, a yield
 /// returns at once and the batch commits without delay, so an idle server pays nothing. A
 /// commit costs about the same for 5 or 50 rows (the same few WAL pages are written), so under
-/// load this halves the store's CPU per request (measured with `bench/run.sh`).
+/// load this halved the SQLite thread's CPU per request (`predict_echo`, BENCHMARKS.md).
 async fn gather_while_busy(
     receiver: &mut mpsc::Receiver<WriterCommand>,
     commands: &mut Vec<WriterCommand>,
