@@ -8,8 +8,9 @@
 # Creates or reuses the pinned venvs under target/v2-venv/ (client: tritonclient; mlserver:
 # MLServer + scikit-learn; each recreated when its requirements file changes), builds the engine
 # once (cargo build -p inference-engine-cli, binary target/debug/inference-engine), runs the
-# scripts and exits non-zero if any of them failed. Set V2_SKIP_BUILD=1 to use the binary as it
-# is (ENGINE_BIN=PATH: another binary), V2_KEEP_TEMP=1 to keep the temp folders (engine stderr,
+# scripts and exits non-zero if any of them failed. ENGINE_BIN=PATH tests that binary as it is
+# (no build; `.ci/run` passes the one `cargo test` built); V2_SKIP_BUILD=1 uses
+# target/debug/inference-engine as it is; V2_KEEP_TEMP=1 to keep the temp folders (engine stderr,
 # MLServer log, model folders).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,7 +41,9 @@ if [[ " ${selected[*]} " == *" remote "* ]]; then
 fi
 
 echo "== build"
-if [[ "${V2_SKIP_BUILD:-0}" == 1 ]]; then
+if [[ -n "${ENGINE_BIN:-}" ]]; then
+    echo "ENGINE_BIN=$ENGINE_BIN: not building"
+elif [[ "${V2_SKIP_BUILD:-0}" == 1 ]]; then
     echo "V2_SKIP_BUILD=1: not building"
 else
     cargo build -p inference-engine-cli
