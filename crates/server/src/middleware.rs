@@ -1,20 +1,23 @@
 //! Cross-cutting request handling, in the order of SPEC §4.1: request id → auth → scope →
 //! (rate limit) → body size → body validation (in the extractors) → handler.
 //!
-//! `request_context` is the outermost layer: it assigns the request id, renders every error body
-//! (so each one carries that id), stamps `X-Request-ID` on every response and writes the one
-//! access-log line per request.
+//! Two layers do all of it. `request_context` is the outermost: it assigns the request id,
+//! authenticates the key, renders every error body (so each one carries that id), stamps
+//! `X-Request-ID` on every response and writes the one access-log line per request.
+//! `guard_route` wraps each route group: scope, rate limit and body limit, in that order. Few
+//! layers matter: each one costs allocations and a dynamic call on every request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use inference_engine_core::auth::{ApiKeyTable, Principal, Scope, TenantId};
+use inference_engine_core::config::RateLimitGroup;
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::job::{Job, RequestId};
 use inference_engine_core::observe;
@@ -22,6 +25,8 @@ use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorStyle, PendingErrorBody, fallback_code, render_error_body};
 use crate::extract::RequestIdFromClient;
+use crate::ratelimit::charge;
+use crate::routes::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -55,8 +60,17 @@ impl AccessLogFields {
     }
 }
 
-/// Outermost layer: request id, error bodies, `X-Request-ID`, access log.
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+/// The API keys a listener checks; `None` on the internal listener, which serves without
+/// authentication.
+#[derive(Debug, Clone)]
+pub struct Authentication(pub Option<Arc<ApiKeyTable>>);
+
+/// Outermost layer: request id, authentication, error bodies, `X-Request-ID`, access log.
+pub async fn request_context(
+    State(Authentication(keys)): State<Authentication>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let from_client = request
         .headers()
         .get(&REQUEST_ID)
@@ -75,7 +89,10 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(request_id_from_client);
 
     let span = tracing::info_span!("request", request_id = %request_id);
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = match keys {
+        Some(keys) => authenticate(&keys, request, next).instrument(span).await,
+        None => next.run(request).instrument(span).await,
+    };
 
     finish_error_body(
         &mut response,
@@ -153,15 +170,61 @@ pub struct MatchedRoute(pub String);
 /// The `route` label of requests that matched no route (or were abandoned before answering).
 const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// Route layer: hands the matched route template out to `request_context` on the response.
-pub async fn remember_route(request: Request, next: Next) -> Response {
+/// What a route group requires before its handler runs; [`guard_route`] checks it.
+#[derive(Debug, Clone)]
+pub struct RouteGuard {
+    /// `None`: a public route.
+    pub scope: Option<Scope>,
+    /// `None`: not rate limited.
+    pub rate_limit: Option<RateLimitGroup>,
+    pub body_limit: BodyLimit,
+    pub ctx: AppState,
+}
+
+/// Route layer: scope (403) → rate limit (429) → body size (413), then the handler. Also hands
+/// the matched route template out to `request_context` on the response.
+pub async fn guard_route(
+    State(guard): State<RouteGuard>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
-        .get::<axum::extract::MatchedPath>()
+        .get::<MatchedPath>()
         .map(|path| MatchedRoute(path.as_str().to_owned()));
-    let mut response = next.run(request).await;
+    let mut response = guarded(&guard, request, next).await;
     if let Some(route) = route {
         response.extensions_mut().insert(route);
+    }
+    response
+}
+
+async fn guarded(guard: &RouteGuard, request: Request, next: Next) -> Response {
+    let principal = request.extensions().get::<Principal>();
+    if let Some(scope) = guard.scope
+        && !principal.is_some_and(|principal| principal.allows(scope))
+    {
+        return ApiError::new(
+            ErrorKind::Forbidden,
+            "forbidden",
+            format!("this API key lacks the {:?} scope", scope.as_str()),
+        )
+        .into_response();
+    }
+    let tenant = principal.map(|principal| principal.tenant().clone());
+    let limit_headers = match (guard.rate_limit, tenant) {
+        (Some(group), Some(tenant)) => match charge(&guard.ctx, &tenant, group, 1).await {
+            Ok(headers) => headers,
+            Err(refused) => return refused.into_response(),
+        },
+        _ => None,
+    };
+    let mut response = enforce_body_limit(guard.body_limit, request, next).await;
+    if let Some(headers) = limit_headers {
+        // A batch handler that charged its items set fresher headers already.
+        if !response.headers().contains_key("ratelimit-limit") {
+            headers.apply(&mut response);
+        }
     }
     response
 }
@@ -225,11 +288,7 @@ pub(crate) fn key_from<'a>(
 }
 
 /// Resolves the API key to a `Principal` (401 without a valid one, except on public paths).
-pub async fn authenticate(
-    State(keys): State<Arc<ApiKeyTable>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+async fn authenticate(keys: &ApiKeyTable, mut request: Request, next: Next) -> Response {
     if is_public(request.uri().path()) {
         return next.run(request).await;
     }
@@ -253,24 +312,7 @@ pub async fn authenticate(
     response
 }
 
-/// 403 unless the caller's key has `scope` (or `admin`).
-pub async fn require_scope(State(scope): State<Scope>, request: Request, next: Next) -> Response {
-    let allowed = request
-        .extensions()
-        .get::<Principal>()
-        .is_some_and(|principal| principal.allows(scope));
-    if !allowed {
-        return ApiError::new(
-            ErrorKind::Forbidden,
-            "forbidden",
-            format!("this API key lacks the {:?} scope", scope.as_str()),
-        )
-        .into_response();
-    }
-    next.run(request).await
-}
-
-/// The `MAX_BODY_BYTES` limit, as middleware state.
+/// The `MAX_BODY_BYTES` limit.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
@@ -281,11 +323,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Buffers the body, counting the bytes actually received: 413 past the limit whatever
 /// `Content-Length` claims, and at once when `Content-Length` itself is over the limit.
-pub async fn enforce_body_limit(
-    State(BodyLimit(limit)): State<BodyLimit>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn enforce_body_limit(BodyLimit(limit): BodyLimit, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -7,11 +7,9 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use inference_engine_core::auth::{Principal, TenantId};
+use axum::response::Response;
+use inference_engine_core::auth::TenantId;
 use inference_engine_core::config::RateLimitGroup;
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::observe;
@@ -19,13 +17,6 @@ use inference_engine_core::ratelimit::Decision;
 
 use crate::error::ApiError;
 use crate::routes::AppState;
-
-/// The state of one route group's limiting layer.
-#[derive(Debug, Clone)]
-pub struct LimitedGroup {
-    pub group: RateLimitGroup,
-    pub ctx: AppState,
-}
 
 /// The headers of one decision, for the response.
 #[derive(Debug, Clone)]
@@ -105,34 +96,6 @@ pub async fn charge(
         refused = refused.with_header(name, value);
     }
     Err(refused)
-}
-
-/// Route layer: charges one request to the caller's tenant in the group.
-pub async fn rate_limit(
-    State(limited): State<LimitedGroup>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(tenant) = request
-        .extensions()
-        .get::<Principal>()
-        .map(|principal| principal.tenant().clone())
-    else {
-        return next.run(request).await;
-    };
-    match charge(&limited.ctx, &tenant, limited.group, 1).await {
-        Err(refused) => refused.into_response(),
-        Ok(headers) => {
-            let mut response = next.run(request).await;
-            if let Some(headers) = headers {
-                // A batch handler that charged its items set fresher headers already.
-                if !response.headers().contains_key("ratelimit-limit") {
-                    headers.apply(&mut response);
-                }
-            }
-            response
-        }
-    }
 }
 
 /// A batch costs its number of items: the layer charged one, this charges the rest. Returns

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use inference_engine_app::AppContext;
@@ -22,30 +22,22 @@ use inference_engine_core::config::RateLimitGroup;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
-use crate::middleware::{
-    BodyLimit, authenticate, enforce_body_limit, remember_route, request_context, require_scope,
-};
-use crate::ratelimit::{LimitedGroup, rate_limit};
+use crate::middleware::{Authentication, BodyLimit, RouteGuard, guard_route, request_context};
 
 pub type AppState = Arc<AppContext>;
 
 /// The whole HTTP API.
 pub fn router(ctx: AppState) -> Router {
-    let limit = BodyLimit(ctx.settings.max_body_bytes);
-    // Layers run outermost last-added: scope (403) → rate limit (429) → body size (413).
-    let with_scope = |routes: Router<AppState>, scope: Scope, group: Option<RateLimitGroup>| {
-        let routes = routes.route_layer(from_fn_with_state(limit, enforce_body_limit));
-        let routes = match group {
-            Some(group) => routes.route_layer(from_fn_with_state(
-                LimitedGroup {
-                    group,
-                    ctx: Arc::clone(&ctx),
-                },
+    let guard = |scope: Option<Scope>, rate_limit: Option<RateLimitGroup>| {
+        from_fn_with_state(
+            RouteGuard {
+                scope,
                 rate_limit,
-            )),
-            None => routes,
-        };
-        routes.route_layer(from_fn_with_state(scope, require_scope))
+                body_limit: BodyLimit(ctx.settings.max_body_bytes),
+                ctx: Arc::clone(&ctx),
+            },
+            guard_route,
+        )
     };
 
     let predict = Router::new()
@@ -98,29 +90,19 @@ pub fn router(ctx: AppState) -> Router {
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .merge(playground::router())
-        .route_layer(from_fn_with_state(limit, enforce_body_limit));
+        .merge(docs::router());
 
+    let authentication = Authentication(Some(Arc::clone(&ctx.api_keys)));
     Router::new()
-        .merge(with_scope(
-            predict,
-            Scope::Predict,
-            Some(RateLimitGroup::Predict),
-        ))
-        .merge(with_scope(jobs, Scope::Predict, Some(RateLimitGroup::Jobs)))
-        .merge(with_scope(
-            models,
-            Scope::ReadModels,
-            Some(RateLimitGroup::Models),
-        ))
-        .merge(with_scope(admin, Scope::Admin, None))
-        .merge(public)
-        .merge(docs::router())
-        .route_layer(from_fn(remember_route))
+        .merge(predict.route_layer(guard(Some(Scope::Predict), Some(RateLimitGroup::Predict))))
+        .merge(jobs.route_layer(guard(Some(Scope::Predict), Some(RateLimitGroup::Jobs))))
+        .merge(models.route_layer(guard(Some(Scope::ReadModels), Some(RateLimitGroup::Models))))
+        .merge(admin.route_layer(guard(Some(Scope::Admin), None)))
+        .merge(public.route_layer(guard(None, None)))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::disable())
-        .layer(from_fn_with_state(Arc::clone(&ctx.api_keys), authenticate))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn(request_context))
+        .layer(from_fn_with_state(authentication, request_context))
         .with_state(ctx)
 }
 
@@ -135,12 +117,18 @@ fn internal_routes() -> Router<AppState> {
 /// The internal listener's router: [`internal_routes`] with request ids, JSON errors and the
 /// access log, and no authentication. Bind it to an address only operators can reach.
 pub fn internal_router(ctx: AppState) -> Router {
+    let guard = RouteGuard {
+        scope: None,
+        rate_limit: None,
+        body_limit: BodyLimit(ctx.settings.max_body_bytes),
+        ctx: Arc::clone(&ctx),
+    };
     Router::new()
         .merge(internal_routes())
-        .route_layer(from_fn(remember_route))
+        .route_layer(from_fn_with_state(guard, guard_route))
         .fallback(unknown_route)
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn(request_context))
+        .layer(from_fn_with_state(Authentication(None), request_context))
         .with_state(ctx)
 }
 
