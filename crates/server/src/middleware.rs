@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -81,7 +81,7 @@ pub async fn request_context(
     let mut access = AccessLog {
         started: Instant::now(),
         request_id: request_id.clone(),
-        method: request.method().to_string(),
+        method: request.method().clone(),
         path: request.uri().path().to_owned(),
         logged: false,
     };
@@ -113,7 +113,7 @@ pub async fn request_context(
 struct AccessLog {
     started: Instant,
     request_id: RequestId,
-    method: String,
+    method: Method,
     path: String,
     logged: bool,
 }

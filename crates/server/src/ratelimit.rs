@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use inference_engine_core::auth::TenantId;
 use inference_engine_core::config::RateLimitGroup;
@@ -26,23 +26,26 @@ pub struct RateLimitHeaders {
 }
 
 impl RateLimitHeaders {
-    fn pairs(&self) -> [(&'static str, String); 4] {
+    /// Built from integers without formatting strings: these go on every limited response.
+    fn pairs(&self) -> [(&'static str, HeaderValue); 4] {
         [
-            ("ratelimit-limit", self.decision.limit.to_string()),
-            ("ratelimit-remaining", self.decision.remaining.to_string()),
+            ("ratelimit-limit", HeaderValue::from(self.decision.limit)),
+            (
+                "ratelimit-remaining",
+                HeaderValue::from(self.decision.remaining),
+            ),
             (
                 "ratelimit-reset",
-                whole_seconds(self.decision.reset_after).to_string(),
+                HeaderValue::from(whole_seconds(self.decision.reset_after)),
             ),
-            ("x-ratelimit-mode", self.mode.to_owned()),
+            ("x-ratelimit-mode", HeaderValue::from_static(self.mode)),
         ]
     }
 
     pub fn apply(&self, response: &mut Response) {
+        let headers = response.headers_mut();
         for (name, value) in self.pairs() {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, value);
-            }
+            headers.insert(HeaderName::from_static(name), value);
         }
     }
 }
@@ -93,6 +96,7 @@ pub async fn charge(
         whole_seconds(decision.retry_after).max(1).to_string(),
     );
     for (name, value) in headers.pairs() {
+        let value = value.to_str().map(str::to_owned).unwrap_or_default();
         refused = refused.with_header(name, value);
     }
     Err(refused)
