@@ -6,6 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use inference_engine_core::sync::lock;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -83,11 +84,7 @@ struct BatchedStdout {
 
 impl BatchedStdout {
     fn pending(&self) -> MutexGuard<'_, Pending> {
-        // A panic while appending bytes leaves the buffer usable.
-        self.shared
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.shared.0)
     }
 
     fn append(&self, line: &[u8]) {

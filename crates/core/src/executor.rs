@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Classified, ErrorKind};
 use crate::observe;
+use crate::sync::lock;
 
 type Task = Box<dyn FnOnce() + Send>;
 
@@ -283,13 +284,6 @@ fn next_task(receiver: &flume::Receiver<Queued>) -> Option<Queued> {
             Err(flume::TryRecvError::Empty) => return receiver.recv().ok(),
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Held for one push or pop; a panic elsewhere cannot leave the queue inconsistent.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn pop(urgent: &Mutex<VecDeque<Task>>) -> Option<Task> {

@@ -29,6 +29,7 @@
 //! - [`runner`]: `JobRunner`: the worker step `process_next` and the reconciler.
 //! - [`routing`]: `Bucket`, `RoutingRule` (static / canary / ab) and `RoutingTable`: the
 //!   version a request gets when it names none.
+//! - [`sync`]: the one poison-tolerant `lock` every crate uses.
 //! - [`config`]: the `engine.toml` model (`EngineConfigFile`) and its validation into
 //!   `EngineConfig` (registry, routing, execution, SLA, rate-limit and job policies).
 
@@ -52,4 +53,5 @@ pub mod routing;
 pub mod runner;
 pub mod service;
 pub mod source;
+pub mod sync;
 pub mod tensor;

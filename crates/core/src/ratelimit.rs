@@ -19,6 +19,7 @@ use async_trait::async_trait;
 
 use crate::auth::TenantId;
 use crate::config::{RateLimit, RateLimitGroup};
+use crate::sync::lock;
 
 /// What a limiter decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -146,10 +147,7 @@ impl LocalRateLimiter {
         limit: RateLimit,
         cost: u32,
     ) -> Decision {
-        let mut tats = self
-            .tats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tats = lock(&self.tats);
         let key = (tenant.clone(), group);
         let (decision, new_tat) = gcra(now_us, tats.get(&key).copied(), limit, cost);
         if let Some(new_tat) = new_tat {

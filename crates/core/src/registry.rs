@@ -33,6 +33,7 @@ use crate::pipeline::{Model, PipelineModel};
 use crate::routing::{Bucket, RoutingRule, RoutingTable};
 pub use crate::source::Backend;
 use crate::source::{LoadError, ModelDescription, ModelSource, ReadySource};
+use crate::sync::lock;
 
 /// One line of `GET /models`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,11 +357,7 @@ impl Slot {
     }
 
     fn lock(&self) -> MutexGuard<'_, SlotInner> {
-        // A panic while holding this lock cannot leave the state half-written (every update
-        // is a single assignment), so a poisoned lock is still usable.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     fn status(&self) -> ModelStatus {

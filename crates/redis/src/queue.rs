@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use inference_engine_core::job::JobId;
 use inference_engine_core::ports::{Delivery, JobQueue, QueueError};
+use inference_engine_core::sync::lock;
 use redis::FromRedisValue;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::time::Instant;
@@ -143,18 +144,11 @@ impl RedisJobQueue {
     }
 
     fn set_cursor(&self, cursor: String) {
-        // A poisoned lock only means another thread panicked between two plain assignments.
-        *self
-            .claim_cursor
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = cursor;
+        *lock(&self.claim_cursor) = cursor;
     }
 
     fn cursor(&self) -> String {
-        self.claim_cursor
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.claim_cursor).clone()
     }
 
     /// Moves due delayed jobs into the stream; returns how long until the next one is due.

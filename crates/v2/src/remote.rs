@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use inference_engine_core::deadline;
 use inference_engine_core::pipeline::PipelineError;
 use inference_engine_core::source::LoadError;
+use inference_engine_core::sync::lock;
 use inference_engine_core::tensor::Tensor;
 use inference_engine_onnx::manifest::{RemoteManifest, RemoteProtocol};
 use inference_engine_onnx::{RemoteConnector, RemoteModel};
@@ -461,13 +462,6 @@ impl RemoteModel for RemoteV2Model {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Held for a clone or a store only; a panic elsewhere cannot leave it inconsistent.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn source_chain(err: &dyn std::error::Error) -> String {

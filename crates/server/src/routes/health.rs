@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use inference_engine_app::NotReady;
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::observe;
+use inference_engine_core::sync::lock;
 
 use super::AppState;
 use crate::api::{ErrorBody, StatusBody};
@@ -76,10 +77,7 @@ async fn refresh_job_queue_depth(ctx: &AppState) {
             ))
         }) {
         Ok(counts) => {
-            let mut reported = ctx
-                .queue_depth_series
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut reported = lock(&ctx.queue_depth_series);
             observe::job_queue_depth(&counts, &mut reported);
         }
         Err(err) => {
