@@ -181,6 +181,18 @@ pub struct RouteGuard {
     pub ctx: AppState,
 }
 
+impl RouteGuard {
+    /// The guard of a route group; every group gets the `MAX_BODY_BYTES` limit.
+    pub fn new(ctx: &AppState, scope: Option<Scope>, rate_limit: Option<RateLimitGroup>) -> Self {
+        Self {
+            scope,
+            rate_limit,
+            body_limit: BodyLimit(ctx.settings.max_body_bytes),
+            ctx: Arc::clone(ctx),
+        }
+    }
+}
+
 /// Route layer: scope (403) → rate limit (429) → body size (413), then the handler. Also hands
 /// the matched route template out to `request_context` on the response.
 pub async fn guard_route(

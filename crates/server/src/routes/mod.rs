@@ -22,22 +22,14 @@ use inference_engine_core::config::RateLimitGroup;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
-use crate::middleware::{Authentication, BodyLimit, RouteGuard, guard_route, request_context};
+use crate::middleware::{Authentication, RouteGuard, guard_route, request_context};
 
 pub type AppState = Arc<AppContext>;
 
 /// The whole HTTP API.
 pub fn router(ctx: AppState) -> Router {
     let guard = |scope: Option<Scope>, rate_limit: Option<RateLimitGroup>| {
-        from_fn_with_state(
-            RouteGuard {
-                scope,
-                rate_limit,
-                body_limit: BodyLimit(ctx.settings.max_body_bytes),
-                ctx: Arc::clone(&ctx),
-            },
-            guard_route,
-        )
+        from_fn_with_state(RouteGuard::new(&ctx, scope, rate_limit), guard_route)
     };
 
     let predict = Router::new()
@@ -117,15 +109,12 @@ fn internal_routes() -> Router<AppState> {
 /// The internal listener's router: [`internal_routes`] with request ids, JSON errors and the
 /// access log, and no authentication. Bind it to an address only operators can reach.
 pub fn internal_router(ctx: AppState) -> Router {
-    let guard = RouteGuard {
-        scope: None,
-        rate_limit: None,
-        body_limit: BodyLimit(ctx.settings.max_body_bytes),
-        ctx: Arc::clone(&ctx),
-    };
     Router::new()
         .merge(internal_routes())
-        .route_layer(from_fn_with_state(guard, guard_route))
+        .route_layer(from_fn_with_state(
+            RouteGuard::new(&ctx, None, None),
+            guard_route,
+        ))
         .fallback(unknown_route)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn_with_state(Authentication(None), request_context))
