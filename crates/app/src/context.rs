@@ -64,35 +64,50 @@ pub enum Role {
     Worker,
 }
 
-/// The job store in use, kept concretely so it can be closed on shutdown.
+/// The job store in use, kept concretely so it can be closed on shutdown. Both batch the job
+/// records of concurrent requests into shared transactions: SQLite on its writer thread,
+/// PostgreSQL through a [`GroupCommitStore`] in front of it.
 #[derive(Debug, Clone)]
 enum StoreBackend {
     Sqlite(SqliteJobStore),
-    Postgres(PostgresJobStore),
+    Postgres {
+        store: PostgresJobStore,
+        writer: Arc<GroupCommitStore>,
+    },
 }
 
 impl StoreBackend {
     /// PostgreSQL when `DATABASE_URL` is set (refusing to start if it cannot be reached or
     /// migrated), else SQLite at `SQLITE_DB_PATH`.
     async fn open(settings: &Settings) -> Result<(Self, Arc<dyn JobStore>), StoreError> {
+        let writer = GroupCommitConfig {
+            max_batch_jobs: settings.job_writer_max_batch.max(1),
+            queue_capacity: settings.job_writer_queue_capacity.max(1),
+        };
         match &settings.database_url {
             Some(url) => {
-                let postgres = PostgresJobStore::connect(url).await?;
+                let store = PostgresJobStore::connect(url).await?;
                 tracing::info!(database = %redact_url(url), "job store: PostgreSQL");
-                Ok((Self::Postgres(postgres.clone()), Arc::new(postgres)))
+                let writer = Arc::new(GroupCommitStore::start(Arc::new(store.clone()), &writer));
+                let jobs: Arc<dyn JobStore> = writer.clone();
+                Ok((Self::Postgres { store, writer }, jobs))
             }
             None => {
-                let sqlite = SqliteJobStore::open(&settings.sqlite_db_path).await?;
+                let sqlite = SqliteJobStore::open_with(&settings.sqlite_db_path, &writer).await?;
                 tracing::info!(path = %settings.sqlite_db_path.display(), "job store: SQLite");
                 Ok((Self::Sqlite(sqlite.clone()), Arc::new(sqlite)))
             }
         }
     }
 
+    /// Commits the queued job records, then closes the store.
     async fn close(&self) {
         match self {
             Self::Sqlite(sqlite) => sqlite.close().await,
-            Self::Postgres(postgres) => postgres.close().await,
+            Self::Postgres { store, writer } => {
+                writer.close().await;
+                store.close().await;
+            }
         }
     }
 }
@@ -131,7 +146,6 @@ pub struct AppContext {
     pub queue_depth_series: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Where the gRPC listener listens, once `serve` bound it (`GRPC_PORT=0` picks a port).
     pub grpc_address: std::sync::OnceLock<std::net::SocketAddr>,
-    job_writer: Arc<GroupCommitStore>,
     store_backend: StoreBackend,
 }
 
@@ -308,15 +322,7 @@ impl AppContext {
             .jobs_visibility_timeout_s
             .map_or(engine_config.jobs.visibility_timeout, Duration::from_secs);
 
-        let (store_backend, durable) = StoreBackend::open(settings).await?;
-        let job_writer = Arc::new(GroupCommitStore::start(
-            durable,
-            &GroupCommitConfig {
-                max_batch_jobs: settings.job_writer_max_batch.max(1),
-                queue_capacity: settings.job_writer_queue_capacity.max(1),
-            },
-        ));
-        let jobs: Arc<dyn JobStore> = job_writer.clone();
+        let (store_backend, jobs) = StoreBackend::open(settings).await?;
 
         // Shared by every server process through Redis when there is one, else per process.
         let mut rate_limiter: Arc<dyn RateLimiter> = Arc::new(LocalRateLimiter::new());
@@ -407,7 +413,6 @@ impl AppContext {
             config_path,
             queue_depth_series: std::sync::Mutex::default(),
             grpc_address: std::sync::OnceLock::new(),
-            job_writer,
             store_backend,
         })
     }
@@ -473,7 +478,6 @@ impl AppContext {
     /// Commits every queued job record and closes the store. Call after the server stopped
     /// taking requests; records of every answered request are durable when this returns.
     pub async fn shutdown(&self) {
-        self.job_writer.close().await;
         self.store_backend.close().await;
         tracing::info!("job records flushed; store closed");
     }

@@ -37,7 +37,8 @@ impl Default for GroupCommitConfig {
     }
 }
 
-enum WriterCommand {
+/// What a job writer receives: one caller's jobs, or the order to close.
+pub(crate) enum WriterCommand {
     Write {
         jobs: Vec<Job>,
         committed: oneshot::Sender<Result<(), StoreError>>,
@@ -45,6 +46,97 @@ enum WriterCommand {
     /// Commit everything already queued, refuse anything later, then stop.
     Close { closed: oneshot::Sender<()> },
 }
+
+/// The writes taken from a writer's queue for one transaction. Shared by the writer task here
+/// and the SQLite writer thread ([`crate::sqlite`]), so both answer callers by the same rules.
+pub(crate) struct Batch {
+    /// Every caller's jobs, in the order the callers queued them.
+    pub(crate) jobs: Vec<Job>,
+    /// Each caller's number of jobs in `jobs`, and where its outcome goes.
+    callers: Vec<(usize, oneshot::Sender<Result<(), StoreError>>)>,
+    /// A `Close` was among the commands: answer it once this batch is settled.
+    pub(crate) closing: Option<oneshot::Sender<()>>,
+}
+
+/// One caller's writes, to be retried in a transaction of their own.
+pub(crate) struct SoloWrite {
+    pub(crate) jobs: Vec<Job>,
+    committed: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl SoloWrite {
+    pub(crate) fn answer(self, outcome: Result<(), StoreError>) {
+        // The caller may have gone (its request was dropped); its jobs are committed anyway.
+        let _ = self.committed.send(outcome);
+    }
+}
+
+impl Batch {
+    pub(crate) fn new(commands: impl IntoIterator<Item = WriterCommand>) -> Self {
+        let mut batch = Self {
+            jobs: Vec::new(),
+            callers: Vec::new(),
+            closing: None,
+        };
+        for command in commands {
+            match command {
+                WriterCommand::Write { jobs, committed } => {
+                    batch.callers.push((jobs.len(), committed));
+                    batch.jobs.extend(jobs);
+                }
+                WriterCommand::Close { closed } => batch.closing = Some(closed),
+            }
+        }
+        batch
+    }
+
+    /// Answers the callers with the outcome of the batch's transaction, begun at `started`.
+    /// When it failed and held several callers' writes, nobody is answered yet: each caller's
+    /// own writes come back to be retried alone, so one bad job cannot fail the requests that
+    /// happened to share its transaction.
+    pub(crate) fn settle(
+        self,
+        outcome: Result<(), StoreError>,
+        started: std::time::Instant,
+    ) -> Vec<SoloWrite> {
+        let jobs = self.jobs.len();
+        match outcome {
+            Ok(()) => {
+                inference_engine_core::observe::job_store_write(started.elapsed());
+                tracing::trace!(
+                    jobs,
+                    elapsed_us = started.elapsed().as_micros(),
+                    "batch committed"
+                );
+                for (_, committed) in self.callers {
+                    let _ = committed.send(Ok(()));
+                }
+                Vec::new()
+            }
+            Err(err) if self.callers.len() <= 1 => {
+                for (_, committed) in self.callers {
+                    let _ = committed.send(Err(err.clone()));
+                }
+                Vec::new()
+            }
+            Err(err) => {
+                tracing::warn!(jobs, error = %err, "batch commit failed; retrying writes one by one");
+                let mut remaining = self.jobs.into_iter();
+                self.callers
+                    .into_iter()
+                    .map(|(count, committed)| SoloWrite {
+                        jobs: remaining.by_ref().take(count).collect(),
+                        committed,
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// How often a writer lets other work run before committing, as long as each turn brought
+/// more writes (see [`gather_while_busy`]).
+pub(crate) const GATHER_ROUNDS: usize = 4;
 
 /// A `JobStore` whose inserts go through one batching writer task; reads go straight through.
 #[derive(Debug)]
@@ -98,37 +190,24 @@ async fn run_writer(
     max_batch_jobs: usize,
 ) {
     let mut commands = Vec::with_capacity(max_batch_jobs);
-    let mut closing: Option<oneshot::Sender<()>> = None;
+    let mut closing = None;
     loop {
         if receiver.recv_many(&mut commands, max_batch_jobs).await == 0 {
             break;
         }
         gather_while_busy(&mut receiver, &mut commands, max_batch_jobs).await;
-        let mut batch = Vec::new();
-        let mut waiters = Vec::new();
-        for command in commands.drain(..) {
-            match command {
-                WriterCommand::Write { jobs, committed } => {
-                    waiters.push((jobs.len(), committed));
-                    batch.extend(jobs);
-                }
-                WriterCommand::Close { closed } => {
-                    // Stop accepting; what is already queued is still drained below.
-                    receiver.close();
-                    closing = Some(closed);
-                }
-            }
+        let mut batch = Batch::new(commands.drain(..));
+        if let Some(closed) = batch.closing.take() {
+            // Stop accepting; what is already queued is still drained by the next rounds.
+            receiver.close();
+            closing = Some(closed);
         }
-        commit(store.as_ref(), batch, waiters).await;
+        commit(store.as_ref(), batch).await;
     }
     if let Some(closed) = closing {
         let _ = closed.send(());
     }
 }
-
-/// How often the writer lets the runtime run other tasks before committing, as long as each
-/// turn brought more writes.
-const GATHER_ROUNDS: usize = 4;
 
 /// Adds writes that arrive while the runtime still has other work ready: each yield lets the
 /// requests already in progress reach their own `insert`. When nothing else is ready, a yield
@@ -145,56 +224,39 @@ async fn gather_while_busy(
             return;
         }
         tokio::task::yield_now().await;
-        let before = commands.len();
-        while commands.len() < max_batch_jobs {
-            match receiver.try_recv() {
-                Ok(command) => commands.push(command),
-                Err(_) => break,
-            }
-        }
-        if commands.len() == before {
+        if !take_queued(receiver, commands, max_batch_jobs) {
             return;
         }
     }
 }
 
-/// Commits a batch; if it fails, retries each write alone so one bad job cannot fail the
-/// requests that happened to share its transaction.
-async fn commit(
-    store: &dyn JobStore,
-    batch: Vec<Job>,
-    waiters: Vec<(usize, oneshot::Sender<Result<(), StoreError>>)>,
-) {
-    if batch.is_empty() {
+/// Moves what is queued into `commands`, up to `max_batch_jobs` in all; true if it took any.
+pub(crate) fn take_queued(
+    receiver: &mut mpsc::Receiver<WriterCommand>,
+    commands: &mut Vec<WriterCommand>,
+    max_batch_jobs: usize,
+) -> bool {
+    let before = commands.len();
+    while commands.len() < max_batch_jobs {
+        match receiver.try_recv() {
+            Ok(command) => commands.push(command),
+            Err(_) => break,
+        }
+    }
+    commands.len() > before
+}
+
+/// Commits a batch (see [`Batch::settle`] for one that fails).
+async fn commit(store: &dyn JobStore, batch: Batch) {
+    if batch.jobs.is_empty() {
         return;
     }
     let started = std::time::Instant::now();
-    let jobs = batch.len();
-    match store.insert(batch.clone()).await {
-        Ok(()) => {
-            inference_engine_core::observe::job_store_write(started.elapsed());
-            tracing::trace!(
-                jobs,
-                elapsed_us = started.elapsed().as_micros(),
-                "batch committed"
-            );
-            for (_, committed) in waiters {
-                let _ = committed.send(Ok(()));
-            }
-        }
-        Err(err) if waiters.len() == 1 => {
-            for (_, committed) in waiters {
-                let _ = committed.send(Err(err.clone()));
-            }
-        }
-        Err(err) => {
-            tracing::warn!(jobs, error = %err, "batch commit failed; retrying writes one by one");
-            let mut remaining = batch.into_iter();
-            for (count, committed) in waiters {
-                let own: Vec<Job> = remaining.by_ref().take(count).collect();
-                let _ = committed.send(store.insert(own).await);
-            }
-        }
+    // The clone keeps the jobs for the one-by-one retry of a failed batch.
+    let outcome = store.insert(batch.jobs.clone()).await;
+    for mut write in batch.settle(outcome, started) {
+        let outcome = store.insert(std::mem::take(&mut write.jobs)).await;
+        write.answer(outcome);
     }
 }
 

@@ -1,13 +1,15 @@
-//! Job storage: the `JobStore` port implemented on sqlx, and the group-commit writer in front of
-//! it. This is the only crate that contains SQL. It depends on `core` and nothing above it.
+//! Job storage: the `JobStore` port implemented on sqlx, and the batching writers that commit
+//! job records. This is the only crate that contains SQL. It depends on `core` and nothing above
+//! it.
 //!
 //! Layout:
-//! - [`sqlite`]: `SqliteJobStore` (WAL, `synchronous=NORMAL`) and its embedded migrations
-//!   (`migrations/sqlite/`).
+//! - [`sqlite`]: `SqliteJobStore` (WAL, `synchronous=NORMAL`; job records committed by a
+//!   writer thread on rusqlite) and its embedded migrations (`migrations/sqlite/`).
 //! - [`postgres`]: `PostgresJobStore` (a pool, array-bound batch statements) and its embedded
 //!   migrations (`migrations/postgres/`).
 //! - [`group_commit`]: `GroupCommitStore`, one writer task that turns a burst of single-job
-//!   inserts into a few transactions.
+//!   inserts into a few transactions (in front of PostgreSQL), and the batch rules it shares
+//!   with the SQLite writer thread.
 //! - [`codec`]: conversions between domain values and column values shared by every engine.
 //! - `common`: the batch and idempotency rules both engines apply identically.
 //! - [`testing`] (feature `testing`): a fresh SQLite file or PostgreSQL database per test.

@@ -1,12 +1,14 @@
 //! The SQLite job store: the zero-setup default (`SQLITE_DB_PATH`, `data/jobs.db`).
 //!
 //! WAL journal with `synchronous=NORMAL`: a commit survives a crash of the process (the WAL is
-//! written before `COMMIT` returns) and readers never block the writer. Writes arrive already
-//! batched by the group-commit writer, so each call is one transaction.
+//! written before `COMMIT` returns) and readers never block the writer. Job records are
+//! committed by a writer thread with its own connection ([`writer`]), which batches the records
+//! of concurrent requests into one transaction; everything else goes through the sqlx pool.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,16 +30,13 @@ use crate::common::{
     CANCELLED_ERROR_TYPE, CANCELLED_MESSAGE, SUBMIT_ROUNDS, SettleColumns, SettleKind,
     claim_outcome, distinct, distinct_claims, expand_claims, expand_settled, idempotency_cutoff,
 };
+use crate::group_commit::GroupCommitConfig;
 
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Readers (job lookups) plus the one writer.
+/// Readers (job lookups) and the writes other than job records (claims, settlements,
+/// idempotent submissions); job records have the writer thread's own connection.
 const MAX_CONNECTIONS: u32 = 4;
-/// Rows per INSERT statement: 21 columns × 512 rows stays under SQLite's 32,766 variables.
-const ROWS_PER_STATEMENT: usize = 512;
-/// Prepared statements kept per connection: one per batch size of the group-commit writer,
-/// plus the few fixed queries.
-const STATEMENT_CACHE: usize = ROWS_PER_STATEMENT + 64;
 
 /// Ids per `IN (…)` list, well under SQLite's 32,766 variables.
 const IDS_PER_STATEMENT: usize = 10_000;
@@ -50,6 +49,8 @@ macro_rules! job_columns {
          idempotency_key, request_fingerprint, heartbeat_at, not_before"
     };
 }
+
+mod writer;
 
 /// Pending async jobs per model and version. The `status IN (…)` term repeats the condition of
 /// the partial index `jobs_unfinished`: SQLite uses a partial index only when the query states
@@ -98,12 +99,20 @@ fn unavailable(err: &sqlx::Error) -> StoreError {
 #[derive(Debug, Clone)]
 pub struct SqliteJobStore {
     pool: SqlitePool,
+    /// Commits the job records ([`JobStore::insert`]) on a thread of its own.
+    writer: Arc<writer::JobWriter>,
     path: PathBuf,
 }
 
 impl SqliteJobStore {
-    /// Opens (creating the file and its parent directory if needed) and migrates.
+    /// Opens (creating the file and its parent directory if needed) and migrates, with the
+    /// default batching of the job writer.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, &GroupCommitConfig::default()).await
+    }
+
+    /// [`Self::open`] with the job writer's batch size and queue capacity.
+    pub async fn open_with(path: &Path, writer: &GroupCommitConfig) -> Result<Self, StoreError> {
         if let Some(parent) = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -121,8 +130,7 @@ impl SqliteJobStore {
             .busy_timeout(BUSY_TIMEOUT)
             // Checkpoints run in the background (below), not inside whichever commit happens
             // to cross the threshold: that commit would stall every request waiting on it.
-            .pragma("wal_autocheckpoint", "0")
-            .statement_cache_capacity(STATEMENT_CACHE);
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -130,30 +138,39 @@ impl SqliteJobStore {
             .map_err(|err| {
                 StoreError::Unavailable(format!("cannot open {}: {err}", path.display()))
             })?;
-        let store = Self {
+        migrate(&pool, path).await?;
+        // After migrating: the writer's statement needs the current schema.
+        let writer = Arc::new(writer::JobWriter::start(path, BUSY_TIMEOUT, writer)?);
+        tokio::spawn(checkpoint_periodically(pool.clone()));
+        Ok(Self {
             pool,
+            writer,
             path: path.to_owned(),
-        };
-        store.migrate().await?;
-        tokio::spawn(checkpoint_periodically(store.pool.clone()));
-        Ok(store)
+        })
     }
 
     /// Applies pending migrations; a no-op when the schema is current.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrator().run(&self.pool).await.map_err(|err| {
-            StoreError::Unavailable(format!("migrating {}: {err}", self.path.display()))
-        })
+        migrate(&self.pool, &self.path).await
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Closes every connection, checkpointing the WAL.
+    /// Commits the job records still queued, then closes every connection, checkpointing the
+    /// WAL. Records inserted later are refused with [`StoreError::Closed`].
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
+}
+
+async fn migrate(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+    migrator()
+        .run(pool)
+        .await
+        .map_err(|err| StoreError::Unavailable(format!("migrating {}: {err}", path.display())))
 }
 
 fn read_row(row: &SqliteRow) -> Result<JobRow, sqlx::Error> {
@@ -215,55 +232,46 @@ async fn fetch_job(
     .transpose()
 }
 
-/// Multi-row `INSERT` statements of at most [`ROWS_PER_STATEMENT`] rows, each optionally
-/// ending in `suffix` (a conflict clause); returns the number of rows inserted. The statement
-/// cache holds one prepared statement per row count, so batches do not parse SQL again.
-async fn insert_rows(
+/// One `INSERT` of `row`, ending in `suffix` (a conflict clause); returns the number of rows
+/// inserted (0 when the conflict clause skipped it).
+async fn insert_row(
     connection: &mut SqliteConnection,
-    rows: Vec<JobRow>,
+    row: JobRow,
     suffix: &str,
 ) -> Result<u64, StoreError> {
-    let mut inserted = 0;
-    let mut remaining = rows.len();
-    let mut rows = rows.into_iter();
-    while remaining > 0 {
-        let size = remaining.min(ROWS_PER_STATEMENT);
-        remaining -= size;
-        let mut insert =
-            QueryBuilder::<Sqlite>::new(concat!("INSERT INTO jobs (", job_columns!(), ") "));
-        insert.push_values(rows.by_ref().take(size), |mut values, row| {
-            values
-                .push_bind(row.id)
-                .push_bind(row.tenant_id)
-                .push_bind(row.request_id)
-                .push_bind(row.mode)
-                .push_bind(row.status)
-                .push_bind(row.model)
-                .push_bind(row.version)
-                .push_bind(row.input)
-                .push_bind(row.result)
-                .push_bind(row.error_type)
-                .push_bind(row.error_message)
-                .push_bind(row.attempts)
-                .push_bind(row.max_attempts)
-                .push_bind(row.created_at)
-                .push_bind(row.started_at)
-                .push_bind(row.finished_at)
-                .push_bind(row.timeout_ms)
-                .push_bind(row.idempotency_key)
-                .push_bind(row.request_fingerprint)
-                .push_bind(row.heartbeat_at)
-                .push_bind(row.not_before);
-        });
-        insert.push(suffix);
-        inserted += insert
-            .build()
-            .execute(&mut *connection)
-            .await
-            .map_err(|err| unavailable(&err))?
-            .rows_affected();
-    }
-    Ok(inserted)
+    let mut insert =
+        QueryBuilder::<Sqlite>::new(concat!("INSERT INTO jobs (", job_columns!(), ") "));
+    insert.push_values(std::iter::once(row), |mut values, row| {
+        values
+            .push_bind(row.id)
+            .push_bind(row.tenant_id)
+            .push_bind(row.request_id)
+            .push_bind(row.mode)
+            .push_bind(row.status)
+            .push_bind(row.model)
+            .push_bind(row.version)
+            .push_bind(row.input)
+            .push_bind(row.result)
+            .push_bind(row.error_type)
+            .push_bind(row.error_message)
+            .push_bind(row.attempts)
+            .push_bind(row.max_attempts)
+            .push_bind(row.created_at)
+            .push_bind(row.started_at)
+            .push_bind(row.finished_at)
+            .push_bind(row.timeout_ms)
+            .push_bind(row.idempotency_key)
+            .push_bind(row.request_fingerprint)
+            .push_bind(row.heartbeat_at)
+            .push_bind(row.not_before);
+    });
+    insert.push(suffix);
+    Ok(insert
+        .build()
+        .execute(&mut *connection)
+        .await
+        .map_err(|err| unavailable(&err))?
+        .rows_affected())
 }
 
 impl SqliteJobStore {
@@ -309,17 +317,7 @@ impl JobStore for SqliteJobStore {
         if jobs.is_empty() {
             return Ok(());
         }
-        let rows: Vec<JobRow> = jobs.iter().map(JobRow::from).collect();
-        if rows.len() <= ROWS_PER_STATEMENT {
-            // One statement is atomic on its own: no BEGIN/COMMIT round trips to the
-            // connection's thread, which is most of the cost of a small batch.
-            let mut connection = self.pool.acquire().await.map_err(|err| unavailable(&err))?;
-            insert_rows(&mut connection, rows, "").await?;
-            return Ok(());
-        }
-        let mut transaction = self.begin_write().await?;
-        insert_rows(&mut transaction, rows, "").await?;
-        transaction.commit().await.map_err(|err| unavailable(&err))
+        self.writer.insert(jobs).await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -357,9 +355,9 @@ impl JobStore for SqliteJobStore {
         .await
         .map_err(|err| unavailable(&err))?;
         for _ in 0..SUBMIT_ROUNDS {
-            let inserted = insert_rows(
+            let inserted = insert_row(
                 &mut transaction,
-                vec![row.clone()],
+                row.clone(),
                 " ON CONFLICT (tenant_id, idempotency_key) \
                   WHERE idempotency_key IS NOT NULL DO NOTHING",
             )

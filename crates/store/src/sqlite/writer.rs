@@ -1,0 +1,337 @@
+//! The SQLite job writer: one OS thread with its own connection that commits every job record.
+//!
+//! Why a thread and not the sqlx pool: a record written through sqlx crosses from the runtime to
+//! a writer task, then to sqlx's connection thread and back, and each batch builds, hashes and
+//! binds a multi-row statement of its own size. Here callers hand their jobs to this thread,
+//! which converts them, runs one prepared single-row `INSERT` per job inside one transaction
+//! per batch, and answers. On `predict_echo` this cut the engine's CPU per request by a fifth
+//! (BENCHMARKS.md). Reads and the other writes (claims, settlements, idempotent submissions)
+//! stay on the pool; the two take turns on SQLite's write lock through the busy timeout.
+
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use inference_engine_core::job::Job;
+use inference_engine_core::ports::StoreError;
+use inference_engine_core::sync::lock;
+use rusqlite::{Connection, OpenFlags, Statement, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::JobRow;
+use crate::group_commit::{Batch, GATHER_ROUNDS, GroupCommitConfig, WriterCommand, take_queued};
+
+const INSERT_JOB: &str = concat!(
+    "INSERT INTO jobs (",
+    job_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+     ?19, ?20, ?21)"
+);
+
+/// The writer thread and the queue in front of it.
+#[derive(Debug)]
+pub(super) struct JobWriter {
+    commands: mpsc::Sender<WriterCommand>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl JobWriter {
+    /// Opens the writer's connection to the (already migrated) database at `path` and starts
+    /// its thread.
+    pub(super) fn start(
+        path: &Path,
+        busy_timeout: Duration,
+        config: &GroupCommitConfig,
+    ) -> Result<Self, StoreError> {
+        let connection = open(path, busy_timeout).map_err(|err| {
+            StoreError::Unavailable(format!("cannot open {} for writing: {err}", path.display()))
+        })?;
+        let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let max_batch_jobs = config.max_batch_jobs.max(1);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(&connection, receiver, max_batch_jobs))
+            .map_err(|err| {
+                StoreError::Unavailable(format!("cannot start the SQLite writer thread: {err}"))
+            })?;
+        Ok(Self {
+            commands,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Commits `jobs` in a transaction, possibly shared with other callers' jobs.
+    pub(super) async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
+        let (committed, is_committed) = oneshot::channel();
+        self.commands
+            .send(WriterCommand::Write { jobs, committed })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        is_committed.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Commits every write queued so far, refuses later ones with [`StoreError::Closed`], and
+    /// waits for the thread to close its connection.
+    pub(super) async fn close(&self) {
+        let (closed, is_closed) = oneshot::channel();
+        if self
+            .commands
+            .send(WriterCommand::Close { closed })
+            .await
+            .is_ok()
+        {
+            let _ = is_closed.await;
+        }
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
+            // The thread has answered `Close` and only drops its connection now: a short wait.
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the SQLite writer thread failed");
+            }
+        }
+    }
+}
+
+fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(busy_timeout)?;
+    // The same settings as the pool's connections (see `SqliteJobStore::open`): these two are
+    // per connection, and checkpoints belong to the pool's background task.
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(connection)
+}
+
+fn run(
+    connection: &Connection,
+    mut receiver: mpsc::Receiver<WriterCommand>,
+    max_batch_jobs: usize,
+) {
+    let mut insert = match connection.prepare(INSERT_JOB) {
+        Ok(insert) => Some(insert),
+        Err(err) => {
+            // Answered below, write by write: callers get the error rather than a hang.
+            tracing::error!(error = %err, "cannot prepare the job INSERT");
+            None
+        }
+    };
+    let mut commands = Vec::with_capacity(max_batch_jobs);
+    let mut closing = None;
+    while let Some(first) = receiver.blocking_recv() {
+        commands.push(first);
+        gather_while_busy(&mut receiver, &mut commands, max_batch_jobs);
+        let mut batch = Batch::new(commands.drain(..));
+        if let Some(closed) = batch.closing.take() {
+            // Stop accepting; what is already queued is still drained by the next rounds.
+            receiver.close();
+            closing = Some(closed);
+        }
+        if batch.jobs.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = commit(connection, insert.as_mut(), &batch.jobs);
+        for write in batch.settle(outcome, started) {
+            let outcome = commit(connection, insert.as_mut(), &write.jobs);
+            write.answer(outcome);
+        }
+    }
+    if let Some(closed) = closing {
+        let _ = closed.send(());
+    }
+}
+
+/// Like the writer task's gathering (`group_commit`), with the thread's own yield: each yield
+/// lets the request threads bring more writes, and an idle server commits at once.
+fn gather_while_busy(
+    receiver: &mut mpsc::Receiver<WriterCommand>,
+    commands: &mut Vec<WriterCommand>,
+    max_batch_jobs: usize,
+) {
+    take_queued(receiver, commands, max_batch_jobs);
+    for _ in 0..GATHER_ROUNDS {
+        if commands.len() >= max_batch_jobs {
+            return;
+        }
+        std::thread::yield_now();
+        if !take_queued(receiver, commands, max_batch_jobs) {
+            return;
+        }
+    }
+}
+
+/// Inserts `jobs` in one transaction (a single row needs none: one statement is atomic).
+fn commit(
+    connection: &Connection,
+    insert: Option<&mut Statement<'_>>,
+    jobs: &[Job],
+) -> Result<(), StoreError> {
+    let insert = insert.ok_or_else(|| {
+        StoreError::Unavailable("the SQLite writer could not prepare its INSERT".into())
+    })?;
+    let transaction = jobs.len() > 1;
+    if transaction {
+        connection
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|err| unavailable(&err))?;
+    }
+    let outcome = jobs
+        .iter()
+        .try_for_each(|job| insert_row(insert, job))
+        .and_then(|()| match transaction {
+            true => connection.execute_batch("COMMIT"),
+            false => Ok(()),
+        });
+    if outcome.is_err() && !connection.is_autocommit() {
+        // Still inside the transaction (an INSERT or the COMMIT failed): undo it, or the next
+        // batch's BEGIN would fail. A failed ROLLBACK means SQLite already rolled back.
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+    outcome.map_err(|err| unavailable(&err))
+}
+
+fn insert_row(insert: &mut Statement<'_>, job: &Job) -> rusqlite::Result<()> {
+    let row = JobRow::from(job);
+    insert.execute(params![
+        row.id,
+        row.tenant_id,
+        row.request_id,
+        row.mode,
+        row.status,
+        row.model,
+        row.version,
+        row.input,
+        row.result,
+        row.error_type,
+        row.error_message,
+        row.attempts,
+        row.max_attempts,
+        row.created_at,
+        row.started_at,
+        row.finished_at,
+        row.timeout_ms,
+        row.idempotency_key,
+        row.request_fingerprint,
+        row.heartbeat_at,
+        row.not_before,
+    ])?;
+    Ok(())
+}
+
+fn unavailable(err: &rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("SQLite: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use inference_engine_core::auth::TenantId;
+    use inference_engine_core::job::{JobMode, JobStatus, RequestId};
+    use inference_engine_core::model::ModelName;
+    use inference_engine_core::ports::JobStore;
+
+    use super::*;
+    use crate::SqliteJobStore;
+
+    fn job() -> Job {
+        Job {
+            status: JobStatus::Succeeded,
+            result: Some(serde_json::json!({"label": "setosa"})),
+            attempts: 1,
+            ..Job::new(
+                JobMode::Sync,
+                TenantId::parse("t").unwrap(),
+                RequestId::parse("r").unwrap(),
+                ModelName::parse("echo").unwrap(),
+                Utc::now(),
+            )
+        }
+    }
+
+    async fn store(dir: &tempfile::TempDir) -> SqliteJobStore {
+        SqliteJobStore::open(&dir.path().join("jobs.db"))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_inserts_are_all_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store(&dir).await);
+        let jobs: Vec<Job> = (0..500).map(|_| job()).collect();
+        let writes: Vec<_> = jobs
+            .iter()
+            .cloned()
+            .map(|job| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.insert(vec![job]).await })
+            })
+            .collect();
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        for job in &jobs {
+            assert!(store.get(job.id).await.unwrap().is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_write_fails_alone_when_batched_with_good_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let duplicate = job();
+        store.insert(vec![duplicate.clone()]).await.unwrap();
+        let good = job();
+        // Both writes are queued before the loop runs, so they share its first batch.
+        let (commands, receiver) = mpsc::channel(8);
+        let (bad_committed, bad_outcome) = oneshot::channel();
+        let (good_committed, good_outcome) = oneshot::channel();
+        for (jobs, committed) in [
+            (vec![duplicate], bad_committed),
+            (vec![good.clone()], good_committed),
+        ] {
+            assert!(
+                commands
+                    .try_send(WriterCommand::Write { jobs, committed })
+                    .is_ok()
+            );
+        }
+        drop(commands);
+        let path = dir.path().join("jobs.db");
+        tokio::task::spawn_blocking(move || {
+            let connection = open(&path, Duration::from_secs(5)).unwrap();
+            run(&connection, receiver, 512);
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            bad_outcome.await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        good_outcome.await.unwrap().unwrap();
+        assert!(store.get(good.id).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn close_commits_queued_writes_and_refuses_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store(&dir).await);
+        let queued = job();
+        let write = tokio::spawn({
+            let store = Arc::clone(&store);
+            let queued = queued.clone();
+            async move { store.insert(vec![queued]).await }
+        });
+        tokio::task::yield_now().await;
+        store.writer.close().await;
+        write.await.unwrap().unwrap();
+        assert!(store.get(queued.id).await.unwrap().is_some());
+        assert_eq!(store.insert(vec![job()]).await, Err(StoreError::Closed));
+    }
+}
