@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use inference_engine_app::telemetry::{self, AccessRecord};
 use inference_engine_core::auth::{ApiKeyTable, Principal, Scope, TenantId};
 use inference_engine_core::config::RateLimitGroup;
 use inference_engine_core::error::ErrorKind;
@@ -138,19 +139,19 @@ impl AccessLog {
     ) {
         self.logged = true;
         observe::http_request(route, status, self.started.elapsed());
-        tracing::info!(
-            parent: None,
-            request_id = %self.request_id,
-            tenant_id = tenant.map(TenantId::as_str),
-            job_id = fields.and_then(|f| f.job_id.as_deref()),
-            model = fields.and_then(|f| f.model.as_deref()),
-            version = fields.and_then(|f| f.version.as_deref()),
-            method = %self.method,
-            path = %self.path,
-            status,
-            latency_ms = self.started.elapsed().as_secs_f64() * 1_000.0,
-            "request_completed"
-        );
+        if tracing::enabled!(tracing::Level::INFO) {
+            telemetry::access_log(&AccessRecord {
+                request_id: self.request_id.as_str(),
+                tenant_id: tenant.map(TenantId::as_str),
+                job_id: fields.and_then(|f| f.job_id.as_deref()),
+                model: fields.and_then(|f| f.model.as_deref()),
+                version: fields.and_then(|f| f.version.as_deref()),
+                method: self.method.as_str(),
+                path: &self.path,
+                status,
+                latency_ms: self.started.elapsed().as_secs_f64() * 1_000.0,
+            });
+        }
     }
 }
 
