@@ -47,6 +47,38 @@ pub(crate) enum WriterCommand {
     Close { closed: oneshot::Sender<()> },
 }
 
+/// The callers' side of a writer's queue. Shared by the writer task here and the SQLite writer
+/// thread ([`crate::sqlite`]).
+#[derive(Debug, Clone)]
+pub(crate) struct WriterQueue(mpsc::Sender<WriterCommand>);
+
+impl WriterQueue {
+    /// A queue of `capacity` commands (at least one); a full queue makes callers wait.
+    pub(crate) fn bounded(capacity: usize) -> (Self, mpsc::Receiver<WriterCommand>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        (Self(sender), receiver)
+    }
+
+    /// Queues `jobs` and waits for the commit of the batch that took them.
+    pub(crate) async fn write(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
+        let (committed, is_committed) = oneshot::channel();
+        self.0
+            .send(WriterCommand::Write { jobs, committed })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        is_committed.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Asks the writer to commit everything queued and refuse later writes; returns once it
+    /// has (at once if it already stopped).
+    pub(crate) async fn close(&self) {
+        let (closed, is_closed) = oneshot::channel();
+        if self.0.send(WriterCommand::Close { closed }).await.is_ok() {
+            let _ = is_closed.await;
+        }
+    }
+}
+
 /// The writes taken from a writer's queue for one transaction. Shared by the writer task here
 /// and the SQLite writer thread ([`crate::sqlite`]), so both answer callers by the same rules.
 pub(crate) struct Batch {
@@ -142,14 +174,14 @@ pub(crate) const GATHER_ROUNDS: usize = 4;
 #[derive(Debug)]
 pub struct GroupCommitStore {
     inner: Arc<dyn JobStore>,
-    commands: mpsc::Sender<WriterCommand>,
+    queue: WriterQueue,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl GroupCommitStore {
     /// Starts the writer task on the current tokio runtime.
     pub fn start(inner: Arc<dyn JobStore>, config: &GroupCommitConfig) -> Self {
-        let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let (queue, receiver) = WriterQueue::bounded(config.queue_capacity);
         let writer = tokio::spawn(run_writer(
             Arc::clone(&inner),
             receiver,
@@ -157,7 +189,7 @@ impl GroupCommitStore {
         ));
         Self {
             inner,
-            commands,
+            queue,
             writer: std::sync::Mutex::new(Some(writer)),
         }
     }
@@ -165,15 +197,7 @@ impl GroupCommitStore {
     /// Commits every write queued so far, then refuses new ones with [`StoreError::Closed`].
     /// Called once the server has stopped taking requests.
     pub async fn close(&self) {
-        let (closed, is_closed) = oneshot::channel();
-        if self
-            .commands
-            .send(WriterCommand::Close { closed })
-            .await
-            .is_ok()
-        {
-            let _ = is_closed.await;
-        }
+        self.queue.close().await;
         // No `.await` happens while the lock is held.
         let writer = self.writer.lock().ok().and_then(|mut slot| slot.take());
         if let Some(writer) = writer
@@ -263,12 +287,7 @@ async fn commit(store: &dyn JobStore, batch: Batch) {
 #[async_trait]
 impl JobStore for GroupCommitStore {
     async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
-        let (committed, is_committed) = oneshot::channel();
-        self.commands
-            .send(WriterCommand::Write { jobs, committed })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        is_committed.await.map_err(|_| StoreError::Closed)?
+        self.queue.write(jobs).await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -339,7 +358,7 @@ impl JobStore for GroupCommitStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::Utc;
     use inference_engine_core::auth::TenantId;
     use inference_engine_core::job::{JobMode, JobStatus, RequestId};
@@ -348,7 +367,8 @@ mod tests {
     use super::*;
     use crate::SqliteJobStore;
 
-    fn job() -> Job {
+    /// A finished sync job, as a request records it.
+    pub(crate) fn job() -> Job {
         Job {
             status: JobStatus::Succeeded,
             result: Some(serde_json::json!(1)),
@@ -379,16 +399,29 @@ mod tests {
             sqlite.clone(),
             &GroupCommitConfig::default(),
         ));
+        inserts_from_many_tasks_are_all_committed(store, sqlite.as_ref()).await;
+    }
+
+    /// 500 single-job inserts into `store` from as many tasks: each succeeds, and `reader`
+    /// finds every job.
+    pub(crate) async fn inserts_from_many_tasks_are_all_committed(
+        store: Arc<dyn JobStore>,
+        reader: &dyn JobStore,
+    ) {
         let jobs: Vec<Job> = (0..500).map(|_| job()).collect();
-        let writes = jobs.iter().cloned().map(|job| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { store.insert(vec![job]).await })
-        });
-        for write in writes.collect::<Vec<_>>() {
+        let writes: Vec<_> = jobs
+            .iter()
+            .cloned()
+            .map(|job| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.insert(vec![job]).await })
+            })
+            .collect();
+        for write in writes {
             write.await.unwrap().unwrap();
         }
         for job in &jobs {
-            assert!(sqlite.get(job.id).await.unwrap().is_some());
+            assert!(reader.get(job.id).await.unwrap().is_some());
         }
     }
 
@@ -426,6 +459,21 @@ mod tests {
             sqlite.clone(),
             &GroupCommitConfig::default(),
         ));
+        closing_commits_queued_writes_and_refuses_later_ones(
+            store.clone(),
+            sqlite.as_ref(),
+            store.close(),
+        )
+        .await;
+    }
+
+    /// A write queued before `close` runs is committed (`reader` finds it); a later one is
+    /// refused with [`StoreError::Closed`].
+    pub(crate) async fn closing_commits_queued_writes_and_refuses_later_ones(
+        store: Arc<dyn JobStore>,
+        reader: &dyn JobStore,
+        close: impl Future<Output = ()>,
+    ) {
         let queued = job();
         let write = tokio::spawn({
             let store = Arc::clone(&store);
@@ -433,9 +481,9 @@ mod tests {
             async move { store.insert(vec![queued]).await }
         });
         tokio::task::yield_now().await;
-        store.close().await;
+        close.await;
         write.await.unwrap().unwrap();
-        assert!(sqlite.get(queued.id).await.unwrap().is_some());
+        assert!(reader.get(queued.id).await.unwrap().is_some());
         assert_eq!(store.insert(vec![job()]).await, Err(StoreError::Closed));
     }
 }

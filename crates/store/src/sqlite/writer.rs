@@ -16,10 +16,12 @@ use inference_engine_core::job::Job;
 use inference_engine_core::ports::StoreError;
 use inference_engine_core::sync::lock;
 use rusqlite::{Connection, OpenFlags, Statement, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::codec::JobRow;
-use crate::group_commit::{Batch, GATHER_ROUNDS, GroupCommitConfig, WriterCommand, take_queued};
+use crate::group_commit::{
+    Batch, GATHER_ROUNDS, GroupCommitConfig, WriterCommand, WriterQueue, take_queued,
+};
 
 const INSERT_JOB: &str = concat!(
     "INSERT INTO jobs (",
@@ -31,7 +33,7 @@ const INSERT_JOB: &str = concat!(
 /// The writer thread and the queue in front of it.
 #[derive(Debug)]
 pub(super) struct JobWriter {
-    commands: mpsc::Sender<WriterCommand>,
+    queue: WriterQueue,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -46,7 +48,7 @@ impl JobWriter {
         let connection = open(path, busy_timeout).map_err(|err| {
             StoreError::Unavailable(format!("cannot open {} for writing: {err}", path.display()))
         })?;
-        let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let (queue, receiver) = WriterQueue::bounded(config.queue_capacity);
         let max_batch_jobs = config.max_batch_jobs.max(1);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -55,33 +57,20 @@ impl JobWriter {
                 StoreError::Unavailable(format!("cannot start the SQLite writer thread: {err}"))
             })?;
         Ok(Self {
-            commands,
+            queue,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 
     /// Commits `jobs` in a transaction, possibly shared with other callers' jobs.
     pub(super) async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
-        let (committed, is_committed) = oneshot::channel();
-        self.commands
-            .send(WriterCommand::Write { jobs, committed })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        is_committed.await.map_err(|_| StoreError::Closed)?
+        self.queue.write(jobs).await
     }
 
     /// Commits every write queued so far, refuses later ones with [`StoreError::Closed`], and
     /// waits for the thread to close its connection.
     pub(super) async fn close(&self) {
-        let (closed, is_closed) = oneshot::channel();
-        if self
-            .commands
-            .send(WriterCommand::Close { closed })
-            .await
-            .is_ok()
-        {
-            let _ = is_closed.await;
-        }
+        self.queue.close().await;
         let thread = lock(&self.thread).take();
         if let Some(thread) = thread {
             // The thread has answered `Close` and only drops its connection now: a short wait.
@@ -230,29 +219,14 @@ fn unavailable(err: &rusqlite::Error) -> StoreError {
 mod tests {
     use std::sync::Arc;
 
-    use chrono::Utc;
-    use inference_engine_core::auth::TenantId;
-    use inference_engine_core::job::{JobMode, JobStatus, RequestId};
-    use inference_engine_core::model::ModelName;
     use inference_engine_core::ports::JobStore;
 
     use super::*;
     use crate::SqliteJobStore;
-
-    fn job() -> Job {
-        Job {
-            status: JobStatus::Succeeded,
-            result: Some(serde_json::json!({"label": "setosa"})),
-            attempts: 1,
-            ..Job::new(
-                JobMode::Sync,
-                TenantId::parse("t").unwrap(),
-                RequestId::parse("r").unwrap(),
-                ModelName::parse("echo").unwrap(),
-                Utc::now(),
-            )
-        }
-    }
+    use crate::group_commit::tests::{
+        closing_commits_queued_writes_and_refuses_later_ones,
+        inserts_from_many_tasks_are_all_committed, job,
+    };
 
     async fn store(dir: &tempfile::TempDir) -> SqliteJobStore {
         SqliteJobStore::open(&dir.path().join("jobs.db"))
@@ -264,21 +238,7 @@ mod tests {
     async fn concurrent_inserts_are_all_committed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(store(&dir).await);
-        let jobs: Vec<Job> = (0..500).map(|_| job()).collect();
-        let writes: Vec<_> = jobs
-            .iter()
-            .cloned()
-            .map(|job| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move { store.insert(vec![job]).await })
-            })
-            .collect();
-        for write in writes {
-            write.await.unwrap().unwrap();
-        }
-        for job in &jobs {
-            assert!(store.get(job.id).await.unwrap().is_some());
-        }
+        inserts_from_many_tasks_are_all_committed(store.clone(), store.as_ref()).await;
     }
 
     #[tokio::test]
@@ -290,8 +250,8 @@ mod tests {
         let good = job();
         // Both writes are queued before the loop runs, so they share its first batch.
         let (commands, receiver) = mpsc::channel(8);
-        let (bad_committed, bad_outcome) = oneshot::channel();
-        let (good_committed, good_outcome) = oneshot::channel();
+        let (bad_committed, bad_outcome) = tokio::sync::oneshot::channel();
+        let (good_committed, good_outcome) = tokio::sync::oneshot::channel();
         for (jobs, committed) in [
             (vec![duplicate], bad_committed),
             (vec![good.clone()], good_committed),
@@ -322,16 +282,11 @@ mod tests {
     async fn close_commits_queued_writes_and_refuses_later_ones() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(store(&dir).await);
-        let queued = job();
-        let write = tokio::spawn({
-            let store = Arc::clone(&store);
-            let queued = queued.clone();
-            async move { store.insert(vec![queued]).await }
-        });
-        tokio::task::yield_now().await;
-        store.writer.close().await;
-        write.await.unwrap().unwrap();
-        assert!(store.get(queued.id).await.unwrap().is_some());
-        assert_eq!(store.insert(vec![job()]).await, Err(StoreError::Closed));
+        closing_commits_queued_writes_and_refuses_later_ones(
+            store.clone(),
+            store.as_ref(),
+            store.writer.close(),
+        )
+        .await;
     }
 }
