@@ -4,7 +4,7 @@
 //! a writer task, then to sqlx's connection thread and back, and each batch builds, hashes and
 //! binds a multi-row statement of its own size. Here callers hand their jobs to this thread,
 //! which converts them, runs one prepared single-row `INSERT` per job inside one transaction
-//! per batch, and answers. On `predict_echo` this cut the engine's CPU per request by a fifth
+//! per batch, and answers. On `predict_echo` this cut the engine's CPU per request by a sixth
 //! (BENCHMARKS.md). Reads and the other writes (claims, settlements, idempotent submissions)
 //! stay on the pool; the two take turns on SQLite's write lock through the busy timeout.
 
