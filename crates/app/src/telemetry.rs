@@ -95,7 +95,7 @@ pub struct AccessRecord<'a> {
 ///
 /// Why by hand: it is the one line written for every request, and going through `tracing`'s
 /// JSON formatter (a dispatch, a visitor per field, serde_json through two adaptors) cost the
-/// request path about a tenth of its throughput on `predict_echo` (BENCHMARKS.md).
+/// request path 3–9 % of its throughput on `predict_echo` (BENCHMARKS.md).
 pub fn access_log(record: &AccessRecord<'_>) {
     thread_local! {
         static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };

@@ -86,7 +86,8 @@ pub(crate) struct Batch {
     pub(crate) jobs: Vec<Job>,
     /// Each caller's number of jobs in `jobs`, and where its outcome goes.
     callers: Vec<(usize, oneshot::Sender<Result<(), StoreError>>)>,
-    /// A `Close` was among the commands: answer it once this batch is settled.
+    /// A `Close` was among the commands. The writer takes it, stops accepting, and answers it
+    /// once the writes queued before the stop are committed.
     pub(crate) closing: Option<oneshot::Sender<()>>,
 }
 
