@@ -68,7 +68,7 @@ pub struct ApiError {
     /// Extra top-level body fields (e.g. `status` and `reason` of `/ready`).
     extra: Map<String, Value>,
     /// Response headers that belong to the error (`X-Job-ID` of a recorded failure).
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<(&'static str, HeaderValue)>,
 }
 
 impl ApiError {
@@ -121,8 +121,11 @@ impl ApiError {
         self
     }
 
-    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
-        self.headers.push((name, value));
+    /// Adds a response header; a value that is not a valid header value is left out.
+    pub fn with_header(mut self, name: &'static str, value: impl TryInto<HeaderValue>) -> Self {
+        if let Ok(value) = value.try_into() {
+            self.headers.push((name, value));
+        }
         self
     }
 
@@ -174,9 +177,7 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         for (name, value) in &self.headers {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                response.headers_mut().insert(*name, value);
-            }
+            response.headers_mut().insert(*name, value.clone());
         }
         let detail = self.public_detail();
         response.extensions_mut().insert(PendingErrorBody {

@@ -91,12 +91,8 @@ pub async fn charge(
             whole_seconds(decision.retry_after).max(1)
         ),
     )
-    .with_header(
-        "retry-after",
-        whole_seconds(decision.retry_after).max(1).to_string(),
-    );
+    .with_header("retry-after", whole_seconds(decision.retry_after).max(1));
     for (name, value) in headers.pairs() {
-        let value = value.to_str().map(str::to_owned).unwrap_or_default();
         refused = refused.with_header(name, value);
     }
     Err(refused)
