@@ -139,8 +139,17 @@ impl SqliteJobStore {
                 StoreError::Unavailable(format!("cannot open {}: {err}", path.display()))
             })?;
         migrate(&pool, path).await?;
-        // After migrating: the writer's statement needs the current schema.
-        let writer = Arc::new(writer::JobWriter::start(path, BUSY_TIMEOUT, writer)?);
+        // After migrating: the writer's statement needs the current schema. Opening a file is
+        // blocking work, so it runs off the async runtime.
+        let writer = {
+            let (path, config) = (path.to_owned(), writer.clone());
+            tokio::task::spawn_blocking(move || {
+                writer::JobWriter::start(&path, BUSY_TIMEOUT, &config)
+            })
+            .await
+            .map_err(|err| StoreError::Unavailable(format!("opening the SQLite writer: {err}")))??
+        };
+        let writer = Arc::new(writer);
         tokio::spawn(checkpoint_periodically(pool.clone()));
         Ok(Self {
             pool,
