@@ -31,6 +31,7 @@ fn install() -> Result<PrometheusHandle, String> {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)
         .map_err(|err| format!("cannot install the metrics recorder: {err}"))?;
+    observe::recorder_installed();
     Ok(handle)
 }
 

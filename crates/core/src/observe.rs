@@ -5,8 +5,13 @@
 //! The names keep the Python engine's so its Grafana dashboard keeps working; [`ALL`] is the
 //! list the dashboard in `deploy/` may use.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::LocalKey;
 use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
 
 use crate::job::{JobMode, JobStatus};
 use crate::model::ModelKey;
@@ -68,14 +73,21 @@ pub fn buckets(metric: &str) -> Option<&'static [f64]> {
 
 /// One model run of a request or a job, whatever its path (sync, batch, async).
 pub fn inference(key: &ModelKey, tenant: &str, latency: Duration, error_type: Option<&str>) {
-    let model = key.name.to_string();
-    let version = key.version.to_string();
-    metrics::counter!(INFERENCE_REQUESTS, "model" => model.clone(), "version" => version.clone(), "tenant" => tenant.to_owned())
-        .increment(1);
-    metrics::histogram!(INFERENCE_LATENCY, "model" => model.clone(), "version" => version.clone(), "tenant" => tenant.to_owned())
-        .record(latency.as_secs_f64());
+    let (model, version) = (key.name.as_str(), key.version.as_str());
+    let (requests, latencies) = kept(
+        &INFERENCE_SERIES,
+        &[model.as_bytes(), version.as_bytes(), tenant.as_bytes()],
+        || {
+            (
+                metrics::counter!(INFERENCE_REQUESTS, "model" => model.to_owned(), "version" => version.to_owned(), "tenant" => tenant.to_owned()),
+                metrics::histogram!(INFERENCE_LATENCY, "model" => model.to_owned(), "version" => version.to_owned(), "tenant" => tenant.to_owned()),
+            )
+        },
+    );
+    requests.increment(1);
+    latencies.record(latency.as_secs_f64());
     if let Some(error_type) = error_type {
-        metrics::counter!(INFERENCE_ERRORS, "model" => model, "version" => version, "error_type" => error_type.to_owned(), "tenant" => tenant.to_owned())
+        metrics::counter!(INFERENCE_ERRORS, "model" => model.to_owned(), "version" => version.to_owned(), "error_type" => error_type.to_owned(), "tenant" => tenant.to_owned())
             .increment(1);
     }
 }
@@ -87,15 +99,28 @@ pub fn executor_timeout(device: &str) {
 
 /// Tasks running on pool `device` changed by `delta`.
 pub fn executor_inflight(device: &str, delta: f64) {
-    metrics::gauge!(EXECUTOR_INFLIGHT, "device" => device.to_owned()).increment(delta);
+    kept(
+        &INFLIGHT_SERIES,
+        &[device.as_bytes()],
+        || metrics::gauge!(EXECUTOR_INFLIGHT, "device" => device.to_owned()),
+    )
+    .increment(delta);
 }
 
 /// One HTTP response; `route` is the matched route template, never the raw path.
 pub fn http_request(route: &str, status: u16, duration: Duration) {
-    metrics::counter!(HTTP_REQUESTS, "route" => route.to_owned(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route.to_owned())
-        .record(duration.as_secs_f64());
+    let (requests, durations) = kept(
+        &HTTP_SERIES,
+        &[route.as_bytes(), &status.to_le_bytes()],
+        || {
+            (
+                metrics::counter!(HTTP_REQUESTS, "route" => route.to_owned(), "status" => status.to_string()),
+                metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route.to_owned()),
+            )
+        },
+    );
+    requests.increment(1);
+    durations.record(duration.as_secs_f64());
 }
 
 pub fn rate_limited(group: &str, tenant: &str) {
@@ -134,12 +159,101 @@ pub fn batch_size(key: &ModelKey, rows: usize) {
 
 /// A job reached `status` (sync requests are recorded in their final state).
 pub fn job(status: JobStatus, mode: JobMode) {
-    metrics::counter!(JOBS, "status" => status.as_str(), "mode" => mode.as_str()).increment(1);
+    let (status, mode) = (status.as_str(), mode.as_str());
+    kept(
+        &JOB_SERIES,
+        &[status.as_bytes(), mode.as_bytes()],
+        || metrics::counter!(JOBS, "status" => status, "mode" => mode),
+    )
+    .increment(1);
 }
 
 /// One write (a batch of job records) to the job store.
 pub fn job_store_write(duration: Duration) {
     metrics::histogram!(JOB_STORE_WRITE_SECONDS).record(duration.as_secs_f64());
+}
+
+/// Whether series handles may be kept: only once the process's recorder is installed for good.
+/// A handle resolved before that belongs to the no-op recorder and would never count.
+static KEEP_HANDLES: AtomicBool = AtomicBool::new(false);
+
+/// Lets the functions above keep the handles of the series they record on every request. Call
+/// it once the global recorder is installed (it is set once per process and never replaced).
+pub fn recorder_installed() {
+    KEEP_HANDLES.store(true, Ordering::Release);
+}
+
+/// Label sets per family and thread whose handles are kept; past that, a call resolves its
+/// handles again (still counted, only slower), so a flood of new tenants cannot grow it.
+const MAX_KEPT_SERIES: usize = 1024;
+
+/// The handles of one family of series on this thread, by their label values. Resolving a
+/// series through the `metrics` macros allocates every label and hashes the key into the
+/// recorder's registry on each call: on `POST /predict`, about 15 allocations per request.
+struct KeptSeries<H> {
+    by_labels: HashMap<Box<[u8]>, H>,
+    /// The lookup key being built: each label's length, then its bytes (so no two label
+    /// lists share a key).
+    key: Vec<u8>,
+}
+
+impl<H: Clone> KeptSeries<H> {
+    fn new() -> Self {
+        Self {
+            by_labels: HashMap::new(),
+            key: Vec::new(),
+        }
+    }
+
+    /// The kept handles of `labels`; leaves their key ready for [`Self::keep`].
+    fn get(&mut self, labels: &[&[u8]]) -> Option<H> {
+        self.key.clear();
+        for label in labels {
+            self.key.extend_from_slice(&label.len().to_le_bytes());
+            self.key.extend_from_slice(label);
+        }
+        self.by_labels.get(self.key.as_slice()).cloned()
+    }
+
+    /// Keeps `handles` under the key of the last [`Self::get`].
+    fn keep(&mut self, handles: H) {
+        if self.by_labels.len() < MAX_KEPT_SERIES {
+            self.by_labels
+                .insert(self.key.clone().into_boxed_slice(), handles);
+        }
+    }
+}
+
+thread_local! {
+    static HTTP_SERIES: RefCell<KeptSeries<(Counter, Histogram)>> = RefCell::new(KeptSeries::new());
+    static INFERENCE_SERIES: RefCell<KeptSeries<(Counter, Histogram)>> = RefCell::new(KeptSeries::new());
+    static JOB_SERIES: RefCell<KeptSeries<Counter>> = RefCell::new(KeptSeries::new());
+    static INFLIGHT_SERIES: RefCell<KeptSeries<Gauge>> = RefCell::new(KeptSeries::new());
+}
+
+/// The handles of the series `labels` of `family`: kept ones when there are, else `resolve`d
+/// (and kept, once the recorder is installed).
+fn kept<H: Clone>(
+    family: &'static LocalKey<RefCell<KeptSeries<H>>>,
+    labels: &[&[u8]],
+    resolve: impl FnOnce() -> H,
+) -> H {
+    if !KEEP_HANDLES.load(Ordering::Acquire) {
+        return resolve();
+    }
+    // `try_`: not while the thread's locals are being destroyed, nor re-entered (neither
+    // happens on the request path; both fall back to resolving).
+    let found = family.try_with(|series| series.try_borrow_mut().ok()?.get(labels));
+    if let Ok(Some(handles)) = found {
+        return handles;
+    }
+    let handles = resolve();
+    let _ = family.try_with(|series| {
+        if let Ok(mut series) = series.try_borrow_mut() {
+            series.keep(handles.clone());
+        }
+    });
+    handles
 }
 
 /// The `(model, version)` labels of one `job_queue_depth` series; no version is `""`.
