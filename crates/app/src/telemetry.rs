@@ -85,7 +85,8 @@ pub struct AccessRecord<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub status: u16,
-    pub latency_ms: f64,
+    /// Written as `latency_ms`, in milliseconds with three decimals.
+    pub latency: Duration,
 }
 
 /// Writes the access-log line of one request (`"message":"request_completed"`), in the shape
@@ -128,16 +129,20 @@ fn access_json(line: &mut Vec<u8>, record: &AccessRecord<'_>) {
     ];
     for (key, value) in texts {
         if let Some(value) = value {
-            let _ = write!(line, ",\"{key}\":\"");
+            line.extend_from_slice(b",\"");
+            line.extend_from_slice(key.as_bytes());
+            line.extend_from_slice(b"\":\"");
             json_escaped(line, value);
             line.push(b'"');
         }
     }
-    let _ = writeln!(
-        line,
-        ",\"status\":{},\"latency_ms\":{},\"target\":\"{ACCESS_LOG_TARGET}\"}}",
-        record.status, record.latency_ms
-    );
+    line.extend_from_slice(b",\"status\":");
+    push_decimal(line, u64::from(record.status));
+    line.extend_from_slice(b",\"latency_ms\":");
+    push_millis(line, record.latency);
+    line.extend_from_slice(b",\"target\":\"");
+    line.extend_from_slice(ACCESS_LOG_TARGET.as_bytes());
+    line.extend_from_slice(b"\"}\n");
 }
 
 fn access_pretty(line: &mut Vec<u8>, record: &AccessRecord<'_>) {
@@ -158,29 +163,69 @@ fn access_pretty(line: &mut Vec<u8>, record: &AccessRecord<'_>) {
             let _ = write!(line, " {key}={value}");
         }
     }
-    let _ = writeln!(
+    let _ = write!(
         line,
-        " method={} path={} status={} latency_ms={}",
-        record.method, record.path, record.status, record.latency_ms
+        " method={} path={} status={} latency_ms=",
+        record.method, record.path, record.status
     );
+    push_millis(line, record.latency);
+    line.push(b'\n');
 }
 
 /// The current time as `tracing`'s formatter writes it: RFC 3339, UTC, microseconds.
 fn timestamp(line: &mut Vec<u8>) {
     use chrono::{Datelike, Timelike};
     let now = chrono::Utc::now();
-    let _ = write!(
-        line,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        now.year(),
-        now.month(),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
+    let fields = [
+        (u64::try_from(now.year()).unwrap_or(0), 4, b'-'),
+        (u64::from(now.month()), 2, b'-'),
+        (u64::from(now.day()), 2, b'T'),
+        (u64::from(now.hour()), 2, b':'),
+        (u64::from(now.minute()), 2, b':'),
+        (u64::from(now.second()), 2, b'.'),
         // A leap second shows as 60.999999 elsewhere; here it stays in its second.
-        (now.nanosecond() % 1_000_000_000) / 1_000
-    );
+        (
+            u64::from((now.nanosecond() % 1_000_000_000) / 1_000),
+            6,
+            b'Z',
+        ),
+    ];
+    for (value, width, then) in fields {
+        push_padded(line, value, width);
+        line.push(then);
+    }
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits. By hand rather than
+/// through `core::fmt`: the access line and the timing headers of every response use it, and
+/// the formatter's machinery cost several times the digits themselves.
+pub fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    let mut rest = value;
+    loop {
+        start -= 1;
+        digits[start] = b"0123456789"[usize::try_from(rest % 10).unwrap_or(0)];
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let start = start.min(digits.len().saturating_sub(width));
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Appends `value` in decimal.
+pub fn push_decimal(out: &mut Vec<u8>, value: u64) {
+    push_padded(out, value, 1);
+}
+
+/// Appends `duration` in milliseconds with three decimals (`12.345`).
+pub fn push_millis(out: &mut Vec<u8>, duration: Duration) {
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    push_decimal(out, micros / 1_000);
+    out.push(b'.');
+    push_padded(out, micros % 1_000, 3);
 }
 
 /// `text` as the inside of a JSON string.
@@ -341,7 +386,7 @@ mod tests {
                 method: "POST",
                 path: "/predict",
                 status: 200,
-                latency_ms: 1.25,
+                latency: Duration::from_micros(1_250),
             },
         );
         let text = String::from_utf8(line).unwrap();
@@ -367,6 +412,28 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339(timestamp).unwrap();
         assert!((chrono::Utc::now() - at.to_utc()).num_seconds().abs() < 60);
         assert_eq!(timestamp.len(), "2026-11-28T13:44:23.592510Z".len());
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal_and_durations_in_milliseconds_with_three_decimals() {
+        let written = |write: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = b"x=".to_vec();
+            write(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(written(&|out| push_decimal(out, 0)), "x=0");
+        assert_eq!(written(&|out| push_decimal(out, 429)), "x=429");
+        assert_eq!(
+            written(&|out| push_decimal(out, u64::MAX)),
+            "x=18446744073709551615"
+        );
+        assert_eq!(written(&|out| push_padded(out, 7, 3)), "x=007");
+        assert_eq!(written(&|out| push_padded(out, 2026, 2)), "x=2026");
+        let millis = |duration| written(&|out| push_millis(out, duration));
+        assert_eq!(millis(Duration::from_nanos(12_345_678)), "x=12.345");
+        assert_eq!(millis(Duration::from_micros(18)), "x=0.018");
+        assert_eq!(millis(Duration::ZERO), "x=0.000");
+        assert_eq!(millis(Duration::from_secs(90)), "x=90000.000");
     }
 
     #[test]

@@ -138,7 +138,8 @@ impl AccessLog {
         fields: Option<&AccessLogFields>,
     ) {
         self.logged = true;
-        observe::http_request(route, status, self.started.elapsed());
+        let latency = self.started.elapsed();
+        observe::http_request(route, status, latency);
         if tracing::enabled!(tracing::Level::INFO) {
             telemetry::access_log(&AccessRecord {
                 request_id: self.request_id.as_str(),
@@ -149,7 +150,7 @@ impl AccessLog {
                 method: self.method.as_str(),
                 path: &self.path,
                 status,
-                latency_ms: self.started.elapsed().as_secs_f64() * 1_000.0,
+                latency,
             });
         }
     }

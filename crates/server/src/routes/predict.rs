@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use inference_engine_app::telemetry;
 use inference_engine_core::job::Payload;
 use inference_engine_core::model::{ModelName, ModelVersion};
 use inference_engine_core::service::{PredictCommand, PredictFailure, Prediction};
@@ -161,9 +162,11 @@ pub(super) fn batch(items: Vec<serde_json::Value>) -> Result<Payload, ApiError> 
     Ok(Payload::Batch(items))
 }
 
+/// Milliseconds with three decimals.
 fn millis_header(duration: Duration) -> HeaderValue {
-    HeaderValue::from_str(&format!("{:.3}", duration.as_secs_f64() * 1_000.0))
-        .unwrap_or(HeaderValue::from_static("0"))
+    let mut digits = Vec::with_capacity(16);
+    telemetry::push_millis(&mut digits, duration);
+    HeaderValue::from_bytes(&digits).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Success: the body plus timing and version headers. Failure: the mapped error, with the
