@@ -10,8 +10,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use inference_engine_core::sync::lock;
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FormatFields, FormattedFields, MakeWriter};
 
 use crate::settings::LogFormat;
 
@@ -56,6 +59,7 @@ pub fn init(level: &str, format: LogFormat) -> Result<TelemetryGuard, String> {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(SpanFieldsJson)
             .try_init(),
         LogFormat::Pretty => builder.with_ansi(false).try_init(),
     };
@@ -252,6 +256,129 @@ fn json_escaped(line: &mut Vec<u8>, text: &str) {
     line.extend_from_slice(&text.as_bytes()[plain_from..]);
 }
 
+/// A span's fields as the JSON object the JSON event formatter expects (it parses it back into
+/// each event's `"span"`), written directly. `tracing-subscriber`'s own `JsonFields` gathers
+/// them in a map of `serde_json` values and serialises that. With the request id recorded as a
+/// `&str`, this took 2 % off the instructions of the runtime threads per request
+/// (`bench/instructions.sh`: 84.3k to 82.5k), where `JsonFields` gained nothing from the `&str`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpanFieldsJson;
+
+impl<'writer> FormatFields<'writer> for SpanFieldsJson {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut object = JsonObject {
+            bytes: Vec::with_capacity(96),
+            scratch: String::new(),
+        };
+        fields.record(&mut object);
+        writer.write_str(&object.finish()?)
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> std::fmt::Result {
+        let mut object = JsonObject::continuing(std::mem::take(&mut current.fields));
+        fields.record(&mut object);
+        current.fields = object.finish()?;
+        Ok(())
+    }
+}
+
+/// A JSON object being written, one field at a time.
+#[derive(Debug, Default)]
+struct JsonObject {
+    bytes: Vec<u8>,
+    scratch: String,
+}
+
+impl JsonObject {
+    /// Continues the object `written` (as [`Self::finish`] left it) with more fields.
+    fn continuing(written: String) -> Self {
+        let mut bytes = written.into_bytes();
+        if bytes.last() == Some(&b'}') {
+            bytes.pop();
+        }
+        Self {
+            bytes,
+            scratch: String::new(),
+        }
+    }
+
+    fn key(&mut self, field: &Field) {
+        if self.bytes.is_empty() {
+            self.bytes.push(b'{');
+        } else if self.bytes.len() > 1 {
+            // Not right after the `{`.
+            self.bytes.push(b',');
+        }
+        self.bytes.push(b'"');
+        let name = field.name();
+        json_escaped(&mut self.bytes, name.strip_prefix("r#").unwrap_or(name));
+        self.bytes.extend_from_slice(b"\":");
+    }
+
+    fn finish(mut self) -> Result<String, std::fmt::Error> {
+        if self.bytes.is_empty() {
+            self.bytes.push(b'{');
+        }
+        self.bytes.push(b'}');
+        String::from_utf8(self.bytes).map_err(|_| std::fmt::Error)
+    }
+}
+
+impl Visit for JsonObject {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        self.bytes.push(b'"');
+        json_escaped(&mut self.bytes, value);
+        self.bytes.push(b'"');
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let mut text = std::mem::take(&mut self.scratch);
+        text.clear();
+        let _ = write!(text, "{value:?}");
+        self.record_str(field, &text);
+        self.scratch = text;
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        if value < 0 {
+            self.bytes.push(b'-');
+        }
+        push_decimal(&mut self.bytes, value.unsigned_abs());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        push_decimal(&mut self.bytes, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        self.bytes
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(self.bytes, "{value}");
+        } else {
+            // JSON has no NaN or infinity; serde_json writes null too.
+            self.bytes.extend_from_slice(b"null");
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Pending {
     bytes: Vec<u8>,
@@ -412,6 +539,57 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339(timestamp).unwrap();
         assert!((chrono::Utc::now() - at.to_utc()).num_seconds().abs() < 60);
         assert_eq!(timestamp.len(), "2026-11-28T13:44:23.592510Z".len());
+    }
+
+    #[test]
+    fn events_in_a_span_carry_its_fields_as_a_json_object() {
+        let out = Captured::default();
+        let writer = {
+            let out = out.clone();
+            move || out.clone()
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .fmt_fields(SpanFieldsJson)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let id = "req-\"1\"";
+            let span = tracing::info_span!(
+                "request",
+                request_id = %id,
+                attempt = 3_u64,
+                delta = -2_i64,
+                retried = false,
+                ratio = 0.5,
+                later = tracing::field::Empty,
+            );
+            let _entered = span.enter();
+            tracing::warn!("first");
+            span.record("later", "set");
+            tracing::warn!("second");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let expected = serde_json::json!({
+            "request_id": "req-\"1\"",
+            "attempt": 3,
+            "delta": -2,
+            "retried": false,
+            "ratio": 0.5,
+            "name": "request",
+        });
+        assert_eq!(lines[0]["span"], expected, "{text}");
+        let mut with_later = expected;
+        with_later["later"] = "set".into();
+        assert_eq!(lines[1]["span"], with_later, "{text}");
     }
 
     #[test]

@@ -89,7 +89,8 @@ pub async fn request_context(
     request.extensions_mut().insert(request_id.clone());
     request.extensions_mut().insert(request_id_from_client);
 
-    let span = tracing::info_span!("request", request_id = %request_id);
+    // As a `&str`, not `%`: recorded without going through `core::fmt`.
+    let span = tracing::info_span!("request", request_id = request_id.as_str());
     let mut response = match keys {
         Some(keys) => authenticate(&keys, request, next).instrument(span).await,
         None => next.run(request).instrument(span).await,
