@@ -85,17 +85,29 @@ pub fn router(ctx: AppState) -> Router {
         .merge(docs::router());
 
     let authentication = Authentication(Some(Arc::clone(&ctx.api_keys)));
-    Router::new()
+    let routes = Router::new()
         .merge(predict.route_layer(guard(Some(Scope::Predict), Some(RateLimitGroup::Predict))))
         .merge(jobs.route_layer(guard(Some(Scope::Predict), Some(RateLimitGroup::Jobs))))
         .merge(models.route_layer(guard(Some(Scope::ReadModels), Some(RateLimitGroup::Models))))
         .merge(admin.route_layer(guard(Some(Scope::Admin), None)))
         .merge(public.route_layer(guard(None, None)))
         .fallback(unknown_route)
-        .layer(DefaultBodyLimit::disable())
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn_with_state(authentication, request_context))
-        .with_state(ctx)
+        .with_state(ctx);
+    with_request_context(routes, authentication)
+}
+
+/// `routes` behind the layers every request passes: request context (id, authentication,
+/// error bodies, access log), panic catching, and no axum body limit (the route guard has
+/// its own). They wrap the router once: `Router::layer` would wrap every route, and each
+/// wrapped route clones (and allocates) the services under it on every request.
+fn with_request_context(routes: Router, authentication: Authentication) -> Router {
+    Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .layer(from_fn_with_state(authentication, request_context))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(DefaultBodyLimit::disable())
+            .service(routes),
+    )
 }
 
 /// What `ADMIN_LISTEN_ADDR` serves without authentication (and the public listener with
@@ -109,16 +121,15 @@ fn internal_routes() -> Router<AppState> {
 /// The internal listener's router: [`internal_routes`] with request ids, JSON errors and the
 /// access log, and no authentication. Bind it to an address only operators can reach.
 pub fn internal_router(ctx: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(internal_routes())
         .route_layer(from_fn_with_state(
             RouteGuard::new(&ctx, None, None),
             guard_route,
         ))
         .fallback(unknown_route)
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn_with_state(Authentication(None), request_context))
-        .with_state(ctx)
+        .with_state(ctx);
+    with_request_context(routes, Authentication(None))
 }
 
 async fn unknown_route() -> ApiError {
