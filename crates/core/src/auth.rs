@@ -6,8 +6,9 @@
 //! the entry's position and tenant, never the key.
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -17,9 +18,11 @@ const DEV_KEYS: [&str; 2] = ["dev-key", "admin-key"];
 const MAX_TENANT_LEN: usize = 64;
 
 /// The tenant a key (and every job it creates) belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TenantId(String);
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TenantId(Arc<str>);
+
+serialize_as_str!(TenantId);
 
 impl TenantId {
     pub fn parse(value: impl Into<String>) -> Result<Self, KeyConfigError> {
@@ -28,7 +31,7 @@ impl TenantId {
         if value.is_empty() || value.len() > MAX_TENANT_LEN || !value.chars().all(allowed) {
             return Err(KeyConfigError::InvalidTenant { tenant: value });
         }
-        Ok(Self(value))
+        Ok(Self(value.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -45,7 +48,7 @@ impl TryFrom<String> for TenantId {
 
 impl From<TenantId> for String {
     fn from(value: TenantId) -> String {
-        value.0
+        value.0.as_ref().to_owned()
     }
 }
 
@@ -219,7 +222,7 @@ impl ApiKeyTable {
     pub fn dev_defaults() -> Self {
         let entry = |key: &str, tenant: &str, scopes: &[Scope]| KeyEntry {
             digest: digest(key),
-            principal: Principal::new(TenantId(tenant.to_owned()), scopes),
+            principal: Principal::new(TenantId(tenant.into()), scopes),
         };
         Self {
             entries: vec![
@@ -249,7 +252,7 @@ impl ApiKeyTable {
             if entries.iter().any(|existing| existing.digest == digest) {
                 return Err(KeyConfigError::DuplicateKey {
                     position,
-                    tenant: tenant.0,
+                    tenant: tenant.into(),
                 });
             }
             entries.push(KeyEntry {
@@ -270,7 +273,7 @@ impl ApiKeyTable {
         for ((index, entry), parsed) in split_entries(raw).zip(&self.entries) {
             let key = entry.split(':').next().unwrap_or_default().trim();
             let position = index + 1;
-            let tenant = parsed.principal.tenant.0.clone();
+            let tenant = parsed.principal.tenant.as_str().to_owned();
             if DEV_KEYS.contains(&key) {
                 return Err(KeyConfigError::DevKeyInProduction { position, tenant });
             }
@@ -348,7 +351,7 @@ fn parse_scopes(
         .map(|scope| {
             Scope::parse(scope).ok_or_else(|| KeyConfigError::UnknownScope {
                 position,
-                tenant: tenant.0.clone(),
+                tenant: tenant.as_str().to_owned(),
                 scope: scope.to_owned(),
             })
         })

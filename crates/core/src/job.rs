@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -150,9 +151,18 @@ impl FromStr for JobMode {
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The id that ties a response, its log lines and its job together.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RequestId(String);
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(from = "String")]
+pub struct RequestId(Arc<str>);
+
+serialize_as_str!(RequestId);
+
+impl From<String> for RequestId {
+    /// For values read back (from the store or a queue), which were validated when written.
+    fn from(value: String) -> Self {
+        Self(value.into())
+    }
+}
 
 impl RequestId {
     /// Accepts 1 to 128 visible ASCII characters; anything else is refused (and replaced by the
@@ -160,16 +170,17 @@ impl RequestId {
     pub fn parse(value: &str) -> Option<Self> {
         let visible = value.bytes().all(|byte| byte.is_ascii_graphic());
         (!value.is_empty() && value.len() <= MAX_REQUEST_ID_LEN && visible)
-            .then(|| Self(value.to_owned()))
+            .then(|| Self(value.into()))
     }
 
     pub fn generate() -> Self {
-        Self(Uuid::new_v4().hyphenated().to_string())
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        Self(Uuid::new_v4().hyphenated().encode_lower(&mut text).into())
     }
 
     /// For values read back from the store, which were validated when written.
     pub fn from_stored(value: String) -> Self {
-        Self(value)
+        Self::from(value)
     }
 
     pub fn as_str(&self) -> &str {

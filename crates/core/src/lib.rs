@@ -33,6 +33,19 @@
 //! - [`config`]: the `engine.toml` model (`EngineConfigFile`) and its validation into
 //!   `EngineConfig` (registry, routing, execution, SLA, rate-limit and job policies).
 
+/// `Serialize` for a newtype over `Arc<str>` (as its text). The identifiers on the request path
+/// hold their text in an `Arc<str>`, so that each of the copies a request makes (the caller, the
+/// job record, the rate limiter's key, the access log) is a reference count, not an allocation.
+macro_rules! serialize_as_str {
+    ($name:ident) => {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod auth;
 pub mod batcher;
 pub mod builtin;

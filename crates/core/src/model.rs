@@ -4,8 +4,9 @@
 //! to a safe alphabet at the boundary and never re-checked afterwards.
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 const MAX_IDENTIFIER_LEN: usize = 128;
 
@@ -38,15 +39,17 @@ fn validate_identifier(value: &str, what: &'static str) -> Result<(), Identifier
 macro_rules! identifier {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(Arc<str>);
+
+        serialize_as_str!($name);
 
         impl $name {
             pub fn parse(value: impl Into<String>) -> Result<Self, IdentifierError> {
                 let value = value.into();
                 validate_identifier(&value, $what)?;
-                Ok(Self(value))
+                Ok(Self(value.into()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -63,7 +66,7 @@ macro_rules! identifier {
 
         impl From<$name> for String {
             fn from(value: $name) -> String {
-                value.0
+                value.0.as_ref().to_owned()
             }
         }
 
