@@ -298,6 +298,51 @@ mod tests {
     use super::*;
     use crate::model::{ModelName, ModelVersion};
 
+    thread_local! {
+        static TEST_SERIES: RefCell<KeptSeries<u32>> = RefCell::new(KeptSeries::new());
+    }
+
+    #[test]
+    fn a_label_set_is_resolved_once_and_label_lists_never_share_handles() {
+        recorder_installed();
+        let resolved = std::cell::Cell::new(0);
+        let handle = |labels: &[&[u8]]| {
+            kept(&TEST_SERIES, labels, || {
+                resolved.set(resolved.get() + 1);
+                resolved.get()
+            })
+        };
+        let first = handle(&[b"ab", b"c"]);
+        assert_eq!(handle(&[b"ab", b"c"]), first);
+        assert_eq!(resolved.get(), 1);
+        // The same bytes split differently are another series.
+        let other = handle(&[b"a", b"bc"]);
+        assert_ne!(other, first);
+        assert_eq!(handle(&[b"a", b"bc"]), other);
+        assert_eq!(handle(&[b"abc"]), 3);
+        assert_eq!(resolved.get(), 3);
+    }
+
+    #[test]
+    fn past_the_cap_label_sets_are_resolved_on_every_call() {
+        recorder_installed();
+        let resolved = std::cell::Cell::new(0);
+        for index in 0..MAX_KEPT_SERIES {
+            kept(&TEST_SERIES, &[&index.to_le_bytes(), b"cap"], || {
+                resolved.set(resolved.get() + 1);
+                0
+            });
+        }
+        let before = resolved.get();
+        for _ in 0..2 {
+            kept(&TEST_SERIES, &[b"one too many"], || {
+                resolved.set(resolved.get() + 1);
+                0
+            });
+        }
+        assert_eq!(resolved.get(), before + 2);
+    }
+
     fn count(model: &str, version: Option<&str>, pending: u64) -> PendingCount {
         PendingCount {
             model: ModelName::parse(model).unwrap(),
