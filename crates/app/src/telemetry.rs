@@ -203,7 +203,7 @@ fn timestamp(line: &mut Vec<u8>) {
 /// Appends `value` in decimal, zero-padded to at least `width` digits. By hand rather than
 /// through `core::fmt`: the access line and the timing headers of every response use it, and
 /// the formatter's machinery cost several times the digits themselves.
-pub fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
+fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
     let mut digits = [b'0'; 20];
     let mut start = digits.len();
     let mut rest = value;
@@ -220,7 +220,7 @@ pub fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
 }
 
 /// Appends `value` in decimal.
-pub fn push_decimal(out: &mut Vec<u8>, value: u64) {
+fn push_decimal(out: &mut Vec<u8>, value: u64) {
     push_padded(out, value, 1);
 }
 
@@ -271,7 +271,7 @@ fn json_escaped(line: &mut Vec<u8>, text: &str) {
 /// `&str`, this took 2 % off the instructions of the runtime threads per request
 /// (`bench/instructions.sh`: 84.3k to 82.5k), where `JsonFields` gained nothing from the `&str`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SpanFieldsJson;
+struct SpanFieldsJson;
 
 impl<'writer> FormatFields<'writer> for SpanFieldsJson {
     fn format_fields<R: RecordFields>(
