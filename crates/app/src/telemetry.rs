@@ -133,11 +133,10 @@ fn access_json(line: &mut Vec<u8>, record: &AccessRecord<'_>) {
     ];
     for (key, value) in texts {
         if let Some(value) = value {
-            line.extend_from_slice(b",\"");
-            line.extend_from_slice(key.as_bytes());
-            line.extend_from_slice(b"\":\"");
-            json_escaped(line, value);
-            line.push(b'"');
+            line.push(b',');
+            push_json_string(line, key);
+            line.push(b':');
+            push_json_string(line, value);
         }
     }
     line.extend_from_slice(b",\"status\":");
@@ -209,7 +208,7 @@ fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
     let mut rest = value;
     loop {
         start -= 1;
-        digits[start] = b"0123456789"[usize::try_from(rest % 10).unwrap_or(0)];
+        digits[start] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
         rest /= 10;
         if rest == 0 {
             break;
@@ -232,8 +231,15 @@ pub fn push_millis(out: &mut Vec<u8>, duration: Duration) {
     push_padded(out, micros % 1_000, 3);
 }
 
+/// Appends `text` as a JSON string, quotes included.
+fn push_json_string(line: &mut Vec<u8>, text: &str) {
+    line.push(b'"');
+    push_escaped(line, text);
+    line.push(b'"');
+}
+
 /// `text` as the inside of a JSON string.
-fn json_escaped(line: &mut Vec<u8>, text: &str) {
+fn push_escaped(line: &mut Vec<u8>, text: &str) {
     // Almost every value (ids, names, paths) needs no escape: one branch-free pass (which the
     // compiler vectorises) instead of a match per byte.
     let needs_escape = text.bytes().fold(false, |found, byte| {
@@ -279,10 +285,7 @@ impl<'writer> FormatFields<'writer> for SpanFieldsJson {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> std::fmt::Result {
-        let mut object = JsonObject {
-            bytes: Vec::with_capacity(96),
-            scratch: String::new(),
-        };
+        let mut object = JsonObject::new(Vec::with_capacity(96));
         fields.record(&mut object);
         writer.write_str(&object.finish()?)
     }
@@ -300,23 +303,29 @@ impl<'writer> FormatFields<'writer> for SpanFieldsJson {
 }
 
 /// A JSON object being written, one field at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct JsonObject {
     bytes: Vec<u8>,
+    /// Reused for the text of `Debug` values.
     scratch: String,
 }
 
 impl JsonObject {
+    /// An object written into `bytes` (empty, or as [`Self::continuing`] leaves it).
+    fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            scratch: String::new(),
+        }
+    }
+
     /// Continues the object `written` (as [`Self::finish`] left it) with more fields.
     fn continuing(written: String) -> Self {
         let mut bytes = written.into_bytes();
         if bytes.last() == Some(&b'}') {
             bytes.pop();
         }
-        Self {
-            bytes,
-            scratch: String::new(),
-        }
+        Self::new(bytes)
     }
 
     fn key(&mut self, field: &Field) {
@@ -326,10 +335,9 @@ impl JsonObject {
             // Not right after the `{`.
             self.bytes.push(b',');
         }
-        self.bytes.push(b'"');
         let name = field.name();
-        json_escaped(&mut self.bytes, name.strip_prefix("r#").unwrap_or(name));
-        self.bytes.extend_from_slice(b"\":");
+        push_json_string(&mut self.bytes, name.strip_prefix("r#").unwrap_or(name));
+        self.bytes.push(b':');
     }
 
     fn finish(mut self) -> Result<String, std::fmt::Error> {
@@ -344,9 +352,7 @@ impl JsonObject {
 impl Visit for JsonObject {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.key(field);
-        self.bytes.push(b'"');
-        json_escaped(&mut self.bytes, value);
-        self.bytes.push(b'"');
+        push_json_string(&mut self.bytes, value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
