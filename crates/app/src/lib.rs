@@ -31,5 +31,5 @@ pub mod settings;
 pub mod telemetry;
 
 pub use context::{AppContext, NotReady, QueueBackend, Role, StartupError};
-pub use lifecycle::{Lifecycle, shutdown_signal};
+pub use lifecycle::{Lifecycle, reload_on_sighup, shutdown_signal};
 pub use settings::{Environment, GrpcPort, LogFormat, Settings};

@@ -1,6 +1,10 @@
-//! Process lifecycle: whether the server should receive traffic, and when to stop.
+//! Process lifecycle: whether the server should receive traffic, when to stop, and when to
+//! reload the configuration.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::AppContext;
 
 /// Shared readiness state. Draining starts when shutdown begins, so load balancers stop sending
 /// new requests while in-flight ones finish.
@@ -54,5 +58,38 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => tracing::info!(signal = "SIGINT", "shutdown requested"),
         () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+    }
+}
+
+/// Reloads the configuration on every `SIGHUP`, as `POST /admin/reload` does, until the
+/// returned future is dropped; an invalid file is logged and changes nothing. `serve` and
+/// `worker` both run it: a worker runs async jobs under the same routing, SLA and execution
+/// policy as the server, and without a handler `SIGHUP` would end the process mid-job.
+///
+/// The handler is installed when this is called, not when the future is first polled, so a
+/// `SIGHUP` sent once the process has said it started is never fatal. Call it inside the
+/// runtime.
+pub fn reload_on_sighup(ctx: Arc<AppContext>) -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let mut hangups = match hangups {
+                Ok(hangups) => hangups,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot listen for SIGHUP; reload with POST /admin/reload (serve) or a restart");
+                    return;
+                }
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!(signal = "SIGHUP", "configuration reload requested");
+                if let Err(err) = ctx.reload().await {
+                    tracing::error!(error = %err, "configuration reload rejected; the running configuration stays");
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        drop(ctx);
     }
 }

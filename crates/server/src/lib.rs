@@ -24,7 +24,7 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
-use inference_engine_app::{AppContext, GrpcPort, QueueBackend, job_loops};
+use inference_engine_app::{AppContext, GrpcPort, QueueBackend, job_loops, reload_on_sighup};
 use tokio::net::TcpListener;
 
 pub use routes::router;
@@ -128,29 +128,6 @@ pub async fn serve(
     }
     ctx.shutdown().await;
     result
-}
-
-/// `SIGHUP` does what `POST /admin/reload` does; an invalid file is logged and changes nothing.
-async fn reload_on_sighup(ctx: Arc<AppContext>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGHUP; use POST /admin/reload");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!(signal = "SIGHUP", "configuration reload requested");
-            if let Err(err) = ctx.reload().await {
-                tracing::error!(error = %err, "configuration reload rejected; the running configuration stays");
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    drop(ctx);
 }
 
 /// Starts the internal listener (`/metrics`, `/debug/*`, no authentication) on `address`, for

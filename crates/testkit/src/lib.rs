@@ -483,6 +483,23 @@ impl EngineProcess {
         self.signal("TERM")
     }
 
+    /// Sends SIGHUP: reload the configuration.
+    pub fn hang_up(&self) -> anyhow::Result<()> {
+        self.signal("HUP")
+    }
+
+    /// Waits (at most `deadline`) for a stdout line containing `text`; false if none came.
+    pub async fn wait_for_line(&self, text: &str, deadline: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < deadline {
+            if self.stdout_lines().iter().any(|line| line.contains(text)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// Sends SIGKILL: the process dies at once, mid-job if it has one.
     pub fn kill_hard(&mut self) -> anyhow::Result<()> {
         self.signal("KILL")?;

@@ -196,6 +196,56 @@ async fn jobs_submitted_to_the_api_are_run_by_worker_processes() {
     cluster.purge_redis().await;
 }
 
+/// A worker runs async jobs under engine.toml's SLA, so it must reload it on SIGHUP as the server
+/// does (and survive the signal, which would otherwise end the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reloads_engine_toml_on_sighup_and_keeps_running() {
+    let cluster = Cluster::new().await;
+    let config = cluster.dir.path().join("engine.toml");
+    let sla = |seconds: &str| format!("[sla.timeouts]\n\"sleep:v1\" = {seconds}\n");
+    std::fs::write(&config, sla("0.1")).unwrap();
+    let redis = redis_url();
+    let server = cluster.serve(&redis, &[]);
+    let worker = cluster.worker(&redis, &[]);
+    let client = reqwest::Client::new();
+    let store = cluster.store().await;
+    let sleep_job = || json!({"model": "sleep", "data": {"ms": 400}, "max_attempts": 1});
+    let run = async |body: Value| {
+        let id = submit(&client, &server, &body).await;
+        wait_until_terminal(&store, &[id], Duration::from_secs(30)).await;
+        store.get(id).await.unwrap().unwrap()
+    };
+
+    let timed_out = run(sleep_job()).await;
+    assert_eq!(timed_out.status, JobStatus::Failed);
+    assert_eq!(timed_out.failure.unwrap().error_type, "timeout");
+
+    // An invalid file is logged and changes nothing: the 100 ms SLA still holds.
+    std::fs::write(&config, "[sla]\ndefault_timeout_s = \"soon\"\n").unwrap();
+    worker.hang_up().unwrap();
+    assert!(
+        worker
+            .wait_for_line("configuration reload rejected", Duration::from_secs(10))
+            .await,
+        "the worker never logged the rejected reload"
+    );
+    let still_timed_out = run(sleep_job()).await;
+    assert_eq!(still_timed_out.status, JobStatus::Failed);
+
+    std::fs::write(&config, sla("10.0")).unwrap();
+    worker.hang_up().unwrap();
+    assert!(
+        worker
+            .wait_for_line("configuration reloaded", Duration::from_secs(10))
+            .await,
+        "the worker never reloaded"
+    );
+    let finished = run(sleep_job()).await;
+    assert_eq!(finished.status, JobStatus::Succeeded, "{finished:?}");
+    assert_eq!(finished.result, Some(json!({"ms": 400})));
+    cluster.purge_redis().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_job_is_replaced_and_the_job_succeeds_exactly_once() {
     let cluster = Cluster::new().await;

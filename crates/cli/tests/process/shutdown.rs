@@ -138,33 +138,20 @@ async fn sighup_reloads_engine_toml_and_an_invalid_file_changes_nothing() {
     .unwrap();
     let client = reqwest::Client::new();
     assert_eq!(routed_echo_version(&client, &engine).await, "v2");
-    let hangup = || {
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &engine.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
 
     // An invalid file is logged and ignored: routing stays on v2.
     std::fs::write(&config, "[routing.echo]\nstrategy = \"sideways\"\n").unwrap();
-    hangup();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !engine
-        .stdout_lines()
-        .iter()
-        .any(|line| line.contains("configuration reload rejected"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rejection was never logged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    engine.hang_up().unwrap();
+    assert!(
+        engine
+            .wait_for_line("configuration reload rejected", Duration::from_secs(10))
+            .await,
+        "the rejection was never logged"
+    );
     assert_eq!(routed_echo_version(&client, &engine).await, "v2");
 
     std::fs::write(&config, routing("v1")).unwrap();
-    hangup();
+    engine.hang_up().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while routed_echo_version(&client, &engine).await != "v1" {
         assert!(
