@@ -6,7 +6,7 @@
 //! error response that reaches it (an axum 405, a rejection we did not map) is rewritten into the
 //! same shape, so a client never sees a plain-text or empty error.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inference_engine_core::error::{Classified, ErrorKind};
 use serde_json::{Map, Value};
@@ -68,7 +68,7 @@ pub struct ApiError {
     /// Extra top-level body fields (e.g. `status` and `reason` of `/ready`).
     extra: Map<String, Value>,
     /// Response headers that belong to the error (`X-Job-ID` of a recorded failure).
-    headers: Vec<(&'static str, HeaderValue)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -122,7 +122,7 @@ impl ApiError {
     }
 
     /// Adds a response header; a value that is not a valid header value is left out.
-    pub fn with_header(mut self, name: &'static str, value: impl TryInto<HeaderValue>) -> Self {
+    pub fn with_header(mut self, name: HeaderName, value: impl TryInto<HeaderValue>) -> Self {
         if let Ok(value) = value.try_into() {
             self.headers.push((name, value));
         }
@@ -177,7 +177,7 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         for (name, value) in &self.headers {
-            response.headers_mut().insert(*name, value.clone());
+            response.headers_mut().insert(name, value.clone());
         }
         let detail = self.public_detail();
         response.extensions_mut().insert(PendingErrorBody {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorStyle, PendingErrorBody, fallback_code, render_error_body};
 use crate::extract::RequestIdFromClient;
-use crate::ratelimit::charge;
+use crate::ratelimit::{RATELIMIT_LIMIT, charge};
 use crate::routes::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -83,7 +83,7 @@ pub async fn request_context(
         started: Instant::now(),
         request_id: request_id.clone(),
         method: request.method().clone(),
-        path: request.uri().path().to_owned(),
+        uri: request.uri().clone(),
         logged: false,
     };
     request.extensions_mut().insert(request_id.clone());
@@ -99,7 +99,7 @@ pub async fn request_context(
     finish_error_body(
         &mut response,
         request_id.as_str(),
-        ErrorStyle::for_path(&access.path),
+        ErrorStyle::for_path(access.uri.path()),
     );
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -116,7 +116,9 @@ struct AccessLog {
     started: Instant,
     request_id: RequestId,
     method: Method,
-    path: String,
+    /// A clone shares the bytes hyper parsed the request line into; a `String` of the path
+    /// would be one more allocation and copy per request.
+    uri: Uri,
     logged: bool,
 }
 
@@ -149,7 +151,7 @@ impl AccessLog {
                 model: fields.and_then(|f| f.model.as_deref()),
                 version: fields.and_then(|f| f.version.as_deref()),
                 method: self.method.as_str(),
-                path: &self.path,
+                path: self.uri.path(),
                 status,
                 latency,
             });
@@ -168,7 +170,7 @@ impl Drop for AccessLog {
 /// The route template a request matched (`/jobs/{job_id}`), for metrics that must not have a
 /// label value per raw path.
 #[derive(Debug, Clone)]
-pub struct MatchedRoute(pub String);
+pub struct MatchedRoute(pub MatchedPath);
 
 /// The `route` label of requests that matched no route (or were abandoned before answering).
 const UNMATCHED_ROUTE: &str = "unmatched";
@@ -206,7 +208,7 @@ pub async fn guard_route(
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|path| MatchedRoute(path.as_str().to_owned()));
+        .map(|path| MatchedRoute(path.clone()));
     let mut response = guarded(&guard, request, next).await;
     if let Some(route) = route {
         response.extensions_mut().insert(route);
@@ -237,7 +239,7 @@ async fn guarded(guard: &RouteGuard, request: Request, next: Next) -> Response {
     let mut response = enforce_body_limit(guard.body_limit, request, next).await;
     if let Some(headers) = limit_headers {
         // A batch handler that charged its items set fresher headers already.
-        if !response.headers().contains_key("ratelimit-limit") {
+        if !response.headers().contains_key(RATELIMIT_LIMIT) {
             headers.apply(&mut response);
         }
     }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Response;
 use inference_engine_core::auth::TenantId;
 use inference_engine_core::config::RateLimitGroup;
@@ -25,27 +25,34 @@ pub struct RateLimitHeaders {
     mode: &'static str,
 }
 
+/// The names as constants: `HeaderName::from_static` checks its argument, which a `const` does
+/// once at compile time rather than on every response.
+pub(crate) const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const RATELIMIT_MODE: HeaderName = HeaderName::from_static("x-ratelimit-mode");
+
 impl RateLimitHeaders {
     /// Built from integers without formatting strings: these go on every limited response.
-    fn pairs(&self) -> [(&'static str, HeaderValue); 4] {
+    fn pairs(&self) -> [(HeaderName, HeaderValue); 4] {
         [
-            ("ratelimit-limit", HeaderValue::from(self.decision.limit)),
+            (RATELIMIT_LIMIT, HeaderValue::from(self.decision.limit)),
             (
-                "ratelimit-remaining",
+                RATELIMIT_REMAINING,
                 HeaderValue::from(self.decision.remaining),
             ),
             (
-                "ratelimit-reset",
+                RATELIMIT_RESET,
                 HeaderValue::from(whole_seconds(self.decision.reset_after)),
             ),
-            ("x-ratelimit-mode", HeaderValue::from_static(self.mode)),
+            (RATELIMIT_MODE, HeaderValue::from_static(self.mode)),
         ]
     }
 
     pub fn apply(&self, response: &mut Response) {
         let headers = response.headers_mut();
         for (name, value) in self.pairs() {
-            headers.insert(HeaderName::from_static(name), value);
+            headers.insert(name, value);
         }
     }
 }
@@ -91,7 +98,7 @@ pub async fn charge(
             whole_seconds(decision.retry_after).max(1)
         ),
     )
-    .with_header("retry-after", whole_seconds(decision.retry_after).max(1));
+    .with_header(header::RETRY_AFTER, whole_seconds(decision.retry_after).max(1));
     for (name, value) in headers.pairs() {
         refused = refused.with_header(name, value);
     }

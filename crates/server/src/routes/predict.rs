@@ -206,10 +206,10 @@ pub(super) fn respond<A, B: IntoResponse>(
         Err(failure) => {
             let mut error = error(ApiError::from_classified(&failure.error));
             if let Some(job_id) = failure.job_id {
-                error = error.with_header("x-job-id", job_id.to_string());
+                error = error.with_header(JOB_ID, job_id.to_string());
             }
             if let Some(model) = &failure.model {
-                error = error.with_header("x-model-version", model.version.to_string());
+                error = error.with_header(MODEL_VERSION, model.version.to_string());
             }
             let fields = AccessLogFields {
                 job_id: failure.job_id.map(|id| id.to_string()),
