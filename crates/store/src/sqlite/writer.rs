@@ -106,11 +106,11 @@ fn run(
     mut receiver: mpsc::Receiver<WriterCommand>,
     max_batch_jobs: usize,
 ) {
-    let mut insert = match connection.prepare(INSERT_JOB) {
-        Ok(insert) => Some(insert),
+    let mut statements = match Statements::prepare(connection) {
+        Ok(statements) => Some(statements),
         Err(err) => {
             // Answered below, write by write: callers get the error rather than a hang.
-            tracing::error!(error = %err, "cannot prepare the job INSERT");
+            tracing::error!(error = %err, "cannot prepare the job writer's statements");
             None
         }
     };
@@ -129,9 +129,9 @@ fn run(
             continue;
         }
         let started = Instant::now();
-        let outcome = commit(connection, insert.as_mut(), &batch.jobs);
+        let outcome = commit(connection, statements.as_mut(), &batch.jobs);
         for write in batch.settle(outcome, started) {
-            let outcome = commit(connection, insert.as_mut(), &write.jobs);
+            let outcome = commit(connection, statements.as_mut(), &write.jobs);
             write.answer(outcome);
         }
     }
@@ -159,26 +159,45 @@ fn gather_while_busy(
     }
 }
 
+/// The writer's statements, prepared once: `execute_batch("BEGIN IMMEDIATE")` would parse and
+/// compile its SQL again for every batch.
+struct Statements<'c> {
+    insert: Statement<'c>,
+    begin: Statement<'c>,
+    commit: Statement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    fn prepare(connection: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            insert: connection.prepare(INSERT_JOB)?,
+            begin: connection.prepare("BEGIN IMMEDIATE")?,
+            commit: connection.prepare("COMMIT")?,
+        })
+    }
+}
+
 /// Inserts `jobs` in one transaction (a single row needs none: one statement is atomic).
 fn commit(
     connection: &Connection,
-    insert: Option<&mut Statement<'_>>,
+    statements: Option<&mut Statements<'_>>,
     jobs: &[Job],
 ) -> Result<(), StoreError> {
-    let insert = insert.ok_or_else(|| {
-        StoreError::Unavailable("the SQLite writer could not prepare its INSERT".into())
+    let statements = statements.ok_or_else(|| {
+        StoreError::Unavailable("the SQLite writer could not prepare its statements".into())
     })?;
     let transaction = jobs.len() > 1;
     if transaction {
-        connection
-            .execute_batch("BEGIN IMMEDIATE")
+        statements
+            .begin
+            .execute([])
             .map_err(|err| unavailable(&err))?;
     }
     let outcome = jobs
         .iter()
-        .try_for_each(|job| insert_row(insert, job))
+        .try_for_each(|job| insert_row(&mut statements.insert, job))
         .and_then(|()| match transaction {
-            true => connection.execute_batch("COMMIT"),
+            true => statements.commit.execute([]).map(drop),
             false => Ok(()),
         });
     if outcome.is_err() && !connection.is_autocommit() {
