@@ -60,20 +60,57 @@ fn parse_json<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
-impl From<&Job> for JobRow {
-    fn from(job: &Job) -> Self {
+/// A job's column values, borrowing what is text already: the SQLite writer binds these
+/// directly, so a record costs no copy of its ids and names.
+#[derive(Debug)]
+pub(crate) struct JobColumns<'a> {
+    id: [u8; uuid::fmt::Hyphenated::LENGTH],
+    pub(crate) tenant_id: &'a str,
+    pub(crate) request_id: &'a str,
+    pub(crate) mode: &'static str,
+    pub(crate) status: &'static str,
+    pub(crate) model: &'a str,
+    pub(crate) version: Option<&'a str>,
+    pub(crate) input: Option<String>,
+    pub(crate) result: Option<String>,
+    pub(crate) error_type: Option<&'a str>,
+    pub(crate) error_message: Option<&'a str>,
+    pub(crate) attempts: i64,
+    pub(crate) max_attempts: i64,
+    pub(crate) created_at: i64,
+    pub(crate) started_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) timeout_ms: Option<i64>,
+    pub(crate) idempotency_key: Option<&'a str>,
+    pub(crate) request_fingerprint: Option<&'a str>,
+    pub(crate) heartbeat_at: Option<i64>,
+    pub(crate) not_before: Option<i64>,
+}
+
+impl JobColumns<'_> {
+    /// The id as stored: a lowercase hyphenated UUID.
+    pub(crate) fn id(&self) -> &str {
+        // Written by `Hyphenated::encode_lower`: ASCII.
+        std::str::from_utf8(&self.id).unwrap_or_default()
+    }
+}
+
+impl<'a> From<&'a Job> for JobColumns<'a> {
+    fn from(job: &'a Job) -> Self {
+        let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+        job.id.as_uuid().hyphenated().encode_lower(&mut id);
         Self {
-            id: job.id.to_string(),
-            tenant_id: job.tenant_id.to_string(),
-            request_id: job.request_id.to_string(),
-            mode: job.mode.as_str().to_owned(),
-            status: job.status.as_str().to_owned(),
-            model: job.model.to_string(),
-            version: job.version.as_ref().map(ToString::to_string),
+            id,
+            tenant_id: job.tenant_id.as_str(),
+            request_id: job.request_id.as_str(),
+            mode: job.mode.as_str(),
+            status: job.status.as_str(),
+            model: job.model.as_str(),
+            version: job.version.as_ref().map(ModelVersion::as_str),
             input: json_text(job.input.as_ref()),
             result: json_text(job.result.as_ref()),
-            error_type: job.failure.as_ref().map(|f| f.error_type.clone()),
-            error_message: job.failure.as_ref().map(|f| f.message.clone()),
+            error_type: job.failure.as_ref().map(|f| f.error_type.as_str()),
+            error_message: job.failure.as_ref().map(|f| f.message.as_str()),
             attempts: i64::from(job.attempts),
             max_attempts: i64::from(job.max_attempts),
             created_at: micros(job.created_at),
@@ -82,13 +119,40 @@ impl From<&Job> for JobRow {
             timeout_ms: job
                 .timeout_ms
                 .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
-            idempotency_key: job
-                .idempotency_key
-                .as_ref()
-                .map(|key| key.as_str().to_owned()),
-            request_fingerprint: job.request_fingerprint.clone(),
+            idempotency_key: job.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+            request_fingerprint: job.request_fingerprint.as_deref(),
             heartbeat_at: job.heartbeat_at.map(micros),
             not_before: job.not_before.map(micros),
+        }
+    }
+}
+
+impl From<&Job> for JobRow {
+    fn from(job: &Job) -> Self {
+        let columns = JobColumns::from(job);
+        let owned = |text: Option<&str>| text.map(str::to_owned);
+        Self {
+            id: columns.id().to_owned(),
+            tenant_id: columns.tenant_id.to_owned(),
+            request_id: columns.request_id.to_owned(),
+            mode: columns.mode.to_owned(),
+            status: columns.status.to_owned(),
+            model: columns.model.to_owned(),
+            version: owned(columns.version),
+            input: columns.input,
+            result: columns.result,
+            error_type: owned(columns.error_type),
+            error_message: owned(columns.error_message),
+            attempts: columns.attempts,
+            max_attempts: columns.max_attempts,
+            created_at: columns.created_at,
+            started_at: columns.started_at,
+            finished_at: columns.finished_at,
+            timeout_ms: columns.timeout_ms,
+            idempotency_key: owned(columns.idempotency_key),
+            request_fingerprint: owned(columns.request_fingerprint),
+            heartbeat_at: columns.heartbeat_at,
+            not_before: columns.not_before,
         }
     }
 }

@@ -18,7 +18,7 @@ use inference_engine_core::sync::lock;
 use rusqlite::{Connection, OpenFlags, Statement, params};
 use tokio::sync::mpsc;
 
-use crate::codec::JobRow;
+use crate::codec::JobColumns;
 use crate::group_commit::{
     Batch, GATHER_ROUNDS, GroupCommitConfig, WriterCommand, WriterQueue, take_queued,
 };
@@ -209,9 +209,9 @@ fn commit(
 }
 
 fn insert_row(insert: &mut Statement<'_>, job: &Job) -> rusqlite::Result<()> {
-    let row = JobRow::from(job);
+    let row = JobColumns::from(job);
     insert.execute(params![
-        row.id,
+        row.id(),
         row.tenant_id,
         row.request_id,
         row.mode,
