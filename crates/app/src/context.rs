@@ -18,7 +18,10 @@ use inference_engine_core::registry::{
     BuiltinSet, ModelRegistry, ModelRepository, RegistryError, ServingConfig,
 };
 use inference_engine_core::runner::{JobRunner, RetryPolicy, RunnerConfig};
-use inference_engine_core::service::InferenceService;
+use inference_engine_core::service::{
+    Caller, InferenceService, PredictCommand, PredictFailure, Prediction, TensorCommand,
+};
+use inference_engine_core::tensor::Tensor;
 use inference_engine_redis::{RedisJobQueue, RedisQueueConfig, RedisRateLimiter};
 use inference_engine_store::{
     GroupCommitConfig, GroupCommitStore, PostgresJobStore, SqliteJobStore,
@@ -29,6 +32,7 @@ use crate::clock::TokioClock;
 use crate::engine_config::{EngineConfigError, load_engine_config, resolve_config_path};
 use crate::lifecycle::Lifecycle;
 use crate::local_queue::LocalJobQueue;
+use crate::predictions::Predictions;
 use crate::repository::FolderRepository;
 use crate::settings::Settings;
 
@@ -146,6 +150,8 @@ pub struct AppContext {
     pub queue_depth_series: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Where the gRPC listener listens, once `serve` bound it (`GRPC_PORT=0` picks a port).
     pub grpc_address: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Sync predictions whose callers left and which still run (see [`Self::predict`]).
+    predictions: Arc<Predictions>,
     store_backend: StoreBackend,
 }
 
@@ -413,6 +419,7 @@ impl AppContext {
             config_path,
             queue_depth_series: std::sync::Mutex::default(),
             grpc_address: std::sync::OnceLock::new(),
+            predictions: Arc::default(),
             store_backend,
         })
     }
@@ -475,9 +482,46 @@ impl AppContext {
         Ok(ids.len())
     }
 
-    /// Commits every queued job record and closes the store. Call after the server stopped
-    /// taking requests; records of every answered request are durable when this returns.
+    /// [`InferenceService::predict`], run to the end: if the caller stops waiting (the client
+    /// disconnected), the model run still ends with its job record committed.
+    pub async fn predict(
+        &self,
+        caller: &Caller,
+        command: PredictCommand,
+    ) -> Result<Prediction, PredictFailure> {
+        let inference = self.inference.clone();
+        let caller = caller.clone();
+        self.predictions
+            .run_to_end(async move { inference.predict(&caller, command).await })
+            .await
+    }
+
+    /// [`InferenceService::infer_tensors`], run to the end as [`Self::predict`].
+    pub async fn infer_tensors(
+        &self,
+        caller: &Caller,
+        command: TensorCommand,
+    ) -> Result<Prediction<Vec<Tensor>>, PredictFailure> {
+        let inference = self.inference.clone();
+        let caller = caller.clone();
+        self.predictions
+            .run_to_end(async move { inference.infer_tensors(&caller, command).await })
+            .await
+    }
+
+    /// Lets the sync predictions still running finish (those whose clients left; at most
+    /// `SHUTDOWN_TIMEOUT_S`), commits every queued job record and closes the store. Call after
+    /// the server stopped taking requests; records of every answered request are durable when
+    /// this returns.
     pub async fn shutdown(&self) {
+        let limit = Duration::from_secs(self.settings.shutdown_timeout_s);
+        let unfinished = self.predictions.wait_until_finished(limit).await;
+        if unfinished > 0 {
+            tracing::error!(
+                unfinished,
+                "sync predictions still running at shutdown; their job records are lost"
+            );
+        }
         self.store_backend.close().await;
         tracing::info!("job records flushed; store closed");
     }

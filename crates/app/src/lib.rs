@@ -26,6 +26,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod local_queue;
 pub mod metrics;
+pub mod predictions;
 pub mod repository;
 pub mod settings;
 pub mod telemetry;

@@ -302,7 +302,6 @@ impl GrpcInferenceService for InferenceGrpc {
             let inputs = decode_inputs(request.inputs, request.raw_input_contents)?;
             let prediction = self
                 .ctx
-                .inference
                 .infer_tensors(
                     &caller,
                     TensorCommand {

@@ -110,8 +110,8 @@ pub async fn request_context(
 
 /// The access-log line of one request. If the client goes away before the response is ready,
 /// the request's future is dropped; the line is then written by `Drop` with status 499
-/// (client closed request), so even an abandoned request, whose job may well have been
-/// recorded, leaves its line.
+/// (client closed request), so even an abandoned request leaves its line. Its model run goes
+/// on and its job is recorded all the same (`AppContext::predict`).
 struct AccessLog {
     started: Instant,
     request_id: RequestId,

@@ -98,7 +98,10 @@ pub async fn charge(
             whole_seconds(decision.retry_after).max(1)
         ),
     )
-    .with_header(header::RETRY_AFTER, whole_seconds(decision.retry_after).max(1));
+    .with_header(
+        header::RETRY_AFTER,
+        whole_seconds(decision.retry_after).max(1),
+    );
     for (name, value) in headers.pairs() {
         refused = refused.with_header(name, value);
     }

@@ -57,7 +57,7 @@ pub async fn predict(
         Err(err) => return err.into_response(),
     };
     respond(
-        ctx.inference.predict(&caller, command).await,
+        ctx.predict(&caller, command).await,
         |prediction, model, version, job_id| {
             Json(PredictResponse {
                 result: prediction.output,
@@ -94,7 +94,7 @@ pub async fn predict_batch(
         Err(err) => return err.into_response(),
     };
     let mut response = respond(
-        ctx.inference.predict(&caller, command).await,
+        ctx.predict(&caller, command).await,
         |prediction, model, version, job_id| {
             Json(BatchPredictResponse {
                 results: match prediction.output {

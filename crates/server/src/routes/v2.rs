@@ -315,7 +315,7 @@ async fn run_infer(
         priority: Priority::from_level(priority),
     };
     respond(
-        ctx.inference.infer_tensors(caller, command).await,
+        ctx.infer_tensors(caller, command).await,
         |prediction, model, version, _job_id| {
             let outputs = match select_outputs(prediction.output, &requested) {
                 Ok(outputs) => outputs,

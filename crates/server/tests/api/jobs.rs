@@ -1,3 +1,7 @@
+use std::time::{Duration, Instant};
+
+use inference_engine_core::job::{Job, JobStatus};
+use inference_engine_core::ports::JobFilter;
 use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, json_body};
 use serde_json::json;
 
@@ -126,6 +130,81 @@ async fn jobs_survive_a_restart_on_the_same_database() {
         .await;
     assert_eq!(job.status(), 200);
     assert_eq!(json_body(job).await["result"], json!([1, 2]));
+    drop(restarted);
+    drop(dir);
+}
+
+/// Sends a 600 ms `sleep` predict with `request_id` and stops waiting after 100 ms, as a client
+/// with a short timeout does: the server sees the connection close mid-request.
+async fn abandon_a_slow_predict(app: &TestApp, request_id: &str) {
+    let outcome = app
+        .client
+        .post(app.url("/predict"))
+        .header("x-api-key", DEV_KEY)
+        .header("x-request-id", request_id)
+        .timeout(Duration::from_millis(100))
+        .json(&json!({"model": "sleep", "version": "v1", "data": {"ms": 600}}))
+        .send()
+        .await;
+    assert!(
+        outcome.as_ref().is_err_and(|err| err.is_timeout()),
+        "the client should have given up first: {outcome:?}"
+    );
+}
+
+async fn job_with_request_id(app: &TestApp, request_id: &str) -> Option<Job> {
+    let jobs = app
+        .ctx
+        .jobs
+        .list(&JobFilter {
+            tenant: None,
+            status: None,
+            model: None,
+            before: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    jobs.into_iter()
+        .find(|job| job.request_id.as_str() == request_id)
+}
+
+fn assert_recorded_in_full(job: &Job) {
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.result, Some(json!({"ms": 600})));
+    assert!(job.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn a_request_whose_client_left_is_still_recorded_once_its_model_finishes() {
+    let app = TestApp::spawn().await;
+    abandon_a_slow_predict(&app, "left-early-1").await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        if let Some(job) = job_with_request_id(&app, "left-early-1").await {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned request never got its job record"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_recorded_in_full(&job);
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_model_runs_of_requests_whose_clients_left() {
+    let app = TestApp::spawn().await;
+    abandon_a_slow_predict(&app, "left-early-2").await;
+    let (settings, dir) = app.stop().await;
+
+    let restarted = TestApp::spawn_on(settings).await;
+    let job = job_with_request_id(&restarted, "left-early-2")
+        .await
+        .expect("the job record was committed before the store closed");
+    assert_recorded_in_full(&job);
     drop(restarted);
     drop(dir);
 }
