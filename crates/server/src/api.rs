@@ -382,6 +382,114 @@ pub struct ErrorBody {
     pub request_id: String,
 }
 
+/// The Open Inference Protocol's JSON shapes (`/v2/...`), for the OpenAPI document only: the
+/// handlers build and parse these with `inference-engine-v2`, which also takes the binary tensor
+/// extension (`Inference-Header-Content-Length`) that a JSON schema cannot describe.
+pub mod v2 {
+    use serde::Serialize;
+    use serde_json::Value;
+    use utoipa::ToSchema;
+
+    /// `GET /v2`.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2ServerMetadata {
+        pub name: String,
+        pub version: String,
+        pub extensions: Vec<String>,
+    }
+
+    /// `GET /v2/health/live`.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2Live {
+        pub live: bool,
+    }
+
+    /// `GET /v2/health/ready`.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2Ready {
+        pub ready: bool,
+    }
+
+    /// `GET /v2/models/{name}[/versions/{version}]/ready`: 200 only when ready.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2ModelReady {
+        pub name: String,
+        pub version: String,
+        pub ready: bool,
+    }
+
+    /// A tensor's name, datatype and shape (`-1`: any size).
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2TensorMetadata {
+        pub name: String,
+        /// `BOOL`, `UINT8`…`UINT64`, `INT8`…`INT64`, `FP16`, `FP32`, `FP64`, `BYTES`.
+        pub datatype: String,
+        pub shape: Vec<i64>,
+    }
+
+    /// `GET /v2/models/{name}[/versions/{version}]`.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2ModelMetadata {
+        pub name: String,
+        pub versions: Vec<String>,
+        /// The backend: `onnx`, `builtin` or `remote_v2`.
+        pub platform: String,
+        pub inputs: Vec<V2TensorMetadata>,
+        pub outputs: Vec<V2TensorMetadata>,
+    }
+
+    /// A tensor with its data: row-major, flat or nested JSON.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2Tensor {
+        pub name: String,
+        pub shape: Vec<i64>,
+        pub datatype: String,
+        /// `binary_data_size` when the data follows the JSON header as bytes.
+        #[schema(value_type = Option<Object>)]
+        pub parameters: Option<Value>,
+        #[schema(value_type = Vec<Object>)]
+        pub data: Value,
+    }
+
+    /// An output the client asks for; `binary_data` asks for it as bytes after the JSON.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2RequestedOutput {
+        pub name: String,
+        #[schema(value_type = Option<Object>)]
+        pub parameters: Option<Value>,
+    }
+
+    /// `POST /v2/models/{name}[/versions/{version}]/infer`.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2InferRequest {
+        /// Echoed in the response; defaults to the request id.
+        pub id: Option<String>,
+        /// `timeout` (ms; 0 = none), `priority` (1 = high), `binary_data_output`.
+        #[schema(value_type = Option<Object>)]
+        pub parameters: Option<Value>,
+        pub inputs: Vec<V2Tensor>,
+        /// A subset of the model's outputs, in this order; all of them when omitted.
+        pub outputs: Option<Vec<V2RequestedOutput>>,
+    }
+
+    /// The answer to an infer request.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2InferResponse {
+        pub model_name: String,
+        pub model_version: String,
+        pub id: String,
+        pub outputs: Vec<V2Tensor>,
+    }
+
+    /// Every `/v2` error (the protocol's `error` field, plus our `code` and `request_id`).
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct V2ErrorBody {
+        pub error: String,
+        pub code: String,
+        pub request_id: String,
+    }
+}
+
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -420,6 +528,15 @@ impl Modify for SecuritySchemes {
         crate::routes::jobs::get_job,
         crate::routes::jobs::list_jobs,
         crate::routes::jobs::cancel_job,
+        crate::routes::v2::server_metadata,
+        crate::routes::v2::live,
+        crate::routes::v2::ready,
+        crate::routes::v2::model_metadata,
+        crate::routes::v2::version_metadata,
+        crate::routes::v2::model_ready,
+        crate::routes::v2::version_ready,
+        crate::routes::v2::infer,
+        crate::routes::v2::infer_version,
     ),
     components(schemas(
         PredictRequest,
@@ -442,7 +559,18 @@ impl Modify for SecuritySchemes {
         ReloadResponse,
         JobView,
         StatusBody,
-        ErrorBody
+        ErrorBody,
+        v2::V2ServerMetadata,
+        v2::V2Live,
+        v2::V2Ready,
+        v2::V2ModelReady,
+        v2::V2TensorMetadata,
+        v2::V2ModelMetadata,
+        v2::V2Tensor,
+        v2::V2RequestedOutput,
+        v2::V2InferRequest,
+        v2::V2InferResponse,
+        v2::V2ErrorBody
     )),
     modifiers(&SecuritySchemes),
     security(("api_key" = []), ("bearer" = []))

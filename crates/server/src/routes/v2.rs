@@ -32,6 +32,9 @@ pub const SERVER_NAME: &str = "inference-engine";
 pub const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
 
 /// `GET /v2`.
+#[utoipa::path(get, path = "/v2", tag = "v2", responses(
+    (status = 200, body = crate::api::v2::V2ServerMetadata),
+))]
 pub async fn server_metadata() -> Json<Value> {
     Json(json!({
         "name": SERVER_NAME,
@@ -41,17 +44,28 @@ pub async fn server_metadata() -> Json<Value> {
 }
 
 /// `GET /v2/health/live`: the process answers.
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2", security(()), responses(
+    (status = 200, body = crate::api::v2::V2Live),
+))]
 pub async fn live() -> Json<Value> {
     Json(json!({"live": true}))
 }
 
 /// `GET /v2/health/ready`: the same verdict as `/ready`.
+#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", security(()), responses(
+    (status = 200, body = crate::api::v2::V2Ready),
+    (status = 503, description = "`loading`, `draining`, `unavailable`", body = crate::api::v2::V2ErrorBody),
+))]
 pub async fn ready(State(ctx): State<AppState>) -> Result<Json<Value>, ApiError> {
     ctx.readiness().await.map_err(health::not_ready)?;
     Ok(Json(json!({"ready": true})))
 }
 
-/// `GET /v2/models/{name}`.
+/// `GET /v2/models/{name}`: the version the routing rule picks (else the latest).
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "v2", params(("name" = String, Path)), responses(
+    (status = 200, body = crate::api::v2::V2ModelMetadata),
+    (status = 404, body = crate::api::v2::V2ErrorBody),
+))]
 pub async fn model_metadata(
     State(ctx): State<AppState>,
     Path(name): Path<String>,
@@ -60,6 +74,11 @@ pub async fn model_metadata(
 }
 
 /// `GET /v2/models/{name}/versions/{version}`.
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)), responses(
+    (status = 200, body = crate::api::v2::V2ModelMetadata),
+    (status = 404, body = crate::api::v2::V2ErrorBody),
+))]
 pub async fn version_metadata(
     State(ctx): State<AppState>,
     Path((name, version)): Path<(String, String)>,
@@ -68,6 +87,11 @@ pub async fn version_metadata(
 }
 
 /// `GET /v2/models/{name}/ready`.
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2", params(("name" = String, Path)), responses(
+    (status = 200, body = crate::api::v2::V2ModelReady),
+    (status = 404, body = crate::api::v2::V2ErrorBody),
+    (status = 503, description = "`not_ready`", body = crate::api::v2::V2ErrorBody),
+))]
 pub async fn model_ready(
     State(ctx): State<AppState>,
     Path(name): Path<String>,
@@ -76,6 +100,12 @@ pub async fn model_ready(
 }
 
 /// `GET /v2/models/{name}/versions/{version}/ready`.
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)), responses(
+    (status = 200, body = crate::api::v2::V2ModelReady),
+    (status = 404, body = crate::api::v2::V2ErrorBody),
+    (status = 503, description = "`not_ready`", body = crate::api::v2::V2ErrorBody),
+))]
 pub async fn version_ready(
     State(ctx): State<AppState>,
     Path((name, version)): Path<(String, String)>,
@@ -83,7 +113,17 @@ pub async fn version_ready(
     readiness(&ctx, name, Some(version)).map(Json)
 }
 
-/// `POST /v2/models/{name}/infer`: the router of SPEC §5 picks the version.
+/// `POST /v2/models/{name}/infer`: the router of SPEC §5 picks the version. Recorded as a
+/// job like `/predict`; the binary tensor extension works both ways.
+#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2", params(("name" = String, Path)),
+    request_body = crate::api::v2::V2InferRequest, responses(
+    (status = 200, body = crate::api::v2::V2InferResponse, headers(("X-Model-Version" = String), ("X-Job-ID" = String))),
+    (status = 400, description = "invalid request or tensors", body = crate::api::v2::V2ErrorBody),
+    (status = 404, body = crate::api::v2::V2ErrorBody),
+    (status = 429, body = crate::api::v2::V2ErrorBody),
+    (status = 503, body = crate::api::v2::V2ErrorBody),
+    (status = 504, description = "`inference_timeout`", body = crate::api::v2::V2ErrorBody),
+))]
 pub async fn infer(
     State(ctx): State<AppState>,
     CallerContext(caller): CallerContext,
@@ -95,6 +135,16 @@ pub async fn infer(
 }
 
 /// `POST /v2/models/{name}/versions/{version}/infer`.
+#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    request_body = crate::api::v2::V2InferRequest, responses(
+    (status = 200, body = crate::api::v2::V2InferResponse, headers(("X-Model-Version" = String), ("X-Job-ID" = String))),
+    (status = 400, description = "invalid request or tensors", body = crate::api::v2::V2ErrorBody),
+    (status = 404, body = crate::api::v2::V2ErrorBody),
+    (status = 429, body = crate::api::v2::V2ErrorBody),
+    (status = 503, body = crate::api::v2::V2ErrorBody),
+    (status = 504, description = "`inference_timeout`", body = crate::api::v2::V2ErrorBody),
+))]
 pub async fn infer_version(
     State(ctx): State<AppState>,
     CallerContext(caller): CallerContext,
