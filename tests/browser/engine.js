@@ -23,7 +23,7 @@ function defaultBinary() {
  * Starts the engine; resolves once it listens and `/ready` answers 200 (warm-up done).
  * Returns `{origin, stop(), logs}`.
  */
-export async function startEngine({ binary = process.env.ENGINE_BINARY || defaultBinary(), timeoutMs = 60_000 } = {}) {
+export async function startEngine({ binary = process.env.ENGINE_BIN || defaultBinary(), timeoutMs = 60_000 } = {}) {
   if (!existsSync(binary)) {
     throw new Error(`${binary} does not exist: build it with \`cargo build -p inference-engine-cli\` (run.sh does)`);
   }

@@ -2,7 +2,7 @@
 # Browser tests of the /playground page: headless Chromium (Debian's `chromium` package, driven
 # by playwright-core from npm; no browser download) against a real engine on port 0.
 #   tests/browser/run.sh [node --test options…]
-# CHROMIUM_PATH overrides /usr/bin/chromium. ENGINE_BINARY names an engine binary to test instead
+# CHROMIUM_PATH overrides /usr/bin/chromium. ENGINE_BIN names an engine binary to test instead
 # of building one (`.ci/run` passes the one `cargo test` just built).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -18,9 +18,9 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     exit 1
 fi
 
-if [[ -n "${ENGINE_BINARY:-}" ]]; then
-    [[ -x "$ENGINE_BINARY" ]] || { echo "error: ENGINE_BINARY=$ENGINE_BINARY is not an executable" >&2; exit 1; }
-    echo "== engine: $ENGINE_BINARY"
+if [[ -n "${ENGINE_BIN:-}" ]]; then
+    [[ -x "$ENGINE_BIN" ]] || { echo "error: ENGINE_BIN=$ENGINE_BIN is not an executable" >&2; exit 1; }
+    echo "== engine: $ENGINE_BIN"
 else
     echo "== cargo build -p inference-engine-cli"
     (cd "$root" && cargo build -p inference-engine-cli)
