@@ -32,7 +32,7 @@ use crate::clock::TokioClock;
 use crate::engine_config::{EngineConfigError, load_engine_config, resolve_config_path};
 use crate::lifecycle::Lifecycle;
 use crate::local_queue::LocalJobQueue;
-use crate::predictions::Predictions;
+use crate::predictions::{Predictions, RunToEnd};
 use crate::repository::FolderRepository;
 use crate::settings::Settings;
 
@@ -489,11 +489,10 @@ impl AppContext {
         caller: &Caller,
         command: PredictCommand,
     ) -> Result<Prediction, PredictFailure> {
-        let inference = self.inference.clone();
-        let caller = caller.clone();
-        self.predictions
-            .run_to_end(async move { inference.predict(&caller, command).await })
-            .await
+        self.run_to_end(caller, move |inference, caller| async move {
+            inference.predict(&caller, command).await
+        })
+        .await
     }
 
     /// [`InferenceService::infer_tensors`], run to the end as [`Self::predict`].
@@ -502,11 +501,23 @@ impl AppContext {
         caller: &Caller,
         command: TensorCommand,
     ) -> Result<Prediction<Vec<Tensor>>, PredictFailure> {
-        let inference = self.inference.clone();
-        let caller = caller.clone();
+        self.run_to_end(caller, move |inference, caller| async move {
+            inference.infer_tensors(&caller, command).await
+        })
+        .await
+    }
+
+    /// `call` with owned handles, so that it can outlive the caller (see [`Predictions`]).
+    fn run_to_end<F>(
+        &self,
+        caller: &Caller,
+        call: impl FnOnce(InferenceService, Caller) -> F,
+    ) -> RunToEnd<F>
+    where
+        F: Future + Send + 'static,
+    {
         self.predictions
-            .run_to_end(async move { inference.infer_tensors(&caller, command).await })
-            .await
+            .run_to_end(call(self.inference.clone(), caller.clone()))
     }
 
     /// Lets the sync predictions still running finish (those whose clients left; at most

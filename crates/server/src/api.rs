@@ -388,7 +388,7 @@ pub struct ErrorBody {
 pub mod v2 {
     use serde::Serialize;
     use serde_json::Value;
-    use utoipa::ToSchema;
+    use utoipa::{IntoResponses, ToSchema};
 
     /// `GET /v2`.
     #[derive(Debug, Serialize, ToSchema)]
@@ -479,6 +479,25 @@ pub mod v2 {
         pub model_version: String,
         pub id: String,
         pub outputs: Vec<V2Tensor>,
+    }
+
+    /// What the two infer routes answer.
+    #[derive(Debug, IntoResponses)]
+    pub enum V2InferResponses {
+        #[response(status = 200, description = "the outputs", headers(
+            ("X-Model-Version" = String), ("X-Job-ID" = String)
+        ))]
+        Answered(V2InferResponse),
+        #[response(status = 400, description = "invalid request or tensors")]
+        Invalid(V2ErrorBody),
+        #[response(status = 404, description = "`model_not_found`")]
+        NotFound(V2ErrorBody),
+        #[response(status = 429, description = "`rate_limited`")]
+        RateLimited(V2ErrorBody),
+        #[response(status = 503, description = "`overloaded`, `not_ready`, `unavailable`")]
+        Unavailable(V2ErrorBody),
+        #[response(status = 504, description = "`inference_timeout`")]
+        TimedOut(V2ErrorBody),
     }
 
     /// Every `/v2` error (the protocol's `error` field, plus our `code` and `request_id`).

@@ -116,14 +116,8 @@ pub async fn version_ready(
 /// `POST /v2/models/{name}/infer`: the router of SPEC §5 picks the version. Recorded as a
 /// job like `/predict`; the binary tensor extension works both ways.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2", params(("name" = String, Path)),
-    request_body = crate::api::v2::V2InferRequest, responses(
-    (status = 200, body = crate::api::v2::V2InferResponse, headers(("X-Model-Version" = String), ("X-Job-ID" = String))),
-    (status = 400, description = "invalid request or tensors", body = crate::api::v2::V2ErrorBody),
-    (status = 404, body = crate::api::v2::V2ErrorBody),
-    (status = 429, body = crate::api::v2::V2ErrorBody),
-    (status = 503, body = crate::api::v2::V2ErrorBody),
-    (status = 504, description = "`inference_timeout`", body = crate::api::v2::V2ErrorBody),
-))]
+    request_body = crate::api::v2::V2InferRequest,
+    responses(crate::api::v2::V2InferResponses))]
 pub async fn infer(
     State(ctx): State<AppState>,
     CallerContext(caller): CallerContext,
@@ -137,14 +131,8 @@ pub async fn infer(
 /// `POST /v2/models/{name}/versions/{version}/infer`.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
     params(("name" = String, Path), ("version" = String, Path)),
-    request_body = crate::api::v2::V2InferRequest, responses(
-    (status = 200, body = crate::api::v2::V2InferResponse, headers(("X-Model-Version" = String), ("X-Job-ID" = String))),
-    (status = 400, description = "invalid request or tensors", body = crate::api::v2::V2ErrorBody),
-    (status = 404, body = crate::api::v2::V2ErrorBody),
-    (status = 429, body = crate::api::v2::V2ErrorBody),
-    (status = 503, body = crate::api::v2::V2ErrorBody),
-    (status = 504, description = "`inference_timeout`", body = crate::api::v2::V2ErrorBody),
-))]
+    request_body = crate::api::v2::V2InferRequest,
+    responses(crate::api::v2::V2InferResponses))]
 pub async fn infer_version(
     State(ctx): State<AppState>,
     CallerContext(caller): CallerContext,
