@@ -13,8 +13,8 @@ use inference_engine_core::sync::lock;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FormatFields, FormattedFields, MakeWriter};
+use tracing_subscriber::fmt::format::{DefaultFields, Format, Json, Writer};
+use tracing_subscriber::fmt::{FormatFields, FormattedFields, MakeWriter, SubscriberBuilder};
 
 use crate::settings::LogFormat;
 
@@ -54,13 +54,7 @@ pub fn init(level: &str, format: LogFormat) -> Result<TelemetryGuard, String> {
         .with_env_filter(filter)
         .with_writer(writer.clone());
     let installed = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .fmt_fields(SpanFieldsJson)
-            .try_init(),
+        LogFormat::Json => json_lines(builder).try_init(),
         LogFormat::Pretty => builder.with_ansi(false).try_init(),
     };
     installed.map_err(|err| format!("cannot install the logger: {err}"))?;
@@ -70,6 +64,19 @@ pub fn init(level: &str, format: LogFormat) -> Result<TelemetryGuard, String> {
         writer,
         thread: Some(thread),
     })
+}
+
+/// The JSON log format: one object per line, the event's fields at the top level and the
+/// current span's fields (written by [`SpanFieldsJson`]) under `"span"`.
+fn json_lines<F, W>(
+    builder: SubscriberBuilder<DefaultFields, Format, F, W>,
+) -> SubscriberBuilder<SpanFieldsJson, Format<Json>, F, W> {
+    builder
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .fmt_fields(SpanFieldsJson)
 }
 
 /// Where [`access_log`] writes, and in which format: set by [`init`].
@@ -563,14 +570,7 @@ mod tests {
             let out = out.clone();
             move || out.clone()
         };
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(writer)
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .fmt_fields(SpanFieldsJson)
-            .finish();
+        let subscriber = json_lines(tracing_subscriber::fmt().with_writer(writer)).finish();
         tracing::subscriber::with_default(subscriber, || {
             let id = "req-\"1\"";
             let span = tracing::info_span!(
