@@ -16,6 +16,8 @@
 //! - [`repository`]: the `MODELS_DIR` folder as the registry's model repository.
 //! - [`metrics`]: the process-wide Prometheus recorder.
 //! - [`local_queue`]: `LocalJobQueue`, the in-process queue used without Redis.
+//! - [`predictions`]: sync predictions that run to the end, and are recorded, when their
+//!   caller leaves.
 
 pub mod check;
 pub mod clock;
@@ -29,6 +31,8 @@ pub mod metrics;
 pub mod predictions;
 pub mod repository;
 pub mod settings;
+#[cfg(test)]
+mod sync_record_tests;
 pub mod telemetry;
 
 pub use context::{AppContext, NotReady, QueueBackend, Role, StartupError};

@@ -90,6 +90,17 @@ pub struct Executed<T> {
     pub run_time: Duration,
 }
 
+impl<T> Executed<T> {
+    /// The same run with its value converted.
+    pub fn map<U>(self, convert: impl FnOnce(T) -> U) -> Executed<U> {
+        Executed {
+            value: convert(self.value),
+            queue_time: self.queue_time,
+            run_time: self.run_time,
+        }
+    }
+}
+
 /// A fixed set of named threads behind a bounded queue.
 pub struct ExecutorPool {
     name: String,

@@ -127,11 +127,20 @@ pub struct PendingCount {
     pub pending: u64,
 }
 
-/// Durable storage of jobs. Every method returns only once its writes are committed.
+/// Writes queued by [`JobStore::queue_insert`]: resolves once they are committed.
+pub type PendingCommit = BoxFuture<'static, Result<(), StoreError>>;
+
+/// Durable storage of jobs. Every async method returns only once its writes are committed.
 #[async_trait]
 pub trait JobStore: Send + Sync + fmt::Debug {
     /// Commits all the jobs atomically.
     async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError>;
+
+    /// [`Self::insert`] in two steps: queues the jobs without waiting, from any thread (an
+    /// executor thread records the run it has just finished, so the request is woken once, by
+    /// the commit, instead of once more in between), and returns what to await for their
+    /// commit. A store without a write queue, or a full queue, does its waiting in that future.
+    fn queue_insert(&self, jobs: Vec<Job>) -> PendingCommit;
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
 

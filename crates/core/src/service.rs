@@ -2,6 +2,7 @@
 //! optional deadline, and record the outcome as a job before anyone is told about it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -16,7 +17,7 @@ use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId}
 use crate::model::{ModelKey, ModelName, ModelVersion};
 use crate::observe;
 use crate::pipeline::PipelineError;
-use crate::ports::{Clock, JobStore, StoreError};
+use crate::ports::{Clock, JobStore, PendingCommit, StoreError};
 use crate::registry::{ModelRegistry, ResolveError, Serving};
 use crate::routing::Bucket;
 use crate::tensor::Tensor;
@@ -147,22 +148,25 @@ impl Classified for InferenceError {
     }
 }
 
-/// The parts of a sync job known before the model runs.
-struct JobDraft<'a> {
+/// The parts of a sync job known before the model runs (cheap to clone: reference counts).
+#[derive(Debug, Clone)]
+struct JobDraft {
     id: JobId,
-    caller: &'a Caller,
+    tenant: TenantId,
+    request_id: RequestId,
     name: ModelName,
     created_at: DateTime<Utc>,
 }
 
-impl JobDraft<'_> {
+impl JobDraft {
     fn finish<A: Answer>(
         &self,
         model: Option<&ModelKey>,
-        outcome: &ModelRun<A>,
+        result: &Result<A, InferenceError>,
+        started_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Job {
-        let (status, result, failure) = match &outcome.result {
+        let (status, result, failure) = match result {
             Ok(output) => (JobStatus::Succeeded, Some(output.to_record()), None),
             Err(err) => (
                 JobStatus::Failed,
@@ -179,16 +183,66 @@ impl JobDraft<'_> {
             version: model.map(|key| key.version.clone()),
             result,
             failure,
-            attempts: u32::from(outcome.started_at.is_some()),
-            started_at: outcome.started_at,
+            attempts: u32::from(started_at.is_some()),
+            started_at,
             finished_at: Some(now),
             ..Job::new(
                 JobMode::Sync,
-                self.caller.tenant.clone(),
-                self.caller.request_id.clone(),
+                self.tenant.clone(),
+                self.request_id.clone(),
                 self.name.clone(),
                 self.created_at,
             )
+        }
+    }
+}
+
+/// Writes the job record of one sync run, from whichever side gets there first: the executor
+/// thread, as soon as the model returns (the request is then woken once, by the commit, not
+/// also by the model's result in between), or the caller, at its SLA deadline. Exactly one of
+/// them writes, so the record always says what the caller is told.
+#[derive(Debug)]
+struct RunRecorder {
+    draft: JobDraft,
+    key: ModelKey,
+    store: Arc<dyn JobStore>,
+    clock: Arc<dyn Clock>,
+    taken: AtomicBool,
+}
+
+impl RunRecorder {
+    /// True for the first caller only, which then writes the record.
+    fn take(&self) -> bool {
+        !self.taken.swap(true, Ordering::AcqRel)
+    }
+
+    /// Runs the model on the executor thread and, unless the caller has given up on the run,
+    /// queues its record there.
+    fn run<A: Answer>(&self, model: impl FnOnce() -> Result<A, PipelineError>) -> Finished<A> {
+        let started_at = self.clock.now();
+        let result = model().map_err(InferenceError::from);
+        let committed = self.take().then(|| {
+            let job =
+                self.draft
+                    .finish(Some(&self.key), &result, Some(started_at), self.clock.now());
+            self.store.queue_insert(vec![job])
+        });
+        Finished { result, committed }
+    }
+}
+
+/// What an executor thread hands back for a sync run.
+struct Finished<A> {
+    result: Result<A, InferenceError>,
+    /// The commit of the job record the thread queued; `None` if it did not write one.
+    committed: Option<PendingCommit>,
+}
+
+impl<A> Finished<A> {
+    fn unrecorded(result: Result<A, PipelineError>) -> Self {
+        Self {
+            result: result.map_err(InferenceError::from),
+            committed: None,
         }
     }
 }
@@ -264,8 +318,9 @@ impl InferenceService {
             payload,
             timeout,
         } = command;
-        self.run_recorded(caller, model, version, async |serving, key| {
-            self.execute(serving, key, payload, timeout).await
+        self.run_recorded(caller, model, version, async |serving, key, recorder| {
+            self.execute_recorded(serving, key, payload, timeout, Some(recorder))
+                .await
         })
         .await
     }
@@ -283,40 +338,51 @@ impl InferenceService {
             timeout,
             priority,
         } = command;
-        self.run_recorded(caller, model, version, async |serving, key| {
+        self.run_recorded(caller, model, version, async |serving, key, recorder| {
             let limit = serving.timeout_for(key, timeout);
             let deadline = deadline::after(limit);
-            let work = self.run_tensors_on_pool(serving, key, inputs, priority, deadline);
-            self.within_deadline(serving, key, limit, work).await
+            let work = self.run_tensors_on_pool(serving, key, inputs, priority, deadline, recorder);
+            self.within_deadline(serving, key, limit, work, Some(recorder))
+                .await
         })
         .await
     }
 
-    /// Routes the request, runs it with `run`, and commits the job record before returning.
+    /// Routes the request, runs it with `run`, and waits for the job record's commit before
+    /// returning.
     async fn run_recorded<A: Answer>(
         &self,
         caller: &Caller,
         name: ModelName,
         version: Option<ModelVersion>,
-        run: impl AsyncFnOnce(&Serving, &ModelKey) -> ModelRun<A>,
+        run: impl AsyncFnOnce(
+            &Serving,
+            &ModelKey,
+            &Arc<RunRecorder>,
+        ) -> (ModelRun<A>, Option<PendingCommit>),
     ) -> Result<Prediction<A>, PredictFailure> {
-        let job_id = JobId::new();
-        let created_at = self.clock.now();
-        let record = JobDraft {
-            id: job_id,
-            caller,
+        let draft = JobDraft {
+            id: JobId::new(),
+            tenant: caller.tenant.clone(),
+            request_id: caller.request_id.clone(),
             name,
-            created_at,
+            created_at: self.clock.now(),
         };
+        let job_id = draft.id;
 
         let serving = self.registry.serving();
-        let key = match serving.route(&record.name, version.as_ref(), || caller.routing_bucket()) {
+        let key = match serving.route(&draft.name, version.as_ref(), || caller.routing_bucket()) {
             Ok(key) => key,
             Err(err) => {
                 let error = InferenceError::from(err);
-                let failed = ModelRun::<A>::not_started(Err(error.clone()));
-                self.commit(record.finish(None, &failed, self.clock.now()))
-                    .await?;
+                let failed: Result<A, _> = Err(error.clone());
+                let job = draft.finish(None, &failed, None, self.clock.now());
+                await_commit(
+                    job_id,
+                    JobStatus::Failed,
+                    self.store.queue_insert(vec![job]),
+                )
+                .await?;
                 return Err(PredictFailure {
                     job_id: Some(job_id),
                     model: None,
@@ -325,8 +391,15 @@ impl InferenceService {
             }
         };
 
+        let recorder = Arc::new(RunRecorder {
+            draft,
+            key: key.clone(),
+            store: Arc::clone(&self.store),
+            clock: Arc::clone(&self.clock),
+            taken: AtomicBool::new(false),
+        });
         let started = std::time::Instant::now();
-        let outcome = run(&serving, &key).await;
+        let (outcome, committed) = run(&serving, &key, &recorder).await;
         observe::inference(
             &key,
             caller.tenant.as_str(),
@@ -337,7 +410,24 @@ impl InferenceService {
                 .err()
                 .map(InferenceError::error_type),
         );
-        self.commit(record.finish(Some(&key), &outcome, self.clock.now()))
+        // Without a commit from the executor thread, nobody else writes this record: the
+        // thread never ran the model (refused, panicked, batched) or the caller took the
+        // record at its deadline.
+        let committed = committed.unwrap_or_else(|| {
+            let job = recorder.draft.finish(
+                Some(&key),
+                &outcome.result,
+                outcome.started_at,
+                self.clock.now(),
+            );
+            self.store.queue_insert(vec![job])
+        });
+        let status = if outcome.result.is_ok() {
+            JobStatus::Succeeded
+        } else {
+            JobStatus::Failed
+        };
+        await_commit(job_id, status, committed)
             .await
             .map_err(|failure| PredictFailure {
                 model: Some(key.clone()),
@@ -360,19 +450,6 @@ impl InferenceService {
         }
     }
 
-    async fn commit(&self, job: Job) -> Result<(), PredictFailure> {
-        let job_id = job.id;
-        let status = job.status;
-        self.store.insert(vec![job]).await.map(|()| observe::job(status, JobMode::Sync)).map_err(|err| {
-            tracing::error!(job_id = %job_id, error = %err, "job record could not be committed");
-            PredictFailure {
-                job_id: None,
-                model: None,
-                error: err.into(),
-            }
-        })
-    }
-
     /// Runs a model on its executor pool (through its batcher when it batches), loading it
     /// first if needed. The SLA timeout of the model, shortened by `requested`, covers all of
     /// it: the caller is released at the deadline (the model call itself cannot be interrupted;
@@ -384,9 +461,26 @@ impl InferenceService {
         payload: Payload,
         requested: Option<Duration>,
     ) -> ModelRun {
+        let (run, _) = self
+            .execute_recorded(serving, key, payload, requested, None)
+            .await;
+        run
+    }
+
+    /// [`Self::execute`], with the executor thread writing the job record when a `recorder`
+    /// is given; the commit to wait for comes back with the run.
+    async fn execute_recorded(
+        &self,
+        serving: &Serving,
+        key: &ModelKey,
+        payload: Payload,
+        requested: Option<Duration>,
+        recorder: Option<&Arc<RunRecorder>>,
+    ) -> (ModelRun, Option<PendingCommit>) {
         let limit = serving.timeout_for(key, requested);
-        let work = self.run_on_pool(serving, key, payload, deadline::after(limit));
-        self.within_deadline(serving, key, limit, work).await
+        let work = self.run_on_pool(serving, key, payload, deadline::after(limit), recorder);
+        self.within_deadline(serving, key, limit, work, recorder.map(Arc::as_ref))
+            .await
     }
 
     /// Awaits `work` until `limit`, the model's SLA timeout (shortened by the caller's).
@@ -395,8 +489,9 @@ impl InferenceService {
         serving: &Serving,
         key: &ModelKey,
         limit: Option<Duration>,
-        work: impl Future<Output = Result<Executed<Result<A, InferenceError>>, InferenceError>>,
-    ) -> ModelRun<A> {
+        work: impl Future<Output = Result<Executed<Finished<A>>, InferenceError>>,
+        recorder: Option<&RunRecorder>,
+    ) -> (ModelRun<A>, Option<PendingCommit>) {
         let submitted_at = self.clock.now();
         let executed = match limit {
             None => work.await,
@@ -404,30 +499,41 @@ impl InferenceService {
                 let deadline = self.clock.sleep(limit);
                 match select(Box::pin(work), deadline).await {
                     Either::Left((executed, _)) => executed,
-                    Either::Right(((), _)) => {
-                        observe::executor_timeout(serving.config.execution.pool_for(key));
-                        return ModelRun {
-                            // It was submitted; whether a thread picked it up is unknown here.
-                            started_at: Some(submitted_at),
-                            result: Err(InferenceError::Timeout(limit)),
-                            queue_time: Duration::ZERO,
-                            inference_time: limit,
-                        };
+                    Either::Right(((), work)) => {
+                        // The record decides: if the executor thread has already written the
+                        // run's record, its answer is on the way and is the one to give.
+                        let recorded_by_executor =
+                            recorder.is_some_and(|recorder| !recorder.take());
+                        if !recorded_by_executor {
+                            observe::executor_timeout(serving.config.execution.pool_for(key));
+                            let timed_out = ModelRun {
+                                // It was submitted; whether a thread picked it up is unknown here.
+                                started_at: Some(submitted_at),
+                                result: Err(InferenceError::Timeout(limit)),
+                                queue_time: Duration::ZERO,
+                                inference_time: limit,
+                            };
+                            return (timed_out, None);
+                        }
+                        work.await
                     }
                 }
             }
         };
         match executed {
-            Ok(executed) => ModelRun {
-                started_at: Some(
-                    submitted_at
-                        + TimeDelta::from_std(executed.queue_time).unwrap_or(TimeDelta::zero()),
-                ),
-                result: executed.value,
-                queue_time: executed.queue_time,
-                inference_time: executed.run_time,
-            },
-            Err(err) => ModelRun::not_started(Err(err)),
+            Ok(executed) => {
+                let run = ModelRun {
+                    started_at: Some(
+                        submitted_at
+                            + TimeDelta::from_std(executed.queue_time).unwrap_or(TimeDelta::zero()),
+                    ),
+                    result: executed.value.result,
+                    queue_time: executed.queue_time,
+                    inference_time: executed.run_time,
+                };
+                (run, executed.value.committed)
+            }
+            Err(err) => (ModelRun::not_started(Err(err)), None),
         }
     }
 
@@ -438,22 +544,25 @@ impl InferenceService {
         inputs: Vec<Tensor>,
         priority: Priority,
         deadline: Option<Instant>,
-    ) -> Result<Executed<Result<Vec<Tensor>, InferenceError>>, InferenceError> {
+        recorder: &Arc<RunRecorder>,
+    ) -> Result<Executed<Finished<Vec<Tensor>>>, InferenceError> {
         let lease = self.registry.acquire(serving, key).await?;
         let pool = pool_of(serving, key)?;
         if let Some(batcher) = lease.loaded.batcher.clone() {
             // Stacked with the model's other requests, JSON and tensors alike.
             let executed = batcher.run_tensors(inputs, Arc::clone(pool)).await?;
             drop(lease);
-            return Ok(into_inference(executed));
+            return Ok(executed.map(Finished::unrecorded));
         }
+        let recorder = Arc::clone(recorder);
         let executed = pool
             // The lease lives until the model returns, even if the caller left.
             .run_with(priority, move || {
-                deadline::within(deadline, || lease.loaded.model.infer_tensors(inputs))
+                recorder
+                    .run(|| deadline::within(deadline, || lease.loaded.model.infer_tensors(inputs)))
             })
             .await?;
-        Ok(into_inference(executed))
+        Ok(executed)
     }
 
     async fn run_on_pool(
@@ -462,30 +571,59 @@ impl InferenceService {
         key: &ModelKey,
         payload: Payload,
         deadline: Option<Instant>,
-    ) -> Result<Executed<Result<Value, InferenceError>>, InferenceError> {
+        recorder: Option<&Arc<RunRecorder>>,
+    ) -> Result<Executed<Finished<Value>>, InferenceError> {
         let lease = self.registry.acquire(serving, key).await?;
         let pool = pool_of(serving, key)?;
         match (payload, lease.loaded.batcher.clone()) {
             (Payload::Single(data), Some(batcher)) => {
                 let executed = batcher.run(data, Arc::clone(pool)).await?;
                 drop(lease);
-                Ok(into_inference(executed))
+                Ok(executed.map(Finished::unrecorded))
             }
             (payload, _) => {
+                let recorder = recorder.cloned();
                 let executed = pool
                     .run(move || {
                         // The lease lives until the model returns, even if the caller left.
                         let model = &lease.loaded.model;
-                        deadline::within(deadline, || match payload {
-                            Payload::Single(data) => model.predict(data),
-                            Payload::Batch(items) => model.predict_batch(items).map(Value::Array),
-                        })
+                        let run = || {
+                            deadline::within(deadline, || match payload {
+                                Payload::Single(data) => model.predict(data),
+                                Payload::Batch(items) => {
+                                    model.predict_batch(items).map(Value::Array)
+                                }
+                            })
+                        };
+                        match recorder {
+                            Some(recorder) => recorder.run(run),
+                            None => Finished::unrecorded(run()),
+                        }
                     })
                     .await?;
-                Ok(into_inference(executed))
+                Ok(executed)
             }
         }
     }
+}
+
+/// Awaits the commit of a sync job's record.
+async fn await_commit(
+    job_id: JobId,
+    status: JobStatus,
+    committed: PendingCommit,
+) -> Result<(), PredictFailure> {
+    committed
+        .await
+        .map(|()| observe::job(status, JobMode::Sync))
+        .map_err(|err| {
+            tracing::error!(job_id = %job_id, error = %err, "job record could not be committed");
+            PredictFailure {
+                job_id: None,
+                model: None,
+                error: err.into(),
+            }
+        })
 }
 
 /// The executor pool a model runs on.
@@ -499,14 +637,4 @@ fn pool_of<'a>(
         .ok_or_else(|| ExecutorError::ShutDown {
             pool: serving.config.execution.pool_for(key).to_owned(),
         })
-}
-
-fn into_inference<A>(
-    executed: Executed<Result<A, PipelineError>>,
-) -> Executed<Result<A, InferenceError>> {
-    Executed {
-        value: executed.value.map_err(InferenceError::from),
-        queue_time: executed.queue_time,
-        run_time: executed.run_time,
-    }
 }

@@ -13,10 +13,12 @@ use inference_engine_core::job::{Job, JobId};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::future;
 use inference_engine_core::ports::{
-    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCount, SettleRequest,
-    StoreError, Submitted,
+    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCommit, PendingCount,
+    SettleRequest, StoreError, Submitted,
 };
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -59,14 +61,24 @@ impl WriterQueue {
         (Self(sender), receiver)
     }
 
-    /// Queues `jobs` and waits for the commit of the batch that took them.
-    pub(crate) async fn write(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
+    /// Queues `jobs` at once, on the calling thread, if the queue has room, and returns the
+    /// wait for the commit of the batch that takes them. With the queue full, the future waits
+    /// for room first: the caller is held back, never the thread that queued.
+    pub(crate) fn queue(&self, jobs: Vec<Job>) -> PendingCommit {
         let (committed, is_committed) = oneshot::channel();
-        self.0
-            .send(WriterCommand::Write { jobs, committed })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        is_committed.await.map_err(|_| StoreError::Closed)?
+        let waiting_for_room = match self.0.try_send(WriterCommand::Write { jobs, committed }) {
+            Ok(()) => None,
+            Err(TrySendError::Full(command)) => Some((self.0.clone(), command)),
+            Err(TrySendError::Closed(_)) => {
+                return Box::pin(future::ready(Err(StoreError::Closed)));
+            }
+        };
+        Box::pin(async move {
+            if let Some((sender, command)) = waiting_for_room {
+                sender.send(command).await.map_err(|_| StoreError::Closed)?;
+            }
+            is_committed.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     /// Asks the writer to commit everything queued and refuse later writes; returns once it
@@ -288,7 +300,11 @@ async fn commit(store: &dyn JobStore, batch: Batch) {
 #[async_trait]
 impl JobStore for GroupCommitStore {
     async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
-        self.queue.write(jobs).await
+        self.queue.queue(jobs).await
+    }
+
+    fn queue_insert(&self, jobs: Vec<Job>) -> PendingCommit {
+        self.queue.queue(jobs)
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {

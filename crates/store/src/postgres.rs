@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inference_engine_core::job::{Job, JobId};
 use inference_engine_core::ports::{
-    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCount, SettleRequest,
-    StoreError, Submitted,
+    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCommit, PendingCount,
+    SettleRequest, StoreError, Submitted,
 };
 use inference_engine_core::redact::url_host;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -345,6 +345,13 @@ impl JobStore for PostgresJobStore {
             .await
             .map(drop)
             .map_err(|err| unavailable(&err))
+    }
+
+    fn queue_insert(&self, jobs: Vec<Job>) -> PendingCommit {
+        // No queue of its own (`GroupCommitStore` puts one in front): the insert runs when
+        // the future is awaited.
+        let store = self.clone();
+        Box::pin(async move { store.insert(jobs).await })
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::future;
 use inference_engine_core::job::{Job, JobId};
 use inference_engine_core::ports::{
-    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCount, SettleRequest,
-    StoreError, Submitted,
+    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCommit, PendingCount,
+    SettleRequest, StoreError, Submitted,
 };
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -323,10 +324,14 @@ async fn checkpoint_periodically(pool: SqlitePool) {
 #[async_trait]
 impl JobStore for SqliteJobStore {
     async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
+        self.queue_insert(jobs).await
+    }
+
+    fn queue_insert(&self, jobs: Vec<Job>) -> PendingCommit {
         if jobs.is_empty() {
-            return Ok(());
+            return Box::pin(future::ready(Ok(())));
         }
-        self.writer.insert(jobs).await
+        self.writer.queue(jobs)
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use inference_engine_core::job::Job;
-use inference_engine_core::ports::StoreError;
+use inference_engine_core::ports::{PendingCommit, StoreError};
 use inference_engine_core::sync::lock;
 use rusqlite::{Connection, OpenFlags, Statement, params};
 use tokio::sync::mpsc;
@@ -63,8 +63,8 @@ impl JobWriter {
     }
 
     /// Commits `jobs` in a transaction, possibly shared with other callers' jobs.
-    pub(super) async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
-        self.queue.write(jobs).await
+    pub(super) fn queue(&self, jobs: Vec<Job>) -> PendingCommit {
+        self.queue.queue(jobs)
     }
 
     /// Commits every write queued so far, refuses later ones with [`StoreError::Closed`], and
