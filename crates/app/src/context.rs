@@ -520,13 +520,19 @@ impl AppContext {
             .run_to_end(call(self.inference.clone(), caller.clone()))
     }
 
-    /// Lets the sync predictions still running finish (those whose clients left; at most
-    /// `SHUTDOWN_TIMEOUT_S`), commits every queued job record and closes the store. Call after
-    /// the server stopped taking requests; records of every answered request are durable when
-    /// this returns.
-    pub async fn shutdown(&self) {
-        let limit = Duration::from_secs(self.settings.shutdown_timeout_s);
-        let unfinished = self.predictions.wait_until_finished(limit).await;
+    /// The end of a drain that starts now: `SHUTDOWN_TIMEOUT_S` bounds the whole of it (the
+    /// requests in flight, the running jobs, the predictions of clients that left), so a
+    /// supervisor's stop timeout set a little above it is never reached.
+    pub fn drain_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(self.settings.shutdown_timeout_s)
+    }
+
+    /// Lets the sync predictions still running finish (those whose clients left; until
+    /// `deadline`, see [`Self::drain_deadline`]), commits every queued job record and closes
+    /// the store. Call after the server stopped taking requests; records of every answered
+    /// request are durable when this returns.
+    pub async fn shutdown(&self, deadline: tokio::time::Instant) {
+        let unfinished = self.predictions.wait_until_finished(deadline).await;
         if unfinished > 0 {
             tracing::error!(
                 unfinished,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use inference_engine_core::runner::JobRunner;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// Pause after a failed step (store or queue unreachable) before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
@@ -37,20 +38,17 @@ impl JobLoops {
         Self { stop, tasks }
     }
 
-    /// Stops taking new work and waits up to `grace` for the steps in progress to record their
-    /// outcomes. Steps still running then are abandoned: their deliveries are not acknowledged,
-    /// so the queue hands them out again after the visibility timeout.
-    pub async fn stop(mut self, grace: Duration) {
+    /// Stops taking new work and waits until `deadline` for the steps in progress to record
+    /// their outcomes. Steps still running then are abandoned: their deliveries are not
+    /// acknowledged, so the queue hands them out again after the visibility timeout.
+    pub async fn stop(mut self, deadline: Instant) {
         let _ = self.stop.send(true);
-        let drained = tokio::time::timeout(grace, async {
+        let drained = tokio::time::timeout_at(deadline, async {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(
-                grace_s = grace.as_secs(),
-                "jobs still running at the end of the drain; they will be redelivered"
-            );
+            tracing::warn!("jobs still running at the end of the drain; they will be redelivered");
             self.tasks.abort_all();
         }
     }

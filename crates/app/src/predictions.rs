@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// The predictions whose callers left and which still run.
@@ -50,8 +50,7 @@ impl Predictions {
     }
 
     /// Waits until no detached prediction runs, for at most `limit`; returns how many still do.
-    pub async fn wait_until_finished(&self, limit: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + limit;
+    pub async fn wait_until_finished(&self, deadline: Instant) -> usize {
         loop {
             // Created before the count is read, so a last prediction ending in between still
             // wakes it.
@@ -125,6 +124,8 @@ impl<F: Future + Send + 'static> Drop for RunToEnd<F> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
@@ -144,7 +145,7 @@ mod tests {
         has_finished.await.expect("the work ran to the end");
         assert_eq!(
             predictions
-                .wait_until_finished(Duration::from_secs(10))
+                .wait_until_finished(Instant::now() + Duration::from_secs(10))
                 .await,
             0
         );
@@ -167,7 +168,7 @@ mod tests {
         assert_eq!(predictions.running(), 1);
         assert_eq!(
             predictions
-                .wait_until_finished(Duration::from_millis(20))
+                .wait_until_finished(Instant::now() + Duration::from_millis(20))
                 .await,
             1
         );

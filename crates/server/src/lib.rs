@@ -22,7 +22,6 @@ pub mod routes;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
-use std::time::Duration;
 
 use inference_engine_app::{AppContext, GrpcPort, QueueBackend, job_loops, reload_on_sighup};
 use tokio::net::TcpListener;
@@ -30,9 +29,9 @@ use tokio::net::TcpListener;
 pub use routes::router;
 
 /// Serves the API on `listener` until `shutdown` resolves, then: flips `/ready` to draining,
-/// stops accepting, lets in-flight requests finish (for at most `SHUTDOWN_TIMEOUT_S`), stops the
-/// in-process job loops (without Redis), and flushes the job writer. Every request answered
-/// before it returns is durably recorded.
+/// stops accepting, lets in-flight requests finish, stops the in-process job loops (without
+/// Redis), and flushes the job writer, all within `SHUTDOWN_TIMEOUT_S` of the signal. Every
+/// request answered before it returns is durably recorded.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<AppContext>,
@@ -75,12 +74,15 @@ pub async fn serve(
     let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&ctx)));
     let app = router(Arc::clone(&ctx));
     let lifecycle = Arc::clone(&ctx.lifecycle);
-    let grace = Duration::from_secs(ctx.settings.shutdown_timeout_s);
-    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
-    let graceful = async move {
-        shutdown.await;
-        lifecycle.start_draining();
-        let _ = signalled.send(true);
+    // Set by the signal: when the whole drain must be over (`AppContext::drain_deadline`).
+    let (signalled, on_signal) = tokio::sync::watch::channel(None);
+    let drain_deadline = {
+        let ctx = Arc::clone(&ctx);
+        async move {
+            shutdown.await;
+            lifecycle.start_draining();
+            let _ = signalled.send(Some(ctx.drain_deadline()));
+        }
     };
     let grpc = grpc_listener.map(|grpc_listener| {
         let mut on_signal = on_signal.clone();
@@ -88,32 +90,41 @@ pub async fn serve(
             grpc_listener,
             Arc::clone(&ctx),
             async move {
-                let _ = on_signal.wait_for(|signalled| *signalled).await;
+                let _ = on_signal.wait_for(Option::is_some).await;
             },
         ))
     });
     let server = axum::serve(listener, app)
-        .with_graceful_shutdown(graceful)
+        .with_graceful_shutdown(drain_deadline)
         .into_future();
-    let deadline = async move {
-        if on_signal.wait_for(|signalled| *signalled).await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
+    let drain_over = {
+        let mut on_signal = on_signal.clone();
+        async move {
+            let deadline = on_signal
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|deadline| *deadline);
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
         }
     };
     let result = tokio::select! {
         result = server => result,
-        () = deadline => {
-            tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish in time; closing");
+        () = drain_over => {
+            tracing::warn!("in-flight requests did not finish in time; closing");
             Ok(())
         }
     };
+    // Everything below shares the signal's deadline (a server that failed starts one now).
+    let deadline = (*on_signal.borrow()).unwrap_or_else(|| ctx.drain_deadline());
     reloads.abort();
     if let Some(grpc) = grpc {
-        // In-flight gRPC calls finish like HTTP requests do, within the same grace period.
+        // In-flight gRPC calls finish like HTTP requests do, within the same drain.
         let abort = grpc.abort_handle();
-        match tokio::time::timeout(grace, grpc).await {
+        match tokio::time::timeout_at(deadline, grpc).await {
             Ok(Ok(Err(err))) => tracing::error!(error = %err, "the gRPC listener failed"),
             Err(_) => abort.abort(),
             _ => {}
@@ -124,9 +135,9 @@ pub async fn serve(
     }
     warm_up.abort();
     if let Some(job_loops) = job_loops {
-        job_loops.stop(grace).await;
+        job_loops.stop(deadline).await;
     }
-    ctx.shutdown().await;
+    ctx.shutdown(deadline).await;
     result
 }
 

@@ -347,7 +347,9 @@ impl TestApp {
     /// the settings so a new app can start on the same database.
     pub async fn stop(mut self) -> (Settings, Option<tempfile::TempDir>) {
         if let Some(worker) = self.worker.take() {
-            worker.stop(Duration::from_secs(10)).await;
+            worker
+                .stop(tokio::time::Instant::now() + Duration::from_secs(10))
+                .await;
         }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());

@@ -6,13 +6,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use inference_engine_app::{AppContext, job_loops, reload_on_sighup};
 
 /// Runs job loops until `shutdown` resolves, then stops claiming work, lets running jobs finish
-/// for at most `SHUTDOWN_TIMEOUT_S` (what is left is redelivered by the queue later), and
-/// closes the store.
+/// within `SHUTDOWN_TIMEOUT_S` (what is left is redelivered by the queue later), and closes the
+/// store.
 pub async fn run(ctx: Arc<AppContext>, shutdown: impl Future<Output = ()>) {
     let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&ctx)));
     let loops = job_loops::start_for(&ctx);
@@ -22,11 +21,10 @@ pub async fn run(ctx: Arc<AppContext>, shutdown: impl Future<Output = ()>) {
         "worker started"
     );
     shutdown.await;
+    let deadline = ctx.drain_deadline();
     reloads.abort();
     ctx.lifecycle.start_draining();
-    loops
-        .stop(Duration::from_secs(ctx.settings.shutdown_timeout_s))
-        .await;
-    ctx.shutdown().await;
+    loops.stop(deadline).await;
+    ctx.shutdown(deadline).await;
     tracing::info!("worker stopped");
 }

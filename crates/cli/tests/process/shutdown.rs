@@ -163,3 +163,81 @@ async fn sighup_reloads_engine_toml_and_an_invalid_file_changes_nothing() {
     engine.terminate().unwrap();
     assert!(engine.wait(Duration::from_secs(30)).unwrap().success());
 }
+
+/// `SHUTDOWN_TIMEOUT_S` bounds the whole drain, not each of its steps: a request still in
+/// flight, the prediction of a client that left and a running async job, each of which would
+/// outlast it, still end within it (a supervisor's stop timeout set a little above it holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_bounds_the_whole_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("jobs.db");
+    let mut engine = EngineProcess::start(
+        binary(),
+        &[
+            ("SQLITE_DB_PATH", db.to_str().unwrap()),
+            ("SHUTDOWN_TIMEOUT_S", "2"),
+            ("CPU_EXECUTOR_WORKERS", "4"),
+        ],
+        dir.path(),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let sleep = json!({"model": "sleep", "data": {"ms": 20_000}});
+    let in_flight = {
+        let request = client
+            .post(engine.url("/predict"))
+            .header("x-api-key", "dev-key")
+            .json(&sleep);
+        tokio::spawn(async move { request.send().await })
+    };
+    let left = client
+        .post(engine.url("/predict"))
+        .header("x-api-key", "dev-key")
+        .timeout(Duration::from_millis(300))
+        .json(&sleep)
+        .send()
+        .await;
+    assert!(left.is_err(), "the client gave up: {left:?}");
+    let submitted = client
+        .post(engine.url("/predict/async"))
+        .header("x-api-key", "dev-key")
+        .json(&sleep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client
+            .get(engine.url("/metrics"))
+            .header("x-api-key", "admin-key")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("executor_inflight{device=\"cpu\"} 3") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the three runs never started:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    engine.terminate().unwrap();
+    let signalled = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || engine.wait(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let drained_in = signalled.elapsed();
+    assert!(status.success(), "exit code 0 after SIGTERM, got {status}");
+    assert!(
+        drained_in < Duration::from_millis(3_500),
+        "the drain took {drained_in:?} with SHUTDOWN_TIMEOUT_S=2"
+    );
+    in_flight.abort();
+}
