@@ -65,6 +65,10 @@ impl WriterQueue {
     /// wait for the commit of the batch that takes them. With the queue full, the future waits
     /// for room first: the caller is held back, never the thread that queued.
     pub(crate) fn queue(&self, jobs: Vec<Job>) -> PendingCommit {
+        if jobs.is_empty() {
+            // Nothing to commit, and a batch without jobs answers nobody (see `commit`).
+            return Box::pin(future::ready(Ok(())));
+        }
         let (committed, is_committed) = oneshot::channel();
         let waiting_for_room = match self.0.try_send(WriterCommand::Write { jobs, committed }) {
             Ok(()) => None,
@@ -436,6 +440,53 @@ pub(crate) mod tests {
             .collect();
         for write in writes {
             write.await.unwrap().unwrap();
+        }
+        for job in &jobs {
+            assert!(reader.get(job.id).await.unwrap().is_some());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_queued_from_plain_threads_are_committed_even_when_the_queue_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = sqlite(&dir).await;
+        let tiny_queue = GroupCommitConfig {
+            max_batch_jobs: 4,
+            queue_capacity: 2,
+        };
+        let store = Arc::new(GroupCommitStore::start(sqlite.clone(), &tiny_queue));
+        queued_writes_from_plain_threads_are_all_committed(store, sqlite.as_ref()).await;
+    }
+
+    /// 200 jobs queued with `queue_insert` from 4 threads outside the runtime (as executor
+    /// threads do), more than the queue holds: every commit resolves `Ok` and `reader` finds
+    /// every job. An empty write resolves `Ok` at once.
+    pub(crate) async fn queued_writes_from_plain_threads_are_all_committed(
+        store: Arc<dyn JobStore>,
+        reader: &dyn JobStore,
+    ) {
+        store.queue_insert(Vec::new()).await.unwrap();
+        let jobs: Vec<Job> = (0..200).map(|_| job()).collect();
+        let commits: Vec<PendingCommit> = std::thread::scope(|scope| {
+            let threads: Vec<_> = jobs
+                .chunks(50)
+                .map(|chunk| {
+                    let store = Arc::clone(&store);
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|job| store.queue_insert(vec![job.clone()]))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|thread| thread.join().unwrap())
+                .collect()
+        });
+        for commit in commits {
+            commit.await.unwrap();
         }
         for job in &jobs {
             assert!(reader.get(job.id).await.unwrap().is_some());

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures_util::future;
 use inference_engine_core::job::{Job, JobId};
 use inference_engine_core::ports::{
     CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCommit, PendingCount,
@@ -328,9 +327,6 @@ impl JobStore for SqliteJobStore {
     }
 
     fn queue_insert(&self, jobs: Vec<Job>) -> PendingCommit {
-        if jobs.is_empty() {
-            return Box::pin(future::ready(Ok(())));
-        }
         self.writer.queue(jobs)
     }
 

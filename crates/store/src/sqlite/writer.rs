@@ -248,9 +248,11 @@ mod tests {
 
     use super::*;
     use crate::SqliteJobStore;
+    use crate::group_commit::GroupCommitConfig;
     use crate::group_commit::tests::{
         closing_commits_queued_writes_and_refuses_later_ones,
         inserts_from_many_tasks_are_all_committed, job,
+        queued_writes_from_plain_threads_are_all_committed,
     };
 
     async fn store(dir: &tempfile::TempDir) -> SqliteJobStore {
@@ -289,6 +291,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(store(&dir).await);
         inserts_from_many_tasks_are_all_committed(store.clone(), store.as_ref()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_queued_from_plain_threads_are_committed_even_when_the_queue_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny_queue = GroupCommitConfig {
+            max_batch_jobs: 4,
+            queue_capacity: 2,
+        };
+        let store = Arc::new(
+            SqliteJobStore::open_with(&dir.path().join("jobs.db"), &tiny_queue)
+                .await
+                .unwrap(),
+        );
+        queued_writes_from_plain_threads_are_all_committed(store.clone(), store.as_ref()).await;
     }
 
     #[tokio::test]
