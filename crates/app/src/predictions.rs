@@ -49,7 +49,7 @@ impl Predictions {
         self.running.load(Ordering::Acquire)
     }
 
-    /// Waits until no detached prediction runs, for at most `limit`; returns how many still do.
+    /// Waits until no detached prediction runs, or until `deadline`; returns how many still do.
     pub async fn wait_until_finished(&self, deadline: Instant) -> usize {
         loop {
             // Created before the count is read, so a last prediction ending in between still

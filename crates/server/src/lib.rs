@@ -76,7 +76,7 @@ pub async fn serve(
     let lifecycle = Arc::clone(&ctx.lifecycle);
     // Set by the signal: when the whole drain must be over (`AppContext::drain_deadline`).
     let (signalled, on_signal) = tokio::sync::watch::channel(None);
-    let drain_deadline = {
+    let start_draining = {
         let ctx = Arc::clone(&ctx);
         async move {
             shutdown.await;
@@ -95,7 +95,7 @@ pub async fn serve(
         ))
     });
     let server = axum::serve(listener, app)
-        .with_graceful_shutdown(drain_deadline)
+        .with_graceful_shutdown(start_draining)
         .into_future();
     let drain_over = {
         let mut on_signal = on_signal.clone();
@@ -114,7 +114,10 @@ pub async fn serve(
     let result = tokio::select! {
         result = server => result,
         () = drain_over => {
-            tracing::warn!("in-flight requests did not finish in time; closing");
+            tracing::warn!(
+                shutdown_timeout_s = ctx.settings.shutdown_timeout_s,
+                "in-flight requests did not finish in time; closing"
+            );
             Ok(())
         }
     };
