@@ -221,13 +221,20 @@ impl RunRecorder {
     fn run<A: Answer>(&self, model: impl FnOnce() -> Result<A, PipelineError>) -> Finished<A> {
         let started_at = self.clock.now();
         let result = model().map_err(InferenceError::from);
-        let committed = self.take().then(|| {
-            let job =
-                self.draft
-                    .finish(Some(&self.key), &result, Some(started_at), self.clock.now());
-            self.store.queue_insert(vec![job])
-        });
+        let committed = self.take().then(|| self.queue(&result, Some(started_at)));
         Finished { result, committed }
+    }
+
+    /// Queues the run's record, finished now. Only whoever holds the record calls this.
+    fn queue<A: Answer>(
+        &self,
+        result: &Result<A, InferenceError>,
+        started_at: Option<DateTime<Utc>>,
+    ) -> PendingCommit {
+        let job = self
+            .draft
+            .finish(Some(&self.key), result, started_at, self.clock.now());
+        self.store.queue_insert(vec![job])
     }
 }
 
@@ -413,15 +420,8 @@ impl InferenceService {
         // Without a commit from the executor thread, nobody else writes this record: the
         // thread never ran the model (refused, panicked, batched) or the caller took the
         // record at its deadline.
-        let committed = committed.unwrap_or_else(|| {
-            let job = recorder.draft.finish(
-                Some(&key),
-                &outcome.result,
-                outcome.started_at,
-                self.clock.now(),
-            );
-            self.store.queue_insert(vec![job])
-        });
+        let committed =
+            committed.unwrap_or_else(|| recorder.queue(&outcome.result, outcome.started_at));
         let status = if outcome.result.is_ok() {
             JobStatus::Succeeded
         } else {
