@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Classified, ErrorKind};
 use crate::observe;
+use crate::request_scope;
 use crate::sync::lock;
 
 type Task = Box<dyn FnOnce() + Send>;
@@ -186,7 +187,7 @@ impl ExecutorPool {
     }
 
     /// Queues `task` for a pool thread without waiting for it, or refuses it at once when the
-    /// queue is full. The task runs inside the caller's tracing span; it must not panic (wrap
+    /// queue is full. The task runs for the caller's request (`request_scope`); it must not panic (wrap
     /// model calls in `catch_unwind`), or it takes its thread's current task down with it.
     pub fn submit(&self, task: impl FnOnce() + Send + 'static) -> Result<(), ExecutorError> {
         self.submit_with(Priority::Normal, task)
@@ -198,9 +199,9 @@ impl ExecutorPool {
         priority: Priority,
         task: impl FnOnce() + Send + 'static,
     ) -> Result<(), ExecutorError> {
-        let span = tracing::Span::current();
+        let request = request_scope::current();
         let task: Task = Box::new(move || {
-            let _entered = span.enter();
+            let _entered = request_scope::enter(request);
             task();
         });
         let refused = |err: flume::TrySendError<Queued>| match err {
@@ -314,6 +315,23 @@ mod tests {
             queue_capacity,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn work_runs_for_the_request_that_submitted_it_and_for_no_other() {
+        let pool = pool(1, 4);
+        let seen = |submit_for: Option<&str>| {
+            let (sender, receiver) = mpsc::channel();
+            let request = submit_for.map(|id| crate::job::RequestId::parse(id).unwrap());
+            let _entered = request_scope::enter(request);
+            pool.submit(move || sender.send(request_scope::current()).unwrap())
+                .unwrap();
+            receiver.recv().unwrap().map(|id| id.as_str().to_owned())
+        };
+        assert_eq!(seen(Some("req-1")), Some("req-1".to_owned()));
+        // The thread that ran req-1's work does not keep it for the next task.
+        assert_eq!(seen(None), None);
+        assert_eq!(seen(Some("req-2")), Some("req-2".to_owned()));
     }
 
     /// Occupies the pool's only thread until the returned sender is used.

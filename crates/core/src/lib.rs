@@ -24,6 +24,7 @@
 //! - [`ports`]: `JobStore` and `Clock`, implemented by adapters.
 //! - [`ratelimit`]: GCRA, the `RateLimiter` port and the in-process `LocalRateLimiter`.
 //! - [`redact`]: connection URLs without their passwords.
+//! - [`request_scope`]: the request the current thread works for, named by every log line.
 //! - [`service`]: `InferenceService`, the synchronous predict use case.
 //! - [`jobs`]: `AsyncJobService`: submit (idempotent), read, list and cancel async jobs.
 //! - [`runner`]: `JobRunner`: the worker step `process_next` and the reconciler.
@@ -62,6 +63,7 @@ pub mod ports;
 pub mod ratelimit;
 pub mod redact;
 pub mod registry;
+pub mod request_scope;
 pub mod routing;
 pub mod runner;
 pub mod service;

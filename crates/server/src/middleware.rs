@@ -22,7 +22,7 @@ use inference_engine_core::config::RateLimitGroup;
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::job::{Job, RequestId};
 use inference_engine_core::observe;
-use tracing::Instrument;
+use inference_engine_core::request_scope::in_request;
 
 use crate::error::{ApiError, ErrorStyle, PendingErrorBody, fallback_code, render_error_body};
 use crate::extract::RequestIdFromClient;
@@ -89,11 +89,10 @@ pub async fn request_context(
     request.extensions_mut().insert(request_id.clone());
     request.extensions_mut().insert(request_id_from_client);
 
-    // As a `&str`, not `%`: recorded without going through `core::fmt`.
-    let span = tracing::info_span!("request", request_id = request_id.as_str());
+    // Every log line written for this request names it, on this thread and on the executor's.
     let mut response = match keys {
-        Some(keys) => authenticate(&keys, request, next).instrument(span).await,
-        None => next.run(request).instrument(span).await,
+        Some(keys) => in_request(request_id.clone(), authenticate(&keys, request, next)).await,
+        None => in_request(request_id.clone(), next.run(request)).await,
     };
 
     finish_error_body(
