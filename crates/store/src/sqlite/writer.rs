@@ -9,6 +9,8 @@
 //! stay on the pool; the two take turns on SQLite's write lock through the busy timeout.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,8 @@ const INSERT_JOB: &str = concat!(
 #[derive(Debug)]
 pub(super) struct JobWriter {
     queue: WriterQueue,
+    /// Set by the background checkpoint: finish its copy between two transactions.
+    checkpoint_requested: Arc<AtomicBool>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -50,16 +54,27 @@ impl JobWriter {
         })?;
         let (queue, receiver) = WriterQueue::bounded(config.queue_capacity);
         let max_batch_jobs = config.max_batch_jobs.max(1);
-        let thread = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || run(&connection, receiver, max_batch_jobs))
-            .map_err(|err| {
-                StoreError::Unavailable(format!("cannot start the SQLite writer thread: {err}"))
-            })?;
+        let checkpoint_requested = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let checkpoint_requested = Arc::clone(&checkpoint_requested);
+            std::thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || run(&connection, receiver, max_batch_jobs, &checkpoint_requested))
+        }
+        .map_err(|err| {
+            StoreError::Unavailable(format!("cannot start the SQLite writer thread: {err}"))
+        })?;
         Ok(Self {
             queue,
+            checkpoint_requested,
             thread: std::sync::Mutex::new(Some(thread)),
         })
+    }
+
+    /// Asks the thread to checkpoint the WAL after its current transaction: its copy is then
+    /// complete, so the WAL starts over at the next commit (`checkpoint_periodically`).
+    pub(super) fn request_checkpoint(&self) {
+        self.checkpoint_requested.store(true, Ordering::Relaxed);
     }
 
     /// Commits `jobs` in a transaction, possibly shared with other callers' jobs.
@@ -105,6 +120,7 @@ fn run(
     connection: &Connection,
     mut receiver: mpsc::Receiver<WriterCommand>,
     max_batch_jobs: usize,
+    checkpoint_requested: &AtomicBool,
 ) {
     let mut statements = match Statements::prepare(connection) {
         Ok(statements) => Some(statements),
@@ -134,9 +150,30 @@ fn run(
             let outcome = commit(connection, statements.as_mut(), &write.jobs);
             write.answer(outcome);
         }
+        if checkpoint_requested.load(Ordering::Relaxed) {
+            finish_checkpoint(connection, checkpoint_requested);
+        }
     }
     if let Some(closed) = closing {
         let _ = closed.send(());
+    }
+}
+
+/// Copies what is left of the WAL into the database. Between two of this thread's
+/// transactions nothing else appends (the pool's rare writes aside), so the copy completes; when
+/// another checkpoint holds the checkpointer's lock, the request stays for the next round.
+fn finish_checkpoint(connection: &Connection, requested: &AtomicBool) {
+    let outcome = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    match outcome {
+        Ok(busy) if busy != 0 => {}
+        Ok(_) => requested.store(false, Ordering::Relaxed),
+        Err(err) => {
+            // The next background checkpoint asks again.
+            requested.store(false, Ordering::Relaxed);
+            tracing::warn!(error = %err, "SQLite WAL checkpoint by the job writer failed");
+        }
     }
 }
 
@@ -333,7 +370,7 @@ mod tests {
         let path = dir.path().join("jobs.db");
         tokio::task::spawn_blocking(move || {
             let connection = open(&path, Duration::from_secs(5)).unwrap();
-            run(&connection, receiver, 512);
+            run(&connection, receiver, 512, &AtomicBool::new(false));
         })
         .await
         .unwrap();
