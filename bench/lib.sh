@@ -39,6 +39,8 @@ release_bin() {
 }
 
 SERVER_PID=""
+# Servers started besides SERVER_PID (a script that runs two at once); killed on exit.
+OTHER_PIDS=()
 FAILURES=()
 TMP=""
 
@@ -51,14 +53,16 @@ bench_start_temp() {
 }
 
 cleanup() {
-    local rc=$?
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        local deadline=$((SECONDS + 10))
-        while kill -0 "$SERVER_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    local rc=$? pid
+    for pid in "$SERVER_PID" "${OTHER_PIDS[@]}"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            local deadline=$((SECONDS + 10))
+            while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     if [[ -z "$TMP" ]]; then
         exit "$rc"
     fi
@@ -130,6 +134,8 @@ run_wrk() {
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency -s "$LUA" \
         "http://127.0.0.1:$port/predict" >"$out"
     if [[ $phase == measure ]]; then sed 's/^/    /' "$out"; fi
+    # A run with nothing measured (no done() line) stops here, not in a later summary.
+    field "$out" rps >/dev/null
     local from_wrk
     from_wrk="$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*$/\1/p' "$out")"
     from_wrk="${from_wrk:-0}"

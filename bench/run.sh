@@ -2,8 +2,12 @@
 # Runs a load scenario against the ref-axum reference and against the engine, in the same run,
 # and prints the engine/reference throughput ratio. See bench/README.md.
 #
-# Usage: bench/run.sh [predict_echo] [--duration 10s] [--connections 64] [--threads 2]
-#                     [--warmup 2s] [--no-build]
+# Both servers run side by side and are measured in turns: --rounds rounds of one --duration
+# slice each (the order alternates), so that both see the same minutes of this shared VM, whose
+# speed drifts by ±15-30 % within a minute; the ratio is the median of the rounds' ratios.
+#
+# Usage: bench/run.sh [predict_echo] [--rounds 5] [--duration 2s] [--connections 64]
+#                     [--threads 2] [--warmup 2s] [--no-build]
 #        bench/run.sh async_jobs [options of bench/async_jobs.sh]   (hands over to that script)
 # Env:   ENGINE_LOG_LEVEL  engine LOG_LEVEL for the run (default info: one access-log line per
 #                          request, written to a file in the temp dir)
@@ -15,7 +19,7 @@ BENCH_NAME=run.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '5,12s/^# \{0,1\}//p' "$0"
+    sed -n '9,16s/^# \{0,1\}//p' "$0"
 }
 
 
@@ -26,7 +30,8 @@ if [[ "${1:-}" == async_jobs ]]; then
 fi
 
 SCENARIO=predict_echo
-DURATION=10s
+ROUNDS=5
+DURATION=2s
 CONNECTIONS=64
 THREADS=2
 WARMUP=2s
@@ -34,6 +39,7 @@ BUILD=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         predict_echo) SCENARIO="$1"; shift ;;
+        --rounds) ROUNDS="${2:?--rounds needs a value}"; shift 2 ;;
         --duration) DURATION="${2:?--duration needs a value}"; shift 2 ;;
         --connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
         --threads) THREADS="${2:?--threads needs a value}"; shift 2 ;;
@@ -45,6 +51,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer, not $ROUNDS"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 LUA="$ROOT/bench/$SCENARIO.lua"
@@ -61,19 +68,17 @@ ENGINE_BIN="$(release_bin inference-engine)"
 bench_start_temp
 
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
-echo "==> scenario $SCENARIO: -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP); temp dir $TMP"
+echo "==> scenario $SCENARIO: -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of -d$DURATION per server (warm-up $WARMUP); temp dir $TMP"
 
-# --- reference -------------------------------------------------------------------------------
+# --- both servers up ---------------------------------------------------------------------------
 REF_PORT="$(free_port)"
 "$REF_BIN" --port "$REF_PORT" >"$TMP/ref-axum.stdout" 2>"$TMP/ref-axum.stderr" &
 SERVER_PID=$!
 wait_healthy ref-axum "$REF_PORT"
-echo "==> ref-axum up on port $REF_PORT (pid $SERVER_PID)"
-run_wrk ref-axum warmup "$REF_PORT" "$WARMUP"
-run_wrk ref-axum measure "$REF_PORT" "$DURATION"
-stop_server ref-axum
+REF_PID=$SERVER_PID
+OTHER_PIDS+=("$REF_PID")
+echo "==> ref-axum up on port $REF_PORT (pid $REF_PID)"
 
-# --- engine ----------------------------------------------------------------------------------
 ENGINE_PORT="$(free_port)"
 ENGINE_DB="$TMP/engine-jobs.db"
 # Rate limiting on, with limits no run reaches: the limiter's cost is part of the figure.
@@ -84,19 +89,41 @@ TOML
 mkdir -p "$TMP/models"
 (
     cd "$TMP" # no stray .env, engine.toml or data/ directory from the repo
-    exec env -u API_KEYS -u ENGINE_CONFIG ENV=development LOG_FORMAT=json \
+    exec env -u API_KEYS -u ENGINE_CONFIG ENV=development GRPC_PORT=off LOG_FORMAT=json \
         LOG_LEVEL="$ENGINE_LOG_LEVEL" SQLITE_DB_PATH="$ENGINE_DB" MODELS_DIR="$TMP/models" \
         "$ENGINE_BIN" serve --host 127.0.0.1 --port "$ENGINE_PORT"
 ) >"$TMP/engine.stdout" 2>"$TMP/engine.stderr" &
 SERVER_PID=$!
 wait_healthy engine "$ENGINE_PORT"
-echo "==> engine up on port $ENGINE_PORT (pid $SERVER_PID, LOG_LEVEL=$ENGINE_LOG_LEVEL)"
+ENGINE_PID=$SERVER_PID
+echo "==> engine up on port $ENGINE_PORT (pid $ENGINE_PID, LOG_LEVEL=$ENGINE_LOG_LEVEL)"
 curl -s -D - -o /dev/null -XPOST "http://127.0.0.1:$ENGINE_PORT/predict" -H 'X-API-Key: dev-key' \
     -H 'content-type: application/json' -d '{"model":"echo","version":"v1","data":1}' |
     grep -qi '^ratelimit-limit:' || FAILURES+=("the engine answered without RateLimit headers: the limiter is off")
+
+# --- measure in turns --------------------------------------------------------------------------
+run_wrk ref-axum warmup "$REF_PORT" "$WARMUP"
 run_wrk engine warmup "$ENGINE_PORT" "$WARMUP"
-run_wrk engine measure "$ENGINE_PORT" "$DURATION"
+RUNS=(warmup)
+for round in $(seq 1 "$ROUNDS"); do
+    order=(ref-axum engine)
+    ((round % 2 == 0)) && order=(engine ref-axum)
+    for server in "${order[@]}"; do
+        port="$REF_PORT"
+        [[ $server == engine ]] && port="$ENGINE_PORT"
+        run_wrk "$server" "round$round" "$port" "$DURATION"
+    done
+    RUNS+=("round$round")
+    printf '    round %d: ref-axum %s req/s, engine %s req/s, ratio %s\n' "$round" \
+        "$(field "$TMP/ref-axum.round$round.wrk" rps)" "$(field "$TMP/engine.round$round.wrk" rps)" \
+        "$(awk -v e="$(field "$TMP/engine.round$round.wrk" rps)" -v r="$(field "$TMP/ref-axum.round$round.wrk" rps)" 'BEGIN { printf "%.3f", e / r }')"
+done
+
+SERVER_PID=$REF_PID
+stop_server ref-axum
+SERVER_PID=$ENGINE_PID
 stop_server engine
+OTHER_PIDS=()
 
 JOB_ROWS="$(python3 - "$ENGINE_DB" <<'EOF'
 import sqlite3, sys
@@ -115,33 +142,54 @@ EOF
 )"
 
 # --- summary ---------------------------------------------------------------------------------
-REF_OUT="$TMP/ref-axum.measure.wrk"
-ENG_OUT="$TMP/engine.measure.wrk"
-REF_RPS="$(field "$REF_OUT" rps)"
-ENG_RPS="$(field "$ENG_OUT" rps)"
-RATIO="$(awk -v e="$ENG_RPS" -v r="$REF_RPS" 'BEGIN { if (r > 0) printf "%.2f", e / r; else print "n/a" }')"
-REF_NON2XX=$(($(field "$TMP/ref-axum.warmup.wrk" non2xx) + $(field "$REF_OUT" non2xx)))
-ENG_NON2XX=$(($(field "$TMP/engine.warmup.wrk" non2xx) + $(field "$ENG_OUT" non2xx)))
-REF_SOCKET=$(($(socket_errors "$TMP/ref-axum.warmup.wrk") + $(socket_errors "$REF_OUT")))
-ENG_SOCKET=$(($(socket_errors "$TMP/engine.warmup.wrk") + $(socket_errors "$ENG_OUT")))
-ENG_2XX=$(($(ok_count "$TMP/engine.warmup.wrk") + $(ok_count "$ENG_OUT")))
+# median VALUE...: the middle value (the mean of the two middle ones for an even count).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# over SERVER KEY: KEY of each measured round of SERVER.
+over() {
+    local round
+    for round in $(seq 1 "$ROUNDS"); do field "$TMP/$1.round$round.wrk" "$2"; done
+}
+# total SERVER FUNCTION: FUNCTION (ok_count, socket_errors) or a field, summed over every run.
+total() {
+    local run sum=0 value
+    for run in "${RUNS[@]}"; do
+        if [[ $2 == ok_count || $2 == socket_errors ]]; then value="$("$2" "$TMP/$1.$run.wrk")"; else value="$(field "$TMP/$1.$run.wrk" "$2")"; fi
+        sum=$((sum + value))
+    done
+    echo "$sum"
+}
+RATIOS=()
+for round in $(seq 1 "$ROUNDS"); do
+    RATIOS+=("$(awk -v e="$(field "$TMP/engine.round$round.wrk" rps)" -v r="$(field "$TMP/ref-axum.round$round.wrk" rps)" 'BEGIN { if (r > 0) printf "%.3f", e / r; else print 0 }')")
+done
+REF_RPS="$(median $(over ref-axum rps))"
+ENG_RPS="$(median $(over engine rps))"
+RATIO="$(median "${RATIOS[@]}")"
+REF_NON2XX="$(total ref-axum non2xx)"
+ENG_NON2XX="$(total engine non2xx)"
+REF_SOCKET="$(total ref-axum socket_errors)"
+ENG_SOCKET="$(total engine socket_errors)"
+ENG_2XX="$(total engine ok_count)"
+ENG_RESPONSES="$(total engine requests)"
 
 ENG_WARN="$(grep -c '"level":"WARN"' "$TMP/engine.stdout" || true)"
 ENG_ERROR="$(grep -c '"level":"ERROR"' "$TMP/engine.stdout" || true)"
 ENG_STDERR_LINES="$(wc -l <"$TMP/engine.stderr")"
-ENG_RESPONSES=$(($(field "$TMP/engine.warmup.wrk" requests) + $(field "$ENG_OUT" requests)))
 # The engine's logger is lossy by design (drops lines rather than block): compare access-log
 # lines for /predict with the responses wrk received (only meaningful at LOG_LEVEL=info).
 ENG_ACCESS_LINES="$(grep '"request_completed"' "$TMP/engine.stdout" | grep -c '"path":"/predict"' || true)"
 
 echo
-echo "== $SCENARIO summary (wrk -t$THREADS -c$CONNECTIONS -d$DURATION, engine LOG_LEVEL=$ENGINE_LOG_LEVEL)"
+echo "== $SCENARIO summary (wrk -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of $DURATION per server, engine LOG_LEVEL=$ENGINE_LOG_LEVEL)"
 printf '%-12s %12s %10s %10s %8s %14s\n' "server" "req/s" "p50 ms" "p99 ms" "non-2xx" "socket errors"
-printf '%-12s %12s %10s %10s %8s %14s\n' "ref-axum" "$REF_RPS" "$(field "$REF_OUT" p50_ms)" \
-    "$(field "$REF_OUT" p99_ms)" "$REF_NON2XX" "$REF_SOCKET"
-printf '%-12s %12s %10s %10s %8s %14s\n' "engine" "$ENG_RPS" "$(field "$ENG_OUT" p50_ms)" \
-    "$(field "$ENG_OUT" p99_ms)" "$ENG_NON2XX" "$ENG_SOCKET"
-echo "ratio engine/reference: $RATIO"
+printf '%-12s %12s %10s %10s %8s %14s\n' "ref-axum" "$REF_RPS" "$(median $(over ref-axum p50_ms))" \
+    "$(median $(over ref-axum p99_ms))" "$REF_NON2XX" "$REF_SOCKET"
+printf '%-12s %12s %10s %10s %8s %14s\n' "engine" "$ENG_RPS" "$(median $(over engine p50_ms))" \
+    "$(median $(over engine p99_ms))" "$ENG_NON2XX" "$ENG_SOCKET"
+echo "(req/s, p50, p99: medians over the rounds)"
+echo "ratio engine/reference: $RATIO (median of the rounds' ratios: ${RATIOS[*]})"
 echo "engine job rows: $JOB_ROWS ($JOB_STATUSES); engine 2xx responses incl. warm-up: $ENG_2XX"
 echo "engine log: $ENG_WARN WARN and $ENG_ERROR ERROR lines on stdout, $ENG_STDERR_LINES lines on stderr"
 echo "engine access-log lines for /predict: $ENG_ACCESS_LINES for $ENG_RESPONSES responses received by wrk"
