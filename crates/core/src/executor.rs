@@ -187,8 +187,9 @@ impl ExecutorPool {
     }
 
     /// Queues `task` for a pool thread without waiting for it, or refuses it at once when the
-    /// queue is full. The task runs for the caller's request (`request_scope`); it must not panic (wrap
-    /// model calls in `catch_unwind`), or it takes its thread's current task down with it.
+    /// queue is full. The task runs for the caller's request (`request_scope`); it must not
+    /// panic (wrap model calls in `catch_unwind`), or it takes its thread's current task down
+    /// with it.
     pub fn submit(&self, task: impl FnOnce() + Send + 'static) -> Result<(), ExecutorError> {
         self.submit_with(Priority::Normal, task)
     }
