@@ -104,7 +104,13 @@ curl -s -D - -o /dev/null -XPOST "http://127.0.0.1:$ENGINE_PORT/predict" -H 'X-A
 # --- measure in turns --------------------------------------------------------------------------
 run_wrk ref-axum warmup "$REF_PORT" "$WARMUP"
 run_wrk engine warmup "$ENGINE_PORT" "$WARMUP"
+# round_ratio ROUND: the engine's req/s over ref-axum's in that round.
+round_ratio() {
+    awk -v e="$(field "$TMP/engine.round$1.wrk" rps)" -v r="$(field "$TMP/ref-axum.round$1.wrk" rps)" \
+        'BEGIN { if (r > 0) printf "%.3f", e / r; else print 0 }'
+}
 RUNS=(warmup)
+RATIOS=()
 for round in $(seq 1 "$ROUNDS"); do
     order=(ref-axum engine)
     ((round % 2 == 0)) && order=(engine ref-axum)
@@ -114,9 +120,10 @@ for round in $(seq 1 "$ROUNDS"); do
         run_wrk "$server" "round$round" "$port" "$DURATION"
     done
     RUNS+=("round$round")
+    RATIOS+=("$(round_ratio "$round")")
     printf '    round %d: ref-axum %s req/s, engine %s req/s, ratio %s\n' "$round" \
         "$(field "$TMP/ref-axum.round$round.wrk" rps)" "$(field "$TMP/engine.round$round.wrk" rps)" \
-        "$(awk -v e="$(field "$TMP/engine.round$round.wrk" rps)" -v r="$(field "$TMP/ref-axum.round$round.wrk" rps)" 'BEGIN { printf "%.3f", e / r }')"
+        "${RATIOS[-1]}"
 done
 
 SERVER_PID=$REF_PID
@@ -160,10 +167,6 @@ total() {
     done
     echo "$sum"
 }
-RATIOS=()
-for round in $(seq 1 "$ROUNDS"); do
-    RATIOS+=("$(awk -v e="$(field "$TMP/engine.round$round.wrk" rps)" -v r="$(field "$TMP/ref-axum.round$round.wrk" rps)" 'BEGIN { if (r > 0) printf "%.3f", e / r; else print 0 }')")
-done
 REF_RPS="$(median $(over ref-axum rps))"
 ENG_RPS="$(median $(over engine rps))"
 RATIO="$(median "${RATIOS[@]}")"
