@@ -706,7 +706,7 @@ mod tests {
                 .unwrap(),
         );
         const WRITERS: usize = 16;
-        const JOBS_EACH: usize = 2_000;
+        const JOBS_EACH: usize = 4_000;
         // Writers that never pause, so the job writer commits without a break.
         let writers: Vec<_> = (0..WRITERS)
             .map(|_| {
@@ -725,8 +725,10 @@ mod tests {
         // The WAL header's checkpoint sequence number counts the times the WAL started over.
         let restarts = u32::from_be_bytes(wal[12..16].try_into().unwrap());
         assert!(restarts >= 3, "the WAL started over {restarts} times");
-        // Without restarts it holds every frame written: over 50 MB here.
-        assert!(wal.len() < 32 << 20, "the WAL grew to {} bytes", wal.len());
+        // Without restarts it holds every frame written: over 200 MB here. With them, it holds
+        // what was written between two restarts, which depends on how promptly the checkpoint
+        // task runs; on a machine busy with other tests that was up to 37 MB.
+        assert!(wal.len() < 48 << 20, "the WAL grew to {} bytes", wal.len());
         let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs")
             .fetch_one(&store.pool)
             .await
