@@ -84,6 +84,9 @@ pub struct AccessRecord<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub status: u16,
+    /// gRPC calls: the call's status code (`OK`, `NOT_FOUND`, ...); `status` is then its HTTP
+    /// equivalent.
+    pub grpc_code: Option<&'a str>,
     /// Written as `latency_ms`, in milliseconds with three decimals.
     pub latency: Duration,
 }
@@ -125,6 +128,7 @@ fn access_json(line: &mut Vec<u8>, record: &AccessRecord<'_>) {
         ("version", record.version),
         ("method", Some(record.method)),
         ("path", Some(record.path)),
+        ("grpc_code", record.grpc_code),
     ];
     for (key, value) in texts {
         if let Some(value) = value {
@@ -155,6 +159,7 @@ fn access_pretty(line: &mut Vec<u8>, record: &AccessRecord<'_>) {
         ("job_id", record.job_id),
         ("model", record.model),
         ("version", record.version),
+        ("grpc_code", record.grpc_code),
     ];
     for (key, value) in texts {
         if let Some(value) = value {
@@ -534,6 +539,7 @@ mod tests {
                 method: "POST",
                 path: "/predict",
                 status: 200,
+                grpc_code: None,
                 latency: Duration::from_micros(1_250),
             },
         );

@@ -49,6 +49,31 @@ pub fn grpc_code_for(kind: ErrorKind) -> tonic::Code {
     }
 }
 
+/// A gRPC status code's canonical name and its HTTP equivalent (the table of `google.rpc.Code`),
+/// for the access-log line of a gRPC call.
+pub fn grpc_code_line(code: tonic::Code) -> (&'static str, u16) {
+    use tonic::Code;
+    match code {
+        Code::Ok => ("OK", 200),
+        Code::Cancelled => ("CANCELLED", 499),
+        Code::Unknown => ("UNKNOWN", 500),
+        Code::InvalidArgument => ("INVALID_ARGUMENT", 400),
+        Code::DeadlineExceeded => ("DEADLINE_EXCEEDED", 504),
+        Code::NotFound => ("NOT_FOUND", 404),
+        Code::AlreadyExists => ("ALREADY_EXISTS", 409),
+        Code::PermissionDenied => ("PERMISSION_DENIED", 403),
+        Code::ResourceExhausted => ("RESOURCE_EXHAUSTED", 429),
+        Code::FailedPrecondition => ("FAILED_PRECONDITION", 400),
+        Code::Aborted => ("ABORTED", 409),
+        Code::OutOfRange => ("OUT_OF_RANGE", 400),
+        Code::Unimplemented => ("UNIMPLEMENTED", 501),
+        Code::Internal => ("INTERNAL", 500),
+        Code::Unavailable => ("UNAVAILABLE", 503),
+        Code::DataLoss => ("DATA_LOSS", 500),
+        Code::Unauthenticated => ("UNAUTHENTICATED", 401),
+    }
+}
+
 /// Seconds a client should wait before retrying, for kinds that are worth retrying.
 fn retry_after_for(kind: ErrorKind) -> Option<u32> {
     match kind {

@@ -1,18 +1,20 @@
 //! The Open Inference Protocol over gRPC on `GRPC_PORT`: `inference.GRPCInferenceService`
 //! (health, metadata, `ModelInfer` with raw or typed contents, the repository RPCs) and the
 //! standard `grpc.health.v1.Health`. Same keys (`x-api-key` or `authorization: Bearer`
-//! metadata), scopes, rate limits, routing, SLA, job records and metrics as the HTTP API; the
-//! handlers reuse the REST protocol module (`routes::v2`) for model resolution and outputs.
+//! metadata), scopes, rate limits, routing, SLA, job records, metrics, request ids and
+//! access-log lines as the HTTP API; the handlers reuse the REST protocol module
+//! (`routes::v2`) for model resolution and outputs.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::stream::BoxStream;
-use inference_engine_core::auth::{Principal, Scope};
+use inference_engine_core::auth::{Principal, Scope, TenantId};
 use inference_engine_core::config::RateLimitGroup;
 use inference_engine_core::executor::Priority;
 use inference_engine_core::job::RequestId;
+use inference_engine_core::request_scope::in_request;
 use inference_engine_core::service::{Caller, TensorCommand};
 use inference_engine_core::tensor::Tensor;
 use inference_engine_v2::proto::health::health_check_response::ServingStatus;
@@ -35,12 +37,12 @@ use inference_engine_v2::proto::inference::{
 };
 use inference_engine_v2::wire::{self, WireError};
 use tokio::net::TcpListener;
-use tonic::metadata::MetadataMap;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use crate::error::{ApiError, grpc_code_for};
-use crate::middleware::key_from;
+use crate::error::{ApiError, grpc_code_for, grpc_code_line};
+use crate::middleware::{AccessLog, AccessLogFields, Outcome, key_from};
 use crate::ratelimit;
 use crate::routes::AppState;
 use crate::routes::v2::{self, EXTENSIONS, SERVER_NAME};
@@ -104,6 +106,7 @@ impl InferenceGrpc {
     /// The caller, if its key is valid and has `scope`; charged against `group`'s rate limit.
     async fn admit(
         &self,
+        call: &mut Call,
         metadata: &MetadataMap,
         scope: Scope,
         group: Option<RateLimitGroup>,
@@ -116,6 +119,7 @@ impl InferenceGrpc {
                     "a valid API key is required: send it as x-api-key or authorization: Bearer metadata",
                 )
             })?;
+        call.tenant = Some(principal.tenant().clone());
         if !principal.allows(scope) {
             return Err(Status::permission_denied(format!(
                 "this API key lacks the {:?} scope",
@@ -127,24 +131,22 @@ impl InferenceGrpc {
                 .await
                 .map_err(|err| status(&err))?;
         }
-        let from_client = metadata
-            .get("x-request-id")
-            .and_then(|value| value.to_str().ok())
-            .and_then(RequestId::parse);
         Ok(Caller {
             tenant: principal.tenant().clone(),
-            request_id_from_client: from_client.is_some(),
-            request_id: from_client.unwrap_or_else(RequestId::generate),
+            request_id_from_client: call.request_id_from_client,
+            request_id: call.request_id.clone(),
         })
     }
 
     /// The model a metadata or readiness request names, for a caller with `read_models`.
     async fn read_model<T>(
         &self,
+        call: &mut Call,
         request: Request<T>,
         name_and_version: impl FnOnce(T) -> (String, String),
     ) -> Result<v2::Resolved, Status> {
         self.admit(
+            call,
             request.metadata(),
             Scope::ReadModels,
             Some(RateLimitGroup::Models),
@@ -156,79 +158,154 @@ impl InferenceGrpc {
     }
 }
 
-/// Logs one call like the HTTP access log.
-fn logged<T>(method: &str, started: Instant, result: Result<T, Status>) -> Result<T, Status> {
-    let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
-    match &result {
-        Ok(_) => tracing::info!(method, code = "OK", latency_ms, "grpc call"),
-        Err(status) => {
-            tracing::info!(method, code = ?status.code(), latency_ms, error = status.message(), "grpc call");
+/// The request id's metadata key, as HTTP's `X-Request-ID`.
+const REQUEST_ID_METADATA: &str = "x-request-id";
+
+/// One call of `inference.GRPCInferenceService`, handled like an HTTP request: its request id
+/// (the client's `x-request-id` metadata if valid, else a new one) names every log line
+/// written for it, here and on the executor thread, and comes back as `x-request-id`
+/// metadata, errors included; the call leaves one access-log line (`request_completed`, its
+/// `grpc_code` beside the HTTP equivalent in `status`), also when the client cancels it.
+struct Call {
+    request_id: RequestId,
+    request_id_from_client: bool,
+    access: AccessLog,
+    /// Known once the key is checked.
+    tenant: Option<TenantId>,
+    /// The job, model and version of a prediction.
+    fields: Option<AccessLogFields>,
+}
+
+impl Call {
+    /// A call of the method at `path` (`/inference.GRPCInferenceService/ModelInfer`).
+    fn start(path: &'static str, metadata: &MetadataMap) -> Self {
+        let from_client = metadata
+            .get(REQUEST_ID_METADATA)
+            .and_then(|value| value.to_str().ok())
+            .and_then(RequestId::parse);
+        let request_id = from_client.clone().unwrap_or_else(RequestId::generate);
+        Self {
+            access: AccessLog::start_grpc(request_id.clone(), path),
+            request_id_from_client: from_client.is_some(),
+            request_id,
+            tenant: None,
+            fields: None,
         }
     }
-    result
+
+    /// Runs `handler` as this call's request and answers with what it returns.
+    async fn serve<T>(
+        mut self,
+        handler: impl AsyncFnOnce(&mut Self) -> Result<Response<T>, Status>,
+    ) -> Result<Response<T>, Status> {
+        let mut result = in_request(self.request_id.clone(), handler(&mut self)).await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        if let Ok(value) = MetadataValue::try_from(self.request_id.as_str()) {
+            let metadata = match &mut result {
+                Ok(response) => response.metadata_mut(),
+                Err(status) => status.metadata_mut(),
+            };
+            metadata.insert(REQUEST_ID_METADATA, value);
+        }
+        let (name, status) = grpc_code_line(code);
+        let outcome = Outcome {
+            status,
+            grpc_code: Some(name),
+        };
+        self.access
+            .write(outcome, None, self.tenant.as_ref(), self.fields.as_ref());
+        result
+    }
 }
 
 #[tonic::async_trait]
 impl GrpcInferenceService for InferenceGrpc {
     async fn server_live(
         &self,
-        _request: Request<ServerLiveRequest>,
+        request: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
-        Ok(Response::new(ServerLiveResponse { live: true }))
+        Call::start(
+            "/inference.GRPCInferenceService/ServerLive",
+            request.metadata(),
+        )
+        .serve(async |_| Ok(Response::new(ServerLiveResponse { live: true })))
+        .await
     }
 
     async fn server_ready(
         &self,
-        _request: Request<ServerReadyRequest>,
+        request: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        let ready = self.ctx.readiness().await.is_ok();
-        Ok(Response::new(ServerReadyResponse { ready }))
+        Call::start(
+            "/inference.GRPCInferenceService/ServerReady",
+            request.metadata(),
+        )
+        .serve(async |_| {
+            let ready = self.ctx.readiness().await.is_ok();
+            Ok(Response::new(ServerReadyResponse { ready }))
+        })
+        .await
     }
 
     async fn model_ready(
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
-        let started = Instant::now();
-        let result = async {
+        Call::start(
+            "/inference.GRPCInferenceService/ModelReady",
+            request.metadata(),
+        )
+        .serve(async |call| {
             let resolved = self
-                .read_model(request, |request: ModelReadyRequest| {
+                .read_model(call, request, |request: ModelReadyRequest| {
                     (request.name, request.version)
                 })
                 .await?;
             Ok(Response::new(ModelReadyResponse {
                 ready: resolved.details.status.ready,
             }))
-        }
-        .await;
-        logged("ModelReady", started, result)
+        })
+        .await
     }
 
     async fn server_metadata(
         &self,
         request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
-        self.admit(
+        Call::start(
+            "/inference.GRPCInferenceService/ServerMetadata",
             request.metadata(),
-            Scope::ReadModels,
-            Some(RateLimitGroup::Models),
         )
-        .await?;
-        Ok(Response::new(ServerMetadataResponse {
-            name: SERVER_NAME.to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            extensions: EXTENSIONS.map(str::to_owned).to_vec(),
-        }))
+        .serve(async |call| {
+            self.admit(
+                call,
+                request.metadata(),
+                Scope::ReadModels,
+                Some(RateLimitGroup::Models),
+            )
+            .await?;
+            Ok(Response::new(ServerMetadataResponse {
+                name: SERVER_NAME.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                extensions: EXTENSIONS.map(str::to_owned).to_vec(),
+            }))
+        })
+        .await
     }
 
     async fn model_metadata(
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
-        let started = Instant::now();
-        let result = async {
+        Call::start(
+            "/inference.GRPCInferenceService/ModelMetadata",
+            request.metadata(),
+        )
+        .serve(async |call| {
             let resolved = self
-                .read_model(request, |request: ModelMetadataRequest| {
+                .read_model(call, request, |request: ModelMetadataRequest| {
                     (request.name, request.version)
                 })
                 .await?;
@@ -256,19 +333,22 @@ impl GrpcInferenceService for InferenceGrpc {
                 inputs,
                 outputs,
             }))
-        }
-        .await;
-        logged("ModelMetadata", started, result)
+        })
+        .await
     }
 
     async fn model_infer(
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let started = Instant::now();
-        let result = async {
+        Call::start(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request.metadata(),
+        )
+        .serve(async |call| {
             let caller = self
                 .admit(
+                    call,
                     request.metadata(),
                     Scope::Predict,
                     Some(RateLimitGroup::Predict),
@@ -314,8 +394,16 @@ impl GrpcInferenceService for InferenceGrpc {
                 )
                 .await
                 .map_err(|failure| {
+                    call.fields = Some(AccessLogFields::for_prediction(
+                        failure.job_id,
+                        failure.model.as_ref(),
+                    ));
                     status(&ApiError::from_classified(&failure.error).for_protocol())
                 })?;
+            call.fields = Some(AccessLogFields::for_prediction(
+                Some(prediction.job_id),
+                Some(&prediction.model),
+            ));
             let outputs =
                 v2::select_outputs(prediction.output, &requested).map_err(|err| status(&err))?;
             let mut response = Response::new(encode_outputs(
@@ -328,41 +416,48 @@ impl GrpcInferenceService for InferenceGrpc {
                 response.metadata_mut().insert("x-job-id", value);
             }
             Ok(response)
-        }
-        .await;
-        logged("ModelInfer", started, result)
+        })
+        .await
     }
 
     async fn repository_index(
         &self,
         request: Request<RepositoryIndexRequest>,
     ) -> Result<Response<RepositoryIndexResponse>, Status> {
-        self.admit(request.metadata(), Scope::Admin, None).await?;
-        let only_ready = request.into_inner().ready;
-        let models = self
-            .ctx
-            .registry
-            .statuses()
-            .into_iter()
-            .filter(|status| !only_ready || status.ready)
-            .map(|status| {
-                let (state, reason) = match (&status.error, status.loaded) {
-                    (Some(error), _) => ("UNAVAILABLE", error.clone()),
-                    (None, true) => ("READY", String::new()),
-                    (None, false) => (
-                        "UNAVAILABLE",
-                        "unloaded (loads on first request)".to_owned(),
-                    ),
-                };
-                ModelIndex {
-                    name: status.key.name.to_string(),
-                    version: status.key.version.to_string(),
-                    state: state.to_owned(),
-                    reason,
-                }
-            })
-            .collect();
-        Ok(Response::new(RepositoryIndexResponse { models }))
+        Call::start(
+            "/inference.GRPCInferenceService/RepositoryIndex",
+            request.metadata(),
+        )
+        .serve(async |call| {
+            self.admit(call, request.metadata(), Scope::Admin, None)
+                .await?;
+            let only_ready = request.into_inner().ready;
+            let models = self
+                .ctx
+                .registry
+                .statuses()
+                .into_iter()
+                .filter(|status| !only_ready || status.ready)
+                .map(|status| {
+                    let (state, reason) = match (&status.error, status.loaded) {
+                        (Some(error), _) => ("UNAVAILABLE", error.clone()),
+                        (None, true) => ("READY", String::new()),
+                        (None, false) => (
+                            "UNAVAILABLE",
+                            "unloaded (loads on first request)".to_owned(),
+                        ),
+                    };
+                    ModelIndex {
+                        name: status.key.name.to_string(),
+                        version: status.key.version.to_string(),
+                        state: state.to_owned(),
+                        reason,
+                    }
+                })
+                .collect();
+            Ok(Response::new(RepositoryIndexResponse { models }))
+        })
+        .await
     }
 
     /// Loads (or reloads from disk) every version of the model; a failed reload keeps the
@@ -371,16 +466,24 @@ impl GrpcInferenceService for InferenceGrpc {
         &self,
         request: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
-        self.admit(request.metadata(), Scope::Admin, None).await?;
-        for key in self.versions_of(&request.into_inner().model_name)? {
-            self.ctx
-                .registry
-                .reload_model(&key)
-                .await
-                .map_err(|err| status(&ApiError::from_classified(&err)))?;
-            tracing::info!(model = %key, "model loaded through RepositoryModelLoad");
-        }
-        Ok(Response::new(RepositoryModelLoadResponse {}))
+        Call::start(
+            "/inference.GRPCInferenceService/RepositoryModelLoad",
+            request.metadata(),
+        )
+        .serve(async |call| {
+            self.admit(call, request.metadata(), Scope::Admin, None)
+                .await?;
+            for key in self.versions_of(&request.into_inner().model_name)? {
+                self.ctx
+                    .registry
+                    .reload_model(&key)
+                    .await
+                    .map_err(|err| status(&ApiError::from_classified(&err)))?;
+                tracing::info!(model = %key, "model loaded through RepositoryModelLoad");
+            }
+            Ok(Response::new(RepositoryModelLoadResponse {}))
+        })
+        .await
     }
 
     /// Drops every version of the model from memory; running requests finish first.
@@ -388,14 +491,22 @@ impl GrpcInferenceService for InferenceGrpc {
         &self,
         request: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
-        self.admit(request.metadata(), Scope::Admin, None).await?;
-        for key in self.versions_of(&request.into_inner().model_name)? {
-            self.ctx
-                .registry
-                .unload(&key)
-                .map_err(|err| status(&ApiError::from_classified(&err)))?;
-        }
-        Ok(Response::new(RepositoryModelUnloadResponse {}))
+        Call::start(
+            "/inference.GRPCInferenceService/RepositoryModelUnload",
+            request.metadata(),
+        )
+        .serve(async |call| {
+            self.admit(call, request.metadata(), Scope::Admin, None)
+                .await?;
+            for key in self.versions_of(&request.into_inner().model_name)? {
+                self.ctx
+                    .registry
+                    .unload(&key)
+                    .map_err(|err| status(&ApiError::from_classified(&err)))?;
+            }
+            Ok(Response::new(RepositoryModelUnloadResponse {}))
+        })
+        .await
     }
 }
 

@@ -20,7 +20,8 @@ use inference_engine_app::telemetry::{self, AccessRecord};
 use inference_engine_core::auth::{ApiKeyTable, Principal, Scope, TenantId};
 use inference_engine_core::config::RateLimitGroup;
 use inference_engine_core::error::ErrorKind;
-use inference_engine_core::job::{Job, RequestId};
+use inference_engine_core::job::{Job, JobId, RequestId};
+use inference_engine_core::model::ModelKey;
 use inference_engine_core::observe;
 use inference_engine_core::request_scope::in_request;
 
@@ -59,6 +60,15 @@ impl AccessLogFields {
             version: job.version.as_ref().map(ToString::to_string),
         }
     }
+
+    /// A prediction's job, if one was recorded, and the model version that served it.
+    pub fn for_prediction(job_id: Option<JobId>, model: Option<&ModelKey>) -> Self {
+        Self {
+            job_id: job_id.map(|id| id.to_string()),
+            model: model.map(|key| key.name.to_string()),
+            version: model.map(|key| key.version.to_string()),
+        }
+    }
 }
 
 /// The API keys a listener checks; `None` on the internal listener, which serves without
@@ -79,13 +89,11 @@ pub async fn request_context(
         .and_then(RequestId::parse);
     let request_id_from_client = RequestIdFromClient(from_client.is_some());
     let request_id = from_client.unwrap_or_else(RequestId::generate);
-    let mut access = AccessLog {
-        started: Instant::now(),
-        request_id: request_id.clone(),
-        method: request.method().clone(),
-        uri: request.uri().clone(),
-        logged: false,
-    };
+    let mut access = AccessLog::start(
+        request_id.clone(),
+        request.method().clone(),
+        request.uri().clone(),
+    );
     request.extensions_mut().insert(request_id.clone());
     request.extensions_mut().insert(request_id_from_client);
 
@@ -107,41 +115,82 @@ pub async fn request_context(
     response
 }
 
-/// The access-log line of one request. If the client goes away before the response is ready,
-/// the request's future is dropped; the line is then written by `Drop` with status 499
-/// (client closed request), so even an abandoned request leaves its line. Its model run goes
-/// on and its job is recorded all the same (`AppContext::predict`).
-struct AccessLog {
+/// The access-log line of one request, HTTP or gRPC. If the client goes away before the
+/// response is ready, the request's future is dropped; the line is then written by `Drop` with
+/// status 499 (client closed request), so even an abandoned request leaves its line. Its model
+/// run goes on and its job is recorded all the same (`AppContext::predict`).
+pub(crate) struct AccessLog {
     started: Instant,
     request_id: RequestId,
     method: Method,
     /// A clone shares the bytes hyper parsed the request line into; a `String` of the path
     /// would be one more allocation and copy per request.
     uri: Uri,
+    /// A gRPC call: its `route` label is the method's path, and an abandoned call is
+    /// `Cancelled`.
+    grpc: bool,
     logged: bool,
 }
 
+/// How a request ended, as its access-log line says it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome<'a> {
+    pub status: u16,
+    /// gRPC calls: the call's status code (`OK`, `NOT_FOUND`, ...); `status` is then its HTTP
+    /// equivalent (`error::grpc_code_line`).
+    pub grpc_code: Option<&'a str>,
+}
+
 impl AccessLog {
+    fn start(request_id: RequestId, method: Method, uri: Uri) -> Self {
+        Self {
+            started: Instant::now(),
+            request_id,
+            method,
+            uri,
+            grpc: false,
+            logged: false,
+        }
+    }
+
+    /// The line of a gRPC call to `path` (`/inference.GRPCInferenceService/ModelInfer`): an
+    /// HTTP/2 `POST` to that path.
+    pub(crate) fn start_grpc(request_id: RequestId, path: &'static str) -> Self {
+        let mut access = Self::start(request_id, Method::POST, Uri::from_static(path));
+        access.grpc = true;
+        access
+    }
+
     fn log(&mut self, response: &Response) {
         let tenant = response.extensions().get::<TenantId>();
         let fields = response.extensions().get::<AccessLogFields>();
         let route = response
             .extensions()
             .get::<MatchedRoute>()
-            .map_or(UNMATCHED_ROUTE, |route| route.0.as_str());
-        self.write(response.status().as_u16(), route, tenant, fields);
+            .map(|route| route.0.as_str());
+        let outcome = Outcome {
+            status: response.status().as_u16(),
+            grpc_code: None,
+        };
+        self.write(outcome, route, tenant, fields);
     }
 
-    fn write(
+    /// Writes the line (once; `Drop` writes it otherwise). `route`: the route template the
+    /// request matched, if any.
+    pub(crate) fn write(
         &mut self,
-        status: u16,
-        route: &str,
+        outcome: Outcome<'_>,
+        route: Option<&str>,
         tenant: Option<&TenantId>,
         fields: Option<&AccessLogFields>,
     ) {
         self.logged = true;
+        let route = route.unwrap_or(match self.grpc {
+            true => self.uri.path(),
+            false => UNMATCHED_ROUTE,
+        });
         let latency = self.started.elapsed();
-        observe::http_request(route, status, latency);
+        observe::http_request(route, outcome.status, latency);
         if tracing::enabled!(tracing::Level::INFO) {
             telemetry::access_log(&AccessRecord {
                 request_id: self.request_id.as_str(),
@@ -151,7 +200,8 @@ impl AccessLog {
                 version: fields.and_then(|f| f.version.as_deref()),
                 method: self.method.as_str(),
                 path: self.uri.path(),
-                status,
+                status: outcome.status,
+                grpc_code: outcome.grpc_code,
                 latency,
             });
         }
@@ -161,7 +211,11 @@ impl AccessLog {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         if !self.logged {
-            self.write(CLIENT_CLOSED_REQUEST, UNMATCHED_ROUTE, None, None);
+            let outcome = Outcome {
+                status: CLIENT_CLOSED_REQUEST,
+                grpc_code: self.grpc.then_some("CANCELLED"),
+            };
+            self.write(outcome, None, None, None);
         }
     }
 }

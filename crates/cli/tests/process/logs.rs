@@ -70,6 +70,90 @@ async fn every_request_leaves_one_json_access_line_even_when_the_client_gives_up
     );
 }
 
+#[tokio::test]
+async fn a_grpc_call_leaves_one_access_line_naming_its_request_tenant_and_job() {
+    use inference_engine_v2::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use inference_engine_v2::proto::inference::model_infer_request::InferInputTensor;
+    use inference_engine_v2::proto::inference::{InferTensorContents, ModelInferRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = EngineProcess::start(binary(), &[("API_KEYS", KEYS)], dir.path()).unwrap();
+    assert!(
+        engine
+            .wait_for_line("grpc listening", Duration::from_secs(10))
+            .await
+    );
+    let grpc_address = engine
+        .stdout_lines()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|entry| entry["message"] == "grpc listening")
+        .and_then(|entry| entry["address"].as_str().map(str::to_owned))
+        .expect("the gRPC listener's address");
+    let mut client = GrpcInferenceServiceClient::connect(format!("http://{grpc_address}"))
+        .await
+        .unwrap();
+    let infer = |model: &str, request_id: &str| {
+        let mut request = tonic::Request::new(ModelInferRequest {
+            model_name: model.to_owned(),
+            model_version: "v1".to_owned(),
+            inputs: vec![InferInputTensor {
+                name: "numbers".to_owned(),
+                datatype: "INT32".to_owned(),
+                shape: vec![1],
+                contents: Some(InferTensorContents {
+                    int_contents: vec![7],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let metadata = request.metadata_mut();
+        metadata.insert("x-api-key", SECRET.parse().unwrap());
+        metadata.insert("x-request-id", request_id.parse().unwrap());
+        request
+    };
+    client
+        .model_infer(infer("echo", "grpc-answered-1"))
+        .await
+        .unwrap();
+    let missing = client
+        .model_infer(infer("no-such-model", "grpc-missing-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (done, failed) = loop {
+        let lines = access_lines(&engine);
+        let find = |id: &str| lines.iter().find(|line| line["request_id"] == id).cloned();
+        if let (Some(done), Some(failed)) = (find("grpc-answered-1"), find("grpc-missing-1")) {
+            break (done, failed);
+        }
+        assert!(Instant::now() < deadline, "access lines missing: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["path"], "/inference.GRPCInferenceService/ModelInfer");
+    assert_eq!(done["method"], "POST");
+    assert_eq!(done["grpc_code"], "OK");
+    assert_eq!(done["status"], 200);
+    assert_eq!(done["tenant_id"], "tenant_a");
+    assert_eq!(done["model"], "echo");
+    assert_eq!(done["version"], "v1");
+    assert!(done["job_id"].is_string() && done["latency_ms"].is_number());
+    assert_eq!(failed["grpc_code"], "NOT_FOUND");
+    assert_eq!(failed["status"], 404);
+    assert_eq!(failed["tenant_id"], "tenant_a");
+    let access_lines_of = |id: &str| {
+        access_lines(&engine)
+            .iter()
+            .filter(|line| line["request_id"] == id)
+            .count()
+    };
+    assert_eq!(access_lines_of("grpc-answered-1"), 1, "one line per call");
+}
+
 #[test]
 fn models_inspect_prints_the_signature_and_a_manifest_that_parses() {
     let model =

@@ -211,11 +211,7 @@ pub(super) fn respond<A, B: IntoResponse>(
             if let Some(model) = &failure.model {
                 error = error.with_header(MODEL_VERSION, model.version.to_string());
             }
-            let fields = AccessLogFields {
-                job_id: failure.job_id.map(|id| id.to_string()),
-                model: failure.model.as_ref().map(|key| key.name.to_string()),
-                version: failure.model.as_ref().map(|key| key.version.to_string()),
-            };
+            let fields = AccessLogFields::for_prediction(failure.job_id, failure.model.as_ref());
             let mut response = error.into_response();
             response.extensions_mut().insert(fields);
             response

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::models::config_file;
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let response = app.get("/metrics", Some(ADMIN_KEY)).await;
     assert_eq!(response.status(), 200);
     assert!(
@@ -25,7 +25,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// The sum of the samples of `name` whose labels include every `labels` pair.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {

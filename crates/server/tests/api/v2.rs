@@ -1222,6 +1222,120 @@ async fn grpc_echo_returns_bytes_and_int32_tensors_unchanged() {
     assert_eq!(numbers, [-7, 0, i32::MAX]);
 }
 
+/// A `ModelInfer` of the echo model with one INT32 input.
+fn echo_infer() -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: "echo".to_owned(),
+        model_version: "v1".to_owned(),
+        inputs: vec![InferInputTensor {
+            name: "numbers".to_owned(),
+            datatype: "INT32".to_owned(),
+            shape: vec![1],
+            contents: Some(InferTensorContents {
+                int_contents: vec![7],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn with_request_id<T>(mut request: tonic::Request<T>, id: &str) -> tonic::Request<T> {
+    request
+        .metadata_mut()
+        .insert("x-request-id", id.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn grpc_calls_send_their_request_id_back_even_when_they_fail() {
+    let app = TestApp::spawn().await;
+    let mut client = grpc(&app).await;
+    let request_id = |metadata: &tonic::metadata::MetadataMap| {
+        metadata
+            .get("x-request-id")
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+
+    let answered = client
+        .model_infer(with_request_id(
+            with_key(echo_infer(), DEV_KEY),
+            "grpc-trace-10",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        request_id(answered.metadata()).as_deref(),
+        Some("grpc-trace-10")
+    );
+    let job_id = answered
+        .metadata()
+        .get("x-job-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let job = json_body(app.get(&format!("/jobs/{job_id}"), Some(DEV_KEY)).await).await;
+    assert_eq!(job["request_id"], "grpc-trace-10", "the job records it too");
+
+    let anonymous = client
+        .model_infer(with_key(echo_infer(), DEV_KEY))
+        .await
+        .unwrap();
+    let generated = request_id(anonymous.metadata()).expect("a new id when the client sent none");
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+
+    let unauthenticated = client
+        .model_infer(with_request_id(
+            tonic::Request::new(echo_infer()),
+            "grpc-trace-11",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        request_id(unauthenticated.metadata()).as_deref(),
+        Some("grpc-trace-11")
+    );
+    let mut unknown = echo_infer();
+    unknown.model_name = "no-such-model".to_owned();
+    let not_found = client
+        .model_infer(with_request_id(with_key(unknown, DEV_KEY), "grpc-trace-12"))
+        .await
+        .unwrap_err();
+    assert_eq!(not_found.code(), tonic::Code::NotFound);
+    assert_eq!(
+        request_id(not_found.metadata()).as_deref(),
+        Some("grpc-trace-12")
+    );
+}
+
+#[tokio::test]
+async fn grpc_calls_count_in_the_http_request_metrics() {
+    let app = TestApp::spawn().await;
+    let mut client = grpc(&app).await;
+    let route = ("route", "/inference.GRPCInferenceService/ModelInfer");
+    let before = crate::metrics::scrape(&app).await;
+    client
+        .model_infer(with_key(echo_infer(), DEV_KEY))
+        .await
+        .unwrap();
+    let mut unknown = echo_infer();
+    unknown.model_name = "no-such-model".to_owned();
+    let not_found = client
+        .model_infer(with_key(unknown, DEV_KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(not_found.code(), tonic::Code::NotFound);
+    let after = crate::metrics::scrape(&app).await;
+    let grew = |name: &str, labels: &[(&str, &str)]| {
+        crate::metrics::value(&after, name, labels) - crate::metrics::value(&before, name, labels)
+    };
+    assert!(grew("http_requests_total", &[route, ("status", "200")]) >= 1.0);
+    assert!(grew("http_requests_total", &[route, ("status", "404")]) >= 1.0);
+    assert!(grew("http_request_duration_seconds_count", &[route]) >= 2.0);
+}
+
 /// (name, version, state) of every model in the repository index.
 async fn index(
     client: &mut GrpcInferenceServiceClient<Channel>,
