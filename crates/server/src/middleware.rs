@@ -127,7 +127,7 @@ pub(crate) struct AccessLog {
     /// would be one more allocation and copy per request.
     uri: Uri,
     /// A gRPC call: its `route` label is the method's path, and an abandoned call is
-    /// `Cancelled`.
+    /// `CANCELLED`.
     grpc: bool,
     logged: bool,
 }
