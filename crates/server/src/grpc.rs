@@ -50,6 +50,13 @@ use crate::routes::v2::{self, EXTENSIONS, SERVER_NAME};
 /// The service name `grpc.health.v1.Health` answers for, besides the server as a whole ("").
 const INFERENCE_SERVICE: &str = "inference.GRPCInferenceService";
 
+/// The HTTP/2 path of a method of [`INFERENCE_SERVICE`], as its access-log line names it.
+macro_rules! method_path {
+    ($method:literal) => {
+        concat!("/inference.GRPCInferenceService/", $method)
+    };
+}
+
 /// Serves both gRPC services on `listener` until `shutdown` resolves (in-flight calls finish).
 pub async fn serve_grpc(
     listener: TcpListener,
@@ -226,238 +233,217 @@ impl GrpcInferenceService for InferenceGrpc {
         &self,
         request: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
-        Call::start(
-            "/inference.GRPCInferenceService/ServerLive",
-            request.metadata(),
-        )
-        .serve(async |_| Ok(Response::new(ServerLiveResponse { live: true })))
-        .await
+        Call::start(method_path!("ServerLive"), request.metadata())
+            .serve(async |_| Ok(Response::new(ServerLiveResponse { live: true })))
+            .await
     }
 
     async fn server_ready(
         &self,
         request: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        Call::start(
-            "/inference.GRPCInferenceService/ServerReady",
-            request.metadata(),
-        )
-        .serve(async |_| {
-            let ready = self.ctx.readiness().await.is_ok();
-            Ok(Response::new(ServerReadyResponse { ready }))
-        })
-        .await
+        Call::start(method_path!("ServerReady"), request.metadata())
+            .serve(async |_| {
+                let ready = self.ctx.readiness().await.is_ok();
+                Ok(Response::new(ServerReadyResponse { ready }))
+            })
+            .await
     }
 
     async fn model_ready(
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
-        Call::start(
-            "/inference.GRPCInferenceService/ModelReady",
-            request.metadata(),
-        )
-        .serve(async |call| {
-            let resolved = self
-                .read_model(call, request, |request: ModelReadyRequest| {
-                    (request.name, request.version)
-                })
-                .await?;
-            Ok(Response::new(ModelReadyResponse {
-                ready: resolved.details.status.ready,
-            }))
-        })
-        .await
+        Call::start(method_path!("ModelReady"), request.metadata())
+            .serve(async |call| {
+                let resolved = self
+                    .read_model(call, request, |request: ModelReadyRequest| {
+                        (request.name, request.version)
+                    })
+                    .await?;
+                Ok(Response::new(ModelReadyResponse {
+                    ready: resolved.details.status.ready,
+                }))
+            })
+            .await
     }
 
     async fn server_metadata(
         &self,
         request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
-        Call::start(
-            "/inference.GRPCInferenceService/ServerMetadata",
-            request.metadata(),
-        )
-        .serve(async |call| {
-            self.admit(
-                call,
-                request.metadata(),
-                Scope::ReadModels,
-                Some(RateLimitGroup::Models),
-            )
-            .await?;
-            Ok(Response::new(ServerMetadataResponse {
-                name: SERVER_NAME.to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                extensions: EXTENSIONS.map(str::to_owned).to_vec(),
-            }))
-        })
-        .await
+        Call::start(method_path!("ServerMetadata"), request.metadata())
+            .serve(async |call| {
+                self.admit(
+                    call,
+                    request.metadata(),
+                    Scope::ReadModels,
+                    Some(RateLimitGroup::Models),
+                )
+                .await?;
+                Ok(Response::new(ServerMetadataResponse {
+                    name: SERVER_NAME.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    extensions: EXTENSIONS.map(str::to_owned).to_vec(),
+                }))
+            })
+            .await
     }
 
     async fn model_metadata(
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
-        Call::start(
-            "/inference.GRPCInferenceService/ModelMetadata",
-            request.metadata(),
-        )
-        .serve(async |call| {
-            let resolved = self
-                .read_model(call, request, |request: ModelMetadataRequest| {
-                    (request.name, request.version)
-                })
-                .await?;
-            let tensors = |specs: &[inference_engine_core::source::TensorSpec]| {
-                specs
-                    .iter()
-                    .map(|spec| TensorMetadata {
-                        name: spec.name.clone(),
-                        datatype: spec.datatype.clone(),
-                        shape: spec.shape.clone(),
+        Call::start(method_path!("ModelMetadata"), request.metadata())
+            .serve(async |call| {
+                let resolved = self
+                    .read_model(call, request, |request: ModelMetadataRequest| {
+                        (request.name, request.version)
                     })
-                    .collect::<Vec<_>>()
-            };
-            let (inputs, outputs) = resolved
-                .details
-                .description
-                .as_ref()
-                .map_or((Vec::new(), Vec::new()), |description| {
-                    (tensors(&description.inputs), tensors(&description.outputs))
-                });
-            Ok(Response::new(ModelMetadataResponse {
-                name: resolved.key.name.to_string(),
-                versions: resolved.versions,
-                platform: resolved.details.status.backend.as_str().to_owned(),
-                inputs,
-                outputs,
-            }))
-        })
-        .await
+                    .await?;
+                let tensors = |specs: &[inference_engine_core::source::TensorSpec]| {
+                    specs
+                        .iter()
+                        .map(|spec| TensorMetadata {
+                            name: spec.name.clone(),
+                            datatype: spec.datatype.clone(),
+                            shape: spec.shape.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let (inputs, outputs) = resolved
+                    .details
+                    .description
+                    .as_ref()
+                    .map_or((Vec::new(), Vec::new()), |description| {
+                        (tensors(&description.inputs), tensors(&description.outputs))
+                    });
+                Ok(Response::new(ModelMetadataResponse {
+                    name: resolved.key.name.to_string(),
+                    versions: resolved.versions,
+                    platform: resolved.details.status.backend.as_str().to_owned(),
+                    inputs,
+                    outputs,
+                }))
+            })
+            .await
     }
 
     async fn model_infer(
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        Call::start(
-            "/inference.GRPCInferenceService/ModelInfer",
-            request.metadata(),
-        )
-        .serve(async |call| {
-            let caller = self
-                .admit(
-                    call,
-                    request.metadata(),
-                    Scope::Predict,
-                    Some(RateLimitGroup::Predict),
-                )
-                .await?;
-            let client_deadline = grpc_timeout(request.metadata());
-            let request = request.into_inner();
-            let version =
-                (!request.model_version.is_empty()).then_some(request.model_version.clone());
-            let (model, version) =
-                crate::routes::predict::target(request.model_name.clone(), version)
-                    .map_err(|err| status(&err.for_protocol()))?;
-            let requested = request
-                .outputs
-                .iter()
-                .map(|output| output.name.clone())
-                .collect::<Vec<_>>();
-            v2::check_requested_outputs(&self.ctx, &model, version.as_ref(), &requested)
-                .map_err(|err| status(&err))?;
-            // The shorter of the `timeout` parameter and the call's own gRPC deadline.
-            let timeout = match (timeout_parameter(&request)?, client_deadline) {
-                (Some(parameter), Some(deadline)) => Some(parameter.min(deadline)),
-                (parameter, deadline) => parameter.or(deadline),
-            };
-            let priority = Priority::from_level(unsigned_parameter(&request, "priority")?);
-            let id = if request.id.is_empty() {
-                caller.request_id.as_str().to_owned()
-            } else {
-                request.id.clone()
-            };
-            let inputs = decode_inputs(request.inputs, request.raw_input_contents)?;
-            let prediction = self
-                .ctx
-                .infer_tensors(
-                    &caller,
-                    TensorCommand {
-                        model,
-                        version,
-                        inputs,
-                        timeout,
-                        priority,
-                    },
-                )
-                .await
-                .map_err(|failure| {
-                    call.fields = Some(AccessLogFields::for_prediction(
-                        failure.job_id,
-                        failure.model.as_ref(),
-                    ));
-                    status(&ApiError::from_classified(&failure.error).for_protocol())
-                })?;
-            call.fields = Some(AccessLogFields::for_prediction(
-                Some(prediction.job_id),
-                Some(&prediction.model),
-            ));
-            let outputs =
-                v2::select_outputs(prediction.output, &requested).map_err(|err| status(&err))?;
-            let mut response = Response::new(encode_outputs(
-                prediction.model.name.to_string(),
-                prediction.model.version.to_string(),
-                id,
-                outputs,
-            ));
-            if let Ok(value) = prediction.job_id.to_string().parse() {
-                response.metadata_mut().insert("x-job-id", value);
-            }
-            Ok(response)
-        })
-        .await
+        Call::start(method_path!("ModelInfer"), request.metadata())
+            .serve(async |call| {
+                let caller = self
+                    .admit(
+                        call,
+                        request.metadata(),
+                        Scope::Predict,
+                        Some(RateLimitGroup::Predict),
+                    )
+                    .await?;
+                let client_deadline = grpc_timeout(request.metadata());
+                let request = request.into_inner();
+                let version =
+                    (!request.model_version.is_empty()).then_some(request.model_version.clone());
+                let (model, version) =
+                    crate::routes::predict::target(request.model_name.clone(), version)
+                        .map_err(|err| status(&err.for_protocol()))?;
+                let requested = request
+                    .outputs
+                    .iter()
+                    .map(|output| output.name.clone())
+                    .collect::<Vec<_>>();
+                v2::check_requested_outputs(&self.ctx, &model, version.as_ref(), &requested)
+                    .map_err(|err| status(&err))?;
+                // The shorter of the `timeout` parameter and the call's own gRPC deadline.
+                let timeout = match (timeout_parameter(&request)?, client_deadline) {
+                    (Some(parameter), Some(deadline)) => Some(parameter.min(deadline)),
+                    (parameter, deadline) => parameter.or(deadline),
+                };
+                let priority = Priority::from_level(unsigned_parameter(&request, "priority")?);
+                let id = if request.id.is_empty() {
+                    caller.request_id.as_str().to_owned()
+                } else {
+                    request.id.clone()
+                };
+                let inputs = decode_inputs(request.inputs, request.raw_input_contents)?;
+                let prediction = self
+                    .ctx
+                    .infer_tensors(
+                        &caller,
+                        TensorCommand {
+                            model,
+                            version,
+                            inputs,
+                            timeout,
+                            priority,
+                        },
+                    )
+                    .await
+                    .map_err(|failure| {
+                        call.fields = Some(AccessLogFields::for_prediction(
+                            failure.job_id,
+                            failure.model.as_ref(),
+                        ));
+                        status(&ApiError::from_classified(&failure.error).for_protocol())
+                    })?;
+                call.fields = Some(AccessLogFields::for_prediction(
+                    Some(prediction.job_id),
+                    Some(&prediction.model),
+                ));
+                let outputs = v2::select_outputs(prediction.output, &requested)
+                    .map_err(|err| status(&err))?;
+                let mut response = Response::new(encode_outputs(
+                    prediction.model.name.to_string(),
+                    prediction.model.version.to_string(),
+                    id,
+                    outputs,
+                ));
+                if let Ok(value) = prediction.job_id.to_string().parse() {
+                    response.metadata_mut().insert("x-job-id", value);
+                }
+                Ok(response)
+            })
+            .await
     }
 
     async fn repository_index(
         &self,
         request: Request<RepositoryIndexRequest>,
     ) -> Result<Response<RepositoryIndexResponse>, Status> {
-        Call::start(
-            "/inference.GRPCInferenceService/RepositoryIndex",
-            request.metadata(),
-        )
-        .serve(async |call| {
-            self.admit(call, request.metadata(), Scope::Admin, None)
-                .await?;
-            let only_ready = request.into_inner().ready;
-            let models = self
-                .ctx
-                .registry
-                .statuses()
-                .into_iter()
-                .filter(|status| !only_ready || status.ready)
-                .map(|status| {
-                    let (state, reason) = match (&status.error, status.loaded) {
-                        (Some(error), _) => ("UNAVAILABLE", error.clone()),
-                        (None, true) => ("READY", String::new()),
-                        (None, false) => (
-                            "UNAVAILABLE",
-                            "unloaded (loads on first request)".to_owned(),
-                        ),
-                    };
-                    ModelIndex {
-                        name: status.key.name.to_string(),
-                        version: status.key.version.to_string(),
-                        state: state.to_owned(),
-                        reason,
-                    }
-                })
-                .collect();
-            Ok(Response::new(RepositoryIndexResponse { models }))
-        })
-        .await
+        Call::start(method_path!("RepositoryIndex"), request.metadata())
+            .serve(async |call| {
+                self.admit(call, request.metadata(), Scope::Admin, None)
+                    .await?;
+                let only_ready = request.into_inner().ready;
+                let models = self
+                    .ctx
+                    .registry
+                    .statuses()
+                    .into_iter()
+                    .filter(|status| !only_ready || status.ready)
+                    .map(|status| {
+                        let (state, reason) = match (&status.error, status.loaded) {
+                            (Some(error), _) => ("UNAVAILABLE", error.clone()),
+                            (None, true) => ("READY", String::new()),
+                            (None, false) => (
+                                "UNAVAILABLE",
+                                "unloaded (loads on first request)".to_owned(),
+                            ),
+                        };
+                        ModelIndex {
+                            name: status.key.name.to_string(),
+                            version: status.key.version.to_string(),
+                            state: state.to_owned(),
+                            reason,
+                        }
+                    })
+                    .collect();
+                Ok(Response::new(RepositoryIndexResponse { models }))
+            })
+            .await
     }
 
     /// Loads (or reloads from disk) every version of the model; a failed reload keeps the
@@ -466,24 +452,21 @@ impl GrpcInferenceService for InferenceGrpc {
         &self,
         request: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
-        Call::start(
-            "/inference.GRPCInferenceService/RepositoryModelLoad",
-            request.metadata(),
-        )
-        .serve(async |call| {
-            self.admit(call, request.metadata(), Scope::Admin, None)
-                .await?;
-            for key in self.versions_of(&request.into_inner().model_name)? {
-                self.ctx
-                    .registry
-                    .reload_model(&key)
-                    .await
-                    .map_err(|err| status(&ApiError::from_classified(&err)))?;
-                tracing::info!(model = %key, "model loaded through RepositoryModelLoad");
-            }
-            Ok(Response::new(RepositoryModelLoadResponse {}))
-        })
-        .await
+        Call::start(method_path!("RepositoryModelLoad"), request.metadata())
+            .serve(async |call| {
+                self.admit(call, request.metadata(), Scope::Admin, None)
+                    .await?;
+                for key in self.versions_of(&request.into_inner().model_name)? {
+                    self.ctx
+                        .registry
+                        .reload_model(&key)
+                        .await
+                        .map_err(|err| status(&ApiError::from_classified(&err)))?;
+                    tracing::info!(model = %key, "model loaded through RepositoryModelLoad");
+                }
+                Ok(Response::new(RepositoryModelLoadResponse {}))
+            })
+            .await
     }
 
     /// Drops every version of the model from memory; running requests finish first.
@@ -491,22 +474,19 @@ impl GrpcInferenceService for InferenceGrpc {
         &self,
         request: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
-        Call::start(
-            "/inference.GRPCInferenceService/RepositoryModelUnload",
-            request.metadata(),
-        )
-        .serve(async |call| {
-            self.admit(call, request.metadata(), Scope::Admin, None)
-                .await?;
-            for key in self.versions_of(&request.into_inner().model_name)? {
-                self.ctx
-                    .registry
-                    .unload(&key)
-                    .map_err(|err| status(&ApiError::from_classified(&err)))?;
-            }
-            Ok(Response::new(RepositoryModelUnloadResponse {}))
-        })
-        .await
+        Call::start(method_path!("RepositoryModelUnload"), request.metadata())
+            .serve(async |call| {
+                self.admit(call, request.metadata(), Scope::Admin, None)
+                    .await?;
+                for key in self.versions_of(&request.into_inner().model_name)? {
+                    self.ctx
+                        .registry
+                        .unload(&key)
+                        .map_err(|err| status(&ApiError::from_classified(&err)))?;
+                }
+                Ok(Response::new(RepositoryModelUnloadResponse {}))
+            })
+            .await
     }
 }
 
