@@ -173,6 +173,15 @@ impl RequestId {
             .then(|| Self(value.into()))
     }
 
+    /// The request's id: the one the client sent if it is valid (`true`), else a new one
+    /// (`false`).
+    pub fn sent_or_generated(sent: Option<&str>) -> (Self, bool) {
+        match sent.and_then(Self::parse) {
+            Some(id) => (id, true),
+            None => (Self::generate(), false),
+        }
+    }
+
     pub fn generate() -> Self {
         let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
         Self(Uuid::new_v4().hyphenated().encode_lower(&mut text).into())

@@ -41,7 +41,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use crate::error::{ApiError, grpc_code_for, grpc_code_line};
+use crate::error::{ApiError, grpc_code_for};
 use crate::middleware::{AccessLog, AccessLogFields, Outcome, key_from};
 use crate::ratelimit;
 use crate::routes::AppState;
@@ -141,7 +141,7 @@ impl InferenceGrpc {
         Ok(Caller {
             tenant: principal.tenant().clone(),
             request_id_from_client: call.request_id_from_client,
-            request_id: call.request_id.clone(),
+            request_id: call.access.request_id().clone(),
         })
     }
 
@@ -174,8 +174,8 @@ const REQUEST_ID_METADATA: &str = "x-request-id";
 /// metadata, errors included; the call leaves one access-log line (`request_completed`, its
 /// `grpc_code` beside the HTTP equivalent in `status`), also when the client cancels it.
 struct Call {
-    request_id: RequestId,
     request_id_from_client: bool,
+    /// Holds the request id.
     access: AccessLog,
     /// Known once the key is checked.
     tenant: Option<TenantId>,
@@ -186,15 +186,14 @@ struct Call {
 impl Call {
     /// A call of the method at `path` (`/inference.GRPCInferenceService/ModelInfer`).
     fn start(path: &'static str, metadata: &MetadataMap) -> Self {
-        let from_client = metadata
-            .get(REQUEST_ID_METADATA)
-            .and_then(|value| value.to_str().ok())
-            .and_then(RequestId::parse);
-        let request_id = from_client.clone().unwrap_or_else(RequestId::generate);
+        let (request_id, from_client) = RequestId::sent_or_generated(
+            metadata
+                .get(REQUEST_ID_METADATA)
+                .and_then(|value| value.to_str().ok()),
+        );
         Self {
-            access: AccessLog::start_grpc(request_id.clone(), path),
-            request_id_from_client: from_client.is_some(),
-            request_id,
+            access: AccessLog::start_grpc(request_id, path),
+            request_id_from_client: from_client,
             tenant: None,
             fields: None,
         }
@@ -205,24 +204,24 @@ impl Call {
         mut self,
         handler: impl AsyncFnOnce(&mut Self) -> Result<Response<T>, Status>,
     ) -> Result<Response<T>, Status> {
-        let mut result = in_request(self.request_id.clone(), handler(&mut self)).await;
+        let request_id = self.access.request_id().clone();
+        let mut result = in_request(request_id.clone(), handler(&mut self)).await;
         let code = result
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
-        if let Ok(value) = MetadataValue::try_from(self.request_id.as_str()) {
+        if let Ok(value) = MetadataValue::try_from(request_id.as_str()) {
             let metadata = match &mut result {
                 Ok(response) => response.metadata_mut(),
                 Err(status) => status.metadata_mut(),
             };
             metadata.insert(REQUEST_ID_METADATA, value);
         }
-        let (name, status) = grpc_code_line(code);
-        let outcome = Outcome {
-            status,
-            grpc_code: Some(name),
-        };
-        self.access
-            .write(outcome, None, self.tenant.as_ref(), self.fields.as_ref());
+        self.access.write(
+            Outcome::grpc(code),
+            None,
+            self.tenant.as_ref(),
+            self.fields.as_ref(),
+        );
         result
     }
 }

@@ -25,7 +25,9 @@ use inference_engine_core::model::ModelKey;
 use inference_engine_core::observe;
 use inference_engine_core::request_scope::in_request;
 
-use crate::error::{ApiError, ErrorStyle, PendingErrorBody, fallback_code, render_error_body};
+use crate::error::{
+    ApiError, ErrorStyle, PendingErrorBody, fallback_code, grpc_code_line, render_error_body,
+};
 use crate::extract::RequestIdFromClient;
 use crate::ratelimit::{RATELIMIT_LIMIT, charge};
 use crate::routes::AppState;
@@ -82,13 +84,13 @@ pub async fn request_context(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let from_client = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .and_then(RequestId::parse);
-    let request_id_from_client = RequestIdFromClient(from_client.is_some());
-    let request_id = from_client.unwrap_or_else(RequestId::generate);
+    let (request_id, from_client) = RequestId::sent_or_generated(
+        request
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|value| value.to_str().ok()),
+    );
+    let request_id_from_client = RequestIdFromClient(from_client);
     let mut access = AccessLog::start(
         request_id.clone(),
         request.method().clone(),
@@ -134,11 +136,22 @@ pub(crate) struct AccessLog {
 
 /// How a request ended, as its access-log line says it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Outcome<'a> {
+pub(crate) struct Outcome {
     pub status: u16,
     /// gRPC calls: the call's status code (`OK`, `NOT_FOUND`, ...); `status` is then its HTTP
-    /// equivalent (`error::grpc_code_line`).
-    pub grpc_code: Option<&'a str>,
+    /// equivalent.
+    pub grpc_code: Option<&'static str>,
+}
+
+impl Outcome {
+    /// A gRPC call's end, by its status code.
+    pub(crate) fn grpc(code: tonic::Code) -> Self {
+        let (name, status) = grpc_code_line(code);
+        Self {
+            status,
+            grpc_code: Some(name),
+        }
+    }
 }
 
 impl AccessLog {
@@ -161,6 +174,10 @@ impl AccessLog {
         access
     }
 
+    pub(crate) fn request_id(&self) -> &RequestId {
+        &self.request_id
+    }
+
     fn log(&mut self, response: &Response) {
         let tenant = response.extensions().get::<TenantId>();
         let fields = response.extensions().get::<AccessLogFields>();
@@ -179,7 +196,7 @@ impl AccessLog {
     /// request matched, if any.
     pub(crate) fn write(
         &mut self,
-        outcome: Outcome<'_>,
+        outcome: Outcome,
         route: Option<&str>,
         tenant: Option<&TenantId>,
         fields: Option<&AccessLogFields>,
@@ -211,9 +228,12 @@ impl AccessLog {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         if !self.logged {
-            let outcome = Outcome {
-                status: CLIENT_CLOSED_REQUEST,
-                grpc_code: self.grpc.then_some("CANCELLED"),
+            let outcome = match self.grpc {
+                true => Outcome::grpc(tonic::Code::Cancelled),
+                false => Outcome {
+                    status: CLIENT_CLOSED_REQUEST,
+                    grpc_code: None,
+                },
             };
             self.write(outcome, None, None, None);
         }
