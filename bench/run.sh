@@ -72,7 +72,10 @@ echo "==> scenario $SCENARIO: -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of -d$DU
 
 # --- both servers up ---------------------------------------------------------------------------
 REF_PORT="$(free_port)"
-"$REF_BIN" --port "$REF_PORT" >"$TMP/ref-axum.stdout" 2>"$TMP/ref-axum.stderr" &
+# The reference always runs as built: TOKIO_WORKER_THREADS, set to try the engine with fewer
+# runtime threads, would change ref-axum's runtime too (it once passed for an engine gain).
+env -u TOKIO_WORKER_THREADS "$REF_BIN" --port "$REF_PORT" >"$TMP/ref-axum.stdout" \
+    2>"$TMP/ref-axum.stderr" &
 SERVER_PID=$!
 wait_healthy ref-axum "$REF_PORT"
 REF_PID=$SERVER_PID
