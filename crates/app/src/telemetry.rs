@@ -177,25 +177,49 @@ fn access_pretty(line: &mut Vec<u8>, record: &AccessRecord<'_>) {
 
 /// The current time as `tracing`'s formatter writes it: RFC 3339, UTC, microseconds.
 fn timestamp(line: &mut Vec<u8>) {
+    push_timestamp(line, chrono::Utc::now());
+}
+
+fn push_timestamp(line: &mut Vec<u8>, now: chrono::DateTime<chrono::Utc>) {
+    use chrono::Timelike;
+    // Every line of a second shares its date and time up to the seconds: each thread formats
+    // them once per second (the calendar arithmetic was most of this function's cost).
+    SECOND_PREFIX.with_borrow_mut(|(second, prefix)| {
+        if *second != Some(now.timestamp()) {
+            *second = Some(now.timestamp());
+            prefix.clear();
+            push_second_prefix(prefix, now);
+        }
+        line.extend_from_slice(prefix);
+    });
+    // A leap second shows as 60.999999 elsewhere; here it stays in its second.
+    push_padded(
+        line,
+        u64::from((now.nanosecond() % 1_000_000_000) / 1_000),
+        6,
+    );
+    line.push(b'Z');
+}
+
+thread_local! {
+    /// The second [`timestamp`] formatted last on this thread, and its `YYYY-MM-DDTHH:MM:SS.`.
+    static SECOND_PREFIX: RefCell<(Option<i64>, Vec<u8>)> = const { RefCell::new((None, Vec::new())) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of `time`.
+fn push_second_prefix(out: &mut Vec<u8>, time: chrono::DateTime<chrono::Utc>) {
     use chrono::{Datelike, Timelike};
-    let now = chrono::Utc::now();
     let fields = [
-        (u64::try_from(now.year()).unwrap_or(0), 4, b'-'),
-        (u64::from(now.month()), 2, b'-'),
-        (u64::from(now.day()), 2, b'T'),
-        (u64::from(now.hour()), 2, b':'),
-        (u64::from(now.minute()), 2, b':'),
-        (u64::from(now.second()), 2, b'.'),
-        // A leap second shows as 60.999999 elsewhere; here it stays in its second.
-        (
-            u64::from((now.nanosecond() % 1_000_000_000) / 1_000),
-            6,
-            b'Z',
-        ),
+        (u64::try_from(time.year()).unwrap_or(0), 4, b'-'),
+        (u64::from(time.month()), 2, b'-'),
+        (u64::from(time.day()), 2, b'T'),
+        (u64::from(time.hour()), 2, b':'),
+        (u64::from(time.minute()), 2, b':'),
+        (u64::from(time.second()), 2, b'.'),
     ];
     for (value, width, then) in fields {
-        push_padded(line, value, width);
-        line.push(then);
+        push_padded(out, value, width);
+        out.push(then);
     }
 }
 
@@ -566,6 +590,25 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339(timestamp).unwrap();
         assert!((chrono::Utc::now() - at.to_utc()).num_seconds().abs() < 60);
         assert_eq!(timestamp.len(), "2026-11-28T13:44:23.592510Z".len());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds_across_seconds_and_days() {
+        let times = [
+            "2026-11-28T23:59:59.999999Z",
+            "2026-11-28T23:59:59.000001Z",
+            "2026-11-29T00:00:00.000000Z",
+            "2026-11-29T00:00:00.250000Z",
+            "2026-11-28T23:59:59.500000Z",
+        ];
+        for expected in times {
+            let at = chrono::DateTime::parse_from_rfc3339(expected)
+                .unwrap()
+                .to_utc();
+            let mut line = Vec::new();
+            push_timestamp(&mut line, at);
+            assert_eq!(String::from_utf8(line).unwrap(), expected);
+        }
     }
 
     /// The lines `format` gives two events: one written for request `req-"1"`, one outside it.

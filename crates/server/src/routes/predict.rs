@@ -29,6 +29,9 @@ pub(super) const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-ve
 const INFERENCE_TIME: HeaderName = HeaderName::from_static("x-inference-time-ms");
 const QUEUE_TIME: HeaderName = HeaderName::from_static("x-queue-time-ms");
 const JOB_ID: HeaderName = HeaderName::from_static("x-job-id");
+/// Headers of a successful prediction's response: content type, the four above, the four
+/// rate-limit ones, `X-Request-ID` and `Content-Length`.
+const RESPONSE_HEADERS: usize = 11;
 
 /// Runs one example.
 #[utoipa::path(post, path = "/predict", request_body = PredictRequest, responses(
@@ -192,6 +195,9 @@ pub(super) fn respond<A, B: IntoResponse>(
             let job_header = HeaderValue::from_str(&job_id).ok();
             let mut response = body(prediction, model, version, job_id).into_response();
             let headers = response.headers_mut();
+            // Room for every header the layers add on the way out (rate limits, request id,
+            // length): growing the map rehashes it, twice from its initial size.
+            headers.reserve(RESPONSE_HEADERS);
             headers.insert(INFERENCE_TIME, inference_time);
             headers.insert(QUEUE_TIME, queue_time);
             if let Some(value) = version_header {
