@@ -343,7 +343,7 @@ impl Default for WalCheckpoints {
 /// to copy (measured here: the `fsync` of a file costs ≈ 1 ms per MiB written since the last).
 /// So before asking, the background does all it can of that work ([`catch_up`]), and the writer
 /// is left a tail of about a MiB instead of the 10-20 MB that one long pass leaves under
-/// `predict_echo` (10-27 ms without commits, once a second).
+/// `predict_echo` (10-35 ms without commits, once a second, measured before this was done).
 async fn checkpoint_periodically(
     pool: SqlitePool,
     path: PathBuf,
