@@ -12,14 +12,15 @@
 # Env:   ENGINE_LOG_LEVEL  engine LOG_LEVEL for the run (default info: one access-log line per
 #                          request, written to a file in the temp dir)
 #        CPU_EXECUTOR_WORKERS and the engine's other settings are passed through if set
-#        (API_KEYS is always unset so the dev key `dev-key` works).
+#        (API_KEYS is always unset so the dev key `dev-key` works); so is
+#        TOKIO_WORKER_THREADS, to the engine only (ref-axum always runs as built).
 #        BENCH_KEEP_TMP=1  keep the temp dir (logs, SQLite file) even when the run passes.
 set -euo pipefail
 BENCH_NAME=run.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '9,16s/^# \{0,1\}//p' "$0"
+    sed -n '9,17s/^# \{0,1\}//p' "$0"
 }
 
 
