@@ -14,6 +14,7 @@ use inference_engine_core::auth::{Principal, Scope, TenantId};
 use inference_engine_core::config::RateLimitGroup;
 use inference_engine_core::executor::Priority;
 use inference_engine_core::job::RequestId;
+use inference_engine_core::model::ModelKey;
 use inference_engine_core::request_scope::in_request;
 use inference_engine_core::service::{Caller, TensorCommand};
 use inference_engine_core::tensor::Tensor;
@@ -204,12 +205,11 @@ impl Call {
         mut self,
         handler: impl AsyncFnOnce(&mut Self) -> Result<Response<T>, Status>,
     ) -> Result<Response<T>, Status> {
-        let request_id = self.access.request_id().clone();
-        let mut result = in_request(request_id.clone(), handler(&mut self)).await;
+        let mut result = in_request(self.access.request_id().clone(), handler(&mut self)).await;
         let code = result
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
-        if let Ok(value) = MetadataValue::try_from(request_id.as_str()) {
+        if let Ok(value) = MetadataValue::try_from(self.access.request_id().as_str()) {
             let metadata = match &mut result {
                 Ok(response) => response.metadata_mut(),
                 Err(status) => status.metadata_mut(),
@@ -453,9 +453,11 @@ impl GrpcInferenceService for InferenceGrpc {
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
         Call::start(method_path!("RepositoryModelLoad"), request.metadata())
             .serve(async |call| {
-                self.admit(call, request.metadata(), Scope::Admin, None)
-                    .await?;
-                for key in self.versions_of(&request.into_inner().model_name)? {
+                let name = &request.get_ref().model_name;
+                for key in self
+                    .versions_for_admin(call, request.metadata(), name)
+                    .await?
+                {
                     self.ctx
                         .registry
                         .reload_model(&key)
@@ -475,9 +477,11 @@ impl GrpcInferenceService for InferenceGrpc {
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
         Call::start(method_path!("RepositoryModelUnload"), request.metadata())
             .serve(async |call| {
-                self.admit(call, request.metadata(), Scope::Admin, None)
-                    .await?;
-                for key in self.versions_of(&request.into_inner().model_name)? {
+                let name = &request.get_ref().model_name;
+                for key in self
+                    .versions_for_admin(call, request.metadata(), name)
+                    .await?
+                {
                     self.ctx
                         .registry
                         .unload(&key)
@@ -490,10 +494,19 @@ impl GrpcInferenceService for InferenceGrpc {
 }
 
 impl InferenceGrpc {
-    fn versions_of(
+    /// What a repository RPC acts on: every version of the model `name`, for an `admin`
+    /// caller.
+    async fn versions_for_admin(
         &self,
+        call: &mut Call,
+        metadata: &MetadataMap,
         name: &str,
-    ) -> Result<Vec<inference_engine_core::model::ModelKey>, Status> {
+    ) -> Result<Vec<ModelKey>, Status> {
+        self.admit(call, metadata, Scope::Admin, None).await?;
+        self.versions_of(name)
+    }
+
+    fn versions_of(&self, name: &str) -> Result<Vec<ModelKey>, Status> {
         let keys = self
             .ctx
             .registry

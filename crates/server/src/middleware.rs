@@ -144,6 +144,14 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    /// An HTTP request's end, by its response status.
+    fn http(status: u16) -> Self {
+        Self {
+            status,
+            grpc_code: None,
+        }
+    }
+
     /// A gRPC call's end, by its status code.
     pub(crate) fn grpc(code: tonic::Code) -> Self {
         let (name, status) = grpc_code_line(code);
@@ -185,11 +193,12 @@ impl AccessLog {
             .extensions()
             .get::<MatchedRoute>()
             .map(|route| route.0.as_str());
-        let outcome = Outcome {
-            status: response.status().as_u16(),
-            grpc_code: None,
-        };
-        self.write(outcome, route, tenant, fields);
+        self.write(
+            Outcome::http(response.status().as_u16()),
+            route,
+            tenant,
+            fields,
+        );
     }
 
     /// Writes the line (once; `Drop` writes it otherwise). `route`: the route template the
@@ -230,10 +239,7 @@ impl Drop for AccessLog {
         if !self.logged {
             let outcome = match self.grpc {
                 true => Outcome::grpc(tonic::Code::Cancelled),
-                false => Outcome {
-                    status: CLIENT_CLOSED_REQUEST,
-                    grpc_code: None,
-                },
+                false => Outcome::http(CLIENT_CLOSED_REQUEST),
             };
             self.write(outcome, None, None, None);
         }

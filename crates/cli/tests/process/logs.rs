@@ -18,6 +18,20 @@ fn access_lines(engine: &EngineProcess) -> Vec<Value> {
         .collect()
 }
 
+/// The access lines of the requests `ids`, once the log holds one for each (10 s at most).
+async fn access_lines_for<const N: usize>(engine: &EngineProcess, ids: [&str; N]) -> [Value; N] {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = access_lines(engine);
+        let found = ids.map(|id| lines.iter().find(|line| line["request_id"] == id).cloned());
+        if found.iter().all(Option::is_some) {
+            return found.map(Option::unwrap);
+        }
+        assert!(Instant::now() < deadline, "access lines missing: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn every_request_leaves_one_json_access_line_even_when_the_client_gives_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,16 +57,7 @@ async fn every_request_leaves_one_json_access_line_even_when_the_client_gives_up
         .await;
     assert!(abandoned.is_err(), "the client gave up first");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (done, gone) = loop {
-        let lines = access_lines(&engine);
-        let find = |id: &str| lines.iter().find(|line| line["request_id"] == id).cloned();
-        if let (Some(done), Some(gone)) = (find("answered-1"), find("abandoned-1")) {
-            break (done, gone);
-        }
-        assert!(Instant::now() < deadline, "access lines missing: {lines:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let [done, gone] = access_lines_for(&engine, ["answered-1", "abandoned-1"]).await;
     assert_eq!(done["status"], 200);
     assert_eq!(done["tenant_id"], "tenant_a");
     assert_eq!(done["model"], "echo");
@@ -124,16 +129,7 @@ async fn a_grpc_call_leaves_one_access_line_naming_its_request_tenant_and_job() 
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (done, failed) = loop {
-        let lines = access_lines(&engine);
-        let find = |id: &str| lines.iter().find(|line| line["request_id"] == id).cloned();
-        if let (Some(done), Some(failed)) = (find("grpc-answered-1"), find("grpc-missing-1")) {
-            break (done, failed);
-        }
-        assert!(Instant::now() < deadline, "access lines missing: {lines:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let [done, failed] = access_lines_for(&engine, ["grpc-answered-1", "grpc-missing-1"]).await;
     assert_eq!(done["path"], "/inference.GRPCInferenceService/ModelInfer");
     assert_eq!(done["method"], "POST");
     assert_eq!(done["grpc_code"], "OK");
