@@ -248,7 +248,9 @@ impl ExecutorPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (reply, replied) = flume::bounded(1);
+        // One allocation per run; a flume channel here cost four (its queue, its buffer, and
+        // the waiting receiver's hook and that hook's queue).
+        let (reply, replied) = futures_channel::oneshot::channel();
         let submitted = Instant::now();
         self.submit_with(priority, move || {
             let started = Instant::now();
@@ -261,12 +263,13 @@ impl ExecutorPool {
             // The caller may have gone (timeout, disconnect); then nobody wants the result.
             let _ = reply.send(outcome);
         })?;
-        match replied.recv_async().await {
+        match replied.await {
             Ok(Ok(executed)) => Ok(executed),
             Ok(Err(_panic)) => Err(ExecutorError::Panicked {
                 pool: self.name.clone(),
             }),
-            Err(flume::RecvError::Disconnected) => Err(ExecutorError::ShutDown {
+            // The task was dropped unrun: the pool shut down.
+            Err(futures_channel::oneshot::Canceled) => Err(ExecutorError::ShutDown {
                 pool: self.name.clone(),
             }),
         }

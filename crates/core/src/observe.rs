@@ -191,7 +191,9 @@ const MAX_KEPT_SERIES: usize = 1024;
 /// series through the `metrics` macros allocates every label and hashes the key into the
 /// recorder's registry on each call: on `POST /predict`, about 15 allocations per request.
 struct KeptSeries<H> {
-    by_labels: HashMap<Box<[u8]>, H>,
+    /// foldhash: SipHash was a third of a lookup here, and the labels are bounded values
+    /// (routes, statuses, model names already resolved), not arbitrary client input.
+    by_labels: HashMap<Box<[u8]>, H, foldhash::fast::RandomState>,
     /// The lookup key being built: each label's length, then its bytes (so no two label
     /// lists share a key).
     key: Vec<u8>,
@@ -200,7 +202,7 @@ struct KeptSeries<H> {
 impl<H: Clone> KeptSeries<H> {
     fn new() -> Self {
         Self {
-            by_labels: HashMap::new(),
+            by_labels: HashMap::default(),
             key: Vec::new(),
         }
     }

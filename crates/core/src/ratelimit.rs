@@ -11,6 +11,7 @@
 //! need the remaining allowance and the reset time, and both modes must answer identically.)
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -121,15 +122,16 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
 #[derive(Debug)]
 pub struct LocalRateLimiter {
     epoch: Instant,
-    /// Never held across an `.await`.
-    tats: Mutex<HashMap<(TenantId, RateLimitGroup), i64>>,
+    /// Never held across an `.await`. Hashed with foldhash: looked up on every request, and
+    /// its keys come from the key table, not from clients.
+    tats: Mutex<HashMap<(TenantId, RateLimitGroup), i64, foldhash::fast::RandomState>>,
 }
 
 impl Default for LocalRateLimiter {
     fn default() -> Self {
         Self {
             epoch: Instant::now(),
-            tats: Mutex::new(HashMap::new()),
+            tats: Mutex::new(HashMap::default()),
         }
     }
 }
@@ -148,12 +150,22 @@ impl LocalRateLimiter {
         cost: u32,
     ) -> Decision {
         let mut tats = lock(&self.tats);
-        let key = (tenant.clone(), group);
-        let (decision, new_tat) = gcra(now_us, tats.get(&key).copied(), limit, cost);
-        if let Some(new_tat) = new_tat {
-            tats.insert(key, new_tat);
+        match tats.entry((tenant.clone(), group)) {
+            Entry::Occupied(mut stored) => {
+                let (decision, new_tat) = gcra(now_us, Some(*stored.get()), limit, cost);
+                if let Some(new_tat) = new_tat {
+                    stored.insert(new_tat);
+                }
+                decision
+            }
+            Entry::Vacant(slot) => {
+                let (decision, new_tat) = gcra(now_us, None, limit, cost);
+                if let Some(new_tat) = new_tat {
+                    slot.insert(new_tat);
+                }
+                decision
+            }
         }
-        decision
     }
 }
 

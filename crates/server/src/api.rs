@@ -2,8 +2,8 @@
 //! from them. Field names and order are part of the contract (SPEC §4).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use inference_engine_core::job::{Job, JobStatus};
-use inference_engine_core::model::ModelKey;
+use inference_engine_core::job::{Job, JobId, JobStatus};
+use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::registry::{LoadedStatus, ModelDetails, ModelStatus};
 use inference_engine_core::source::TensorSpec;
 use serde::{Deserialize, Serialize};
@@ -93,20 +93,26 @@ pub struct JobList {
 pub struct PredictResponse {
     #[schema(value_type = Object)]
     pub result: Value,
-    pub model: String,
+    #[schema(value_type = String)]
+    pub model: ModelName,
     /// The version that answered (chosen by routing when the request gave none).
-    pub version: String,
+    #[schema(value_type = String)]
+    pub version: ModelVersion,
     /// The job recording this request: `GET /jobs/{job_id}`.
-    pub job_id: String,
+    #[schema(value_type = String)]
+    pub job_id: JobId,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchPredictResponse {
     #[schema(value_type = Vec<Object>)]
     pub results: Vec<Value>,
-    pub model: String,
-    pub version: String,
-    pub job_id: String,
+    #[schema(value_type = String)]
+    pub model: ModelName,
+    #[schema(value_type = String)]
+    pub version: ModelVersion,
+    #[schema(value_type = String)]
+    pub job_id: JobId,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

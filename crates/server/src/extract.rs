@@ -1,9 +1,11 @@
 //! Extractors whose rejections are API errors: `ApiJson<T>` maps malformed JSON to 400 and
-//! invalid or unknown fields to 422, with serde's sentence naming the field.
+//! invalid or unknown fields to 422, with serde's sentence naming the field; `GuardedBody` is
+//! the body the route guard read.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use http_body_util::BodyExt;
 use inference_engine_core::auth::Principal;
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::job::RequestId;
@@ -13,9 +15,19 @@ use serde_json::error::Category;
 
 use crate::error::ApiError;
 
-/// Whether the request id came from the client (`X-Request-ID`) or was generated here.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestIdFromClient(pub bool);
+/// An authenticated request: its key's principal, its id and whether that id came from the
+/// client (`X-Request-ID`) or was generated here. The request-context layer sets it on the
+/// request (one extension: each costs an allocation, and a fourth grows the map).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub request_id: RequestId,
+    pub request_id_from_client: bool,
+}
+
+fn layers_did_not_run() -> ApiError {
+    ApiError::internal("the request context layers did not run")
+}
 
 /// Who is calling: tenant, request id and whether that id can serve as a routing key. Built
 /// from what the request-context and authentication layers stored on the request.
@@ -26,27 +38,31 @@ impl<S: Send + Sync> FromRequestParts<S> for CallerContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let missing = || ApiError::internal("the request context layers did not run");
-        let tenant = parts
+        let authenticated = parts
             .extensions
-            .get::<Principal>()
-            .ok_or_else(missing)?
-            .tenant()
-            .clone();
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .cloned()
-            .ok_or_else(missing)?;
-        let from_client = parts
-            .extensions
-            .get::<RequestIdFromClient>()
-            .is_some_and(|origin| origin.0);
+            .get::<Authenticated>()
+            .ok_or_else(layers_did_not_run)?;
         Ok(Self(Caller {
-            tenant,
-            request_id,
-            request_id_from_client: from_client,
+            tenant: authenticated.principal.tenant().clone(),
+            request_id: authenticated.request_id.clone(),
+            request_id_from_client: authenticated.request_id_from_client,
         }))
+    }
+}
+
+/// The caller's principal (tenant and scopes).
+#[derive(Debug, Clone)]
+pub struct CallerPrincipal(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Authenticated>()
+            .map(|authenticated| Self(authenticated.principal.clone()))
+            .ok_or_else(layers_did_not_run)
     }
 }
 
@@ -62,16 +78,28 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::new(
-                    ErrorKind::MalformedRequest,
-                    "malformed_request",
-                    rejection.body_text(),
-                )
-            })?;
+        let GuardedBody(bytes) = GuardedBody::from_request(request, state).await?;
         parse_json(&bytes).map(Self)
+    }
+}
+
+/// The request body, which the route guard has read in full within `MAX_BODY_BYTES` (so no
+/// other limit applies here, and axum's `DefaultBodyLimit` is not needed).
+#[derive(Debug, Clone)]
+pub struct GuardedBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for GuardedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        match request.into_body().collect().await {
+            Ok(collected) => Ok(Self(collected.to_bytes())),
+            Err(err) => Err(ApiError::new(
+                ErrorKind::MalformedRequest,
+                "malformed_request",
+                format!("the request body could not be read: {err}"),
+            )),
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub mod routes;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
+use axum::ServiceExt;
 use inference_engine_app::{AppContext, GrpcPort, QueueBackend, job_loops, reload_on_sighup};
 use tokio::net::TcpListener;
 
@@ -94,7 +95,7 @@ pub async fn serve(
             },
         ))
     });
-    let server = axum::serve(listener, app)
+    let server = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(start_draining)
         .into_future();
     let drain_over = {
@@ -158,6 +159,6 @@ pub async fn serve_internal(
     })?;
     tracing::info!(address = %listener.local_addr()?, "internal listener (/metrics, /debug) without authentication");
     Ok(tokio::spawn(
-        axum::serve(listener, routes::internal_router(ctx)).into_future(),
+        axum::serve(listener, routes::internal_router(ctx).into_make_service()).into_future(),
     ))
 }

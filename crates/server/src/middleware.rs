@@ -1,34 +1,42 @@
 //! Cross-cutting request handling, in the order of SPEC §4.1: request id → auth → scope →
 //! (rate limit) → body size → body validation (in the extractors) → handler.
 //!
-//! Two layers do all of it. `request_context` is the outermost: it assigns the request id,
-//! authenticates the key, renders every error body (so each one carries that id), stamps
-//! `X-Request-ID` on every response and writes the one access-log line per request.
-//! `guard_route` wraps each route group: scope, rate limit and body limit, in that order. Few
-//! layers matter: each one costs allocations and a dynamic call on every request.
+//! Two layers do all of it. [`RequestContextLayer`] is the outermost: it assigns the request
+//! id, authenticates the key, turns a handler's panic into a 500, renders every error body (so
+//! each one carries that id), stamps `X-Request-ID` on every response and writes the one
+//! access-log line per request. [`RouteGuard`] wraps each route group: scope, rate limit and
+//! body limit, in that order. Few layers matter: each one costs allocations and a dynamic call
+//! on every request. Both are plain tower services rather than `axum::middleware::from_fn`,
+//! which on every request clones the state, boxes the service under it and boxes that
+//! service's future again (measured: `BENCHMARKS.md`, predict_echo).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use inference_engine_app::telemetry::{self, AccessRecord};
-use inference_engine_core::auth::{ApiKeyTable, Principal, Scope, TenantId};
+use inference_engine_core::auth::{ApiKeyTable, Scope, TenantId};
 use inference_engine_core::config::RateLimitGroup;
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::job::{Job, JobId, RequestId};
-use inference_engine_core::model::ModelKey;
+use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::observe;
 use inference_engine_core::request_scope::in_request;
 
 use crate::error::{
     ApiError, ErrorStyle, PendingErrorBody, fallback_code, grpc_code_line, render_error_body,
 };
-use crate::extract::RequestIdFromClient;
+use crate::extract::Authenticated;
 use crate::ratelimit::{RATELIMIT_LIMIT, charge};
 use crate::routes::AppState;
 
@@ -46,29 +54,36 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/playground/")
 }
 
-/// What a handler knows about the request that belongs in its access-log line.
+/// What a request's access-log line says beyond its method, path, status and latency: what its
+/// handler knows (job, model, version) and the route template it matched (set by its route
+/// guard). One response extension carries all of it: each extension costs an allocation.
 #[derive(Debug, Clone, Default)]
 pub struct AccessLogFields {
-    pub job_id: Option<String>,
-    pub model: Option<String>,
-    pub version: Option<String>,
+    pub job_id: Option<JobId>,
+    pub model: Option<ModelName>,
+    pub version: Option<ModelVersion>,
+    /// The route template (`/jobs/{job_id}`), for metrics that must not have a label value per
+    /// raw path.
+    route: Option<MatchedPath>,
 }
 
 impl AccessLogFields {
     pub fn for_job(job: &Job) -> Self {
         Self {
-            job_id: Some(job.id.to_string()),
-            model: Some(job.model.to_string()),
-            version: job.version.as_ref().map(ToString::to_string),
+            job_id: Some(job.id),
+            model: Some(job.model.clone()),
+            version: job.version.clone(),
+            route: None,
         }
     }
 
     /// A prediction's job, if one was recorded, and the model version that served it.
     pub fn for_prediction(job_id: Option<JobId>, model: Option<&ModelKey>) -> Self {
         Self {
-            job_id: job_id.map(|id| id.to_string()),
-            model: model.map(|key| key.name.to_string()),
-            version: model.map(|key| key.version.to_string()),
+            job_id,
+            model: model.map(|key| key.name.clone()),
+            version: model.map(|key| key.version.clone()),
+            route: None,
         }
     }
 }
@@ -78,31 +93,164 @@ impl AccessLogFields {
 #[derive(Debug, Clone)]
 pub struct Authentication(pub Option<Arc<ApiKeyTable>>);
 
-/// Outermost layer: request id, authentication, error bodies, `X-Request-ID`, access log.
-pub async fn request_context(
-    State(Authentication(keys)): State<Authentication>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// A service that answers HTTP requests: a listener's whole stack, or the part of it under a
+/// layer.
+pub trait HttpService:
+    tower::Service<Request, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<Request, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// What a layer's `call` returns: the boxed future of its async body (one allocation per
+/// request and layer; the services under it are called directly, not boxed again).
+pub type LayerFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// The services under a layer, taken out of the layer for one request.
+#[derive(Debug)]
+pub struct Rest<S>(S);
+
+impl<S> Rest<S>
+where
+    S: HttpService,
+{
+    /// Tower's contract: `call` the instance `poll_ready` said was ready, and leave a clone in
+    /// the layer for the next request.
+    fn take(ready: &mut S) -> Self {
+        let fresh = ready.clone();
+        Self(std::mem::replace(ready, fresh))
+    }
+
+    async fn run(mut self, request: Request) -> Response {
+        match self.0.call(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Self::run`], with a panic in the services under it answered as a 500 (its body is
+    /// rendered by `request_context` like every other error's).
+    async fn run_catching_panics(mut self, request: Request) -> Response {
+        let called = std::panic::catch_unwind(AssertUnwindSafe(|| self.0.call(request)));
+        let finished = match called {
+            Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
+        match finished {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(panic) => panic_response(&*panic),
+        }
+    }
+}
+
+fn panic_response(panic: &(dyn std::any::Any + Send)) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("unknown panic payload");
+    ApiError::internal(format!("handler panicked: {message}")).into_response()
+}
+
+/// What a layer does around the services under it, once per request.
+pub trait AroundRest: Clone + Send + Sync + 'static {
+    fn around<S: HttpService>(
+        self,
+        request: Request,
+        rest: Rest<S>,
+    ) -> impl Future<Output = Response> + Send;
+}
+
+/// A service behind one of the two layers: `around` runs for every request and calls `inner`.
+#[derive(Debug, Clone)]
+pub struct Layered<A, S> {
+    around: A,
+    inner: S,
+}
+
+impl<A: AroundRest, S: HttpService> tower::Service<Request> for Layered<A, S> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = LayerFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> LayerFuture {
+        let rest = Rest::take(&mut self.inner);
+        let around = self.around.clone();
+        Box::pin(async move { Ok(around.around(request, rest).await) })
+    }
+}
+
+/// The outermost layer of a listener: [`request_context`] around everything under it.
+#[derive(Debug, Clone)]
+pub struct RequestContextLayer(pub Authentication);
+
+/// A listener's whole stack.
+pub type RequestContext<S> = Layered<Authentication, S>;
+
+impl<S> tower::Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> RequestContext<S> {
+        Layered {
+            around: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+impl AroundRest for Authentication {
+    async fn around<S: HttpService>(self, request: Request, rest: Rest<S>) -> Response {
+        request_context(self.0.as_deref(), request, rest).await
+    }
+}
+
+/// Request id, authentication, panics, error bodies, `X-Request-ID`, access log.
+async fn request_context<S>(keys: Option<&ApiKeyTable>, request: Request, rest: Rest<S>) -> Response
+where
+    S: HttpService,
+{
     let (request_id, from_client) = RequestId::sent_or_generated(
         request
             .headers()
             .get(&REQUEST_ID)
             .and_then(|value| value.to_str().ok()),
     );
-    let request_id_from_client = RequestIdFromClient(from_client);
     let mut access = AccessLog::start(
         request_id.clone(),
         request.method().clone(),
         request.uri().clone(),
     );
-    request.extensions_mut().insert(request_id.clone());
-    request.extensions_mut().insert(request_id_from_client);
 
     // Every log line written for this request names it, on this thread and on the executor's.
-    let mut response = match keys {
-        Some(keys) => in_request(request_id.clone(), authenticate(&keys, request, next)).await,
-        None => in_request(request_id.clone(), next.run(request)).await,
+    let (mut response, tenant) = match keys {
+        Some(keys) => {
+            let identified = (request_id.clone(), from_client);
+            in_request(
+                request_id.clone(),
+                authenticate(keys, identified, request, rest),
+            )
+            .await
+        }
+        None => {
+            let response = in_request(request_id.clone(), rest.run_catching_panics(request));
+            (response.await, None)
+        }
     };
 
     finish_error_body(
@@ -113,7 +261,7 @@ pub async fn request_context(
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    access.log(&response);
+    access.log(&response, tenant.as_ref());
     response
 }
 
@@ -186,13 +334,9 @@ impl AccessLog {
         &self.request_id
     }
 
-    fn log(&mut self, response: &Response) {
-        let tenant = response.extensions().get::<TenantId>();
+    fn log(&mut self, response: &Response, tenant: Option<&TenantId>) {
         let fields = response.extensions().get::<AccessLogFields>();
-        let route = response
-            .extensions()
-            .get::<MatchedRoute>()
-            .map(|route| route.0.as_str());
+        let route = fields.and_then(|fields| fields.route.as_ref().map(MatchedPath::as_str));
         self.write(
             Outcome::http(response.status().as_u16()),
             route,
@@ -218,12 +362,16 @@ impl AccessLog {
         let latency = self.started.elapsed();
         observe::http_request(route, outcome.status, latency);
         if tracing::enabled!(tracing::Level::INFO) {
+            let mut job_id = uuid::Uuid::encode_buffer();
+            let job_id = fields
+                .and_then(|f| f.job_id)
+                .map(|id| &*id.as_uuid().hyphenated().encode_lower(&mut job_id));
             telemetry::access_log(&AccessRecord {
                 request_id: self.request_id.as_str(),
                 tenant_id: tenant.map(TenantId::as_str),
-                job_id: fields.and_then(|f| f.job_id.as_deref()),
-                model: fields.and_then(|f| f.model.as_deref()),
-                version: fields.and_then(|f| f.version.as_deref()),
+                job_id,
+                model: fields.and_then(|f| f.model.as_ref().map(ModelName::as_str)),
+                version: fields.and_then(|f| f.version.as_ref().map(ModelVersion::as_str)),
                 method: self.method.as_str(),
                 path: self.uri.path(),
                 status: outcome.status,
@@ -245,11 +393,6 @@ impl Drop for AccessLog {
         }
     }
 }
-
-/// The route template a request matched (`/jobs/{job_id}`), for metrics that must not have a
-/// label value per raw path.
-#[derive(Debug, Clone)]
-pub struct MatchedRoute(pub MatchedPath);
 
 /// The `route` label of requests that matched no route (or were abandoned before answering).
 const UNMATCHED_ROUTE: &str = "unmatched";
@@ -277,26 +420,55 @@ impl RouteGuard {
     }
 }
 
-/// Route layer: scope (403) → rate limit (429) → body size (413), then the handler. Also hands
-/// the matched route template out to `request_context` on the response.
-pub async fn guard_route(
-    State(guard): State<RouteGuard>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| MatchedRoute(path.clone()));
-    let mut response = guarded(&guard, request, next).await;
-    if let Some(route) = route {
-        response.extensions_mut().insert(route);
+/// A route group's guard is the layer of its routes (`Router::route_layer`).
+impl<S> tower::Layer<S> for RouteGuard {
+    type Service = Layered<RouteGuard, S>;
+
+    fn layer(&self, inner: S) -> Layered<RouteGuard, S> {
+        Layered {
+            around: self.clone(),
+            inner,
+        }
+    }
+}
+
+impl AroundRest for RouteGuard {
+    async fn around<S: HttpService>(self, request: Request, rest: Rest<S>) -> Response {
+        guard_route(&self, request, rest).await
+    }
+}
+
+/// Scope (403) → rate limit (429) → body size (413), then the handler. Also hands the matched
+/// route template out to `request_context` on the response.
+async fn guard_route<S>(guard: &RouteGuard, request: Request, rest: Rest<S>) -> Response
+where
+    S: HttpService,
+{
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = guarded(guard, request, rest).await;
+    if route.is_some() {
+        let extensions = response.extensions_mut();
+        match extensions.get_mut::<AccessLogFields>() {
+            Some(fields) => fields.route = route,
+            None => {
+                extensions.insert(AccessLogFields {
+                    route,
+                    ..AccessLogFields::default()
+                });
+            }
+        }
     }
     response
 }
 
-async fn guarded(guard: &RouteGuard, request: Request, next: Next) -> Response {
-    let principal = request.extensions().get::<Principal>();
+async fn guarded<S>(guard: &RouteGuard, request: Request, rest: Rest<S>) -> Response
+where
+    S: HttpService,
+{
+    let principal = request
+        .extensions()
+        .get::<Authenticated>()
+        .map(|authenticated| &authenticated.principal);
     if let Some(scope) = guard.scope
         && !principal.is_some_and(|principal| principal.allows(scope))
     {
@@ -315,7 +487,7 @@ async fn guarded(guard: &RouteGuard, request: Request, next: Next) -> Response {
         },
         _ => None,
     };
-    let mut response = enforce_body_limit(guard.body_limit, request, next).await;
+    let mut response = enforce_body_limit(guard.body_limit, request, rest).await;
     if let Some(headers) = limit_headers {
         // A batch handler that charged its items set fresher headers already.
         if !response.headers().contains_key(RATELIMIT_LIMIT) {
@@ -383,10 +555,20 @@ pub(crate) fn key_from<'a>(
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Resolves the API key to a `Principal` (401 without a valid one, except on public paths).
-async fn authenticate(keys: &ApiKeyTable, mut request: Request, next: Next) -> Response {
+/// Resolves the API key to a `Principal` (401 without a valid one, except on public paths)
+/// and sets [`Authenticated`] on the request; returns the response and the tenant it
+/// authenticated, for the access log. `(request_id, from_client)`: the request's id.
+async fn authenticate<S>(
+    keys: &ApiKeyTable,
+    (request_id, request_id_from_client): (RequestId, bool),
+    mut request: Request,
+    rest: Rest<S>,
+) -> (Response, Option<TenantId>)
+where
+    S: HttpService,
+{
     if is_public(request.uri().path()) {
-        return next.run(request).await;
+        return (rest.run_catching_panics(request).await, None);
     }
     let principal = presented_key(request.headers()).and_then(|key| keys.authenticate(key));
     let Some(principal) = principal.cloned() else {
@@ -399,13 +581,15 @@ async fn authenticate(keys: &ApiKeyTable, mut request: Request, next: Next) -> R
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        return (response, None);
     };
     let tenant = principal.tenant().clone();
-    request.extensions_mut().insert(principal);
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(tenant);
-    response
+    request.extensions_mut().insert(Authenticated {
+        principal,
+        request_id,
+        request_id_from_client,
+    });
+    (rest.run_catching_panics(request).await, Some(tenant))
 }
 
 /// The `MAX_BODY_BYTES` limit.
@@ -419,7 +603,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Buffers the body, counting the bytes actually received: 413 past the limit whatever
 /// `Content-Length` claims, and at once when `Content-Length` itself is over the limit.
-async fn enforce_body_limit(BodyLimit(limit): BodyLimit, request: Request, next: Next) -> Response {
+async fn enforce_body_limit<S>(
+    BodyLimit(limit): BodyLimit,
+    request: Request,
+    rest: Rest<S>,
+) -> Response
+where
+    S: HttpService,
+{
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -434,7 +625,7 @@ async fn enforce_body_limit(BodyLimit(limit): BodyLimit, request: Request, next:
     }
     match read_within(body, limit).await {
         Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
+            rest.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
         Err(BodyReadError::TooLarge) => too_large(limit),
@@ -500,6 +691,44 @@ async fn drain(mut body: Body) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::{Layer, Service};
+
+    fn panicking_service() -> impl tower::Service<
+        Request,
+        Response = Response,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response, Infallible>> + Send,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(|request: Request| async move {
+            if request.uri().path() == "/panic" {
+                panic!("the handler broke");
+            }
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_json_500_with_the_request_id_and_the_server_goes_on() {
+        let mut service = RequestContextLayer(Authentication(None)).layer(panicking_service());
+        let request = Request::builder()
+            .uri("/panic")
+            .header(REQUEST_ID, "client-chosen-id")
+            .body(Body::empty())
+            .unwrap();
+        let response = service.call(request).await.unwrap();
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()[REQUEST_ID], "client-chosen-id");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "internal");
+        assert_eq!(body["request_id"], "client-chosen-id");
+        // The same service answers the next request normally.
+        let request = Request::builder().uri("/fine").body(Body::empty()).unwrap();
+        assert_eq!(service.call(request).await.unwrap().status(), 200);
+    }
 
     #[test]
     fn keys_come_from_either_header() {

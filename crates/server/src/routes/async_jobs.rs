@@ -1,11 +1,10 @@
 //! `POST /predict/async`, `POST /predict/async/batch` and `GET /predict/async/{job_id}`:
 //! accept work with 202 once it is committed, and let the client poll it.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use inference_engine_core::auth::Principal;
 use inference_engine_core::job::{IdempotencyKey, Payload};
 use inference_engine_core::jobs::{MAX_ATTEMPTS_LIMIT, SubmitCommand};
 use inference_engine_core::service::Caller;
@@ -17,7 +16,7 @@ use crate::api::{
     AsyncAccepted, AsyncBatchPredictRequest, AsyncPredictRequest, ErrorBody, JobView,
 };
 use crate::error::ApiError;
-use crate::extract::{ApiJson, CallerContext};
+use crate::extract::{ApiJson, CallerContext, CallerPrincipal};
 use crate::middleware::AccessLogFields;
 use crate::ratelimit::charge_batch_items;
 
@@ -89,7 +88,7 @@ pub async fn predict_async_batch(
 ))]
 pub async fn get_async_job(
     State(ctx): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    CallerPrincipal(principal): CallerPrincipal,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
     job_view_response(&ctx, &principal, &job_id).await

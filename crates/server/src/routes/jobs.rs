@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::{Extension, response::IntoResponse, response::Response};
+use axum::response::{IntoResponse, Response};
 use inference_engine_core::auth::Principal;
 use inference_engine_core::job::{Job, JobId, JobStatus};
 use inference_engine_core::model::ModelName;
@@ -14,6 +14,7 @@ use utoipa::IntoParams;
 use super::AppState;
 use crate::api::{ErrorBody, JobList, JobView};
 use crate::error::ApiError;
+use crate::extract::CallerPrincipal;
 use crate::middleware::AccessLogFields;
 
 const DEFAULT_PAGE: u32 = 50;
@@ -56,7 +57,7 @@ pub(super) async fn job_view_response(
 ))]
 pub async fn get_job(
     State(ctx): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    CallerPrincipal(principal): CallerPrincipal,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
     job_view_response(&ctx, &principal, &job_id).await
@@ -81,7 +82,7 @@ pub struct ListQuery {
 ))]
 pub async fn list_jobs(
     State(ctx): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    CallerPrincipal(principal): CallerPrincipal,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<JobList>, ApiError> {
     let Query(query) =
@@ -142,7 +143,7 @@ pub async fn list_jobs(
 ))]
 pub async fn cancel_job(
     State(ctx): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    CallerPrincipal(principal): CallerPrincipal,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(&job_id)?;

@@ -12,24 +12,23 @@ pub mod v2;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use inference_engine_app::AppContext;
 use inference_engine_core::auth::Scope;
 use inference_engine_core::config::RateLimitGroup;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::Layer;
 
 use crate::error::ApiError;
-use crate::middleware::{Authentication, RouteGuard, guard_route, request_context};
+use crate::middleware::{
+    Authentication, HttpService, RequestContext, RequestContextLayer, RouteGuard,
+};
 
 pub type AppState = Arc<AppContext>;
 
 /// The whole HTTP API.
-pub fn router(ctx: AppState) -> Router {
+pub fn router(ctx: AppState) -> RequestContext<impl HttpService> {
     let guard = |scope: Option<Scope>, rate_limit: Option<RateLimitGroup>| {
-        from_fn_with_state(RouteGuard::new(&ctx, scope, rate_limit), guard_route)
+        RouteGuard::new(&ctx, scope, rate_limit)
     };
 
     let predict = Router::new()
@@ -96,18 +95,16 @@ pub fn router(ctx: AppState) -> Router {
     with_request_context(routes, authentication)
 }
 
-/// `routes` behind the layers every request passes: request context (id, authentication,
-/// error bodies, access log), panic catching, and no axum body limit (the route guard has
-/// its own). They wrap the router once: `Router::layer` would wrap every route, and each
-/// wrapped route clones (and allocates) the services under it on every request.
-fn with_request_context(routes: Router, authentication: Authentication) -> Router {
-    Router::new().fallback_service(
-        tower::ServiceBuilder::new()
-            .layer(from_fn_with_state(authentication, request_context))
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(DefaultBodyLimit::disable())
-            .service(routes),
-    )
+/// `routes` behind the layer every request passes: request context (id, authentication,
+/// panics, error bodies, access log). It wraps the router once: `Router::layer` would wrap
+/// every route, and each wrapped route clones (and allocates) the services under it on every
+/// request. Handlers read bodies with `extract::GuardedBody` (the route guard's limit), not
+/// axum's `Bytes`, which would apply axum's own 2 MB default.
+fn with_request_context(
+    routes: Router,
+    authentication: Authentication,
+) -> RequestContext<impl HttpService> {
+    RequestContextLayer(authentication).layer(routes)
 }
 
 /// What `ADMIN_LISTEN_ADDR` serves without authentication (and the public listener with
@@ -120,13 +117,10 @@ fn internal_routes() -> Router<AppState> {
 
 /// The internal listener's router: [`internal_routes`] with request ids, JSON errors and the
 /// access log, and no authentication. Bind it to an address only operators can reach.
-pub fn internal_router(ctx: AppState) -> Router {
+pub fn internal_router(ctx: AppState) -> RequestContext<impl HttpService> {
     let routes = Router::new()
         .merge(internal_routes())
-        .route_layer(from_fn_with_state(
-            RouteGuard::new(&ctx, None, None),
-            guard_route,
-        ))
+        .route_layer(RouteGuard::new(&ctx, None, None))
         .fallback(unknown_route)
         .with_state(ctx);
     with_request_context(routes, Authentication(None))
@@ -134,17 +128,4 @@ pub fn internal_router(ctx: AppState) -> Router {
 
 async fn unknown_route() -> ApiError {
     ApiError::not_found("no route matches this path")
-}
-
-#[expect(
-    clippy::needless_pass_by_value,
-    reason = "the signature CatchPanicLayer::custom requires"
-)]
-fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|message| (*message).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic payload".to_owned());
-    ApiError::internal(format!("handler panicked: {message}")).into_response()
 }

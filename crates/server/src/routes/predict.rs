@@ -9,8 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use inference_engine_app::telemetry;
+use inference_engine_core::job::JobId;
 use inference_engine_core::job::Payload;
-use inference_engine_core::model::{ModelName, ModelVersion};
+use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::service::{PredictCommand, PredictFailure, Prediction};
 
 use super::AppState;
@@ -176,24 +177,26 @@ fn millis_header(duration: Duration) -> HeaderValue {
 /// `X-Job-ID` of the failed job when it was recorded.
 pub(super) fn respond<A, B: IntoResponse>(
     outcome: Result<Prediction<A>, PredictFailure>,
-    body: impl FnOnce(Prediction<A>, String, String, String) -> B,
+    body: impl FnOnce(Prediction<A>, ModelName, ModelVersion, JobId) -> B,
     error: impl FnOnce(ApiError) -> ApiError,
 ) -> Response {
     match outcome {
         Ok(prediction) => {
-            let job_id = prediction.job_id.to_string();
-            let model = prediction.model.name.to_string();
-            let version = prediction.model.version.to_string();
-            let fields = AccessLogFields {
-                job_id: Some(job_id.clone()),
-                model: Some(model.clone()),
-                version: Some(version.clone()),
-            };
+            let job_id = prediction.job_id;
+            let ModelKey { name, version } = prediction.model.clone();
+            let fields = AccessLogFields::for_prediction(Some(job_id), Some(&prediction.model));
             let inference_time = millis_header(prediction.inference_time);
             let queue_time = millis_header(prediction.queue_time);
-            let version_header = HeaderValue::from_str(&version).ok();
-            let job_header = HeaderValue::from_str(&job_id).ok();
-            let mut response = body(prediction, model, version, job_id).into_response();
+            let version_header = HeaderValue::from_str(version.as_str()).ok();
+            let job_header = HeaderValue::from_bytes(
+                job_id
+                    .as_uuid()
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    .as_bytes(),
+            )
+            .ok();
+            let mut response = body(prediction, name, version, job_id).into_response();
             let headers = response.headers_mut();
             // Room for every header the layers add on the way out (rate limits, request id,
             // length): growing the map rehashes it, twice from its initial size.

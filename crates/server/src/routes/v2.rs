@@ -24,7 +24,7 @@ use super::AppState;
 use super::health;
 use super::predict::{respond, target};
 use crate::error::ApiError;
-use crate::extract::CallerContext;
+use crate::extract::{CallerContext, GuardedBody};
 
 /// What `GET /v2` and gRPC `ServerMetadata` call this server.
 pub const SERVER_NAME: &str = "inference-engine";
@@ -123,7 +123,7 @@ pub async fn infer(
     CallerContext(caller): CallerContext,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    GuardedBody(body): GuardedBody,
 ) -> Response {
     run_infer(&ctx, &caller, name, None, &headers, &body).await
 }
@@ -138,7 +138,7 @@ pub async fn infer_version(
     CallerContext(caller): CallerContext,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    GuardedBody(body): GuardedBody,
 ) -> Response {
     run_infer(&ctx, &caller, name, Some(version), &headers, &body).await
 }
@@ -359,10 +359,13 @@ async fn run_infer(
                 Ok(outputs) => outputs,
                 Err(err) => return err.into_response(),
             };
-            let encoded =
-                rest::encode_infer_response(&model, &version, Some(&id), &outputs, |name| {
-                    selection.binary(name)
-                });
+            let encoded = rest::encode_infer_response(
+                model.as_str(),
+                version.as_str(),
+                Some(&id),
+                &outputs,
+                |name| selection.binary(name),
+            );
             let mut response = encoded.body.into_response();
             let headers = response.headers_mut();
             match encoded.header_length {
