@@ -30,6 +30,15 @@ impl JobId {
         self.0
     }
 
+    /// The id as text (lowercase, hyphenated, as stored and shown), written into `buffer`
+    /// instead of a new `String`.
+    pub fn as_text<'b>(&self, buffer: &'b mut [u8; Self::TEXT_LEN]) -> &'b str {
+        self.0.hyphenated().encode_lower(buffer)
+    }
+
+    /// The length of [`Self::as_text`].
+    pub const TEXT_LEN: usize = uuid::fmt::Hyphenated::LENGTH;
+
     /// The smallest id a job created at `at` can have. Ids are UUIDv7 (48 bits of Unix
     /// milliseconds first), so every job created earlier has a smaller id: a primary-key range
     /// selects jobs by age without an index on a timestamp.

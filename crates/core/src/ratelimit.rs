@@ -150,22 +150,17 @@ impl LocalRateLimiter {
         cost: u32,
     ) -> Decision {
         let mut tats = lock(&self.tats);
-        match tats.entry((tenant.clone(), group)) {
-            Entry::Occupied(mut stored) => {
-                let (decision, new_tat) = gcra(now_us, Some(*stored.get()), limit, cost);
-                if let Some(new_tat) = new_tat {
-                    stored.insert(new_tat);
-                }
-                decision
-            }
-            Entry::Vacant(slot) => {
-                let (decision, new_tat) = gcra(now_us, None, limit, cost);
-                if let Some(new_tat) = new_tat {
-                    slot.insert(new_tat);
-                }
-                decision
-            }
+        // One lookup (one hash) for the read and the write.
+        let entry = tats.entry((tenant.clone(), group));
+        let stored = match &entry {
+            Entry::Occupied(stored) => Some(*stored.get()),
+            Entry::Vacant(_) => None,
+        };
+        let (decision, new_tat) = gcra(now_us, stored, limit, cost);
+        if let Some(new_tat) = new_tat {
+            entry.insert_entry(new_tat);
         }
+        decision
     }
 }
 

@@ -362,10 +362,10 @@ impl AccessLog {
         let latency = self.started.elapsed();
         observe::http_request(route, outcome.status, latency);
         if tracing::enabled!(tracing::Level::INFO) {
-            let mut job_id = uuid::Uuid::encode_buffer();
+            let mut job_id = [0; JobId::TEXT_LEN];
             let job_id = fields
                 .and_then(|f| f.job_id)
-                .map(|id| &*id.as_uuid().hyphenated().encode_lower(&mut job_id));
+                .map(|id| id.as_text(&mut job_id));
             telemetry::access_log(&AccessRecord {
                 request_id: self.request_id.as_str(),
                 tenant_id: tenant.map(TenantId::as_str),

@@ -64,7 +64,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 /// directly, so a record costs no copy of its ids and names.
 #[derive(Debug)]
 pub(crate) struct JobColumns<'a> {
-    id: [u8; uuid::fmt::Hyphenated::LENGTH],
+    id: [u8; JobId::TEXT_LEN],
     pub(crate) tenant_id: &'a str,
     pub(crate) request_id: &'a str,
     pub(crate) mode: &'static str,
@@ -90,15 +90,15 @@ pub(crate) struct JobColumns<'a> {
 impl JobColumns<'_> {
     /// The id as stored: a lowercase hyphenated UUID.
     pub(crate) fn id(&self) -> &str {
-        // Written by `Hyphenated::encode_lower`: ASCII.
+        // Written by `JobId::as_text`: ASCII.
         std::str::from_utf8(&self.id).unwrap_or_default()
     }
 }
 
 impl<'a> From<&'a Job> for JobColumns<'a> {
     fn from(job: &'a Job) -> Self {
-        let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
-        job.id.as_uuid().hyphenated().encode_lower(&mut id);
+        let mut id = [0; JobId::TEXT_LEN];
+        job.id.as_text(&mut id);
         Self {
             id,
             tenant_id: job.tenant_id.as_str(),

@@ -9,8 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use inference_engine_app::telemetry;
-use inference_engine_core::job::JobId;
-use inference_engine_core::job::Payload;
+use inference_engine_core::job::{JobId, Payload};
 use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::service::{PredictCommand, PredictFailure, Prediction};
 
@@ -188,14 +187,7 @@ pub(super) fn respond<A, B: IntoResponse>(
             let inference_time = millis_header(prediction.inference_time);
             let queue_time = millis_header(prediction.queue_time);
             let version_header = HeaderValue::from_str(version.as_str()).ok();
-            let job_header = HeaderValue::from_bytes(
-                job_id
-                    .as_uuid()
-                    .hyphenated()
-                    .encode_lower(&mut uuid::Uuid::encode_buffer())
-                    .as_bytes(),
-            )
-            .ok();
+            let job_header = HeaderValue::from_str(job_id.as_text(&mut [0; JobId::TEXT_LEN])).ok();
             let mut response = body(prediction, name, version, job_id).into_response();
             let headers = response.headers_mut();
             // Room for every header the layers add on the way out (rate limits, request id,

@@ -78,6 +78,35 @@ async fn a_body_at_the_limit_passes_and_one_byte_more_is_413() {
     assert_eq!(json_body(over).await["code"], "payload_too_large");
 }
 
+/// `MAX_BODY_BYTES` is the only limit: bodies above axum's own 2 MB default pass on the routes
+/// that read JSON and on the V2 REST route that reads raw bytes.
+#[tokio::test]
+async fn bodies_above_two_megabytes_pass_when_max_body_bytes_allows_them() {
+    const BIG: usize = 3_000_000;
+    let app = TestApp::spawn_with(|settings| settings.max_body_bytes = 4_000_000).await;
+    let predict = app
+        .client
+        .post(app.url("/predict"))
+        .header("x-api-key", DEV_KEY)
+        .body(body_of(BIG))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(predict.status(), 200);
+    let text = "a".repeat(BIG);
+    let inputs = json!([{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]);
+    let v2 = app
+        .post_ok(
+            "/v2/models/echo/versions/v1/infer",
+            &json!({"inputs": inputs}),
+        )
+        .await;
+    assert_eq!(
+        v2["outputs"][0]["data"][0].as_str().map(str::len),
+        Some(BIG)
+    );
+}
+
 #[tokio::test]
 async fn a_chunked_body_without_content_length_is_counted_as_it_streams() {
     let app = app().await;
