@@ -223,23 +223,52 @@ fn push_second_prefix(out: &mut Vec<u8>, time: chrono::DateTime<chrono::Utc>) {
     }
 }
 
-/// Appends `value` in decimal, zero-padded to at least `width` digits. By hand rather than
-/// through `core::fmt`: the access line and the timing headers of every response use it, and
-/// the formatter's machinery cost several times the digits themselves.
-fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
+/// Room for the longest number written here: a `u64` in decimal (20 digits) and a point.
+pub const NUMBER_TEXT_LEN: usize = 24;
+
+/// Writes `value` in decimal, zero-padded to at least `width` digits, into `text` so that it
+/// ends just before `end`; returns where it starts. By hand rather than through `core::fmt`:
+/// the access line and the timing and rate-limit headers of every response use it, and the
+/// formatter's machinery cost several times the digits themselves.
+fn put_digits(text: &mut [u8; NUMBER_TEXT_LEN], end: usize, value: u64, width: usize) -> usize {
+    let width = width.min(end);
+    let mut start = end;
     let mut rest = value;
     loop {
         start -= 1;
-        digits[start] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        text[start] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
         rest /= 10;
-        if rest == 0 {
-            break;
+        if (rest == 0 && end - start >= width) || start == 0 {
+            return start;
         }
     }
-    let start = start.min(digits.len().saturating_sub(width));
-    out.extend_from_slice(&digits[start..]);
+}
+
+/// The digits [`put_digits`] wrote, as text.
+fn digits_text(text: &[u8]) -> &str {
+    std::str::from_utf8(text).unwrap_or_default()
+}
+
+/// `value` in decimal, written into `text` (no allocation: a header value copies it once).
+pub fn decimal_text(value: u64, text: &mut [u8; NUMBER_TEXT_LEN]) -> &str {
+    let start = put_digits(text, NUMBER_TEXT_LEN, value, 1);
+    digits_text(&text[start..])
+}
+
+/// `duration` in milliseconds with three decimals (`12.345`), written into `text`.
+pub fn millis_text(duration: Duration, text: &mut [u8; NUMBER_TEXT_LEN]) -> &str {
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    let point = put_digits(text, NUMBER_TEXT_LEN, micros % 1_000, 3) - 1;
+    text[point] = b'.';
+    let start = put_digits(text, point, micros / 1_000, 1);
+    digits_text(&text[start..])
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits.
+fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut text = [0; NUMBER_TEXT_LEN];
+    let start = put_digits(&mut text, NUMBER_TEXT_LEN, value, width);
+    out.extend_from_slice(&text[start..]);
 }
 
 /// Appends `value` in decimal.
@@ -248,11 +277,8 @@ fn push_decimal(out: &mut Vec<u8>, value: u64) {
 }
 
 /// Appends `duration` in milliseconds with three decimals (`12.345`).
-pub fn push_millis(out: &mut Vec<u8>, duration: Duration) {
-    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-    push_decimal(out, micros / 1_000);
-    out.push(b'.');
-    push_padded(out, micros % 1_000, 3);
+fn push_millis(out: &mut Vec<u8>, duration: Duration) {
+    out.extend_from_slice(millis_text(duration, &mut [0; NUMBER_TEXT_LEN]).as_bytes());
 }
 
 /// Appends `text` as a JSON string, quotes included.
@@ -766,6 +792,14 @@ mod tests {
         assert_eq!(millis(Duration::from_micros(18)), "x=0.018");
         assert_eq!(millis(Duration::ZERO), "x=0.000");
         assert_eq!(millis(Duration::from_secs(90)), "x=90000.000");
+        assert_eq!(
+            millis(Duration::from_micros(u64::MAX)),
+            "x=18446744073709551.615"
+        );
+        let mut text = [0; NUMBER_TEXT_LEN];
+        assert_eq!(decimal_text(1_000_000_000, &mut text), "1000000000");
+        assert_eq!(decimal_text(u64::MAX, &mut text), "18446744073709551615");
+        assert_eq!(millis_text(Duration::from_micros(51), &mut text), "0.051");
     }
 
     #[test]

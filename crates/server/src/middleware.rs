@@ -4,11 +4,13 @@
 //! Two layers do all of it. [`RequestContextLayer`] is the outermost: it assigns the request
 //! id, authenticates the key, turns a handler's panic into a 500, renders every error body (so
 //! each one carries that id), stamps `X-Request-ID` on every response and writes the one
-//! access-log line per request. [`RouteGuard`] wraps each route group: scope, rate limit and
-//! body limit, in that order. Few layers matter: each one costs allocations and a dynamic call
-//! on every request. Both are plain tower services rather than `axum::middleware::from_fn`,
-//! which on every request clones the state, boxes the service under it and boxes that
-//! service's future again (measured: `BENCHMARKS.md`, predict_echo).
+//! access-log line per request. [`RouteGuard`] guards each route group: scope, rate limit and
+//! body limit, in that order; it wraps each handler of the group ([`RouteGuard::protect`]),
+//! or, for a router built elsewhere, the group as a route layer. Few layers matter: each one
+//! costs allocations and a dynamic call on every request. Both are plain tower services rather
+//! than `axum::middleware::from_fn`, which on every request clones the state, boxes the
+//! service under it and boxes that service's future again (measured: `BENCHMARKS.md`,
+//! predict_echo).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
@@ -418,9 +421,20 @@ impl RouteGuard {
             ctx: Arc::clone(ctx),
         }
     }
+
+    /// `handler` behind this guard. The guard then runs inside the handler's own route: a
+    /// request passes one axum route, where `Router::route_layer` would wrap each route in a
+    /// second one that clones and boxes its services on every request (BENCHMARKS.md).
+    pub fn protect<H>(&self, handler: H) -> Guarded<H> {
+        Guarded {
+            guard: self.clone(),
+            handler,
+        }
+    }
 }
 
-/// A route group's guard is the layer of its routes (`Router::route_layer`).
+/// A route group's guard as the layer of its routes (`Router::route_layer`): for routers built
+/// elsewhere (the Swagger UI's), whose handlers [`RouteGuard::protect`] cannot reach.
 impl<S> tower::Layer<S> for RouteGuard {
     type Service = Layered<RouteGuard, S>;
 
@@ -434,18 +448,44 @@ impl<S> tower::Layer<S> for RouteGuard {
 
 impl AroundRest for RouteGuard {
     async fn around<S: HttpService>(self, request: Request, rest: Rest<S>) -> Response {
-        guard_route(&self, request, rest).await
+        guard_route(&self, request, |request| rest.run(request)).await
     }
 }
 
-/// Scope (403) → rate limit (429) → body size (413), then the handler. Also hands the matched
-/// route template out to `request_context` on the response.
-async fn guard_route<S>(guard: &RouteGuard, request: Request, rest: Rest<S>) -> Response
+/// A handler behind its route group's guard ([`RouteGuard::protect`]).
+#[derive(Debug, Clone)]
+pub struct Guarded<H> {
+    guard: RouteGuard,
+    handler: H,
+}
+
+impl<H, T> Handler<T, AppState> for Guarded<H>
 where
-    S: HttpService,
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    type Future = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+    fn call(self, request: Request, state: AppState) -> Self::Future {
+        let Self { guard, handler } = self;
+        Box::pin(async move {
+            guard_route(&guard, request, |request| handler.call(request, state)).await
+        })
+    }
+}
+
+/// Scope (403) → rate limit (429) → body size (413), then `next` (the handler). Also hands
+/// the matched route template out to `request_context` on the response.
+async fn guard_route<F>(
+    guard: &RouteGuard,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
 {
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let mut response = guarded(guard, request, rest).await;
+    let mut response = guarded(guard, request, next).await;
     if route.is_some() {
         let extensions = response.extensions_mut();
         match extensions.get_mut::<AccessLogFields>() {
@@ -461,9 +501,13 @@ where
     response
 }
 
-async fn guarded<S>(guard: &RouteGuard, request: Request, rest: Rest<S>) -> Response
+async fn guarded<F>(
+    guard: &RouteGuard,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response
 where
-    S: HttpService,
+    F: Future<Output = Response>,
 {
     let principal = request
         .extensions()
@@ -487,7 +531,7 @@ where
         },
         _ => None,
     };
-    let mut response = enforce_body_limit(guard.body_limit, request, rest).await;
+    let mut response = enforce_body_limit(guard.body_limit, request, next).await;
     if let Some(headers) = limit_headers {
         // A batch handler that charged its items set fresher headers already.
         if !response.headers().contains_key(RATELIMIT_LIMIT) {
@@ -603,13 +647,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Buffers the body, counting the bytes actually received: 413 past the limit whatever
 /// `Content-Length` claims, and at once when `Content-Length` itself is over the limit.
-async fn enforce_body_limit<S>(
+async fn enforce_body_limit<F>(
     BodyLimit(limit): BodyLimit,
     request: Request,
-    rest: Rest<S>,
+    next: impl FnOnce(Request) -> F,
 ) -> Response
 where
-    S: HttpService,
+    F: Future<Output = Response>,
 {
     let declared = request
         .headers()
@@ -624,10 +668,7 @@ where
         return too_large(limit);
     }
     match read_within(body, limit).await {
-        Ok(bytes) => {
-            rest.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
+        Ok(bytes) => next(Request::from_parts(parts, Body::from(bytes))).await,
         Err(BodyReadError::TooLarge) => too_large(limit),
         Err(BodyReadError::Broken) => ApiError::new(
             ErrorKind::MalformedRequest,

@@ -31,50 +31,85 @@ pub fn router(ctx: AppState) -> RequestContext<impl HttpService> {
         RouteGuard::new(&ctx, scope, rate_limit)
     };
 
+    let predict_guard = guard(Some(Scope::Predict), Some(RateLimitGroup::Predict));
     let predict = Router::new()
-        .route("/predict", post(predict::predict))
-        .route("/predict/batch", post(predict::predict_batch))
-        .route("/predict/async", post(async_jobs::predict_async))
+        .route("/predict", post(predict_guard.protect(predict::predict)))
+        .route(
+            "/predict/batch",
+            post(predict_guard.protect(predict::predict_batch)),
+        )
+        .route(
+            "/predict/async",
+            post(predict_guard.protect(async_jobs::predict_async)),
+        )
         .route(
             "/predict/async/batch",
-            post(async_jobs::predict_async_batch),
+            post(predict_guard.protect(async_jobs::predict_async_batch)),
         )
-        .route("/predict/async/{job_id}", get(async_jobs::get_async_job))
-        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route(
+            "/predict/async/{job_id}",
+            get(predict_guard.protect(async_jobs::get_async_job)),
+        )
+        .route(
+            "/v2/models/{name}/infer",
+            post(predict_guard.protect(v2::infer)),
+        )
         .route(
             "/v2/models/{name}/versions/{version}/infer",
-            post(v2::infer_version),
+            post(predict_guard.protect(v2::infer_version)),
         );
+    let jobs_guard = guard(Some(Scope::Predict), Some(RateLimitGroup::Jobs));
     let jobs = Router::new()
-        .route("/jobs", get(jobs::list_jobs))
-        .route("/jobs/{job_id}", get(jobs::get_job))
-        .route("/jobs/{job_id}/cancel", post(jobs::cancel_job));
+        .route("/jobs", get(jobs_guard.protect(jobs::list_jobs)))
+        .route("/jobs/{job_id}", get(jobs_guard.protect(jobs::get_job)))
+        .route(
+            "/jobs/{job_id}/cancel",
+            post(jobs_guard.protect(jobs::cancel_job)),
+        );
+    let models_guard = guard(Some(Scope::ReadModels), Some(RateLimitGroup::Models));
     let models = Router::new()
-        .route("/models", get(models::list_models))
-        .route("/models/{name}/{version}", get(models::model_details))
-        .route("/v2", get(v2::server_metadata))
-        .route("/v2/models/{name}", get(v2::model_metadata))
-        .route("/v2/models/{name}/ready", get(v2::model_ready))
+        .route("/models", get(models_guard.protect(models::list_models)))
+        .route(
+            "/models/{name}/{version}",
+            get(models_guard.protect(models::model_details)),
+        )
+        .route("/v2", get(models_guard.protect(v2::server_metadata)))
+        .route(
+            "/v2/models/{name}",
+            get(models_guard.protect(v2::model_metadata)),
+        )
+        .route(
+            "/v2/models/{name}/ready",
+            get(models_guard.protect(v2::model_ready)),
+        )
         .route(
             "/v2/models/{name}/versions/{version}",
-            get(v2::version_metadata),
+            get(models_guard.protect(v2::version_metadata)),
         )
         .route(
             "/v2/models/{name}/versions/{version}/ready",
-            get(v2::version_ready),
+            get(models_guard.protect(v2::version_ready)),
         );
-    let admin = Router::new()
-        .merge(internal_routes())
-        .route("/admin/models/memory", get(models::memory))
+    let admin_guard = guard(Some(Scope::Admin), None);
+    let admin = internal_routes(&admin_guard)
+        .route(
+            "/admin/models/memory",
+            get(admin_guard.protect(models::memory)),
+        )
         .route(
             "/admin/models/{name}/{version}/reload",
-            post(models::reload_model),
+            post(admin_guard.protect(models::reload_model)),
         )
         .route(
             "/admin/models/{name}/{version}/unload",
-            post(models::unload_model),
+            post(admin_guard.protect(models::unload_model)),
         )
-        .route("/admin/reload", post(models::reload_configuration));
+        .route(
+            "/admin/reload",
+            post(admin_guard.protect(models::reload_configuration)),
+        );
+    // Public and rarely called; the Swagger UI's router is built by utoipa, so this group's
+    // guard is its route layer.
     let public = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -85,10 +120,10 @@ pub fn router(ctx: AppState) -> RequestContext<impl HttpService> {
 
     let authentication = Authentication(Some(Arc::clone(&ctx.api_keys)));
     let routes = Router::new()
-        .merge(predict.route_layer(guard(Some(Scope::Predict), Some(RateLimitGroup::Predict))))
-        .merge(jobs.route_layer(guard(Some(Scope::Predict), Some(RateLimitGroup::Jobs))))
-        .merge(models.route_layer(guard(Some(Scope::ReadModels), Some(RateLimitGroup::Models))))
-        .merge(admin.route_layer(guard(Some(Scope::Admin), None)))
+        .merge(predict)
+        .merge(jobs)
+        .merge(models)
+        .merge(admin)
         .merge(public.route_layer(guard(None, None)))
         .fallback(unknown_route)
         .with_state(ctx);
@@ -108,19 +143,20 @@ fn with_request_context(
 }
 
 /// What `ADMIN_LISTEN_ADDR` serves without authentication (and the public listener with
-/// `admin`): `/metrics` and `/debug/*`.
-fn internal_routes() -> Router<AppState> {
+/// `admin`): `/metrics` and `/debug/*`, behind `guard`.
+fn internal_routes(guard: &RouteGuard) -> Router<AppState> {
     Router::new()
-        .route("/metrics", get(health::metrics))
-        .route("/debug/models/loaded", get(models::loaded_models))
+        .route("/metrics", get(guard.protect(health::metrics)))
+        .route(
+            "/debug/models/loaded",
+            get(guard.protect(models::loaded_models)),
+        )
 }
 
 /// The internal listener's router: [`internal_routes`] with request ids, JSON errors and the
 /// access log, and no authentication. Bind it to an address only operators can reach.
 pub fn internal_router(ctx: AppState) -> RequestContext<impl HttpService> {
-    let routes = Router::new()
-        .merge(internal_routes())
-        .route_layer(RouteGuard::new(&ctx, None, None))
+    let routes = internal_routes(&RouteGuard::new(&ctx, None, None))
         .fallback(unknown_route)
         .with_state(ctx);
     with_request_context(routes, Authentication(None))

@@ -167,9 +167,9 @@ pub(super) fn batch(items: Vec<serde_json::Value>) -> Result<Payload, ApiError> 
 
 /// Milliseconds with three decimals.
 fn millis_header(duration: Duration) -> HeaderValue {
-    let mut digits = Vec::with_capacity(16);
-    telemetry::push_millis(&mut digits, duration);
-    HeaderValue::from_bytes(&digits).unwrap_or(HeaderValue::from_static("0"))
+    let mut text = [0; telemetry::NUMBER_TEXT_LEN];
+    HeaderValue::from_str(telemetry::millis_text(duration, &mut text))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Success: the body plus timing and version headers. Failure: the mapped error, with the
