@@ -249,13 +249,8 @@ fn digits_text(text: &[u8]) -> &str {
     std::str::from_utf8(text).unwrap_or_default()
 }
 
-/// `value` in decimal, written into `text` (no allocation: a header value copies it once).
-pub fn decimal_text(value: u64, text: &mut [u8; NUMBER_TEXT_LEN]) -> &str {
-    let start = put_digits(text, NUMBER_TEXT_LEN, value, 1);
-    digits_text(&text[start..])
-}
-
-/// `duration` in milliseconds with three decimals (`12.345`), written into `text`.
+/// `duration` in milliseconds with three decimals (`12.345`), written into `text` (no
+/// allocation: a header value copies it once).
 pub fn millis_text(duration: Duration, text: &mut [u8; NUMBER_TEXT_LEN]) -> &str {
     let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
     let point = put_digits(text, NUMBER_TEXT_LEN, micros % 1_000, 3) - 1;
@@ -797,8 +792,6 @@ mod tests {
             "x=18446744073709551.615"
         );
         let mut text = [0; NUMBER_TEXT_LEN];
-        assert_eq!(decimal_text(1_000_000_000, &mut text), "1000000000");
-        assert_eq!(decimal_text(u64::MAX, &mut text), "18446744073709551615");
         assert_eq!(millis_text(Duration::from_micros(51), &mut text), "0.051");
     }
 
