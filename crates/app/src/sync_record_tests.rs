@@ -14,8 +14,8 @@ use inference_engine_core::auth::TenantId;
 use inference_engine_core::job::{Job, JobId, JobStatus, Payload, RequestId};
 use inference_engine_core::model::ModelName;
 use inference_engine_core::ports::{
-    CancelOutcome, Claim, ClaimRequest, Clock, JobFilter, JobStore, PendingCommit, PendingCount,
-    SettleRequest, StoreError, Submitted,
+    CancelOutcome, Claim, ClaimRequest, Clock, CommitReport, JobFilter, JobStore, PendingCommit,
+    PendingCount, SettleRequest, StoreError, Submitted,
 };
 use inference_engine_core::registry::{BuiltinSet, ModelRegistry};
 use inference_engine_core::service::{Caller, InferenceError, InferenceService, PredictCommand};
@@ -24,14 +24,22 @@ use serde_json::json;
 use tokio::sync::{Notify, mpsc as async_mpsc};
 
 /// The SQLite store, except that `queue_insert` announces itself and then waits for a permit
-/// from the test, on whatever thread called it.
+/// from the test, on whatever thread called it; and that, with `held_reports`, the commits of
+/// `queue_insert_reporting` are reported when the test says so.
 #[derive(Debug)]
 struct GatedStore {
     inner: SqliteJobStore,
     queue_insert_calls: AtomicUsize,
     entered: async_mpsc::UnboundedSender<()>,
     permits: Mutex<mpsc::Receiver<()>>,
+    /// Each write's own report from the inner store, and the caller's report channel.
+    held_reports: Option<Mutex<Vec<HeldReport>>>,
 }
+
+type HeldReport = (
+    futures_channel::oneshot::Receiver<Result<(), StoreError>>,
+    CommitReport,
+);
 
 #[async_trait]
 impl JobStore for GatedStore {
@@ -45,6 +53,24 @@ impl JobStore for GatedStore {
         let permit = self.permits.lock().unwrap().recv();
         assert!(permit.is_ok(), "the test dropped its permits");
         self.inner.queue_insert(jobs)
+    }
+
+    fn queue_insert_reporting(
+        &self,
+        jobs: Vec<Job>,
+        report: CommitReport,
+    ) -> Result<(), (Vec<Job>, CommitReport)> {
+        let Some(held) = &self.held_reports else {
+            return Err((jobs, report));
+        };
+        let (inner_report, inner_reported) = futures_channel::oneshot::channel();
+        match self.inner.queue_insert_reporting(jobs, inner_report) {
+            Ok(()) => {
+                held.lock().unwrap().push((inner_reported, report));
+                Ok(())
+            }
+            Err((jobs, _)) => Err((jobs, report)),
+        }
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -144,6 +170,12 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_holding_reports(false).await
+    }
+
+    /// With `hold_reports`, the store reports the commits of the records executor threads
+    /// queue only when [`Self::release_reports`] says so.
+    async fn start_holding_reports(hold_reports: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let inner = SqliteJobStore::open(&dir.path().join("jobs.db"))
             .await
@@ -155,6 +187,7 @@ impl Harness {
             queue_insert_calls: AtomicUsize::new(0),
             entered,
             permits: Mutex::new(gate),
+            held_reports: hold_reports.then(|| Mutex::new(Vec::new())),
         });
         let (seen, deadline_seen) = async_mpsc::unbounded_channel();
         let deadline = Arc::new(Notify::new());
@@ -189,6 +222,13 @@ impl Harness {
         &self,
         ms: u64,
     ) -> tokio::task::JoinHandle<Result<serde_json::Value, InferenceError>> {
+        tokio::spawn(self.sleep_prediction(ms))
+    }
+
+    fn sleep_prediction(
+        &self,
+        ms: u64,
+    ) -> impl Future<Output = Result<serde_json::Value, InferenceError>> + Send + 'static {
         let service = self.service.clone();
         let caller = Caller {
             tenant: TenantId::parse("tenant-a").unwrap(),
@@ -201,13 +241,22 @@ impl Harness {
             payload: Payload::Single(json!({"ms": ms})),
             timeout: Some(Duration::from_secs(60)),
         };
-        tokio::spawn(async move {
+        async move {
             service
                 .predict(&caller, command)
                 .await
                 .map(|prediction| prediction.output)
                 .map_err(|failure| failure.error)
-        })
+        }
+    }
+
+    /// Reports every held commit once the inner store has committed it.
+    async fn release_reports(&self) {
+        let held = std::mem::take(&mut *self.store.held_reports.as_ref().unwrap().lock().unwrap());
+        for (inner_reported, report) in held {
+            let outcome = within_10s(inner_reported).await.unwrap();
+            let _ = report.send(outcome);
+        }
     }
 
     async fn only_job(&self) -> Job {
@@ -298,4 +347,66 @@ async fn a_run_that_returns_after_its_deadline_leaves_the_timeout_record_alone()
     );
     // The late run wrote nothing: the caller had taken the record at the deadline.
     assert_eq!(harness.store.queue_insert_calls.load(Ordering::SeqCst), 1);
+}
+
+/// Counts the wake-ups of the task it belongs to.
+#[derive(Debug, Default)]
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_run_wakes_its_request_once_by_the_commit_not_by_the_model_returning() {
+    let harness = Harness::start_holding_reports(true).await;
+    let wakes = Arc::new(CountingWaker::default());
+    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut predicting = Box::pin(harness.sleep_prediction(200));
+    let held = harness.store.held_reports.as_ref().unwrap();
+    let in_flight = || -> usize {
+        let serving = harness.registry.serving();
+        serving.executors.pools().map(|pool| pool.in_flight()).sum()
+    };
+
+    // Polled whenever woken, until the model runs on its executor thread.
+    let mut polled_after = 0;
+    assert!(predicting.as_mut().poll(&mut context).is_pending());
+    let limit = Instant::now() + Duration::from_secs(10);
+    loop {
+        let woken = wakes.0.load(Ordering::SeqCst);
+        if woken > polled_after {
+            polled_after = woken;
+            assert!(predicting.as_mut().poll(&mut context).is_pending());
+        } else if in_flight() == 1 {
+            break;
+        }
+        assert!(Instant::now() < limit, "the model never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Not polled again until woken: the model returns, its executor thread queues the record
+    // (whose commit the store holds) and sends its reply...
+    while held.lock().unwrap().len() != 1 || in_flight() != 0 {
+        assert!(Instant::now() < limit, "the run's record was never queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...which woke nobody: the request waits for the commit.
+    assert_eq!(wakes.0.load(Ordering::SeqCst), polled_after);
+
+    harness.release_reports().await;
+    while wakes.0.load(Ordering::SeqCst) == polled_after {
+        assert!(Instant::now() < limit, "the commit never woke the request");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let std::task::Poll::Ready(answer) = predicting.as_mut().poll(&mut context) else {
+        panic!("woken by the commit, the request did not finish");
+    };
+    assert_eq!(answer, Ok(json!({"ms": 200})));
+    assert_eq!(wakes.0.load(Ordering::SeqCst), polled_after + 1);
+    assert_eq!(harness.only_job().await.status, JobStatus::Succeeded);
+    // Through the report channel: the gated `queue_insert` was never called.
+    assert_eq!(harness.store.queue_insert_calls.load(Ordering::SeqCst), 0);
 }

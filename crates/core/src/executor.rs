@@ -9,9 +9,12 @@
 //! Inference Protocol's `priority` parameter), then normal work.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -248,6 +251,21 @@ impl ExecutorPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        self.start_with(priority, work)?.await
+    }
+
+    /// Queues `work` now (or refuses it at once, like [`Self::submit`]) and returns the wait
+    /// for its reply, which the caller may await later: until it is first polled, the reply
+    /// wakes nobody.
+    pub fn start_with<T, F>(
+        &self,
+        priority: Priority,
+        work: F,
+    ) -> Result<Running<'_, T>, ExecutorError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         // One allocation per run; a flume channel here cost four (its queue, its buffer, and
         // the waiting receiver's hook and that hook's queue).
         let (reply, replied) = futures_channel::oneshot::channel();
@@ -263,16 +281,35 @@ impl ExecutorPool {
             // The caller may have gone (timeout, disconnect); then nobody wants the result.
             let _ = reply.send(outcome);
         })?;
-        match replied.await {
+        Ok(Running {
+            pool: self,
+            replied,
+        })
+    }
+}
+
+/// The reply of work queued by [`ExecutorPool::start_with`]. Dropping it does not stop the
+/// work; its result is then discarded.
+#[derive(Debug)]
+pub struct Running<'pool, T> {
+    pool: &'pool ExecutorPool,
+    replied: futures_channel::oneshot::Receiver<std::thread::Result<Executed<T>>>,
+}
+
+impl<T> Future for Running<'_, T> {
+    type Output = Result<Executed<T>, ExecutorError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let replied = ready!(Pin::new(&mut self.replied).poll(cx));
+        let pool = || self.pool.name.clone();
+        Poll::Ready(match replied {
             Ok(Ok(executed)) => Ok(executed),
-            Ok(Err(_panic)) => Err(ExecutorError::Panicked {
-                pool: self.name.clone(),
-            }),
+            Ok(Err(_panic)) => Err(ExecutorError::Panicked { pool: pool() }),
             // The task was dropped unrun: the pool shut down.
-            Err(futures_channel::oneshot::Canceled) => Err(ExecutorError::ShutDown {
-                pool: self.name.clone(),
-            }),
-        }
+            Err(futures_channel::oneshot::Canceled) => {
+                Err(ExecutorError::ShutDown { pool: pool() })
+            }
+        })
     }
 }
 

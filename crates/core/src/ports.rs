@@ -130,6 +130,9 @@ pub struct PendingCount {
 /// Writes queued by [`JobStore::queue_insert`]: resolves once they are committed.
 pub type PendingCommit = BoxFuture<'static, Result<(), StoreError>>;
 
+/// Where [`JobStore::queue_insert_reporting`] reports the commit of the writes it queued.
+pub type CommitReport = futures_channel::oneshot::Sender<Result<(), StoreError>>;
+
 /// Durable storage of jobs. Every async method returns only once its writes are committed.
 #[async_trait]
 pub trait JobStore: Send + Sync + fmt::Debug {
@@ -137,10 +140,24 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     async fn insert(&self, jobs: Vec<Job>) -> Result<(), StoreError>;
 
     /// [`Self::insert`] in two steps: queues the jobs without waiting, from any thread (an
-    /// executor thread records the run it has just finished, so the request is woken once, by
-    /// the commit, instead of once more in between), and returns what to await for their
-    /// commit. A store without a write queue, or a full queue, does its waiting in that future.
+    /// executor thread records the run it has just finished), and returns what to await for
+    /// their commit. A store without a write queue, or a full queue, does its waiting in that
+    /// future.
     fn queue_insert(&self, jobs: Vec<Job>) -> PendingCommit;
+
+    /// [`Self::queue_insert`] for a caller that waits on a channel of its own: queues the jobs
+    /// at once and sends their commit's outcome to `report`, with no future to poll (an
+    /// executor thread hands the record of its run to the store this way, and the request,
+    /// already waiting on the channel, is woken once, by the commit). Hands both back when it
+    /// cannot queue without waiting (a full queue, a store without a write queue); the caller
+    /// then uses `queue_insert`.
+    fn queue_insert_reporting(
+        &self,
+        jobs: Vec<Job>,
+        report: CommitReport,
+    ) -> Result<(), (Vec<Job>, CommitReport)> {
+        Err((jobs, report))
+    }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
 

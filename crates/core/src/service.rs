@@ -17,7 +17,7 @@ use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId}
 use crate::model::{ModelKey, ModelName, ModelVersion};
 use crate::observe;
 use crate::pipeline::PipelineError;
-use crate::ports::{Clock, JobStore, PendingCommit, StoreError};
+use crate::ports::{Clock, CommitReport, JobStore, PendingCommit, StoreError};
 use crate::registry::{ModelRegistry, ResolveError, Serving};
 use crate::routing::Bucket;
 use crate::tensor::Tensor;
@@ -199,8 +199,8 @@ impl JobDraft {
 
 /// Writes the job record of one sync run, from whichever side gets there first: the executor
 /// thread, as soon as the model returns (the request is then woken once, by the commit, not
-/// also by the model's result in between), or the caller, at its SLA deadline. Exactly one of
-/// them writes, so the record always says what the caller is told.
+/// also by the model's result in between: see [`start_recorded`]), or the caller, at its SLA
+/// deadline. Exactly one of them writes, so the record always says what the caller is told.
 #[derive(Debug)]
 struct RunRecorder {
     draft: JobDraft,
@@ -217,24 +217,69 @@ impl RunRecorder {
     }
 
     /// Runs the model on the executor thread and, unless the caller has given up on the run,
-    /// queues its record there.
-    fn run<A: Answer>(&self, model: impl FnOnce() -> Result<A, PipelineError>) -> Finished<A> {
+    /// queues its record there, to report its commit to `report`.
+    fn run<A: Answer>(
+        &self,
+        report: CommitReport,
+        model: impl FnOnce() -> Result<A, PipelineError>,
+    ) -> Finished<A> {
         let started_at = self.clock.now();
         let result = model().map_err(InferenceError::from);
-        let committed = self.take().then(|| self.queue(&result, Some(started_at)));
-        Finished { result, committed }
+        let ended = Instant::now();
+        let committed = self
+            .take()
+            .then(|| self.queue(&result, Some(started_at), Some(report)));
+        Finished {
+            result,
+            committed,
+            ended,
+        }
     }
 
-    /// Queues the run's record, finished now. Only whoever holds the record calls this.
+    /// Queues the run's record, finished now; its commit goes to `report` when the store can
+    /// take it at once. Only whoever holds the record calls this.
     fn queue<A: Answer>(
         &self,
         result: &Result<A, InferenceError>,
         started_at: Option<DateTime<Utc>>,
-    ) -> PendingCommit {
+        report: Option<CommitReport>,
+    ) -> Commit {
         let job = self
             .draft
             .finish(Some(&self.key), result, started_at, self.clock.now());
-        self.store.queue_insert(vec![job])
+        let jobs = match report {
+            None => vec![job],
+            Some(report) => match self.store.queue_insert_reporting(vec![job], report) {
+                Ok(()) => return Commit::Reported,
+                // The report channel closes with the dropped sender: its waiter moves on to
+                // the run's reply, which carries this commit instead.
+                Err((jobs, _report)) => jobs,
+            },
+        };
+        Commit::Pending(self.store.queue_insert(jobs))
+    }
+}
+
+/// A sync run's job record on its way to the store.
+enum Commit {
+    /// Queued; resolves at the commit.
+    Pending(PendingCommit),
+    /// Queued by the executor thread, which had the store report the commit to the channel
+    /// the caller waits on ([`start_recorded`] turns it into `Done`).
+    Reported,
+    /// Committed, or failed to.
+    Done(Result<(), StoreError>),
+}
+
+impl Commit {
+    async fn outcome(self) -> Result<(), StoreError> {
+        match self {
+            Self::Pending(pending) => pending.await,
+            Self::Done(outcome) => outcome,
+            // `start_recorded` replaces it before anyone waits; had it not, nothing would
+            // report this commit.
+            Self::Reported => Err(StoreError::Closed),
+        }
     }
 }
 
@@ -242,7 +287,9 @@ impl RunRecorder {
 struct Finished<A> {
     result: Result<A, InferenceError>,
     /// The commit of the job record the thread queued; `None` if it did not write one.
-    committed: Option<PendingCommit>,
+    committed: Option<Commit>,
+    /// When the model returned.
+    ended: Instant,
 }
 
 impl<A> Finished<A> {
@@ -250,6 +297,7 @@ impl<A> Finished<A> {
         Self {
             result: result.map_err(InferenceError::from),
             committed: None,
+            ended: Instant::now(),
         }
     }
 }
@@ -270,6 +318,8 @@ pub struct ModelRun<A = Value> {
     pub result: Result<A, InferenceError>,
     pub queue_time: Duration,
     pub inference_time: Duration,
+    /// When the model returned, or the caller stopped waiting for it.
+    pub ended: Instant,
 }
 
 impl<A> ModelRun<A> {
@@ -279,6 +329,7 @@ impl<A> ModelRun<A> {
             result,
             queue_time: Duration::ZERO,
             inference_time: Duration::ZERO,
+            ended: Instant::now(),
         }
     }
 }
@@ -362,11 +413,7 @@ impl InferenceService {
         caller: &Caller,
         name: ModelName,
         version: Option<ModelVersion>,
-        run: impl AsyncFnOnce(
-            &Serving,
-            &ModelKey,
-            &Arc<RunRecorder>,
-        ) -> (ModelRun<A>, Option<PendingCommit>),
+        run: impl AsyncFnOnce(&Serving, &ModelKey, &Arc<RunRecorder>) -> (ModelRun<A>, Option<Commit>),
     ) -> Result<Prediction<A>, PredictFailure> {
         let draft = JobDraft {
             id: JobId::new(),
@@ -387,7 +434,7 @@ impl InferenceService {
                 await_commit(
                     job_id,
                     JobStatus::Failed,
-                    self.store.queue_insert(vec![job]),
+                    Commit::Pending(self.store.queue_insert(vec![job])),
                 )
                 .await?;
                 return Err(PredictFailure {
@@ -405,12 +452,12 @@ impl InferenceService {
             clock: Arc::clone(&self.clock),
             taken: AtomicBool::new(false),
         });
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let (outcome, committed) = run(&serving, &key, &recorder).await;
         observe::inference(
             &key,
             caller.tenant.as_str(),
-            started.elapsed(),
+            outcome.ended.saturating_duration_since(started),
             outcome
                 .result
                 .as_ref()
@@ -421,7 +468,7 @@ impl InferenceService {
         // thread never ran the model (refused, panicked, batched) or the caller took the
         // record at its deadline.
         let committed =
-            committed.unwrap_or_else(|| recorder.queue(&outcome.result, outcome.started_at));
+            committed.unwrap_or_else(|| recorder.queue(&outcome.result, outcome.started_at, None));
         let status = if outcome.result.is_ok() {
             JobStatus::Succeeded
         } else {
@@ -476,7 +523,7 @@ impl InferenceService {
         payload: Payload,
         requested: Option<Duration>,
         recorder: Option<&Arc<RunRecorder>>,
-    ) -> (ModelRun, Option<PendingCommit>) {
+    ) -> (ModelRun, Option<Commit>) {
         let limit = serving.timeout_for(key, requested);
         let work = self.run_on_pool(serving, key, payload, deadline::after(limit), recorder);
         self.within_deadline(serving, key, limit, work, recorder.map(Arc::as_ref))
@@ -491,7 +538,7 @@ impl InferenceService {
         limit: Option<Duration>,
         work: impl Future<Output = Result<Executed<Finished<A>>, InferenceError>>,
         recorder: Option<&RunRecorder>,
-    ) -> (ModelRun<A>, Option<PendingCommit>) {
+    ) -> (ModelRun<A>, Option<Commit>) {
         let submitted_at = self.clock.now();
         let executed = match limit {
             None => work.await,
@@ -512,6 +559,7 @@ impl InferenceService {
                                 result: Err(InferenceError::Timeout(limit)),
                                 queue_time: Duration::ZERO,
                                 inference_time: limit,
+                                ended: Instant::now(),
                             };
                             return (timed_out, None);
                         }
@@ -530,6 +578,7 @@ impl InferenceService {
                     result: executed.value.result,
                     queue_time: executed.queue_time,
                     inference_time: executed.run_time,
+                    ended: executed.value.ended,
                 };
                 (run, executed.value.committed)
             }
@@ -554,15 +603,13 @@ impl InferenceService {
             drop(lease);
             return Ok(executed.map(Finished::unrecorded));
         }
-        let recorder = Arc::clone(recorder);
-        let executed = pool
-            // The lease lives until the model returns, even if the caller left.
-            .run_with(priority, move || {
-                recorder
-                    .run(|| deadline::within(deadline, || lease.loaded.model.infer_tensors(inputs)))
+        // The lease lives until the model returns, even if the caller left.
+        start_recorded(pool, priority, recorder, move |recorder, report| {
+            recorder.run(report, || {
+                deadline::within(deadline, || lease.loaded.model.infer_tensors(inputs))
             })
-            .await?;
-        Ok(executed)
+        })
+        .await
     }
 
     async fn run_on_pool(
@@ -582,38 +629,63 @@ impl InferenceService {
                 Ok(executed.map(Finished::unrecorded))
             }
             (payload, _) => {
-                let recorder = recorder.cloned();
-                let executed = pool
-                    .run(move || {
-                        // The lease lives until the model returns, even if the caller left.
-                        let model = &lease.loaded.model;
-                        let run = || {
-                            deadline::within(deadline, || match payload {
-                                Payload::Single(data) => model.predict(data),
-                                Payload::Batch(items) => {
-                                    model.predict_batch(items).map(Value::Array)
-                                }
-                            })
-                        };
-                        match recorder {
-                            Some(recorder) => recorder.run(run),
-                            None => Finished::unrecorded(run()),
+                // The lease lives until the model returns, even if the caller left.
+                let run = move || {
+                    deadline::within(deadline, || match payload {
+                        Payload::Single(data) => lease.loaded.model.predict(data),
+                        Payload::Batch(items) => {
+                            lease.loaded.model.predict_batch(items).map(Value::Array)
                         }
                     })
-                    .await?;
-                Ok(executed)
+                };
+                match recorder {
+                    Some(recorder) => {
+                        start_recorded(pool, Priority::Normal, recorder, move |recorder, report| {
+                            recorder.run(report, run)
+                        })
+                        .await
+                    }
+                    None => Ok(pool.run(move || Finished::unrecorded(run())).await?),
+                }
             }
         }
     }
+}
+
+/// Runs `work` on `pool` for a recorded sync run, handing it the channel on which the store
+/// reports the commit of the record it queues (`RunRecorder::run`). The caller waits on that
+/// channel first and only then looks at the executor's reply: the reply, sent while nobody
+/// polls it, wakes nobody, so the request is woken once, by the commit, instead of once by the
+/// reply and again by the commit. When the thread writes no record (the model panicked, the
+/// caller took the record at its deadline, the pool dropped the work unrun) or the store could
+/// not take it at once, the channel's sender is dropped and the wait ends at once.
+async fn start_recorded<A: Send + 'static>(
+    pool: &ExecutorPool,
+    priority: Priority,
+    recorder: &Arc<RunRecorder>,
+    work: impl FnOnce(&RunRecorder, CommitReport) -> Finished<A> + Send + 'static,
+) -> Result<Executed<Finished<A>>, InferenceError> {
+    let (report, reported) = futures_channel::oneshot::channel();
+    let recorder = Arc::clone(recorder);
+    let running = pool.start_with(priority, move || work(&recorder, report))?;
+    let reported = reported.await;
+    let mut executed = running.await?;
+    if matches!(executed.value.committed, Some(Commit::Reported)) {
+        // A dropped report: the store let the write go unanswered (it closed).
+        let outcome = reported.unwrap_or(Err(StoreError::Closed));
+        executed.value.committed = Some(Commit::Done(outcome));
+    }
+    Ok(executed)
 }
 
 /// Awaits the commit of a sync job's record.
 async fn await_commit(
     job_id: JobId,
     status: JobStatus,
-    committed: PendingCommit,
+    committed: Commit,
 ) -> Result<(), PredictFailure> {
     committed
+        .outcome()
         .await
         .map(|()| observe::job(status, JobMode::Sync))
         .map_err(|err| {

@@ -15,8 +15,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::future;
 use inference_engine_core::ports::{
-    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCommit, PendingCount,
-    SettleRequest, StoreError, Submitted,
+    CancelOutcome, Claim, ClaimRequest, CommitReport, JobFilter, JobStore, PendingCommit,
+    PendingCount, SettleRequest, StoreError, Submitted,
 };
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -43,7 +43,7 @@ impl Default for GroupCommitConfig {
 pub(crate) enum WriterCommand {
     Write {
         jobs: Vec<Job>,
-        committed: oneshot::Sender<Result<(), StoreError>>,
+        committed: CommitReport,
     },
     /// Commit everything already queued, refuse anything later, then stop.
     Close { closed: oneshot::Sender<()> },
@@ -69,7 +69,7 @@ impl WriterQueue {
             // Nothing to commit, and a batch without jobs answers nobody (see `commit`).
             return Box::pin(future::ready(Ok(())));
         }
-        let (committed, is_committed) = oneshot::channel();
+        let (committed, is_committed) = futures_channel::oneshot::channel();
         let waiting_for_room = match self.0.try_send(WriterCommand::Write { jobs, committed }) {
             Ok(()) => None,
             Err(TrySendError::Full(command)) => Some((self.0.clone(), command)),
@@ -83,6 +83,34 @@ impl WriterQueue {
             }
             is_committed.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    /// Queues `jobs` if the queue has room, for the writer to report their commit to
+    /// `report`; hands both back when it is full (see `JobStore::queue_insert_reporting`).
+    pub(crate) fn queue_reporting(
+        &self,
+        jobs: Vec<Job>,
+        report: CommitReport,
+    ) -> Result<(), (Vec<Job>, CommitReport)> {
+        if jobs.is_empty() {
+            let _ = report.send(Ok(()));
+            return Ok(());
+        }
+        let Err(refused) = self.0.try_send(WriterCommand::Write {
+            jobs,
+            committed: report,
+        }) else {
+            return Ok(());
+        };
+        let full = matches!(refused, TrySendError::Full(_));
+        let WriterCommand::Write { jobs, committed } = refused.into_inner() else {
+            return Ok(()); // what was refused is the write just sent
+        };
+        if full {
+            return Err((jobs, committed));
+        }
+        let _ = committed.send(Err(StoreError::Closed));
+        Ok(())
     }
 
     /// Asks the writer to commit everything queued and refuse later writes; returns once it
@@ -101,7 +129,7 @@ pub(crate) struct Batch {
     /// Every caller's jobs, in the order the callers queued them.
     pub(crate) jobs: Vec<Job>,
     /// Each caller's number of jobs in `jobs`, and where its outcome goes.
-    callers: Vec<(usize, oneshot::Sender<Result<(), StoreError>>)>,
+    callers: Vec<(usize, CommitReport)>,
     /// A `Close` was among the commands. The writer takes it, stops accepting, and answers it
     /// once the writes queued before the stop are committed.
     pub(crate) closing: Option<oneshot::Sender<()>>,
@@ -110,7 +138,7 @@ pub(crate) struct Batch {
 /// One caller's writes, to be retried in a transaction of their own.
 pub(crate) struct SoloWrite {
     pub(crate) jobs: Vec<Job>,
-    committed: oneshot::Sender<Result<(), StoreError>>,
+    committed: CommitReport,
 }
 
 impl SoloWrite {
@@ -311,6 +339,14 @@ impl JobStore for GroupCommitStore {
         self.queue.queue(jobs)
     }
 
+    fn queue_insert_reporting(
+        &self,
+        jobs: Vec<Job>,
+        report: CommitReport,
+    ) -> Result<(), (Vec<Job>, CommitReport)> {
+        self.queue.queue_reporting(jobs, report)
+    }
+
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         self.inner.get(id).await
     }
@@ -402,6 +438,26 @@ pub(crate) mod tests {
                 Utc::now(),
             )
         }
+    }
+
+    #[tokio::test]
+    async fn a_reported_write_comes_back_when_the_queue_is_full_and_fails_when_it_is_closed() {
+        let (queue, receiver) = WriterQueue::bounded(1);
+        let (report, mut reported) = futures_channel::oneshot::channel();
+        assert!(queue.queue_reporting(vec![job()], report).is_ok());
+        let (report, _) = futures_channel::oneshot::channel();
+        let kept = job();
+        let Err((jobs, _report)) = queue.queue_reporting(vec![kept.clone()], report) else {
+            panic!("a full queue took the write");
+        };
+        assert_eq!(jobs.iter().map(|job| job.id).collect::<Vec<_>>(), [kept.id]);
+        // Nobody commits the queued write: its report is still open.
+        assert!(matches!(reported.try_recv(), Ok(None)));
+
+        drop(receiver);
+        let (report, reported) = futures_channel::oneshot::channel();
+        assert!(queue.queue_reporting(vec![job()], report).is_ok());
+        assert!(matches!(reported.await, Ok(Err(StoreError::Closed))));
     }
 
     async fn sqlite(dir: &tempfile::TempDir) -> Arc<SqliteJobStore> {

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inference_engine_core::job::{Job, JobId};
 use inference_engine_core::ports::{
-    CancelOutcome, Claim, ClaimRequest, JobFilter, JobStore, PendingCommit, PendingCount,
-    SettleRequest, StoreError, Submitted,
+    CancelOutcome, Claim, ClaimRequest, CommitReport, JobFilter, JobStore, PendingCommit,
+    PendingCount, SettleRequest, StoreError, Submitted,
 };
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -429,6 +429,14 @@ impl JobStore for SqliteJobStore {
 
     fn queue_insert(&self, jobs: Vec<Job>) -> PendingCommit {
         self.writer.queue(jobs)
+    }
+
+    fn queue_insert_reporting(
+        &self,
+        jobs: Vec<Job>,
+        report: CommitReport,
+    ) -> Result<(), (Vec<Job>, CommitReport)> {
+        self.writer.queue_reporting(jobs, report)
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {

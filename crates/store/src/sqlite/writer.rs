@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use inference_engine_core::job::Job;
-use inference_engine_core::ports::{PendingCommit, StoreError};
+use inference_engine_core::ports::{CommitReport, PendingCommit, StoreError};
 use inference_engine_core::sync::lock;
 use rusqlite::{Connection, OpenFlags, Statement, params};
 use tokio::sync::mpsc;
@@ -80,6 +80,16 @@ impl JobWriter {
     /// Commits `jobs` in a transaction, possibly shared with other callers' jobs.
     pub(super) fn queue(&self, jobs: Vec<Job>) -> PendingCommit {
         self.queue.queue(jobs)
+    }
+
+    /// [`Self::queue`], reporting the commit to `report`; hands both back when the queue is
+    /// full.
+    pub(super) fn queue_reporting(
+        &self,
+        jobs: Vec<Job>,
+        report: CommitReport,
+    ) -> Result<(), (Vec<Job>, CommitReport)> {
+        self.queue.queue_reporting(jobs, report)
     }
 
     /// Commits every write queued so far, refuses later ones with [`StoreError::Closed`], and
@@ -354,8 +364,8 @@ mod tests {
         let good = job();
         // Both writes are queued before the loop runs, so they share its first batch.
         let (commands, receiver) = mpsc::channel(8);
-        let (bad_committed, bad_outcome) = tokio::sync::oneshot::channel();
-        let (good_committed, good_outcome) = tokio::sync::oneshot::channel();
+        let (bad_committed, bad_outcome) = futures_channel::oneshot::channel();
+        let (good_committed, good_outcome) = futures_channel::oneshot::channel();
         for (jobs, committed) in [
             (vec![duplicate], bad_committed),
             (vec![good.clone()], good_committed),
