@@ -13,7 +13,6 @@ use inference_engine_core::job::{Job, JobId};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::future;
 use inference_engine_core::ports::{
     CancelOutcome, Claim, ClaimRequest, CommitReport, JobFilter, JobStore, PendingCommit,
     PendingCount, SettleRequest, StoreError, Submitted,
@@ -65,18 +64,11 @@ impl WriterQueue {
     /// wait for the commit of the batch that takes them. With the queue full, the future waits
     /// for room first: the caller is held back, never the thread that queued.
     pub(crate) fn queue(&self, jobs: Vec<Job>) -> PendingCommit {
-        if jobs.is_empty() {
-            // Nothing to commit, and a batch without jobs answers nobody (see `commit`).
-            return Box::pin(future::ready(Ok(())));
-        }
         let (committed, is_committed) = futures_channel::oneshot::channel();
-        let waiting_for_room = match self.0.try_send(WriterCommand::Write { jobs, committed }) {
-            Ok(()) => None,
-            Err(TrySendError::Full(command)) => Some((self.0.clone(), command)),
-            Err(TrySendError::Closed(_)) => {
-                return Box::pin(future::ready(Err(StoreError::Closed)));
-            }
-        };
+        let waiting_for_room = self
+            .queue_reporting(jobs, committed)
+            .err()
+            .map(|(jobs, committed)| (self.0.clone(), WriterCommand::Write { jobs, committed }));
         Box::pin(async move {
             if let Some((sender, command)) = waiting_for_room {
                 sender.send(command).await.map_err(|_| StoreError::Closed)?;
@@ -93,24 +85,26 @@ impl WriterQueue {
         report: CommitReport,
     ) -> Result<(), (Vec<Job>, CommitReport)> {
         if jobs.is_empty() {
+            // Nothing to commit, and a batch without jobs answers nobody (see `commit`).
             let _ = report.send(Ok(()));
             return Ok(());
         }
-        let Err(refused) = self.0.try_send(WriterCommand::Write {
+        let write = WriterCommand::Write {
             jobs,
             committed: report,
-        }) else {
-            return Ok(());
         };
-        let full = matches!(refused, TrySendError::Full(_));
-        let WriterCommand::Write { jobs, committed } = refused.into_inner() else {
-            return Ok(()); // what was refused is the write just sent
-        };
-        if full {
-            return Err((jobs, committed));
+        match self.0.try_send(write) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(WriterCommand::Write { jobs, committed })) => {
+                Err((jobs, committed))
+            }
+            Err(refused) => {
+                if let WriterCommand::Write { committed, .. } = refused.into_inner() {
+                    let _ = committed.send(Err(StoreError::Closed));
+                }
+                Ok(())
+            }
         }
-        let _ = committed.send(Err(StoreError::Closed));
-        Ok(())
     }
 
     /// Asks the writer to commit everything queued and refuse later writes; returns once it
