@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request};
 use axum::handler::Handler;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
@@ -40,7 +40,7 @@ use crate::error::{
     ApiError, ErrorStyle, PendingErrorBody, fallback_code, grpc_code_line, render_error_body,
 };
 use crate::extract::Authenticated;
-use crate::ratelimit::{RATELIMIT_LIMIT, charge};
+use crate::ratelimit::{RATELIMIT_LIMIT, RateLimitHeaders, charge};
 use crate::routes::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -485,7 +485,19 @@ where
     F: Future<Output = Response>,
 {
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let mut response = guarded(guard, request, next).await;
+    let mut response = match admit(guard, request.extensions()).await {
+        Err(refused) => refused,
+        Ok(limit_headers) => {
+            let mut response = enforce_body_limit(guard.body_limit, request, next).await;
+            if let Some(headers) = limit_headers {
+                // A batch handler that charged its items set fresher headers already.
+                if !response.headers().contains_key(RATELIMIT_LIMIT) {
+                    headers.apply(&mut response);
+                }
+            }
+            response
+        }
+    };
     if route.is_some() {
         let extensions = response.extensions_mut();
         match extensions.get_mut::<AccessLogFields>() {
@@ -501,44 +513,31 @@ where
     response
 }
 
-async fn guarded<F>(
+/// The scope check and the rate-limit charge: the headers of the charge, or the refusal.
+async fn admit(
     guard: &RouteGuard,
-    request: Request,
-    next: impl FnOnce(Request) -> F,
-) -> Response
-where
-    F: Future<Output = Response>,
-{
-    let principal = request
-        .extensions()
+    extensions: &Extensions,
+) -> Result<Option<RateLimitHeaders>, Response> {
+    let principal = extensions
         .get::<Authenticated>()
         .map(|authenticated| &authenticated.principal);
     if let Some(scope) = guard.scope
         && !principal.is_some_and(|principal| principal.allows(scope))
     {
-        return ApiError::new(
+        return Err(ApiError::new(
             ErrorKind::Forbidden,
             "forbidden",
             format!("this API key lacks the {:?} scope", scope.as_str()),
         )
-        .into_response();
+        .into_response());
     }
     let tenant = principal.map(|principal| principal.tenant().clone());
-    let limit_headers = match (guard.rate_limit, tenant) {
-        (Some(group), Some(tenant)) => match charge(&guard.ctx, &tenant, group, 1).await {
-            Ok(headers) => headers,
-            Err(refused) => return refused.into_response(),
-        },
-        _ => None,
-    };
-    let mut response = enforce_body_limit(guard.body_limit, request, next).await;
-    if let Some(headers) = limit_headers {
-        // A batch handler that charged its items set fresher headers already.
-        if !response.headers().contains_key(RATELIMIT_LIMIT) {
-            headers.apply(&mut response);
-        }
+    match (guard.rate_limit, tenant) {
+        (Some(group), Some(tenant)) => charge(&guard.ctx, &tenant, group, 1)
+            .await
+            .map_err(IntoResponse::into_response),
+        _ => Ok(None),
     }
-    response
 }
 
 /// nginx's status for a request whose client disconnected before the response.
