@@ -228,8 +228,8 @@ pub const NUMBER_TEXT_LEN: usize = 24;
 
 /// Writes `value` in decimal, zero-padded to at least `width` digits, into `text` so that it
 /// ends just before `end`; returns where it starts. By hand rather than through `core::fmt`:
-/// the access line and the timing and rate-limit headers of every response use it, and the
-/// formatter's machinery cost several times the digits themselves.
+/// the access line and the timing headers of every response use it, and the formatter's
+/// machinery cost several times the digits themselves.
 fn put_digits(text: &mut [u8; NUMBER_TEXT_LEN], end: usize, value: u64, width: usize) -> usize {
     let width = width.min(end);
     let mut start = end;

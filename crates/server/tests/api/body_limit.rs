@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use inference_engine_testkit::{DEV_KEY, TestApp, json_body};
+use inference_engine_testkit::{DEV_KEY, TestApp, json_body, reqwest};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -52,27 +52,24 @@ fn body_of(size: usize) -> String {
     )
 }
 
+/// `POST /predict` with the dev key and a predict body of exactly `size` bytes.
+async fn predict_of_size(app: &TestApp, size: usize) -> reqwest::Response {
+    app.client
+        .post(app.url("/predict"))
+        .header("x-api-key", DEV_KEY)
+        .body(body_of(size))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_body_at_the_limit_passes_and_one_byte_more_is_413() {
     let app = app().await;
-    let at_limit = app
-        .client
-        .post(app.url("/predict"))
-        .header("x-api-key", DEV_KEY)
-        .body(body_of(LIMIT))
-        .send()
-        .await
-        .unwrap();
+    let at_limit = predict_of_size(&app, LIMIT).await;
     assert_eq!(at_limit.status(), 200);
 
-    let over = app
-        .client
-        .post(app.url("/predict"))
-        .header("x-api-key", DEV_KEY)
-        .body(body_of(LIMIT + 1))
-        .send()
-        .await
-        .unwrap();
+    let over = predict_of_size(&app, LIMIT + 1).await;
     assert_eq!(over.status(), 413);
     assert!(over.headers().contains_key("x-request-id"));
     assert_eq!(json_body(over).await["code"], "payload_too_large");
@@ -84,14 +81,7 @@ async fn a_body_at_the_limit_passes_and_one_byte_more_is_413() {
 async fn bodies_above_two_megabytes_pass_when_max_body_bytes_allows_them() {
     const BIG: usize = 3_000_000;
     let app = TestApp::spawn_with(|settings| settings.max_body_bytes = 4_000_000).await;
-    let predict = app
-        .client
-        .post(app.url("/predict"))
-        .header("x-api-key", DEV_KEY)
-        .body(body_of(BIG))
-        .send()
-        .await
-        .unwrap();
+    let predict = predict_of_size(&app, BIG).await;
     assert_eq!(predict.status(), 200);
     let text = "a".repeat(BIG);
     let inputs = json!([{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]);
