@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the demo ONNX model repository and its reference outputs.
+"""Generate the demo ONNX model repository and its reference outputs (scikit-learn and LightGBM).
 
 Writes, relative to the repository root:
 
@@ -10,27 +10,53 @@ Writes, relative to the repository root:
     testdata/expected/iris-v2.json           for a few fixed inputs (the engine's tests compare
     testdata/expected/mlp-v1.json            against these)
 
-The training data and the scikit-learn classifiers are defined in scripts/demo_training.py (no
-ONNX imports there), which tests/v2/sk_models.py reuses to serve the same models in MLServer.
+and the models that need onnxruntime (skl2onnx / onnxmltools graphs with string tensors, ZipMap
+outputs and one input per column), in the manifest format with `runtime = "onnxruntime"`:
 
-The manifests follow docs/model-repository.md. All graphs take one FP32 input named `input` with a
-dynamic batch dimension and give `label` (INT64 [-1]) and `probabilities` (FP32 [-1, C]); they use
-only ONNX op-set <= 15 and ai.onnx.ml <= 3 ops that tract-onnx 0.23 runs.
+    models/iris_svc/v1/{model.onnx,model.toml}
+        StandardScaler + SVC(probability=True) on iris with string labels; skl2onnx defaults
+        (ZipMap kept): input `input` FP32 [N, 4]; outputs `output_label` BYTES [N] and
+        `output_probability` MAP (seq(map(string, float)))
+    models/diabetes_forest/v1/{model.onnx,model.toml}
+        RandomForestRegressor (50 trees, max depth 8) on the (unscaled) diabetes data:
+        input `input` FP32 [N, 10]; output `variable` FP32 [N, 1]
+    models/census_pipeline/v1/{model.onnx,model.toml}
+        ColumnTransformer(StandardScaler on age/hours, OneHotEncoder(handle_unknown="ignore") on
+        city/job) + LogisticRegression on a synthetic, seeded census-like table; one ONNX input
+        per column: `age`, `hours` FP32 [N, 1], `city`, `job` BYTES [N, 1]; outputs
+        `output_label` BYTES [N] ("<=50K" / ">50K") and `output_probability` MAP
+    models/lightgbm_classifier/v1/{model.onnx,model.toml}
+        LGBMClassifier (30 trees per class, 3 classes) on wine, onnxmltools defaults (ZipMap
+        kept): input `input` FP32 [N, 13]; outputs `label` INT64 [N], `probabilities` MAP
+        (seq(map(int64, float)))
+    testdata/expected/{iris_svc,diabetes_forest,census_pipeline,lightgbm_classifier}-v1.json
+        onnxruntime (CPUExecutionProvider) outputs of each committed model.onnx (format in
+        scripts/onnx_fixtures.py)
+
+The training data and the scikit-learn classifiers of iris and mlp are defined in
+scripts/demo_training.py (no ONNX imports there), which tests/v2/sk_models.py reuses to serve the
+same models in MLServer. The torch / transformers models are written by scripts/gen_torch_models.py.
+
+The manifests follow docs/model-repository.md. The iris and mlp graphs take one FP32 input named
+`input` with a dynamic batch dimension and give `label` (INT64 [-1]) and `probabilities` (FP32
+[-1, C]); they use only ONNX op-set <= 15 and ai.onnx.ml <= 3 ops that tract-onnx 0.23 runs. The
+onnxruntime models are written with skl2onnx target op-set 17 / ai.onnx.ml 3 (skl2onnx writes the
+lowest versions that suffice) and onnxmltools' default op-set for LightGBM.
 
 Setup and run (from the repository root):
 
-    pip install -r scripts/requirements-models.txt
-    python3 scripts/gen_models.py
+    python3 -m venv /tmp/venv-models
+    /tmp/venv-models/bin/pip install -r scripts/requirements-models.txt
+    /tmp/venv-models/bin/python scripts/gen_models.py
 
-The outputs are committed, so building and testing the server never needs Python; rerun this
-script only to change the models. Every seed is fixed: a rerun with the pinned versions rewrites
-the same files. If the optional `tract` Python package (tract==0.23.9) is installed, every model
-is also run through tract and compared with onnxruntime.
+The outputs are committed, so building and testing the server never needs Python, and this script
+never runs in CI; rerun it only to change the models. Every seed is fixed: a rerun with the
+pinned versions rewrites the same files. If the optional `tract` Python package (tract==0.23.9)
+is installed, the iris and mlp models are also run through tract and compared with onnxruntime.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -38,8 +64,11 @@ import tomllib
 import warnings
 from pathlib import Path
 
+import lightgbm
 import numpy as np
 import onnx
+import onnx_fixtures as fx
+import onnxmltools
 import onnxruntime as ort
 from demo_training import (
     IRIS_LABELS,
@@ -53,9 +82,18 @@ from demo_training import (
     mlp_data,
 )
 from onnx import helper
+from onnxmltools.convert.common.data_types import FloatTensorType as MLFloatTensorType
 from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_diabetes, load_wine
+from sklearn.ensemble import RandomForestRegressor
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.svm import SVC
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -63,6 +101,8 @@ EXPECTED = ROOT / "testdata" / "expected"
 
 # Plain ONNX op-set 15 and ai.onnx.ml 3 at most (skl2onnx picks the lowest versions that suffice).
 TARGET_OPSET = {"": 15, "ai.onnx.ml": 3}
+# The onnxruntime models: skl2onnx writes the lowest versions <= these that suffice.
+ORT_TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 MLP_MAX_BYTES = 4 * 1024 * 1024
 IRIS_TOLERANCE = 1e-4
 
@@ -377,6 +417,260 @@ def mlp_model() -> list[Path]:
     return [path, path.with_name("model.toml"), write_expected("mlp", "v1", path, cases)]
 
 
+# --------------------------------------------------------------------------------------------
+# onnxruntime models (manifest with runtime = "onnxruntime"; helpers in onnx_fixtures.py)
+# --------------------------------------------------------------------------------------------
+
+SEED_ORT = 0
+IRIS_SVC_TOLERANCE = 1e-4
+CENSUS_CITIES = ["paris", "rome", "berlin", "madrid", "lisbon"]
+CENSUS_JOBS = ["engineer", "teacher", "nurse", "clerk", "artist", "manager"]
+CENSUS_LABELS = np.array(["<=50K", ">50K"], dtype=object)
+
+
+def ort_model(name: str, onx: onnx.ModelProto, description: str) -> tuple[Path, list[Path]]:
+    """Write models/<name>/v1 and check the written file; returns (model.onnx, both files)."""
+    onx = tidy(onx)
+    onx.graph.name = f"{name}_v1"  # skl2onnx names the graph with a random UUID
+    written = fx.write_model(MODELS / name / "v1", onx, fx.manifest(onx, description))
+    print(f"{name}/v1: {fx.describe(onx)}")
+    print("\n".join(fx.io_summary(onx)))
+    return written[0], written
+
+
+def map_probs(maps: list[dict], classes) -> np.ndarray:
+    """ZipMap output (one {class: p} per example) as an [N, C] array in `classes` order."""
+    return np.array([[m[c] for c in classes] for m in maps], dtype=np.float64)
+
+
+def case_rows(n: int, rng_seed: int = 0) -> list[np.ndarray]:
+    """Row indices of the three expected cases: 1, 5 and 20 examples (fixed, spread out)."""
+    rng = np.random.default_rng(rng_seed)
+    return [np.array([0]), rng.choice(n, 5, replace=False), rng.choice(n, 20, replace=False)]
+
+
+def iris_svc_model() -> list[Path]:
+    x, y = iris_data()
+    x = x.astype(np.float32)
+    labels = np.array(IRIS_LABELS, dtype=object)[y]
+    clf = Pipeline(
+        [("scale", StandardScaler()), ("svc", SVC(probability=True, random_state=SEED_ORT))]
+    ).fit(x, labels)
+    onx = convert_sklearn(
+        clf,
+        initial_types=[("input", FloatTensorType([None, 4]))],
+        target_opset=ORT_TARGET_OPSET,
+    )
+    fx.expect_io(
+        onx,
+        [("input", "FP32", [-1, 4])],
+        [("output_label", "BYTES", [-1]), ("output_probability", "MAP", [-1])],
+    )
+    path, files = ort_model(
+        "iris_svc",
+        onx,
+        "Iris species, StandardScaler + SVC (RBF, Platt probabilities), string labels; "
+        "skl2onnx with ZipMap",
+    )
+    out = dict(fx.ort_run(path, {"input": x}))
+    probs = map_probs(out["output_probability"], clf.classes_)
+    diff = float(np.max(np.abs(probs - clf.predict_proba(x))))
+    agree = float(np.mean(np.asarray(out["output_label"]) == clf.predict(x)))
+    print(f"  max |onnxruntime - sklearn predict_proba| = {diff:.3e}; label agreement {agree:.4f}")
+    assert diff < IRIS_SVC_TOLERANCE, f"iris_svc: probabilities differ by {diff}"
+    assert agree == 1.0, "iris_svc: labels differ"
+
+    rows = [np.array([0]), np.array([0, 50, 100, 25, 125]), np.linspace(0, 149, 20).astype(int)]
+    cases = [fx.prepare_inputs(onx, {"input": x[r]}) for r in rows]
+    return files + [fx.write_expected("iris_svc", "v1", path, cases)]
+
+
+def diabetes_forest_model() -> list[Path]:
+    # The unscaled data: every feature has at most 4 decimals, so the JSON inputs are exact.
+    x, y = load_diabetes(return_X_y=True, scaled=False)
+    x = x.astype(np.float32)
+    assert np.array_equal(np.round(x.astype(np.float64), 4).astype(np.float32), x)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=SEED_ORT)
+    reg = RandomForestRegressor(n_estimators=50, max_depth=8, random_state=SEED_ORT, n_jobs=1)
+    reg.fit(x_train, y_train)
+    print(f"diabetes_forest/v1: held-out R^2 {reg.score(x_test, y_test):.3f}")
+    onx = convert_sklearn(
+        reg,
+        initial_types=[("input", FloatTensorType([None, 10]))],
+        target_opset=ORT_TARGET_OPSET,
+    )
+    fx.expect_io(onx, [("input", "FP32", [-1, 10])], [("variable", "FP32", [-1, 1])])
+    path, files = ort_model(
+        "diabetes_forest",
+        onx,
+        "Diabetes progression (10 unscaled features), random forest regressor "
+        "(50 trees, max depth 8)",
+    )
+    out = dict(fx.ort_run(path, {"input": x_test}))
+    ref = reg.predict(x_test)
+    diff = float(np.max(np.abs(out["variable"][:, 0] - ref) / np.maximum(np.abs(ref), 1.0)))
+    print(f"  max relative |onnxruntime - sklearn predict| = {diff:.3e}")
+    assert diff < 1e-4, f"diabetes_forest: predictions differ by {diff}"
+
+    cases = [fx.prepare_inputs(onx, {"input": x_test[r]}) for r in case_rows(len(x_test))]
+    return files + [fx.write_expected("diabetes_forest", "v1", path, cases)]
+
+
+def census_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic census-like table: columns age, hours (numbers), city, job (strings); object array.
+
+    The target (">50K" or "<=50K") is a noisy linear function of all four columns.
+    """
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 71, n).astype(np.float64)
+    hours = rng.integers(10, 81, n).astype(np.float64)
+    city = rng.integers(0, len(CENSUS_CITIES), n)
+    job = rng.integers(0, len(CENSUS_JOBS), n)
+    city_effect = np.array([0.8, -0.3, 0.4, -0.5, -0.6])
+    job_effect = np.array([1.2, -0.4, -0.1, -0.8, -1.0, 1.0])
+    logit = (
+        0.07 * (age - 42)
+        + 0.06 * (hours - 42)
+        + city_effect[city]
+        + job_effect[job]
+        + rng.normal(0.0, 0.8, n)
+    )
+    x = np.empty((n, 4), dtype=object)
+    x[:, 0] = age
+    x[:, 1] = hours
+    x[:, 2] = np.array(CENSUS_CITIES, dtype=object)[city]
+    x[:, 3] = np.array(CENSUS_JOBS, dtype=object)[job]
+    return x, CENSUS_LABELS[(logit > 0).astype(int)]
+
+
+def census_pipeline_model() -> list[Path]:
+    x, y = census_data(1200, SEED_ORT)
+    x_train, y_train, x_test, y_test = x[:1000], y[:1000], x[1000:], y[1000:]
+    # No pandas: the columns are given by position, and skl2onnx maps position i to the i-th
+    # ONNX input (each one column wide), so the graph is the one a DataFrame with these column
+    # names gives: one input per column.
+    clf = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), [0, 1]),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), [2, 3]),
+                    ]
+                ),
+            ),
+            ("logreg", LogisticRegression(max_iter=1000, random_state=SEED_ORT)),
+        ]
+    ).fit(x_train, y_train)
+    print(f"census_pipeline/v1: held-out accuracy {clf.score(x_test, y_test):.3f}")
+    onx = convert_sklearn(
+        clf,
+        initial_types=[
+            ("age", FloatTensorType([None, 1])),
+            ("hours", FloatTensorType([None, 1])),
+            ("city", StringTensorType([None, 1])),
+            ("job", StringTensorType([None, 1])),
+        ],
+        target_opset=ORT_TARGET_OPSET,
+    )
+    fx.expect_io(
+        onx,
+        [
+            ("age", "FP32", [-1, 1]),
+            ("hours", "FP32", [-1, 1]),
+            ("city", "BYTES", [-1, 1]),
+            ("job", "BYTES", [-1, 1]),
+        ],
+        [("output_label", "BYTES", [-1]), ("output_probability", "MAP", [-1])],
+    )
+    path, files = ort_model(
+        "census_pipeline",
+        onx,
+        "Synthetic census-like income class from age, hours, city and job (one input per "
+        "column): ColumnTransformer(StandardScaler, OneHotEncoder) + logistic regression",
+    )
+
+    def feeds(rows: np.ndarray) -> dict[str, np.ndarray]:
+        return fx.prepare_inputs(
+            onx,
+            {
+                "age": rows[:, [0]].astype(np.float64),
+                "hours": rows[:, [1]].astype(np.float64),
+                "city": rows[:, [2]],
+                "job": rows[:, [3]],
+            },
+        )
+
+    # A city and a job never seen in training (one-hot encoded as all zeros).
+    x_unknown = x_test[:20].copy()
+    x_unknown[3, 2] = "oslo"
+    x_unknown[11, 3] = "pilot"
+    x_unknown[17, 2], x_unknown[17, 3] = "oslo", "pilot"
+    check = np.concatenate([x_test, x_unknown])
+    out = dict(fx.ort_run(path, feeds(check)))
+    probs = map_probs(out["output_probability"], clf.classes_)
+    diff = float(np.max(np.abs(probs - clf.predict_proba(check))))
+    agree = float(np.mean(np.asarray(out["output_label"]) == clf.predict(check)))
+    print(f"  max |onnxruntime - sklearn predict_proba| = {diff:.3e}; label agreement {agree:.4f}")
+    assert diff < 1e-5, f"census_pipeline: probabilities differ by {diff}"
+    assert agree == 1.0, "census_pipeline: labels differ"
+
+    cases = [feeds(x_test[[0]]), feeds(x_test[1:6]), feeds(x_unknown)]
+    notes = (
+        "The third case has an unseen city ('oslo') in rows 3 and 17 and an unseen job ('pilot') "
+        "in rows 11 and 17; OneHotEncoder(handle_unknown='ignore') encodes them as all zeros."
+    )
+    return files + [fx.write_expected("census_pipeline", "v1", path, cases, notes)]
+
+
+def lightgbm_classifier_model() -> list[Path]:
+    x, y = load_wine(return_X_y=True)
+    x = np.round(x, 4).astype(np.float32)  # one value of the data set is 9.899999
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.3, random_state=SEED_ORT, stratify=y
+    )
+    clf = lightgbm.LGBMClassifier(
+        n_estimators=30,
+        random_state=SEED_ORT,
+        n_jobs=1,
+        deterministic=True,
+        force_col_wise=True,
+        verbose=-1,
+    ).fit(x_train, y_train)
+    print(f"lightgbm_classifier/v1: held-out accuracy {clf.score(x_test, y_test):.3f}")
+    onx = onnxmltools.convert_lightgbm(
+        clf, initial_types=[("input", MLFloatTensorType([None, 13]))]
+    )
+    # onnxmltools 1.16.0 declares `label` as INT64 [1] although it is [N] (onnxruntime warns
+    # "Expected shape from model of {1} does not match actual shape" for a batch of more than
+    # one): declare its dimension dynamic, as skl2onnx does.
+    (label_dim,) = onx.graph.output[0].type.tensor_type.shape.dim
+    assert onx.graph.output[0].name == "label" and label_dim.dim_value == 1, onx.graph.output[0]
+    label_dim.Clear()
+    fx.expect_io(
+        onx,
+        [("input", "FP32", [-1, 13])],
+        [("label", "INT64", [-1]), ("probabilities", "MAP", [-1])],
+    )
+    path, files = ort_model(
+        "lightgbm_classifier",
+        onx,
+        "Wine cultivar (13 features, classes 0, 1, 2), LightGBM classifier (30 boosting rounds); "
+        "onnxmltools with ZipMap",
+    )
+    out = dict(fx.ort_run(path, {"input": x}))
+    probs = map_probs(out["probabilities"], clf.classes_)
+    diff = float(np.max(np.abs(probs - clf.predict_proba(x))))
+    agree = float(np.mean(out["label"] == clf.predict(x)))
+    print(f"  max |onnxruntime - lightgbm predict_proba| = {diff:.3e}; label agreement {agree:.4f}")
+    assert diff < 1e-4, f"lightgbm_classifier: probabilities differ by {diff}"
+    assert agree == 1.0, "lightgbm_classifier: labels differ"
+
+    cases = [fx.prepare_inputs(onx, {"input": x_test[r]}) for r in case_rows(len(x_test))]
+    return files + [fx.write_expected("lightgbm_classifier", "v1", path, cases)]
+
+
 def main() -> int:
     x, y = iris_data()
     files = []
@@ -397,11 +691,11 @@ def main() -> int:
         y,
     )
     files += mlp_model()
-
-    print("\nwritten:")
-    for f in files:
-        digest = hashlib.sha256(f.read_bytes()).hexdigest()[:12]
-        print(f"  {f.stat().st_size:>9} B  {f.relative_to(ROOT)}  sha256:{digest}")
+    files += iris_svc_model()
+    files += diabetes_forest_model()
+    files += census_pipeline_model()
+    files += lightgbm_classifier_model()
+    fx.report(files)
     return 0
 
 

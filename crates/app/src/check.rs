@@ -31,7 +31,8 @@ use inference_engine_core::model::ModelKey;
 use inference_engine_core::ports::JobQueue;
 use inference_engine_core::redact::redact_url;
 use inference_engine_core::registry::{BuiltinSet, ModelRepository, ScannedModel, ServingConfig};
-use inference_engine_core::source::{ModelSource, TensorSpec};
+use inference_engine_core::source::{LoadContext, ModelSource, TensorSpec};
+use inference_engine_onnx::Runtimes;
 use inference_engine_redis::{RedisJobQueue, RedisQueueConfig};
 use inference_engine_store::PostgresJobStore;
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -39,7 +40,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::context::{StartupError, serving_config, setting_problems};
 use crate::engine_config::{EngineConfigError, load_engine_config, resolve_config_path};
-use crate::repository::FolderRepository;
+use crate::repository::{FolderRepository, describe_runtimes, onnx_runtimes};
 use crate::settings::Settings;
 
 /// What `check` does beyond the startup checks.
@@ -181,7 +182,14 @@ pub async fn run(
     let serving = check_config(settings, &mut out);
     check_api_keys(settings, &mut out);
     let builtins = check_builtins(settings, &mut out);
-    let repository = check_repository(&settings.models_dir, builtins.as_deref(), &mut out).await;
+    let runtimes = check_runtimes(settings, &mut out);
+    let repository = check_repository(
+        &settings.models_dir,
+        runtimes,
+        builtins.as_deref(),
+        &mut out,
+    )
+    .await;
     if let (Some(serving), Some(builtins), Some(repository)) = (&serving, &builtins, &repository) {
         check_references(serving, builtins, repository, &mut out);
     }
@@ -345,10 +353,31 @@ fn check_builtins<F: FnMut(&CheckLine)>(
     Some(keys)
 }
 
+/// Loads ONNX Runtime as `serve` would and says which runtime ONNX models get: FAIL when
+/// `ORT_DYLIB_PATH` names a library that does not load (`serve` stops), WARN when no library
+/// is installed (models that need it are not ready). A failed `ORT_DYLIB_PATH` still lets the
+/// repository be checked, as on tract.
+fn check_runtimes<F: FnMut(&CheckLine)>(settings: &Settings, out: &mut Recorder<F>) -> Runtimes {
+    match onnx_runtimes(settings) {
+        Ok(runtimes) => {
+            match describe_runtimes(&runtimes) {
+                Ok(line) => out.ok("onnx runtime", line),
+                Err(reason) => out.warn("onnx runtime", reason),
+            }
+            runtimes
+        }
+        Err(err) => {
+            out.fail("onnx runtime", err.to_string());
+            Runtimes::tract_only()
+        }
+    }
+}
+
 /// Scans `MODELS_DIR` like the registry does and lists every model; `None` when the folder
 /// cannot be read (which stops `serve`).
 async fn check_repository<F: FnMut(&CheckLine)>(
     dir: &Path,
+    runtimes: Runtimes,
     builtins: Option<&[ModelKey]>,
     out: &mut Recorder<F>,
 ) -> Option<Vec<ScannedModel>> {
@@ -372,7 +401,7 @@ async fn check_repository<F: FnMut(&CheckLine)>(
             return None;
         }
     }
-    let repository = FolderRepository::new(dir.to_owned());
+    let repository = FolderRepository::new(dir.to_owned(), runtimes);
     // Reading manifests is blocking file I/O.
     let scanned = tokio::task::spawn_blocking(move || scan_capturing_warnings(&repository)).await;
     let (scanned, skipped) = match scanned {
@@ -452,9 +481,12 @@ fn describe_model(source: &dyn ModelSource) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let backend = match description.runtime {
+        Some(runtime) => format!("{} on {runtime}", description.backend.as_str()),
+        None => description.backend.as_str().to_owned(),
+    };
     let mut text = format!(
-        "{}, inputs {}, outputs {}",
-        description.backend.as_str(),
+        "{backend}, inputs {}, outputs {}",
         tensors(&description.inputs),
         tensors(&description.outputs)
     );
@@ -595,7 +627,9 @@ async fn load_models<F: FnMut(&CheckLine)>(repository: &[ScannedModel], out: &mu
         let source = Arc::clone(source);
         let loaded = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            source.load().map(|_| started.elapsed())
+            source
+                .load(&LoadContext::default())
+                .map(|_| started.elapsed())
         })
         .await;
         let subject = format!("load {}", model.key);

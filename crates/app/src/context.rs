@@ -33,7 +33,7 @@ use crate::engine_config::{EngineConfigError, load_engine_config, resolve_config
 use crate::lifecycle::Lifecycle;
 use crate::local_queue::LocalJobQueue;
 use crate::predictions::{Predictions, RunToEnd};
-use crate::repository::FolderRepository;
+use crate::repository::{FolderRepository, RuntimeError, describe_runtimes, onnx_runtimes};
 use crate::settings::Settings;
 
 /// Why the process refuses to start. Each message is one line for stderr, naming the setting
@@ -52,6 +52,8 @@ pub enum StartupError {
     Config(#[from] EngineConfigError),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("{0}")]
+    OnnxRuntime(#[from] RuntimeError),
     #[error("{setting} {reason}")]
     InvalidSetting {
         setting: &'static str,
@@ -314,8 +316,15 @@ impl AppContext {
             Some(path) => load_engine_config(path)?,
             None => EngineConfig::default(),
         };
+        let runtimes = onnx_runtimes(settings)?;
+        match describe_runtimes(&runtimes) {
+            Ok(line) => tracing::info!(runtime = %line, "ONNX runtime ready"),
+            Err(reason) => {
+                tracing::warn!("ONNX models that need ONNX Runtime will not be ready: {reason}")
+            }
+        }
         let repository: Arc<dyn ModelRepository> =
-            Arc::new(FolderRepository::new(settings.models_dir.clone()));
+            Arc::new(FolderRepository::new(settings.models_dir.clone(), runtimes));
         let registry = ModelRegistry::new(
             builtins,
             Some(repository),

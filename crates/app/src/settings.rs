@@ -17,6 +17,16 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// `ONNX_RUNTIME`: which runtime ONNX models get.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OnnxRuntimeChoice {
+    /// Each model's manifest decides (`runtime`, default `onnxruntime`).
+    #[default]
+    Manifest,
+    /// Every model on tract, whatever its manifest says; ONNX Runtime is not loaded.
+    Tract,
+}
+
 /// `GRPC_PORT`: the Open Inference Protocol gRPC listener's port on the HTTP API's host, `0`
 /// for any free port, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +116,23 @@ pub struct Settings {
     /// Model repository root: `<MODELS_DIR>/<name>/<version>/model.toml`.
     #[arg(long, env = "MODELS_DIR", default_value = "models", global = true)]
     pub models_dir: PathBuf,
+
+    /// ONNX Runtime's shared library (`libonnxruntime.so`). Unset: `onnxruntime/` in the
+    /// working directory (where `scripts/install-onnxruntime.sh` puts it), then the system's
+    /// library path. A path that does not load stops the start.
+    #[arg(long, env = "ORT_DYLIB_PATH", global = true)]
+    pub ort_dylib_path: Option<PathBuf>,
+
+    /// `manifest`: each model's `runtime` decides (default ONNX Runtime); `tract`: every ONNX
+    /// model runs on tract and ONNX Runtime is not loaded.
+    #[arg(
+        long,
+        env = "ONNX_RUNTIME",
+        value_enum,
+        default_value = "manifest",
+        global = true
+    )]
+    pub onnx_runtime: OnnxRuntimeChoice,
 
     /// LRU cap of loaded models; overrides `[registry] max_loaded`.
     #[arg(long, env = "MAX_LOADED_MODELS", global = true)]
@@ -262,6 +289,8 @@ impl Settings {
             admin_listen_addr: None,
             grpc_port: GrpcPort::Port(0),
             models_dir: PathBuf::from("models"),
+            ort_dylib_path: None,
+            onnx_runtime: OnnxRuntimeChoice::Manifest,
             max_loaded_models: None,
             cpu_executor_workers: Some(2),
             gpu_executor_workers: Some(1),

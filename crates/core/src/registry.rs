@@ -32,7 +32,7 @@ use crate::observe;
 use crate::pipeline::{Model, PipelineModel};
 use crate::routing::{Bucket, RoutingRule, RoutingTable};
 pub use crate::source::Backend;
-use crate::source::{LoadError, ModelDescription, ModelSource, ReadySource};
+use crate::source::{LoadContext, LoadError, ModelDescription, ModelSource, ReadySource};
 use crate::sync::lock;
 
 /// One line of `GET /models`.
@@ -461,6 +461,16 @@ impl Serving {
         }
     }
 
+    /// How the model will be called: by the threads of the pool its execution policy names.
+    fn load_context(&self, key: &ModelKey) -> LoadContext {
+        LoadContext {
+            executor_threads: self
+                .executors
+                .pool_for(key)
+                .map_or(1, |pool| pool.threads()),
+        }
+    }
+
     pub fn timeout_for(&self, key: &ModelKey, requested: Option<Duration>) -> Option<Duration> {
         self.config.sla.effective_timeout(key, requested)
     }
@@ -608,7 +618,9 @@ impl ModelRegistry {
                 SlotState::Unloaded => match &inner.source {
                     Err(err) => return Err(not_ready(key, err)),
                     Ok(source) => {
-                        let loading = self.start_load(Arc::clone(slot), Arc::clone(source));
+                        let context = serving.load_context(key);
+                        let loading =
+                            self.start_load(Arc::clone(slot), Arc::clone(source), context);
                         inner.state = SlotState::Loading(loading.clone());
                         loading
                     }
@@ -636,11 +648,16 @@ impl ModelRegistry {
     }
 
     /// Starts the one load of `slot`; its outcome is recorded in the slot by the loader thread.
-    fn start_load(&self, slot: Arc<Slot>, source: Arc<dyn ModelSource>) -> LoadFuture {
+    fn start_load(
+        &self,
+        slot: Arc<Slot>,
+        source: Arc<dyn ModelSource>,
+        context: LoadContext,
+    ) -> LoadFuture {
         let registry = self.clone();
         let key = slot.key.clone();
         on_loader_thread(&key, move || {
-            let outcome = load_model(&slot.key, source.as_ref());
+            let outcome = load_model(&slot.key, source.as_ref(), &context);
             slot.loads.fetch_add(1, Ordering::Relaxed);
             {
                 let mut inner = slot.lock();
@@ -780,7 +797,9 @@ impl ModelRegistry {
             .ok_or_else(|| failed("it is no longer in the model repository".into()))?
             .source
             .map_err(|err| failed(err.to_string()))?;
-        let loaded = load_model(key, source.as_ref()).map_err(|err| failed(err.to_string()))?;
+        let context = self.serving().load_context(key);
+        let loaded =
+            load_model(key, source.as_ref(), &context).map_err(|err| failed(err.to_string()))?;
         Ok((source, loaded))
     }
 
@@ -895,9 +914,13 @@ fn on_loader_thread<T: Send + 'static>(
 }
 
 /// Runs a source's load, turning a panic into a load error, and starts the model's batcher.
-fn load_model(key: &ModelKey, source: &dyn ModelSource) -> Result<LoadedModel, LoadError> {
+fn load_model(
+    key: &ModelKey,
+    source: &dyn ModelSource,
+    context: &LoadContext,
+) -> Result<LoadedModel, LoadError> {
     let started = Instant::now();
-    let model = catch_unwind(AssertUnwindSafe(|| source.load()))
+    let model = catch_unwind(AssertUnwindSafe(|| source.load(context)))
         .unwrap_or_else(|_| Err(LoadError("the model loader panicked".into())));
     match model {
         Ok(model) => {
@@ -1016,7 +1039,7 @@ mod tests {
             &self.description
         }
 
-        fn load(&self) -> Result<Arc<dyn Model>, LoadError> {
+        fn load(&self, _context: &LoadContext) -> Result<Arc<dyn Model>, LoadError> {
             self.loads.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(self.load_delay);
             if self.broken.load(Ordering::SeqCst) {

@@ -33,12 +33,29 @@ impl Backend {
 }
 
 /// One named tensor of a model's signature. `datatype` uses the Open Inference Protocol names
-/// (`FP32`, `INT64`, `BYTES`, ...); `-1` in `shape` is a dimension of any size (the batch).
+/// (`FP32`, `INT64`, `BYTES`, ...), or [`MAP_DATATYPE`] for an output that is a sequence of maps
+/// (one per example, as scikit-learn's `ZipMap` produces); `-1` in `shape` is a dimension of
+/// any size (the batch first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
     pub name: String,
     pub datatype: String,
     pub shape: Vec<i64>,
+}
+
+/// The datatype of an output that holds one map per example.
+pub const MAP_DATATYPE: &str = "MAP";
+
+impl TensorSpec {
+    /// The datatype as the Open Inference Protocol carries it: a map output travels as `BYTES`,
+    /// one JSON object per example.
+    pub fn protocol_datatype(&self) -> &str {
+        if self.datatype == MAP_DATATYPE {
+            "BYTES"
+        } else {
+            &self.datatype
+        }
+    }
 }
 
 /// Dynamic batching as a model's manifest declares it.
@@ -54,6 +71,9 @@ pub struct BatchingConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelDescription {
     pub backend: Backend,
+    /// What runs an in-process graph (`onnxruntime`, `tract`); `None` for built-ins and
+    /// remote models.
+    pub runtime: Option<&'static str>,
     /// Free text from the manifest.
     pub description: Option<String>,
     /// Empty for models that take any JSON (the built-ins).
@@ -67,6 +87,7 @@ impl ModelDescription {
     pub fn builtin() -> Self {
         Self {
             backend: Backend::Builtin,
+            runtime: None,
             description: None,
             inputs: Vec::new(),
             outputs: Vec::new(),
@@ -80,13 +101,29 @@ impl ModelDescription {
 #[error("{0}")]
 pub struct LoadError(pub String);
 
+/// What the registry knows at load time about how the model will be called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadContext {
+    /// Threads of the executor pool the model runs on: at most this many runs of it at once
+    /// (a runtime that keeps one session per concurrent run sizes itself by it).
+    pub executor_threads: usize,
+}
+
+impl Default for LoadContext {
+    fn default() -> Self {
+        Self {
+            executor_threads: 1,
+        }
+    }
+}
+
 /// A model that can be loaded on demand.
 pub trait ModelSource: Send + Sync + fmt::Debug {
     fn description(&self) -> &ModelDescription;
 
     /// Builds the runnable model. Blocking (reads files, optimises graphs): the registry calls it
     /// on a loader thread, never on the async runtime, and at most once at a time per model.
-    fn load(&self) -> Result<Arc<dyn Model>, LoadError>;
+    fn load(&self, context: &LoadContext) -> Result<Arc<dyn Model>, LoadError>;
 }
 
 /// A source whose model already exists (built-in pipelines): loading hands out the same model.
@@ -107,7 +144,7 @@ impl ModelSource for ReadySource {
         &self.description
     }
 
-    fn load(&self) -> Result<Arc<dyn Model>, LoadError> {
+    fn load(&self, _context: &LoadContext) -> Result<Arc<dyn Model>, LoadError> {
         Ok(Arc::clone(&self.model))
     }
 }

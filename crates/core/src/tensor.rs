@@ -7,6 +7,7 @@
 //! arithmetic on them, and the adapters convert at the edge.
 
 use std::fmt::{self, Write as _};
+use std::ops::Range;
 
 use serde_json::{Number, Value, json};
 
@@ -196,41 +197,134 @@ impl Tensor {
     }
 }
 
+/// Rebuilds the same variant from `$body`, a new element vector made from `$values`.
+macro_rules! each_variant {
+    (map $data:expr, $values:ident => $body:expr) => {
+        match $data {
+            TensorData::Bool($values) => TensorData::Bool($body),
+            TensorData::Uint8($values) => TensorData::Uint8($body),
+            TensorData::Uint16($values) => TensorData::Uint16($body),
+            TensorData::Uint32($values) => TensorData::Uint32($body),
+            TensorData::Uint64($values) => TensorData::Uint64($body),
+            TensorData::Int8($values) => TensorData::Int8($body),
+            TensorData::Int16($values) => TensorData::Int16($body),
+            TensorData::Int32($values) => TensorData::Int32($body),
+            TensorData::Int64($values) => TensorData::Int64($body),
+            TensorData::Fp16($values) => TensorData::Fp16($body),
+            TensorData::Fp32($values) => TensorData::Fp32($body),
+            TensorData::Fp64($values) => TensorData::Fp64($body),
+            TensorData::Bf16($values) => TensorData::Bf16($body),
+            TensorData::Bytes($values) => TensorData::Bytes($body),
+        }
+    };
+}
+
 impl TensorData {
     /// The elements as flat JSON values: numbers (FP16/BF16 widened; non-finite floats become
     /// `null`), booleans, and `BYTES` elements as strings (invalid UTF-8 replaced).
     pub fn to_json_values(&self) -> Vec<Value> {
+        self.range_to_json_values(0..self.len())
+    }
+
+    /// [`Self::to_json_values`] of the elements in `range` only (one example's row of a
+    /// batch). Panics if `range` is out of bounds, like slicing.
+    pub fn range_to_json_values(&self, range: Range<usize>) -> Vec<Value> {
         fn numbers<T: Copy + Into<Value>>(values: &[T]) -> Vec<Value> {
             values.iter().map(|&value| value.into()).collect()
         }
         match self {
-            Self::Bool(values) => numbers(values),
-            Self::Uint8(values) => numbers(values),
-            Self::Uint16(values) => numbers(values),
-            Self::Uint32(values) => numbers(values),
-            Self::Uint64(values) => numbers(values),
-            Self::Int8(values) => numbers(values),
-            Self::Int16(values) => numbers(values),
-            Self::Int32(values) => numbers(values),
-            Self::Int64(values) => numbers(values),
-            Self::Fp16(values) => values
+            Self::Bool(values) => numbers(&values[range]),
+            Self::Uint8(values) => numbers(&values[range]),
+            Self::Uint16(values) => numbers(&values[range]),
+            Self::Uint32(values) => numbers(&values[range]),
+            Self::Uint64(values) => numbers(&values[range]),
+            Self::Int8(values) => numbers(&values[range]),
+            Self::Int16(values) => numbers(&values[range]),
+            Self::Int32(values) => numbers(&values[range]),
+            Self::Int64(values) => numbers(&values[range]),
+            Self::Fp16(values) => values[range]
                 .iter()
                 .map(|&bits| f32_json(f16_to_f32(bits)))
                 .collect(),
-            Self::Bf16(values) => values
+            Self::Bf16(values) => values[range]
                 .iter()
                 .map(|&bits| f32_json(bf16_to_f32(bits)))
                 .collect(),
-            Self::Fp32(values) => values.iter().map(|&value| f32_json(value)).collect(),
-            Self::Fp64(values) => values
+            Self::Fp32(values) => values[range].iter().map(|&value| f32_json(value)).collect(),
+            Self::Fp64(values) => values[range]
                 .iter()
                 .map(|&value| Number::from_f64(value).map_or(Value::Null, Value::Number))
                 .collect(),
-            Self::Bytes(values) => values
+            Self::Bytes(values) => values[range]
                 .iter()
                 .map(|bytes| Value::String(String::from_utf8_lossy(bytes).into_owned()))
                 .collect(),
         }
+    }
+
+    /// Element `index` as a number, for comparisons (argmax, range checks); `None` for
+    /// `BOOL` and `BYTES`, or past the end.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn number_at(&self, index: usize) -> Option<f64> {
+        Some(match self {
+            Self::Uint8(values) => f64::from(*values.get(index)?),
+            Self::Uint16(values) => f64::from(*values.get(index)?),
+            Self::Uint32(values) => f64::from(*values.get(index)?),
+            Self::Uint64(values) => *values.get(index)? as f64,
+            Self::Int8(values) => f64::from(*values.get(index)?),
+            Self::Int16(values) => f64::from(*values.get(index)?),
+            Self::Int32(values) => f64::from(*values.get(index)?),
+            Self::Int64(values) => *values.get(index)? as f64,
+            Self::Fp16(values) => f64::from(f16_to_f32(*values.get(index)?)),
+            Self::Bf16(values) => f64::from(bf16_to_f32(*values.get(index)?)),
+            Self::Fp32(values) => f64::from(*values.get(index)?),
+            Self::Fp64(values) => *values.get(index)?,
+            Self::Bool(_) | Self::Bytes(_) => return None,
+        })
+    }
+
+    /// A copy of the elements in `range` (one request's rows of a batch). Panics if `range` is
+    /// out of bounds, like slicing.
+    pub fn slice(&self, range: Range<usize>) -> Self {
+        each_variant!(map self, values => values[range].to_vec())
+    }
+
+    /// The elements of `parts` one after the other (requests stacked into one batch). `None`
+    /// when the parts are not all of one datatype, or there are none.
+    pub fn concat(parts: &[&Self]) -> Option<Self> {
+        let (first, rest) = parts.split_first()?;
+        let total = parts.iter().map(|part| part.len()).sum();
+        let datatype = first.datatype();
+        if rest.iter().any(|part| part.datatype() != datatype) {
+            return None;
+        }
+        macro_rules! gather {
+            ($variant:ident) => {{
+                let mut all = Vec::with_capacity(total);
+                for part in parts {
+                    if let Self::$variant(values) = part {
+                        all.extend_from_slice(values);
+                    }
+                }
+                Self::$variant(all)
+            }};
+        }
+        Some(match first {
+            Self::Bool(_) => gather!(Bool),
+            Self::Uint8(_) => gather!(Uint8),
+            Self::Uint16(_) => gather!(Uint16),
+            Self::Uint32(_) => gather!(Uint32),
+            Self::Uint64(_) => gather!(Uint64),
+            Self::Int8(_) => gather!(Int8),
+            Self::Int16(_) => gather!(Int16),
+            Self::Int32(_) => gather!(Int32),
+            Self::Int64(_) => gather!(Int64),
+            Self::Fp16(_) => gather!(Fp16),
+            Self::Fp32(_) => gather!(Fp32),
+            Self::Fp64(_) => gather!(Fp64),
+            Self::Bf16(_) => gather!(Bf16),
+            Self::Bytes(_) => gather!(Bytes),
+        })
     }
 }
 
@@ -413,6 +507,21 @@ mod tests {
             assert_eq!(bf16_to_f32(f32_to_bf16(value)), value);
         }
         assert_eq!(f32_to_bf16(1.0), 0x3f80);
+    }
+
+    #[test]
+    fn rows_slice_and_batches_concatenate_without_mixing_datatypes() {
+        let data = TensorData::Int64(vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(data.slice(2..4), TensorData::Int64(vec![3, 4]));
+        assert_eq!(data.range_to_json_values(4..6), vec![json!(5), json!(6)]);
+        assert_eq!(data.number_at(5), Some(6.0));
+        assert_eq!(data.number_at(6), None);
+        let words = TensorData::Bytes(vec![b"a".to_vec()]);
+        assert_eq!(words.number_at(0), None);
+        let joined = TensorData::concat(&[&data.slice(0..1), &TensorData::Int64(vec![9])]);
+        assert_eq!(joined, Some(TensorData::Int64(vec![1, 9])));
+        assert_eq!(TensorData::concat(&[&data, &words]), None);
+        assert_eq!(TensorData::concat(&[]), None);
     }
 
     #[test]

@@ -25,9 +25,14 @@ pub enum OnnxError {
     /// argmax without labels, ...).
     #[error("{0}")]
     InvalidManifest(String),
-    /// The ONNX file is unreadable, does not match its manifest, or tract cannot prepare it.
+    /// The ONNX file is unreadable, does not match its manifest, or its runtime cannot
+    /// prepare it.
     #[error("{0}")]
     Model(String),
+    /// The model needs ONNX Runtime and the process has no library (the sentence says why and
+    /// how to fix it).
+    #[error("{0}")]
+    RuntimeUnavailable(String),
 }
 
 impl Classified for OnnxError {
@@ -40,6 +45,7 @@ impl Classified for OnnxError {
             Self::Io { .. } => "io_error",
             Self::ManifestSyntax(_) | Self::InvalidManifest(_) => "invalid_manifest",
             Self::Model(_) => "invalid_model",
+            Self::RuntimeUnavailable(_) => "runtime_unavailable",
         }
     }
 }

@@ -1,38 +1,56 @@
 //! Request `data` → one tensor per graph input (docs/model-repository.md, "Request `data`").
 //!
 //! This is on the hot path of every ONNX request, so it walks the JSON once, never clones a
-//! `Value`, and writes each number straight into the tensor it ends up in: one allocation per
-//! graph input, sized up front from the example shape and the number of examples.
+//! `Value`, and writes each value straight into the tensor it ends up in: one allocation per
+//! graph input, sized up front from the example shape and the number of examples. A dynamic
+//! dimension (`-1` in the manifest) takes its size from the request's first example; every
+//! other example must have the same shape (a tensor is rectangular).
 
 use std::fmt::{self, Write as _};
 
 use inference_engine_core::pipeline::PipelineError;
+use inference_engine_core::tensor::{Tensor, TensorData, element_count, f32_to_bf16, f32_to_f16};
 use serde_json::{Map, Number, Value};
-use tract_onnx::prelude::tract_num_traits::Zero;
-use tract_onnx::prelude::{Datum, Tensor};
 
-use crate::manifest::{DataType, TensorManifest};
+use crate::manifest::{TensorManifest, TensorType};
 
 /// One graph input as requests must fill it.
 #[derive(Debug, Clone)]
 pub(crate) struct InputLayout {
     pub(crate) name: String,
-    pub(crate) datatype: DataType,
-    /// One example's shape (`shape[1..]` of the manifest).
-    pub(crate) dims: Vec<usize>,
+    pub(crate) datatype: TensorType,
+    /// One example's shape (`shape[1..]` of the manifest); `None` for a dynamic dimension.
+    pub(crate) dims: Vec<Option<usize>>,
 }
 
 impl InputLayout {
-    pub(crate) fn new(tensor: &TensorManifest) -> Self {
-        Self {
+    /// `None` for a manifest entry that is not a tensor (validation keeps maps out of inputs).
+    pub(crate) fn new(tensor: &TensorManifest) -> Option<Self> {
+        Some(Self {
             name: tensor.name.clone(),
-            datatype: tensor.datatype,
+            datatype: tensor.datatype.tensor()?,
             dims: tensor.example_dims(),
-        }
+        })
     }
 
-    pub(crate) fn values_per_example(&self) -> usize {
-        self.dims.iter().product()
+    /// The shape as the manifest writes it: `[-1, ...]`, `-1` for every dynamic dimension.
+    pub(crate) fn manifest_shape(&self) -> Vec<i64> {
+        std::iter::once(-1)
+            .chain(
+                self.dims
+                    .iter()
+                    .map(|dim| dim.map_or(-1, |size| i64::try_from(size).unwrap_or(i64::MAX))),
+            )
+            .collect()
+    }
+
+    /// Whether a tensor's shape (rows first) fits this input.
+    pub(crate) fn accepts_shape(&self, shape: &[usize]) -> bool {
+        shape.len() == self.dims.len() + 1
+            && shape[1..]
+                .iter()
+                .zip(&self.dims)
+                .all(|(&size, dim)| dim.is_none_or(|dim| dim == size))
     }
 }
 
@@ -56,6 +74,15 @@ impl Examples {
     /// Whether the request sent one bare example rather than a list of examples.
     pub fn is_single(&self) -> bool {
         self.single
+    }
+
+    /// The non-batch dimensions of every input: requests with equal signatures can be
+    /// stacked into one run.
+    pub(crate) fn signature(&self) -> Vec<&[usize]> {
+        self.tensors
+            .iter()
+            .map(|tensor| tensor.shape.get(1..).unwrap_or(&[]))
+            .collect()
     }
 }
 
@@ -176,34 +203,51 @@ struct RequestShape {
 }
 
 fn read_input(value: &Value, layout: &InputLayout) -> Result<(Tensor, RequestShape), String> {
-    match layout.datatype {
-        DataType::Fp32 => read_typed::<f32>(value, &layout.dims),
-        DataType::Fp64 => read_typed::<f64>(value, &layout.dims),
-        DataType::Int64 => read_typed::<i64>(value, &layout.dims),
-        DataType::Int32 => read_typed::<i32>(value, &layout.dims),
-    }
+    let (data, shape, request) = match layout.datatype {
+        TensorType::Fp32 => read_typed::<f32>(value, &layout.dims)?,
+        TensorType::Fp64 => read_typed::<f64>(value, &layout.dims)?,
+        TensorType::Fp16 => read_typed::<Half>(value, &layout.dims)?,
+        TensorType::Bf16 => read_typed::<BrainHalf>(value, &layout.dims)?,
+        TensorType::Int64 => read_typed::<i64>(value, &layout.dims)?,
+        TensorType::Int32 => read_typed::<i32>(value, &layout.dims)?,
+        TensorType::Int16 => read_typed::<i16>(value, &layout.dims)?,
+        TensorType::Int8 => read_typed::<i8>(value, &layout.dims)?,
+        TensorType::Uint64 => read_typed::<u64>(value, &layout.dims)?,
+        TensorType::Uint32 => read_typed::<u32>(value, &layout.dims)?,
+        TensorType::Uint16 => read_typed::<u16>(value, &layout.dims)?,
+        TensorType::Uint8 => read_typed::<u8>(value, &layout.dims)?,
+        TensorType::Bool => read_typed::<bool>(value, &layout.dims)?,
+        TensorType::Bytes => read_typed::<Vec<u8>>(value, &layout.dims)?,
+    };
+    let tensor = Tensor::new(layout.name.clone(), shape, data).map_err(|err| err.to_string())?;
+    Ok((tensor, request))
 }
 
-fn read_typed<T: Element>(value: &Value, dims: &[usize]) -> Result<(Tensor, RequestShape), String> {
+fn read_typed<T: Element>(
+    value: &Value,
+    declared: &[Option<usize>],
+) -> Result<(TensorData, Vec<usize>, RequestShape), String> {
     if matches!(value, Value::Array(items) if items.is_empty()) {
         return Err("data is an empty list; send one example or a list of examples".to_owned());
     }
     let depth = nesting_depth(value);
-    let rank = dims.len();
-    let shape = if depth == rank {
-        RequestShape {
+    let rank = declared.len();
+    let (request, first_example) = if depth == rank {
+        let request = RequestShape {
             rows: 1,
             single: true,
-        }
-    } else if depth == rank + 1 {
-        let rows = match value {
-            Value::Array(items) => items.len(),
-            _ => 1,
         };
-        RequestShape {
+        (request, value)
+    } else if depth == rank + 1 {
+        let (rows, first) = match value {
+            Value::Array(items) => (items.len(), items.first().unwrap_or(value)),
+            _ => (1, value),
+        };
+        let request = RequestShape {
             rows,
             single: false,
-        }
+        };
+        (request, first)
     } else {
         let found = if depth == 0 {
             kind(value).to_owned()
@@ -211,38 +255,63 @@ fn read_typed<T: Element>(value: &Value, dims: &[usize]) -> Result<(Tensor, Requ
             format!("lists nested {depth} deep")
         };
         return Err(format!(
-            "expected one example of shape {dims:?} or a list of them, found {found}"
+            "expected one example of shape {} or a list of them, found {found}",
+            shape_text(declared)
         ));
     };
 
+    let dims = resolve_dims(first_example, declared);
     let mut tensor_shape = Vec::with_capacity(rank + 1);
-    tensor_shape.push(shape.rows);
-    tensor_shape.extend_from_slice(dims);
-    let mut tensor = Tensor::zero::<T>(&tensor_shape).map_err(|err| format!("{err:#}"))?;
-    {
-        let mut view = tensor
-            .try_as_plain_ram_mut()
-            .map_err(|err| format!("{err:#}"))?;
-        let out = view.as_slice_mut::<T>().map_err(|err| format!("{err:#}"))?;
-        let mut walker = Walker {
-            dims,
-            path: Vec::with_capacity(rank + 1),
-            example: 0,
-            cursor: 0,
-        };
-        match (shape.single, value) {
-            (false, Value::Array(examples)) => {
-                for (index, example) in examples.iter().enumerate() {
-                    walker.example = index;
-                    walker.path.push(index);
-                    walker.fill(example, 0, out)?;
-                    walker.path.pop();
-                }
+    tensor_shape.push(request.rows);
+    tensor_shape.extend_from_slice(&dims);
+    let capacity = element_count(&tensor_shape)
+        .ok_or_else(|| format!("a tensor of shape {tensor_shape:?} is too large"))?;
+    let mut out = Vec::with_capacity(capacity);
+    let mut walker = Walker {
+        dims: &dims,
+        declared,
+        path: Vec::with_capacity(rank + 1),
+        example: 0,
+    };
+    match (request.single, value) {
+        (false, Value::Array(examples)) => {
+            for (index, example) in examples.iter().enumerate() {
+                walker.example = index;
+                walker.path.push(index);
+                walker.fill(example, 0, &mut out)?;
+                walker.path.pop();
             }
-            _ => walker.fill(value, 0, out)?,
         }
+        _ => walker.fill(value, 0, &mut out)?,
     }
-    Ok((tensor, shape))
+    Ok((T::into_data(out), tensor_shape, request))
+}
+
+/// One example's shape: the declared sizes, and for each dynamic dimension the length found
+/// in `example` (following first elements; 0 where the example runs out of nesting, which
+/// the fill then reports).
+fn resolve_dims(example: &Value, declared: &[Option<usize>]) -> Vec<usize> {
+    let mut value = Some(example);
+    declared
+        .iter()
+        .map(|dim| {
+            let items = match value {
+                Some(Value::Array(items)) => Some(items),
+                _ => None,
+            };
+            value = items.and_then(|items| items.first());
+            dim.unwrap_or_else(|| items.map_or(0, Vec::len))
+        })
+        .collect()
+}
+
+/// `[4]`, `[-1, 128]`: a shape as the manifest writes it (`-1` for a dynamic dimension).
+fn shape_text(dims: &[Option<usize>]) -> String {
+    let parts = dims
+        .iter()
+        .map(|dim| dim.map_or_else(|| "-1".to_owned(), |size| size.to_string()))
+        .collect::<Vec<_>>();
+    format!("[{}]", parts.join(", "))
 }
 
 /// How deep arrays nest, following first elements: `[[1, 2]]` is 2, `3` is 0, `[]` is 1.
@@ -260,13 +329,13 @@ fn nesting_depth(mut value: &Value) -> usize {
 
 /// Fills a tensor from nested arrays, remembering where it is for error messages.
 struct Walker<'a> {
-    /// One example's shape.
+    /// One example's shape, dynamic dimensions resolved from the first example.
     dims: &'a [usize],
+    /// The manifest's dimensions (`None`: dynamic), for error messages.
+    declared: &'a [Option<usize>],
     /// Indices from the input's root to the current value (only formatted on error).
     path: Vec<usize>,
     example: usize,
-    /// Next slot to write in the output.
-    cursor: usize,
 }
 
 impl Walker<'_> {
@@ -274,21 +343,11 @@ impl Walker<'_> {
         &mut self,
         value: &Value,
         level: usize,
-        out: &mut [T],
+        out: &mut Vec<T>,
     ) -> Result<(), String> {
         let Some((&expected, inner)) = self.dims[level..].split_first() else {
-            return match value {
-                Value::Number(number) => {
-                    out[self.cursor] = self.number(number, None)?;
-                    self.cursor += 1;
-                    Ok(())
-                }
-                other => Err(format!(
-                    "expected a number, found {} at {}",
-                    kind(other),
-                    self.at(None)
-                )),
-            };
+            out.push(self.element(value, None)?);
+            return Ok(());
         };
         let Value::Array(items) = value else {
             return Err(format!(
@@ -301,20 +360,9 @@ impl Walker<'_> {
             return Err(self.wrong_length(level, items.len(), expected));
         }
         if inner.is_empty() {
-            let slots = &mut out[self.cursor..self.cursor + expected];
-            for (index, (slot, item)) in slots.iter_mut().zip(items).enumerate() {
-                match item {
-                    Value::Number(number) => *slot = self.number(number, Some(index))?,
-                    other => {
-                        return Err(format!(
-                            "expected a list of numbers, found {} at {}",
-                            kind(other),
-                            self.at(Some(index))
-                        ));
-                    }
-                }
+            for (index, item) in items.iter().enumerate() {
+                out.push(self.element(item, Some(index))?);
             }
-            self.cursor += expected;
             return Ok(());
         }
         for (index, item) in items.iter().enumerate() {
@@ -325,26 +373,47 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn number<T: Element>(&self, number: &Number, last: Option<usize>) -> Result<T, String> {
-        T::from_number(number).ok_or_else(|| {
-            format!(
-                "expected {}, found {number} at {}",
-                T::EXPECTED,
-                self.at(last)
-            )
+    fn element<T: Element>(&self, value: &Value, last: Option<usize>) -> Result<T, String> {
+        T::from_json(value).ok_or_else(|| {
+            let found = match value {
+                Value::Number(number) => number.to_string(),
+                other => kind(other).to_owned(),
+            };
+            let what = if last.is_some() {
+                format!("a list of {}", T::PLURAL)
+            } else {
+                T::EXPECTED.to_owned()
+            };
+            // A number of the wrong range is named as such; a value of the wrong kind inside a
+            // list is named by the list it should have been.
+            let what = if matches!(value, Value::Number(_)) == T::NUMERIC {
+                T::EXPECTED.to_owned()
+            } else {
+                what
+            };
+            format!("expected {what}, found {found} at {}", self.at(last))
         })
     }
 
     fn wrong_length(&self, level: usize, found: usize, expected: usize) -> String {
         let example = self.example;
+        if self.declared[level].is_none() {
+            return format!(
+                "example {example} has {found} entries at {}; the first example has {expected} \
+                 there (dimension {} is dynamic, but every example of a request must have the \
+                 same shape)",
+                self.at(None),
+                level + 1
+            );
+        }
         if level == 0 && self.dims.len() == 1 {
             return format!("example {example} has {found} features; the model expects {expected}");
         }
         format!(
             "example {example} has {found} entries at {}; the model expects {expected} (one \
-             example has shape {:?})",
+             example has shape {})",
             self.at(None),
-            self.dims
+            shape_text(self.declared)
         )
     }
 
@@ -374,68 +443,159 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// A tensor element type requests can fill.
-/// `Zero` because the tensor is allocated zeroed before it is filled.
-pub(crate) trait Element: Datum + Copy + fmt::Debug + Zero {
-    /// What a value must be, for error messages ("a number", "an integer").
+pub(crate) trait Element: Sized + fmt::Debug {
+    /// What a value must be, for error messages ("a number within the FP32 range").
     const EXPECTED: &'static str;
+    /// The same for a list of them ("numbers").
+    const PLURAL: &'static str;
+    /// Whether JSON numbers are this type's values (not booleans or strings).
+    const NUMERIC: bool = true;
 
-    /// The value, or `None` if it does not fit the type.
-    fn from_number(number: &Number) -> Option<Self>;
+    /// The value, or `None` if it is not one or does not fit the type.
+    fn from_json(value: &Value) -> Option<Self>;
 
-    /// For range checks.
-    fn to_f64(self) -> f64;
+    fn into_data(values: Vec<Self>) -> TensorData;
+}
+
+/// Half precision, as its bit pattern (the core tensor keeps FP16 that way).
+#[derive(Debug, Clone, Copy)]
+struct Half(u16);
+
+/// bfloat16, as its bit pattern.
+#[derive(Debug, Clone, Copy)]
+struct BrainHalf(u16);
+
+/// A JSON number as an `f32`, when it is finite there.
+fn finite_f32(value: &Value) -> Option<f32> {
+    // Narrowing is the point: 32-bit (and 16-bit) float inputs hold the nearest value.
+    #[allow(clippy::cast_possible_truncation)]
+    let narrow = value.as_number()?.as_f64()? as f32;
+    narrow.is_finite().then_some(narrow)
 }
 
 impl Element for f32 {
     const EXPECTED: &'static str = "a number within the FP32 range";
+    const PLURAL: &'static str = "numbers";
 
-    fn from_number(number: &Number) -> Option<Self> {
-        // Narrowing is the point: FP32 inputs hold the nearest f32.
-        #[allow(clippy::cast_possible_truncation)]
-        let value = number.as_f64()? as f32;
-        value.is_finite().then_some(value)
+    fn from_json(value: &Value) -> Option<Self> {
+        finite_f32(value)
     }
 
-    fn to_f64(self) -> f64 {
-        f64::from(self)
+    fn into_data(values: Vec<Self>) -> TensorData {
+        TensorData::Fp32(values)
+    }
+}
+
+impl Element for Half {
+    const EXPECTED: &'static str = "a number within the FP16 range";
+    const PLURAL: &'static str = "numbers";
+
+    fn from_json(value: &Value) -> Option<Self> {
+        let bits = f32_to_f16(finite_f32(value)?);
+        // 0x7c00: infinity, what a value beyond 65504 rounds to.
+        (bits & 0x7fff != 0x7c00).then_some(Self(bits))
+    }
+
+    fn into_data(values: Vec<Self>) -> TensorData {
+        TensorData::Fp16(values.into_iter().map(|half| half.0).collect())
+    }
+}
+
+impl Element for BrainHalf {
+    const EXPECTED: &'static str = "a number within the BF16 range";
+    const PLURAL: &'static str = "numbers";
+
+    fn from_json(value: &Value) -> Option<Self> {
+        Some(Self(f32_to_bf16(finite_f32(value)?)))
+    }
+
+    fn into_data(values: Vec<Self>) -> TensorData {
+        TensorData::Bf16(values.into_iter().map(|half| half.0).collect())
     }
 }
 
 impl Element for f64 {
     const EXPECTED: &'static str = "a number";
+    const PLURAL: &'static str = "numbers";
 
-    fn from_number(number: &Number) -> Option<Self> {
-        number.as_f64()
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_number()?.as_f64()
     }
 
-    fn to_f64(self) -> f64 {
-        self
-    }
-}
-
-impl Element for i64 {
-    const EXPECTED: &'static str = "an integer within the INT64 range";
-
-    fn from_number(number: &Number) -> Option<Self> {
-        number.as_i64().or_else(|| whole_number(number))
-    }
-
-    #[allow(clippy::cast_precision_loss)]
-    fn to_f64(self) -> f64 {
-        self as f64
+    fn into_data(values: Vec<Self>) -> TensorData {
+        TensorData::Fp64(values)
     }
 }
 
-impl Element for i32 {
-    const EXPECTED: &'static str = "an integer within the INT32 range";
+/// The integer types: any JSON integer (or whole float such as `3.0`) within range.
+macro_rules! integer_element {
+    ($($ty:ty => $variant:ident, $name:literal;)*) => {$(
+        impl Element for $ty {
+            const EXPECTED: &'static str = concat!("an integer within the ", $name, " range");
+            const PLURAL: &'static str = "integers";
 
-    fn from_number(number: &Number) -> Option<Self> {
-        let wide = number.as_i64().or_else(|| whole_number(number))?;
-        i32::try_from(wide).ok()
+            fn from_json(value: &Value) -> Option<Self> {
+                let number = value.as_number()?;
+                if let Some(wide) = number.as_i64() {
+                    return Self::try_from(wide).ok();
+                }
+                if let Some(wide) = number.as_u64() {
+                    return Self::try_from(wide).ok();
+                }
+                Self::try_from(whole_number(number)?).ok()
+            }
+
+            fn into_data(values: Vec<Self>) -> TensorData {
+                TensorData::$variant(values)
+            }
+        }
+    )*};
+}
+
+integer_element! {
+    i64 => Int64, "INT64";
+    i32 => Int32, "INT32";
+    i16 => Int16, "INT16";
+    i8 => Int8, "INT8";
+    u64 => Uint64, "UINT64";
+    u32 => Uint32, "UINT32";
+    u16 => Uint16, "UINT16";
+    u8 => Uint8, "UINT8";
+}
+
+impl Element for bool {
+    const EXPECTED: &'static str = "true, false, 0 or 1";
+    const PLURAL: &'static str = "booleans";
+    const NUMERIC: bool = false;
+
+    fn from_json(value: &Value) -> Option<Self> {
+        match value {
+            Value::Bool(flag) => Some(*flag),
+            Value::Number(number) => match number.as_u64()? {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
-    fn to_f64(self) -> f64 {
-        f64::from(self)
+    fn into_data(values: Vec<Self>) -> TensorData {
+        TensorData::Bool(values)
+    }
+}
+
+impl Element for Vec<u8> {
+    const EXPECTED: &'static str = "a string";
+    const PLURAL: &'static str = "strings";
+    const NUMERIC: bool = false;
+
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_str().map(|text| text.as_bytes().to_vec())
+    }
+
+    fn into_data(values: Vec<Self>) -> TensorData {
+        TensorData::Bytes(values)
     }
 }
 
@@ -452,7 +612,7 @@ fn whole_number(number: &Number) -> Option<i64> {
     }
 }
 
-/// Checks `[validation] min / max` on every value of every example.
+/// Checks `[validation] min / max` on every numeric value of every example.
 pub(crate) fn check_bounds(
     examples: &Examples,
     layouts: &[InputLayout],
@@ -463,13 +623,7 @@ pub(crate) fn check_bounds(
         return Ok(());
     }
     for (tensor, layout) in examples.tensors.iter().zip(layouts) {
-        let result = match layout.datatype {
-            DataType::Fp32 => bounds_of::<f32>(tensor, layout, min, max),
-            DataType::Fp64 => bounds_of::<f64>(tensor, layout, min, max),
-            DataType::Int64 => bounds_of::<i64>(tensor, layout, min, max),
-            DataType::Int32 => bounds_of::<i32>(tensor, layout, min, max),
-        };
-        result.map_err(|message| {
+        bounds_of(tensor, min, max).map_err(|message| {
             if layouts.len() > 1 {
                 PipelineError::InvalidInput(format!("input `{}`: {message}", layout.name))
             } else {
@@ -480,26 +634,22 @@ pub(crate) fn check_bounds(
     Ok(())
 }
 
-fn bounds_of<T: Element>(
-    tensor: &Tensor,
-    layout: &InputLayout,
-    min: Option<f64>,
-    max: Option<f64>,
-) -> Result<(), String> {
-    let view = tensor
-        .try_as_plain_ram()
-        .map_err(|err| format!("{err:#}"))?;
-    let values = view.as_slice::<T>().map_err(|err| format!("{err:#}"))?;
-    let per_example = layout.values_per_example().max(1);
+fn bounds_of(tensor: &Tensor, min: Option<f64>, max: Option<f64>) -> Result<(), String> {
+    let per_example = element_count(tensor.shape.get(1..).unwrap_or(&[]))
+        .unwrap_or(1)
+        .max(1);
     let min = min.unwrap_or(f64::NEG_INFINITY);
     let max = max.unwrap_or(f64::INFINITY);
-    for (index, value) in values.iter().enumerate() {
-        let wide = value.to_f64();
-        if wide >= min && wide <= max {
+    for index in 0..tensor.data.len() {
+        // Booleans and strings have no range.
+        let Some(value) = tensor.data.number_at(index) else {
+            return Ok(());
+        };
+        if value >= min && value <= max {
             continue;
         }
         let (example, feature) = (index / per_example, index % per_example);
-        let side = if wide < min {
+        let side = if value < min {
             format!("below the minimum {min:?}")
         } else {
             format!("above the maximum {max:?}")
@@ -516,16 +666,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn layout(name: &str, datatype: DataType, dims: &[usize]) -> InputLayout {
+    fn layout(name: &str, datatype: TensorType, dims: &[usize]) -> InputLayout {
         InputLayout {
             name: name.into(),
             datatype,
-            dims: dims.to_vec(),
+            dims: dims.iter().copied().map(Some).collect(),
         }
     }
 
     fn iris() -> Vec<InputLayout> {
-        vec![layout("input", DataType::Fp32, &[4])]
+        vec![layout("input", TensorType::Fp32, &[4])]
     }
 
     fn error(data: Value, layouts: &[InputLayout]) -> String {
@@ -535,13 +685,28 @@ mod tests {
         }
     }
 
-    fn values<T: Element>(tensor: &Tensor) -> Vec<T> {
-        tensor
-            .try_as_plain_ram()
-            .unwrap()
-            .as_slice::<T>()
-            .unwrap()
-            .to_vec()
+    /// The elements of a tensor of a known datatype.
+    trait Extract: Sized {
+        fn extract(data: &TensorData) -> Option<Vec<Self>>;
+    }
+
+    macro_rules! extract {
+        ($($ty:ty => $variant:ident),*) => {$(
+            impl Extract for $ty {
+                fn extract(data: &TensorData) -> Option<Vec<Self>> {
+                    match data {
+                        TensorData::$variant(values) => Some(values.clone()),
+                        _ => None,
+                    }
+                }
+            }
+        )*};
+    }
+
+    extract!(f32 => Fp32, f64 => Fp64, i64 => Int64, i32 => Int32);
+
+    fn values<T: Extract>(tensor: &Tensor) -> Vec<T> {
+        T::extract(&tensor.data).unwrap()
     }
 
     #[test]
@@ -549,7 +714,7 @@ mod tests {
         let examples = read_examples(json!([5.1, 3.5, 1.4, 0.2]), &iris()).unwrap();
         assert!(examples.is_single());
         assert_eq!(examples.rows(), 1);
-        assert_eq!(examples.tensors[0].shape(), &[1, 4]);
+        assert_eq!(examples.tensors[0].shape, [1, 4]);
         assert_eq!(
             values::<f32>(&examples.tensors[0]),
             vec![5.1, 3.5, 1.4, 0.2]
@@ -562,7 +727,7 @@ mod tests {
         let examples = read_examples(data, &iris()).unwrap();
         assert!(!examples.is_single());
         assert_eq!(examples.rows(), 2);
-        assert_eq!(examples.tensors[0].shape(), &[2, 4]);
+        assert_eq!(examples.tensors[0].shape, [2, 4]);
         assert_eq!(
             values::<f32>(&examples.tensors[0]),
             vec![5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]
@@ -578,19 +743,19 @@ mod tests {
 
     #[test]
     fn scalar_examples_and_deeper_shapes_follow_the_nesting_rule() {
-        let scalar = vec![layout("x", DataType::Int64, &[])];
+        let scalar = vec![layout("x", TensorType::Int64, &[])];
         let one = read_examples(json!(7), &scalar).unwrap();
         assert!(one.is_single());
         assert_eq!(values::<i64>(&one.tensors[0]), vec![7]);
         let list = read_examples(json!([1, 2, 3]), &scalar).unwrap();
         assert_eq!((list.rows(), list.is_single()), (3, false));
 
-        let grid = vec![layout("x", DataType::Fp64, &[2, 2])];
+        let grid = vec![layout("x", TensorType::Fp64, &[2, 2])];
         let one = read_examples(json!([[1, 2], [3, 4]]), &grid).unwrap();
         assert_eq!((one.rows(), one.is_single()), (1, true));
         assert_eq!(values::<f64>(&one.tensors[0]), vec![1.0, 2.0, 3.0, 4.0]);
         let two = read_examples(json!([[[1, 2], [3, 4]], [[5, 6], [7, 8]]]), &grid).unwrap();
-        assert_eq!(two.tensors[0].shape(), &[2, 2, 2]);
+        assert_eq!(two.tensors[0].shape, [2, 2, 2]);
         assert_eq!(
             error(json!([[[1, 2], [3, 4]], [[5, 6], [7]]]), &grid),
             "example 1 has 1 entries at [1][1]; the model expects 2 (one example has shape [2, 2])"
@@ -643,7 +808,7 @@ mod tests {
 
     #[test]
     fn integers_must_be_whole_and_in_range() {
-        let ints = vec![layout("x", DataType::Int32, &[2])];
+        let ints = vec![layout("x", TensorType::Int32, &[2])];
         let examples = read_examples(json!([3, 4.0]), &ints).unwrap();
         assert_eq!(values::<i32>(&examples.tensors[0]), vec![3, 4]);
         assert_eq!(
@@ -663,8 +828,8 @@ mod tests {
     #[test]
     fn several_inputs_are_read_from_an_object_keyed_by_name() {
         let layouts = vec![
-            layout("a", DataType::Fp32, &[2]),
-            layout("b", DataType::Int64, &[1]),
+            layout("a", TensorType::Fp32, &[2]),
+            layout("b", TensorType::Int64, &[1]),
         ];
         let examples =
             read_examples(json!({"b": [[1], [2]], "a": [[1, 2], [3, 4]]}), &layouts).unwrap();

@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use inference_engine_core::source::TensorSpec;
-use tract_onnx::pb;
+use inference_engine_core::source::{MAP_DATATYPE, TensorSpec};
 use tract_onnx::prelude::{Framework, InferenceFact, InferenceModel, InferenceModelExt, TDim};
 
 use crate::error::OnnxError;
 use crate::manifest::DataType;
-use crate::pipeline::{BATCH_SYMBOL, datum_type_name, unimplemented_ops};
+use crate::proto::{ValueInfoProto, read_model};
+use crate::runtime::tract::{BATCH_SYMBOL, datum_type, datum_type_name, unimplemented_ops};
 
 /// What an ONNX file declares, completed by tract's shape inference where it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,8 @@ pub struct Inspection {
     /// The graph's outputs; `-1` for symbolic or unknown dimensions, `UNKNOWN` for a type
     /// that is not a tensor (a sequence or a map) or cannot be determined.
     pub outputs: Vec<TensorSpec>,
-    /// Operators tract cannot run, as ``OpType (node `name`)``: the model will not load.
+    /// Operators tract cannot run, as ``OpType (node `name`)``: the model needs ONNX Runtime
+    /// (the default runtime).
     pub unsupported_ops: Vec<String>,
 }
 
@@ -46,13 +47,13 @@ const UNKNOWN_TYPE: &str = "UNKNOWN";
 
 /// Reads the ONNX file at `path` and describes its signature.
 ///
-/// Output types come from tract's inference with the inputs fixed (first dimension the batch
-/// symbol `N`); where tract cannot type the graph, from what the file declares.
+/// The signature is what the file declares (read without a runtime, so any model can be
+/// described); where an output's dimensions are left open and tract can type the graph with
+/// the inputs fixed (first dimension the batch symbol `N`), tract's inference fills them in.
 pub fn inspect(path: &Path) -> Result<Inspection, OnnxError> {
-    let onnx = tract_onnx::onnx();
-    let proto = onnx.proto_model_for_path(path).map_err(|err| {
+    let proto = read_model(path).map_err(|err| {
         OnnxError::Model(format!(
-            "{}: not a readable ONNX model: {err:#}",
+            "{}: not a readable ONNX model: {err}",
             path.display()
         ))
     })?;
@@ -72,28 +73,31 @@ pub fn inspect(path: &Path) -> Result<Inspection, OnnxError> {
         .map(declared_spec)
         .collect::<Vec<_>>();
     let mut outputs = graph.output.iter().map(declared_spec).collect::<Vec<_>>();
+    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
     let model_dir = path.parent().and_then(Path::to_str);
-    let model = onnx
-        .parse(&proto, model_dir)
-        .map_err(|err| {
-            OnnxError::Model(format!(
-                "{}: tract cannot read the graph: {err:#}",
-                path.display()
-            ))
-        })?
-        .model;
-    let unsupported_ops = unimplemented_ops(&model);
-    match inferred_outputs(model, &inputs) {
-        Ok(inferred) if inferred.len() == outputs.len() => {
-            for (output, (datatype, shape)) in outputs.iter_mut().zip(inferred) {
-                merge(output, datatype, shape);
+    let parsed = onnx
+        .proto_model_for_path(path)
+        .and_then(|tract_proto| onnx.parse(&tract_proto, model_dir));
+    let unsupported_ops = match parsed {
+        Ok(parsed) => {
+            let unsupported = unimplemented_ops(&parsed.model);
+            if unsupported.is_empty() {
+                match inferred_outputs(parsed.model, &inputs) {
+                    Ok(inferred) if inferred.len() == outputs.len() => {
+                        for (output, (datatype, shape)) in outputs.iter_mut().zip(inferred) {
+                            merge(output, &datatype, &shape);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::debug!(path = %path.display(), "tract cannot type the graph; using the declared outputs: {err:#}");
+                    }
+                }
             }
+            unsupported
         }
-        Ok(_) => {}
-        Err(err) => {
-            tracing::debug!(path = %path.display(), "tract cannot type the graph; using the declared outputs: {err:#}");
-        }
-    }
+        Err(err) => vec![format!("the graph itself ({err:#})")],
+    };
     let opsets = proto
         .opset_import
         .iter()
@@ -137,7 +141,10 @@ fn inferred_outputs(
         let Some(spec) = inputs.iter().find(|input| input.name == name) else {
             continue;
         };
-        let Some(datatype) = DataType::from_name(&spec.datatype) else {
+        let Some(datum_type) = DataType::from_name(&spec.datatype)
+            .and_then(DataType::tensor)
+            .and_then(datum_type)
+        else {
             continue;
         };
         let shape = spec
@@ -150,7 +157,7 @@ fn inferred_outputs(
                 (_, Err(_)) => TDim::from(model.symbols.sym(&format!("{name}_{axis}"))),
             })
             .collect::<Vec<_>>();
-        let fact = InferenceFact::dt_shape(crate::pipeline::datum_type(datatype), shape);
+        let fact = InferenceFact::dt_shape(datum_type, shape);
         model.set_input_fact(index, fact)?;
     }
     let typed = model.into_typed()?;
@@ -167,45 +174,49 @@ fn inferred_outputs(
         .collect()
 }
 
-/// tract's inference wins where it knows more; the declaration fills what it leaves open.
-fn merge(output: &mut TensorSpec, datatype: String, shape: Vec<i64>) {
-    output.datatype = datatype;
-    if shape.len() == output.shape.len() {
-        for (declared, inferred) in output.shape.iter_mut().zip(shape) {
-            if inferred >= 0 {
+/// tract's inference fills what the declaration leaves open (an unknown type, a dimension
+/// without a size); it never overrides what the file declares.
+fn merge(output: &mut TensorSpec, datatype: &str, shape: &[i64]) {
+    if output.datatype == UNKNOWN_TYPE {
+        output.datatype = datatype.to_owned();
+    } else if output.datatype != datatype {
+        return;
+    }
+    if output.shape.is_empty() {
+        output.shape = shape.to_vec();
+    } else if shape.len() == output.shape.len() {
+        for (declared, &inferred) in output.shape.iter_mut().zip(shape) {
+            if *declared < 0 && inferred >= 0 {
                 *declared = inferred;
             }
         }
-    } else {
-        output.shape = shape;
     }
 }
 
-fn declared_spec(info: &pb::ValueInfoProto) -> TensorSpec {
-    let tensor = info.r#type.as_ref().and_then(|proto| proto.value.as_ref());
-    let (datatype, shape) = match tensor {
-        Some(pb::type_proto::Value::TensorType(tensor)) => {
-            let shape = tensor
-                .shape
-                .as_ref()
-                .map(|shape| {
-                    shape
-                        .dim
-                        .iter()
-                        .map(|dim| match dim.value {
-                            Some(pb::tensor_shape_proto::dimension::Value::DimValue(size))
-                                if size >= 0 =>
-                            {
-                                size
-                            }
-                            _ => -1,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            (elem_type_name(tensor.elem_type), shape)
-        }
-        None => (UNKNOWN_TYPE.to_owned(), Vec::new()),
+fn declared_spec(info: &ValueInfoProto) -> TensorSpec {
+    let declared = info.r#type.as_ref();
+    let is_map_sequence = declared
+        .and_then(|proto| proto.sequence_type.as_ref())
+        .and_then(|sequence| sequence.elem_type.as_ref())
+        .is_some_and(|element| element.map_type.is_some());
+    let (datatype, shape) = if is_map_sequence {
+        // scikit-learn's ZipMap: seq(map(K, V)), one map per example.
+        (MAP_DATATYPE.to_owned(), vec![-1])
+    } else if let Some(tensor) = declared.and_then(|proto| proto.tensor_type.as_ref()) {
+        let shape = tensor
+            .shape
+            .as_ref()
+            .map(|shape| {
+                shape
+                    .dim
+                    .iter()
+                    .map(|dim| dim.dim_value.filter(|&size| size > 0).unwrap_or(-1))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (elem_type_name(tensor.elem_type), shape)
+    } else {
+        (UNKNOWN_TYPE.to_owned(), Vec::new())
     };
     TensorSpec {
         name: info.name.clone(),
@@ -265,7 +276,7 @@ impl Inspection {
         if !self.unsupported_ops.is_empty() {
             let _ = writeln!(
                 report,
-                "warning: tract-onnx cannot run {}; this model will not load",
+                "note: tract cannot run {}; serve it on runtime = \"onnxruntime\" (the default)",
                 self.unsupported_ops.join(", ")
             );
         }
@@ -275,8 +286,9 @@ impl Inspection {
         report
     }
 
-    /// A `model.toml` for this graph in the documented format, with `[postprocess] kind =
-    /// "raw"`. Tensors the engine cannot serve are left out, with a comment saying why.
+    /// A `model.toml` for this graph in the documented format, on ONNX Runtime, with
+    /// `[postprocess] kind = "raw"`: it serves the model as it is. Tensors the engine cannot
+    /// serve are left out, with a comment saying why.
     pub fn suggested_manifest(&self) -> String {
         let mut text = String::new();
         let file = self
@@ -285,6 +297,7 @@ impl Inspection {
             .and_then(|name| name.to_str())
             .unwrap_or("model.onnx");
         let _ = writeln!(text, "backend = \"onnx\"");
+        let _ = writeln!(text, "runtime = \"onnxruntime\"");
         let _ = writeln!(text, "file = {}", toml_string(file));
         let _ = writeln!(text, "# description = \"what this model does\"");
         for (table, tensors) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
@@ -301,11 +314,15 @@ impl Inspection {
 }
 
 fn write_tensor(text: &mut String, table: &str, tensor: &TensorSpec) {
-    if DataType::from_name(&tensor.datatype).is_none() {
+    let servable = match DataType::from_name(&tensor.datatype) {
+        Some(DataType::Map) => table == "outputs",
+        Some(DataType::Tensor(_)) => true,
+        None => false,
+    };
+    if !servable {
         let _ = writeln!(
             text,
-            "# {} `{}` is {}, which the engine does not serve (FP32, FP64, INT64, INT32); \
-             left out",
+            "# {} `{}` is {}, which the engine does not serve; left out",
             table.trim_end_matches('s'),
             tensor.name,
             tensor.datatype
@@ -320,7 +337,8 @@ fn write_tensor(text: &mut String, table: &str, tensor: &TensorSpec) {
         Some(first) if *first != -1 => {
             let _ = writeln!(
                 text,
-                "# the graph fixes the batch dimension at {first}; the engine needs it free"
+                "# the graph fixes the batch dimension at {first}; the engine stacks requests \
+                 along it, so re-export the model with a dynamic batch axis"
             );
             *first = -1;
         }
@@ -328,15 +346,11 @@ fn write_tensor(text: &mut String, table: &str, tensor: &TensorSpec) {
         None => {
             let _ = writeln!(
                 text,
-                "# the graph declares no shape: write -1, then one example's"
+                "# the graph declares no shape: write -1 (the batch), then one example's \
+                 dimensions (-1 for any size)"
             );
+            shape.push(-1);
         }
-    }
-    if shape.iter().skip(1).any(|&dim| dim < 0) {
-        let _ = writeln!(
-            text,
-            "# replace each -1 after the first with the size of one example's dimension"
-        );
     }
     let dims = shape
         .iter()

@@ -1,9 +1,10 @@
-//! The ONNX backend of the inference engine, on tract (pure Rust).
+//! The ONNX backend of the inference engine: ONNX Runtime (through `ort`, the library loaded
+//! at run time) by default, tract (pure Rust) as the fallback.
 //!
 //! It owns everything between a model repository folder and a runnable core `Model`: the
-//! `model.toml` manifest format, the repository scan, loading a graph into an optimised tract
-//! plan, the JSON ⇄ tensor conversion of requests and results, the batched run that dynamic
-//! batching relies on, and `models inspect`. The formats it implements are specified in
+//! `model.toml` manifest format, the repository scan, loading a graph on its runtime, the
+//! JSON ⇄ tensor conversion of requests and results, the batched run that dynamic batching
+//! relies on, and `models inspect`. The formats it implements are specified in
 //! `docs/model-repository.md`.
 //!
 //! It depends on `inference-engine-core` (whose `ModelSource` and `Pipeline` it implements)
@@ -16,10 +17,12 @@
 //! - [`remote`]: `RemoteModel` and `RemoteConnector`, the seam for `remote_v2` models (the
 //!   protocol client lives in `inference-engine-v2`).
 //! - [`source`]: `OnnxSource`, a core `ModelSource` that loads one version folder on demand.
-//! - [`pipeline`]: `OnnxPipeline`, the core `Pipeline` on a tract plan, with batched runs.
-//! - [`examples`]: request `data` → one tensor per graph input (`Examples`), and the
+//! - [`runtime`]: `Runtimes` (what the process offers: the `OnnxRuntime` library, tract),
+//!   the `Graph` seam, and the two runtimes behind it.
+//! - [`pipeline`]: `OnnxPipeline`, the core `Pipeline` on a graph, with batched runs.
+//! - [`examples`]: request `data` → one core tensor per graph input (`Examples`), and the
 //!   `[validation]` checks.
-//! - `tensors`: core tensors ⇄ tract tensors for the tensor path (`Pipeline::infer_tensors`).
+//! - `outputs`: a run's outputs (tensors, or one map per example) and their rows as JSON.
 //! - [`inspect`]: `inspect`, a graph's signature and a suggested `model.toml`.
 //! - [`error`]: `OnnxError`, the crate's one error type.
 
@@ -27,11 +30,13 @@ pub mod error;
 pub mod examples;
 pub mod inspect;
 pub mod manifest;
+mod outputs;
 pub mod pipeline;
+mod proto;
 pub mod remote;
 pub mod repository;
+pub mod runtime;
 pub mod source;
-mod tensors;
 
 pub use error::OnnxError;
 pub use examples::Examples;
@@ -40,4 +45,5 @@ pub use manifest::Manifest;
 pub use pipeline::{OnnxPipeline, Predictions};
 pub use remote::{RemoteConnector, RemoteModel};
 pub use repository::{ScannedModel, scan_repository, scan_repository_with};
+pub use runtime::{OnnxRuntime, Runtimes};
 pub use source::OnnxSource;

@@ -9,7 +9,10 @@ use std::fmt;
 use std::path::{Component, Path};
 use std::time::Duration;
 
-use inference_engine_core::source::{Backend, BatchingConfig, ModelDescription, TensorSpec};
+use inference_engine_core::source::{
+    Backend, BatchingConfig, MAP_DATATYPE, ModelDescription, TensorSpec,
+};
+pub use inference_engine_core::tensor::DataType as TensorType;
 use serde::{Deserialize, Serialize};
 
 use crate::error::OnnxError;
@@ -18,6 +21,8 @@ use crate::error::OnnxError;
 pub const MANIFEST_FILE: &str = "model.toml";
 
 const MAX_BATCH_SIZE: usize = 1024;
+/// Bound of `[onnxruntime] intra_op_threads` and `sessions`: a typo, not a machine, beyond it.
+const MAX_THREADS: usize = 1024;
 const MAX_DELAY_MS: u64 = 1000;
 
 /// A parsed and validated `model.toml`.
@@ -26,6 +31,9 @@ const MAX_DELAY_MS: u64 = 1000;
 pub struct Manifest {
     #[serde(default)]
     pub backend: ManifestBackend,
+    /// What runs the graph of a `backend = "onnx"` model.
+    #[serde(default)]
+    pub runtime: Runtime,
     /// The graph, relative to the version folder.
     #[serde(default = "default_file")]
     pub file: String,
@@ -44,6 +52,92 @@ pub struct Manifest {
     /// Where a `backend = "remote_v2"` model runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteManifest>,
+    /// Session options when ONNX Runtime runs the graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnxruntime: Option<OrtOptions>,
+    /// The request body limit for this model, in bytes, instead of the server's
+    /// `MAX_BODY_BYTES` (larger tensors, raw images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// `POST /predict?model=..` may carry the one input's raw little-endian elements as an
+    /// `application/octet-stream` body instead of JSON.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_input: bool,
+}
+
+/// `runtime`: the engine that runs an in-process graph.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// ONNX Runtime (the whole ONNX and `ai.onnx.ml` operator sets).
+    #[default]
+    Onnxruntime,
+    /// tract, the pure-Rust fallback (a subset of the operators).
+    Tract,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Onnxruntime => "onnxruntime",
+            Self::Tract => "tract",
+        }
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[onnxruntime]`: how ONNX Runtime sessions of this model are built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrtOptions {
+    /// Threads one run may use inside an operator. Default: the machine's cores divided by
+    /// the threads of the model's executor pool (at least 1), so concurrent runs never ask for
+    /// more threads than there are cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intra_op_threads: Option<usize>,
+    /// Sessions kept for concurrent runs (a session runs one request at a time). Default: one
+    /// per thread of the model's executor pool. Fewer saves memory on large models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<usize>,
+    #[serde(default)]
+    pub graph_optimization_level: OptimizationLevel,
+    #[serde(default)]
+    pub execution_provider: ExecutionProvider,
+}
+
+/// `graph_optimization_level`: ONNX Runtime's graph rewrites before the first run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizationLevel {
+    Disabled,
+    Basic,
+    Extended,
+    #[default]
+    All,
+}
+
+/// `execution_provider`: the device the graph runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionProvider {
+    #[default]
+    Cpu,
+    /// NVIDIA GPUs; needs an ONNX Runtime library built with CUDA (the GPU wheel).
+    Cuda,
+}
+
+impl ExecutionProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        }
+    }
 }
 
 /// `[remote]`: an Open Inference Protocol server (Triton, KServe, MLServer) that runs the
@@ -113,44 +207,75 @@ pub enum ManifestBackend {
     RemoteV2,
 }
 
-/// Element types a manifest may declare, by their Open Inference Protocol names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a manifest's `datatype` may say: a tensor of one of the Open Inference Protocol
+/// element types (`FP32`, `INT64`, `BOOL`, `BYTES` for strings, ...), or `MAP`, an output that
+/// is a sequence of maps, one per example (scikit-learn's `ZipMap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataType {
-    #[serde(rename = "FP32")]
-    Fp32,
-    #[serde(rename = "FP64")]
-    Fp64,
-    #[serde(rename = "INT64")]
-    Int64,
-    #[serde(rename = "INT32")]
-    Int32,
+    Tensor(TensorType),
+    Map,
 }
 
 impl DataType {
+    pub const FP32: Self = Self::Tensor(TensorType::Fp32);
+    pub const FP64: Self = Self::Tensor(TensorType::Fp64);
+    pub const INT64: Self = Self::Tensor(TensorType::Int64);
+    pub const INT32: Self = Self::Tensor(TensorType::Int32);
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Fp32 => "FP32",
-            Self::Fp64 => "FP64",
-            Self::Int64 => "INT64",
-            Self::Int32 => "INT32",
+            Self::Tensor(element) => element.as_str(),
+            Self::Map => MAP_DATATYPE,
         }
     }
 
-    /// The manifest datatype for an Open Inference Protocol name, if the engine supports it.
+    /// The datatype of a name (`FP32`, ..., `MAP`).
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "FP32" => Some(Self::Fp32),
-            "FP64" => Some(Self::Fp64),
-            "INT64" => Some(Self::Int64),
-            "INT32" => Some(Self::Int32),
-            _ => None,
+        if name == MAP_DATATYPE {
+            return Some(Self::Map);
         }
+        TensorType::parse(name).map(Self::Tensor)
+    }
+
+    /// The tensor element type, `None` for a map.
+    pub fn tensor(self) -> Option<TensorType> {
+        match self {
+            Self::Tensor(element) => Some(element),
+            Self::Map => None,
+        }
+    }
+
+    fn choices() -> String {
+        TensorType::ALL
+            .iter()
+            .map(|element| element.as_str())
+            .chain([MAP_DATATYPE])
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 impl fmt::Display for DataType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DataType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for DataType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown datatype `{name}`, expected one of {}",
+                Self::choices()
+            ))
+        })
     }
 }
 
@@ -161,23 +286,25 @@ pub struct TensorManifest {
     /// The name in the ONNX graph.
     pub name: String,
     pub datatype: DataType,
-    /// `-1` (the batch) first, then one example's dimensions, all positive.
+    /// `-1` (the batch) first, then one example's dimensions: a size, or `-1` for a dimension
+    /// the request decides (a sequence length).
     pub shape: Vec<i64>,
 }
 
 impl TensorManifest {
-    /// One example's dimensions (`shape[1..]`). Valid only after validation (positive dims).
-    pub fn example_dims(&self) -> Vec<usize> {
+    /// One example's dimensions (`shape[1..]`); `None` for a dynamic one.
+    pub fn example_dims(&self) -> Vec<Option<usize>> {
         self.shape
             .iter()
             .skip(1)
-            .map(|&dim| usize::try_from(dim).unwrap_or(0))
+            .map(|&dim| usize::try_from(dim).ok())
             .collect()
     }
 
-    /// Values per example: the product of `shape[1..]` (1 for a scalar per example).
-    pub fn values_per_example(&self) -> usize {
-        self.example_dims().iter().product()
+    /// Values per example: the product of `shape[1..]` (1 for a scalar per example); `None`
+    /// when a dimension is dynamic.
+    pub fn values_per_example(&self) -> Option<usize> {
+        self.example_dims().into_iter().product()
     }
 
     fn to_spec(&self) -> TensorSpec {
@@ -264,11 +391,87 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), OnnxError> {
         self.validate_file()?;
         self.validate_remote()?;
+        self.validate_runtime()?;
         validate_tensors("inputs", &self.inputs)?;
         validate_tensors("outputs", &self.outputs)?;
+        if let Some((index, input)) = self
+            .inputs
+            .iter()
+            .enumerate()
+            .find(|(_, input)| input.datatype == DataType::Map)
+        {
+            return Err(invalid(format!(
+                "inputs[{index}] (`{}`): MAP is an output datatype; inputs are tensors",
+                input.name
+            )));
+        }
         self.validate_validation()?;
         self.validate_postprocess()?;
-        self.validate_batching()
+        self.validate_batching()?;
+        self.validate_request()
+    }
+
+    fn validate_runtime(&self) -> Result<(), OnnxError> {
+        if self.backend == ManifestBackend::RemoteV2 && self.runtime != Runtime::default() {
+            return Err(invalid(
+                "runtime is for backend = \"onnx\"; a remote_v2 model runs on its server".into(),
+            ));
+        }
+        let Some(options) = &self.onnxruntime else {
+            return Ok(());
+        };
+        if self.backend == ManifestBackend::RemoteV2 || self.runtime == Runtime::Tract {
+            return Err(invalid(format!(
+                "[onnxruntime] applies to runtime = \"onnxruntime\" only (this model's runtime \
+                 is {})",
+                if self.backend == ManifestBackend::RemoteV2 {
+                    "its remote server"
+                } else {
+                    "tract"
+                }
+            )));
+        }
+        for (key, value) in [
+            ("intra_op_threads", options.intra_op_threads),
+            ("sessions", options.sessions),
+        ] {
+            if let Some(value) = value
+                && !(1..=MAX_THREADS).contains(&value)
+            {
+                return Err(invalid(format!(
+                    "onnxruntime.{key} = {value} must be between 1 and {MAX_THREADS}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_request(&self) -> Result<(), OnnxError> {
+        if self.max_body_bytes == Some(0) {
+            return Err(invalid("max_body_bytes must be at least 1".into()));
+        }
+        if !self.raw_input {
+            return Ok(());
+        }
+        match self.inputs.as_slice() {
+            [input]
+                if input
+                    .datatype
+                    .tensor()
+                    .and_then(TensorType::element_size)
+                    .is_some() =>
+            {
+                Ok(())
+            }
+            [input] => Err(invalid(format!(
+                "raw_input needs a fixed-size element type; input `{}` is {}",
+                input.name, input.datatype
+            ))),
+            _ => Err(invalid(format!(
+                "raw_input is for models with one input; this one has {}",
+                self.inputs.len()
+            ))),
+        }
     }
 
     fn validate_file(&self) -> Result<(), OnnxError> {
@@ -329,7 +532,13 @@ impl Manifest {
         };
         if let Some(features) = validation.features {
             for input in &self.inputs {
-                let expected = input.values_per_example();
+                let Some(expected) = input.values_per_example() else {
+                    return Err(invalid(format!(
+                        "validation.features = {features} cannot apply to input `{}`, whose shape \
+                         {:?} has a dynamic dimension",
+                        input.name, input.shape
+                    )));
+                };
                 if features != expected {
                     return Err(invalid(format!(
                         "validation.features = {features} does not match input `{}`, which has \
@@ -380,7 +589,14 @@ impl Manifest {
             .postprocess_output_index()
             .map(|index| &self.outputs[index]);
         if let Some(tensor) = tensor {
-            let per_example = tensor.values_per_example();
+            let Some(per_example) = tensor.datatype.tensor().and(tensor.values_per_example())
+            else {
+                return Err(invalid(format!(
+                    "postprocess.kind = \"{kind}\" reads output `{}`, which must be a tensor of a \
+                     fixed size per example (it is {} with shape {:?})",
+                    tensor.name, tensor.datatype, tensor.shape
+                )));
+            };
             if per_example != labels.len() {
                 return Err(invalid(format!(
                     "postprocess.labels has {} labels but output `{}` has {per_example} values \
@@ -432,6 +648,10 @@ impl Manifest {
                 ManifestBackend::Onnx => Backend::Onnx,
                 ManifestBackend::RemoteV2 => Backend::RemoteV2,
             },
+            runtime: match self.backend {
+                ManifestBackend::Onnx => Some(self.runtime.as_str()),
+                ManifestBackend::RemoteV2 => None,
+            },
             description: self.description.clone(),
             inputs: self.inputs.iter().map(TensorManifest::to_spec).collect(),
             outputs: self.outputs.iter().map(TensorManifest::to_spec).collect(),
@@ -444,7 +664,7 @@ impl Manifest {
 }
 
 /// toml's message on one line, after the line it concerns (which names the key):
-/// ``line 7 (`datatype = "FP16"`): unknown variant `FP16`, expected one of ...``.
+/// ``line 7 (`datatype = "FP17"`): unknown datatype `FP17`, expected one of ...``.
 fn syntax_error(text: &str, err: &toml::de::Error) -> OnnxError {
     let message = err.message().trim_end();
     let Some(span) = err.span() else {
@@ -483,9 +703,16 @@ fn validate_tensors(key: &str, tensors: &[TensorManifest]) -> Result<(), OnnxErr
                 tensor.shape
             )));
         }
-        if tensor.shape[1..].iter().any(|&dim| dim <= 0) {
+        if tensor.shape[1..].iter().any(|&dim| dim == 0 || dim < -1) {
             return Err(invalid(format!(
-                "{key}[{index}].shape = {:?}: the dimensions after the batch must be positive",
+                "{key}[{index}].shape = {:?}: a dimension after the batch is a size (1 or more) \
+                 or -1 (any size)",
+                tensor.shape
+            )));
+        }
+        if tensor.datatype == DataType::Map && tensor.shape != [-1] {
+            return Err(invalid(format!(
+                "{key}[{index}].shape = {:?}: a MAP output is one map per example, shape [-1]",
                 tensor.shape
             )));
         }
@@ -590,8 +817,8 @@ max_delay_ms = 2
         assert_eq!(manifest.backend, ManifestBackend::Onnx);
         assert_eq!(manifest.file, "model.onnx");
         assert_eq!(manifest.postprocess.kind, PostprocessKind::Raw);
-        assert_eq!(manifest.inputs[0].values_per_example(), 6);
-        assert_eq!(manifest.outputs[0].values_per_example(), 1);
+        assert_eq!(manifest.inputs[0].values_per_example(), Some(6));
+        assert_eq!(manifest.outputs[0].values_per_example(), Some(1));
         assert_eq!(manifest.batching, None);
     }
 
@@ -618,11 +845,110 @@ max_delay_ms = 2
 
     #[test]
     fn an_unsupported_datatype_is_rejected_naming_the_key_and_the_choices() {
-        let message = error_of(&IRIS.replacen("\"FP32\"", "\"FP16\"", 1));
+        let message = error_of(&IRIS.replacen("\"FP32\"", "\"FP17\"", 1));
         assert_eq!(
             message,
-            "line 8 (`datatype = \"FP16\"`): unknown variant `FP16`, expected one of `FP32`, \
-             `FP64`, `INT64`, `INT32`"
+            "line 8 (`datatype = \"FP17\"`): unknown datatype `FP17`, expected one of BOOL, \
+             UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BF16, \
+             BYTES, MAP"
+        );
+    }
+
+    #[test]
+    fn every_onnx_element_type_and_dynamic_dimensions_parse() {
+        let manifest = Manifest::parse(
+            "[[inputs]]\nname = \"input_ids\"\ndatatype = \"INT64\"\nshape = [-1, -1]\n\
+             [[inputs]]\nname = \"city\"\ndatatype = \"BYTES\"\nshape = [-1, 1]\n\
+             [[inputs]]\nname = \"mask\"\ndatatype = \"BOOL\"\nshape = [-1, -1]\n\
+             [[inputs]]\nname = \"half\"\ndatatype = \"FP16\"\nshape = [-1, 3, -1]\n\
+             [[outputs]]\nname = \"output_probability\"\ndatatype = \"MAP\"\nshape = [-1]\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.runtime, Runtime::Onnxruntime);
+        assert_eq!(manifest.inputs[0].example_dims(), vec![None]);
+        assert_eq!(manifest.inputs[0].values_per_example(), None);
+        assert_eq!(manifest.inputs[3].example_dims(), vec![Some(3), None]);
+        assert_eq!(
+            manifest.inputs[1].datatype,
+            DataType::Tensor(TensorType::Bytes)
+        );
+        assert_eq!(manifest.outputs[0].datatype, DataType::Map);
+        assert_eq!(manifest.to_description().outputs[0].datatype, "MAP");
+        assert_eq!(manifest.to_description().runtime, Some("onnxruntime"));
+    }
+
+    #[test]
+    fn maps_are_outputs_of_one_map_per_example() {
+        let message = error_of(&IRIS.replacen("datatype = \"FP32\"", "datatype = \"MAP\"", 1));
+        assert_eq!(
+            message,
+            "inputs[0].shape = [-1, 4]: a MAP output is one map per example, shape [-1]"
+        );
+        let message = error_of(
+            &IRIS
+                .replacen("datatype = \"FP32\"", "datatype = \"MAP\"", 1)
+                .replacen("shape = [-1, 4]", "shape = [-1]", 1)
+                .replace("features = 4\n", ""),
+        );
+        assert_eq!(
+            message,
+            "inputs[0] (`input`): MAP is an output datatype; inputs are tensors"
+        );
+        let message = error_of(&IRIS.replace(
+            "datatype = \"FP32\"\nshape = [-1, 3]",
+            "datatype = \"MAP\"\nshape = [-1]",
+        ));
+        assert!(
+            message.starts_with(
+                "postprocess.kind = \"probabilities\" reads output `probabilities`, which must be \
+                 a tensor"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn onnxruntime_options_and_request_settings_are_checked() {
+        let with = |extra: &str| format!("{extra}\n{IRIS}");
+        let manifest = Manifest::parse(&format!(
+            "{IRIS}\n[onnxruntime]\nintra_op_threads = 2\nsessions = 1\n\
+             graph_optimization_level = \"basic\"\nexecution_provider = \"cuda\"\n"
+        ))
+        .unwrap();
+        let options = manifest.onnxruntime.unwrap();
+        assert_eq!(options.intra_op_threads, Some(2));
+        assert_eq!(options.graph_optimization_level, OptimizationLevel::Basic);
+        assert_eq!(options.execution_provider, ExecutionProvider::Cuda);
+        assert_eq!(
+            error_of(&format!("{IRIS}\n[onnxruntime]\nsessions = 0\n")),
+            "onnxruntime.sessions = 0 must be between 1 and 1024"
+        );
+        assert_eq!(
+            error_of(&format!(
+                "runtime = \"tract\"\n{IRIS}\n[onnxruntime]\nsessions = 2\n"
+            )),
+            "[onnxruntime] applies to runtime = \"onnxruntime\" only (this model's runtime is \
+             tract)"
+        );
+        assert!(error_of(&with("runtime = \"tensorrt\"")).contains("unknown variant `tensorrt`"));
+        let manifest =
+            Manifest::parse(&with("max_body_bytes = 4000000\nraw_input = true")).unwrap();
+        assert_eq!(
+            (manifest.max_body_bytes, manifest.raw_input),
+            (Some(4_000_000), true)
+        );
+        assert_eq!(
+            error_of(&with("max_body_bytes = 0")),
+            "max_body_bytes must be at least 1"
+        );
+        let two_inputs = IRIS.replacen(
+            "[[outputs]]",
+            "[[inputs]]\nname = \"other\"\ndatatype = \"FP32\"\nshape = [-1, 4]\n\n[[outputs]]",
+            1,
+        );
+        assert_eq!(
+            error_of(&format!("raw_input = true\n{two_inputs}")),
+            "raw_input is for models with one input; this one has 2"
         );
     }
 
@@ -684,7 +1010,8 @@ max_delay_ms = 2
         let message = error_of(&IRIS.replace("shape = [-1, 3]", "shape = [-1, 0]"));
         assert_eq!(
             message,
-            "outputs[1].shape = [-1, 0]: the dimensions after the batch must be positive"
+            "outputs[1].shape = [-1, 0]: a dimension after the batch is a size (1 or more) or \
+             -1 (any size)"
         );
         let message = error_of(&IRIS.replace("shape = [-1]\n", "shape = []\n"));
         assert!(message.starts_with("outputs[0].shape = []"), "{message}");

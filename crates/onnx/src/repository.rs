@@ -19,6 +19,7 @@ use inference_engine_core::source::ModelSource;
 use crate::error::OnnxError;
 use crate::manifest::MANIFEST_FILE;
 use crate::remote::RemoteConnector;
+use crate::runtime::Runtimes;
 use crate::source::OnnxSource;
 
 /// Lists every model version under `dir`, sorted by key.
@@ -31,13 +32,14 @@ use crate::source::OnnxSource;
 /// - A version folder without `model.toml` is skipped with a warning.
 /// - A `model.toml` that fails to parse or validate, or names a missing file, is listed with
 ///   `source: Err(..)` (and logged).
-pub fn scan_repository(dir: &Path) -> Result<Vec<ScannedModel>, OnnxError> {
-    scan_repository_with(dir, None)
+pub fn scan_repository(dir: &Path, runtimes: &Runtimes) -> Result<Vec<ScannedModel>, OnnxError> {
+    scan_repository_with(dir, runtimes, None)
 }
 
 /// Like [`scan_repository`]; `remote` connects `backend = "remote_v2"` models.
 pub fn scan_repository_with(
     dir: &Path,
+    runtimes: &Runtimes,
     remote: Option<&Arc<dyn RemoteConnector>>,
 ) -> Result<Vec<ScannedModel>, OnnxError> {
     let names = match subfolders(dir) {
@@ -86,7 +88,7 @@ pub fn scan_repository_with(
                 continue;
             }
             let key = ModelKey::new(name.clone(), version);
-            let source = OnnxSource::open_with(&version_dir, remote)
+            let source = OnnxSource::open_with(&version_dir, runtimes, remote)
                 .map(|source| Arc::new(source) as Arc<dyn ModelSource>);
             if let Err(err) = &source {
                 tracing::warn!(model = %key, "model is not ready: {err}");

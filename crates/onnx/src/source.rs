@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use inference_engine_core::pipeline::{Model, PipelineModel};
-use inference_engine_core::source::{LoadError, ModelDescription, ModelSource};
+use inference_engine_core::source::{LoadContext, LoadError, ModelDescription, ModelSource};
 
 use crate::error::OnnxError;
 use crate::manifest::{MANIFEST_FILE, Manifest, ManifestBackend};
 use crate::pipeline::OnnxPipeline;
 use crate::remote::RemoteConnector;
+use crate::runtime::Runtimes;
 
 /// A model version folder with a valid `model.toml` whose graph file exists.
 #[derive(Debug)]
@@ -24,22 +25,23 @@ pub struct OnnxSource {
 /// Where the model runs.
 #[derive(Debug)]
 enum Origin {
-    /// `<version folder>/<manifest.file>`.
-    Graph(PathBuf),
+    /// `<version folder>/<manifest.file>`, on one of the process's runtimes.
+    Graph(PathBuf, Runtimes),
     Remote(Arc<dyn RemoteConnector>),
 }
 
 impl OnnxSource {
     /// Reads and validates `<dir>/model.toml` and checks that the graph file it names exists.
     /// The error names the file at fault (`<path>: <reason>`), ready for `GET /models`.
-    pub fn open(dir: &Path) -> Result<Self, LoadError> {
-        Self::open_with(dir, None)
+    pub fn open(dir: &Path, runtimes: &Runtimes) -> Result<Self, LoadError> {
+        Self::open_with(dir, runtimes, None)
     }
 
     /// Like [`OnnxSource::open`]; `remote` connects `backend = "remote_v2"` models (without
     /// it they are listed, not ready).
     pub fn open_with(
         dir: &Path,
+        runtimes: &Runtimes,
         remote: Option<&Arc<dyn RemoteConnector>>,
     ) -> Result<Self, LoadError> {
         let manifest_path = dir.join(MANIFEST_FILE);
@@ -59,12 +61,12 @@ impl OnnxSource {
                 description,
             });
         }
-        Self::new(dir, manifest)
+        Self::new(dir, manifest, runtimes)
     }
 
     /// A source for a version folder and its (already validated) manifest; fails if the graph
     /// file does not exist.
-    pub fn new(dir: &Path, manifest: Manifest) -> Result<Self, LoadError> {
+    pub fn new(dir: &Path, manifest: Manifest, runtimes: &Runtimes) -> Result<Self, LoadError> {
         let model_path = dir.join(&manifest.file);
         if !model_path.is_file() {
             return Err(LoadError(format!(
@@ -73,10 +75,11 @@ impl OnnxSource {
                 manifest.file
             )));
         }
-        let description = manifest.to_description();
+        let mut description = manifest.to_description();
+        description.runtime = Some(runtimes.effective(manifest.runtime).as_str());
         Ok(Self {
             manifest,
-            origin: Origin::Graph(model_path),
+            origin: Origin::Graph(model_path, runtimes.clone()),
             description,
         })
     }
@@ -86,9 +89,9 @@ impl OnnxSource {
     }
 
     /// Loads the graph into a typed pipeline (what [`ModelSource::load`] erases). Blocking.
-    pub fn load_pipeline(&self) -> Result<OnnxPipeline, LoadError> {
-        let model_path = match &self.origin {
-            Origin::Graph(model_path) => model_path,
+    pub fn load_pipeline(&self, context: &LoadContext) -> Result<OnnxPipeline, LoadError> {
+        let (model_path, runtimes) = match &self.origin {
+            Origin::Graph(model_path, runtimes) => (model_path, runtimes),
             Origin::Remote(connector) => {
                 let remote = self.manifest.remote.as_ref().ok_or_else(|| {
                     LoadError("backend = \"remote_v2\" without a [remote] table".to_owned())
@@ -100,7 +103,7 @@ impl OnnxSource {
             }
         };
         let loaded = panic::catch_unwind(AssertUnwindSafe(|| {
-            OnnxPipeline::load(model_path, &self.manifest)
+            OnnxPipeline::load(model_path, &self.manifest, runtimes, context)
         }));
         match loaded {
             Ok(Ok(pipeline)) => Ok(pipeline),
@@ -112,7 +115,7 @@ impl OnnxSource {
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown cause".to_owned());
                 Err(LoadError(format!(
-                    "{}: tract panicked while loading the graph: {reason}",
+                    "{}: the runtime panicked while loading the graph: {reason}",
                     model_path.display()
                 )))
             }
@@ -125,8 +128,8 @@ impl ModelSource for OnnxSource {
         &self.description
     }
 
-    fn load(&self) -> Result<Arc<dyn Model>, LoadError> {
-        let pipeline = self.load_pipeline()?;
+    fn load(&self, context: &LoadContext) -> Result<Arc<dyn Model>, LoadError> {
+        let pipeline = self.load_pipeline(context)?;
         Ok(Arc::new(PipelineModel::new(pipeline)))
     }
 }

@@ -150,7 +150,9 @@ pub struct ModelList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TensorView {
     pub name: String,
-    /// Open Inference Protocol datatype: `FP32`, `INT64`, ...
+    /// Open Inference Protocol datatype (`FP32`, `INT64`, `BYTES`, ...), or `MAP` for an
+    /// output of one map per example (a JSON object in `/predict` answers, `BYTES` holding
+    /// that object's JSON text over the protocol).
     pub datatype: String,
     pub shape: Vec<i64>,
 }
@@ -178,6 +180,10 @@ pub struct ModelDetailsView {
     pub status: ModelInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What runs the graph of an ONNX model: `onnxruntime` or `tract`; absent for built-ins
+    /// and remote models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     /// Empty for models that take any JSON (the built-ins).
     pub inputs: Vec<TensorView>,
     pub outputs: Vec<TensorView>,
@@ -195,6 +201,11 @@ pub struct ModelDetailsView {
 
 impl From<ModelDetails> for ModelDetailsView {
     fn from(details: ModelDetails) -> Self {
+        let runtime = details
+            .description
+            .as_ref()
+            .and_then(|description| description.runtime)
+            .map(str::to_owned);
         let (description, inputs, outputs, batching) = match details.description {
             Some(description) => (
                 description.description,
@@ -218,6 +229,7 @@ impl From<ModelDetails> for ModelDetailsView {
         Self {
             status: ModelInfo::from(details.status),
             description,
+            runtime,
             inputs,
             outputs,
             batching,

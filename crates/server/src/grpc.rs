@@ -305,7 +305,7 @@ impl GrpcInferenceService for InferenceGrpc {
                         .iter()
                         .map(|spec| TensorMetadata {
                             name: spec.name.clone(),
-                            datatype: spec.datatype.clone(),
+                            datatype: spec.protocol_datatype().to_owned(),
                             shape: spec.shape.clone(),
                         })
                         .collect::<Vec<_>>()
@@ -320,7 +320,7 @@ impl GrpcInferenceService for InferenceGrpc {
                 Ok(Response::new(ModelMetadataResponse {
                     name: resolved.key.name.to_string(),
                     versions: resolved.versions,
-                    platform: resolved.details.status.backend.as_str().to_owned(),
+                    platform: crate::routes::v2::platform(&resolved.details),
                     inputs,
                     outputs,
                 }))

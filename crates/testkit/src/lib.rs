@@ -2,7 +2,8 @@
 //! SQLite file ([`TestApp`]), or the real binary as a child process ([`EngineProcess`]).
 //!
 //! Layout: [`TestApp`] (in-process server and an HTTP client bound to it), [`EngineProcess`]
-//! (the `inference-engine` binary, its address read from its `listening` log line).
+//! (the `inference-engine` binary, its address read from its `listening` log line),
+//! [`families`] (the model families' fixtures, reference outputs and a tolerant comparison).
 
 // Test support: failing loudly at the line that broke is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -21,6 +22,8 @@ use inference_engine_store::testing::TestPostgres;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub mod families;
 
 pub use reqwest;
 
@@ -206,6 +209,7 @@ impl TestApp {
         let db_path = dir.path().join("jobs.db");
         let mut settings = Settings::for_tests(db_path.clone());
         settings.models_dir = dir.path().join("models");
+        settings.ort_dylib_path = Some(onnxruntime_library());
         configure(&mut settings);
         Self::start(settings, Some(dir)).await
     }
@@ -367,6 +371,39 @@ pub fn demo_models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
 }
 
+/// The ONNX Runtime library the tests load: `ORT_DYLIB_PATH` when set, else the one
+/// `scripts/install-onnxruntime.sh` installs in this checkout (`onnxruntime/`). A missing
+/// library fails the test, saying how to install it. Child engines get it as
+/// `ORT_DYLIB_PATH` unless a test passes its own.
+pub fn onnxruntime_library() -> PathBuf {
+    let path = std::env::var_os("ORT_DYLIB_PATH").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../onnxruntime/libonnxruntime.so"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "ONNX Runtime is not installed at {}: run scripts/install-onnxruntime.sh (or set \
+         ORT_DYLIB_PATH)",
+        path.display()
+    );
+    path
+}
+
+/// A child engine's environment: `envs`, with `ORT_DYLIB_PATH` the test library unless
+/// `envs` sets it; `("ORT_DYLIB_PATH", "")` leaves it unset (a machine without the variable).
+pub fn with_test_library(envs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = envs
+        .iter()
+        .filter(|(key, value)| !(*key == "ORT_DYLIB_PATH" && value.is_empty()))
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    if !envs.iter().any(|(key, _)| *key == "ORT_DYLIB_PATH") {
+        let library = onnxruntime_library().to_string_lossy().into_owned();
+        all.push(("ORT_DYLIB_PATH".to_owned(), library));
+    }
+    all
+}
+
 /// The onnxruntime reference outputs of the demo models (`testdata/expected/`).
 pub fn expected_outputs(model: &str, version: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -428,7 +465,7 @@ impl EngineProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             // Tests run engines side by side: gRPC on a free port unless a test picks one.
             .env("GRPC_PORT", "0")
-            .envs(envs.iter().copied())
+            .envs(with_test_library(envs))
             .current_dir(working_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -563,7 +600,7 @@ pub fn run_to_exit(
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(envs.iter().copied())
+        .envs(with_test_library(envs))
         .current_dir(working_dir)
         .stdin(Stdio::null())
         .output()

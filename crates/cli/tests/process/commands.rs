@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use inference_engine_testkit::EngineProcess;
+use inference_engine_testkit::{EngineProcess, with_test_library};
 
 use crate::binary;
 
@@ -25,13 +25,14 @@ impl Run {
     }
 }
 
-/// Runs the binary with `args` and exactly `envs` (plus PATH) in `dir`.
+/// Runs the binary with `args` and exactly `envs` (plus PATH, and the test ONNX Runtime
+/// library unless `envs` says otherwise: [`with_test_library`]) in `dir`.
 fn run_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
     let output = Command::new(binary())
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(envs.iter().copied())
+        .envs(with_test_library(envs))
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
@@ -100,6 +101,7 @@ fn check_passes_with_the_defaults_in_an_empty_folder_and_creates_nothing() {
         "ok   config: no engine.toml, the defaults",
         "WARN api keys: API_KEYS is not set",
         "ok   built-in models: echo:v1, echo:v2, sleep:v1",
+        "ok   onnx runtime: ONNX Runtime 1.31.1 (",
         "WARN models: MODELS_DIR models does not exist",
         "ok   job store: SQLite at SQLITE_DB_PATH data/jobs.db",
         "ok   job queue: in-process",
@@ -123,6 +125,40 @@ fn check_passes_with_the_defaults_in_an_empty_folder_and_creates_nothing() {
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,
         "check creates no database, no folder, no leftover probe"
+    );
+}
+
+#[test]
+fn check_reports_the_runtime_each_way_it_can_be_set_up() {
+    let run = check_with(&[("ONNX_RUNTIME", "tract")], None);
+    assert!(run.success, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("ok   onnx runtime: tract for every ONNX model (ONNX_RUNTIME=tract)"),
+        "{}",
+        run.stdout
+    );
+
+    let run = check_with(
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+        None,
+    );
+    assert_check_fails(
+        &run,
+        "FAIL onnx runtime: ONNX Runtime cannot be loaded from \
+         ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so: ",
+    );
+
+    // No ORT_DYLIB_PATH and no library in the default places: models that need it would not
+    // be ready, which warns but does not stop `serve`.
+    let run = check_with(&[("ORT_DYLIB_PATH", "")], None);
+    assert!(run.success, "{}", run.stdout);
+    assert!(
+        run.stdout.lines().any(|line| line
+            .starts_with("WARN onnx runtime: ONNX Runtime is not installed (")
+            && line.contains("run scripts/install-onnxruntime.sh")),
+        "{}",
+        run.stdout
     );
 }
 

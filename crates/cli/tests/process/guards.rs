@@ -198,3 +198,28 @@ fn an_explicit_config_file_that_does_not_exist_refuses_to_start() {
         None,
     );
 }
+
+#[test]
+fn an_ort_dylib_path_that_does_not_load_refuses_to_start_naming_the_setting_and_the_script() {
+    assert_refuses(
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+        "ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so",
+        None,
+    );
+    // A file that is not ONNX Runtime.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("libonnxruntime.so");
+    std::fs::write(&fake, b"not a shared library").unwrap();
+    let (status, stderr) = run_to_exit(
+        binary(),
+        &["serve", "--port", "0"],
+        &[("ORT_DYLIB_PATH", fake.to_str().unwrap())],
+        dir.path(),
+    )
+    .unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("scripts/install-onnxruntime.sh"),
+        "says how to install it: {stderr}"
+    );
+}

@@ -8,6 +8,7 @@ mod commands;
 mod distributed;
 mod guards;
 mod logs;
+mod runtimes;
 mod shutdown;
 
 use std::path::Path;

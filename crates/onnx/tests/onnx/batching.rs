@@ -4,7 +4,7 @@ use inference_engine_core::pipeline::{BatchAnswer, BatchItem, Pipeline, Pipeline
 use inference_engine_core::tensor::{Tensor, TensorData};
 use serde_json::{Value, json};
 
-use crate::support::{raw_model, raw_pipeline, reference, rows_json};
+use crate::support::{RUNTIMES, raw_model, raw_pipeline, reference, rows_json};
 
 /// Requests of 1 (a bare example), 3, 1 (a list of one) and 3 rows cut from the references.
 fn requests(name: &str, version: &str) -> Vec<Value> {
@@ -39,8 +39,10 @@ fn one_by_one<P: Pipeline>(pipeline: &P, requests: &[Value]) -> Vec<Value> {
 
 #[test]
 fn infer_batch_gives_each_request_exactly_its_own_rows() {
-    for (name, version) in [("iris", "v1"), ("iris", "v2"), ("mlp", "v1")] {
-        let pipeline = raw_pipeline(name, version);
+    for (runtime, (name, version)) in RUNTIMES.into_iter().flat_map(|runtime| {
+        [("iris", "v1"), ("iris", "v2"), ("mlp", "v1")].map(|model| (runtime, model))
+    }) {
+        let pipeline = raw_pipeline(name, version, runtime);
         let requests = requests(name, version);
         let inputs = requests
             .iter()
@@ -103,47 +105,49 @@ fn assert_same_results(actual: &[Value], expected: &[Value], path: &str) {
 
 #[test]
 fn run_each_fails_only_the_bad_request_and_answers_tensor_requests_in_tensors() {
-    let model = raw_model("iris", "v1");
-    let good = json!([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]);
-    let alone = model.predict(good.clone()).unwrap();
-    let tensors = vec![
-        Tensor::new(
-            "input",
-            vec![1, 4],
-            TensorData::Fp32(vec![6.3, 3.3, 6.0, 2.5]),
-        )
-        .unwrap(),
-    ];
-    let tensors_alone = model.infer_tensors(tensors.clone()).unwrap();
+    for runtime in RUNTIMES {
+        let model = raw_model("iris", "v1", runtime);
+        let good = json!([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]);
+        let alone = model.predict(good.clone()).unwrap();
+        let tensors = vec![
+            Tensor::new(
+                "input",
+                vec![1, 4],
+                TensorData::Fp32(vec![6.3, 3.3, 6.0, 2.5]),
+            )
+            .unwrap(),
+        ];
+        let tensors_alone = model.infer_tensors(tensors.clone()).unwrap();
 
-    let outcomes = model.run_each(vec![
-        BatchItem::Json(good),
-        BatchItem::Json(json!([1, 2, 3])),
-        BatchItem::Tensors(tensors),
-        BatchItem::Json(json!([6.7, 3.0, 5.2, 2.3])),
-    ]);
+        let outcomes = model.run_each(vec![
+            BatchItem::Json(good),
+            BatchItem::Json(json!([1, 2, 3])),
+            BatchItem::Tensors(tensors),
+            BatchItem::Json(json!([6.7, 3.0, 5.2, 2.3])),
+        ]);
 
-    assert_eq!(outcomes[0], Ok(BatchAnswer::Json(alone.clone())));
-    assert_eq!(
-        outcomes[1],
-        Err(PipelineError::InvalidInput(
-            "example 0 has 3 features; the model expects 4".into()
-        ))
-    );
-    // The tensor request shared the run and got exactly its own row, as tensors.
-    let Ok(BatchAnswer::Tensors(answer)) = &outcomes[2] else {
-        panic!("expected tensors, got {:?}", outcomes[2]);
-    };
-    assert_eq!(answer[0], tensors_alone[0]);
-    assert_eq!(answer[0].shape, vec![1]);
-    let (Some(TensorData::Fp32(shared)), Some(TensorData::Fp32(single))) = (
-        answer.get(1).map(|t| &t.data),
-        tensors_alone.get(1).map(|t| &t.data),
-    ) else {
-        panic!("probabilities are FP32");
-    };
-    for (shared, single) in shared.iter().zip(single) {
-        assert!((shared - single).abs() < 1e-6, "{shared} vs {single}");
+        assert_eq!(outcomes[0], Ok(BatchAnswer::Json(alone.clone())));
+        assert_eq!(
+            outcomes[1],
+            Err(PipelineError::InvalidInput(
+                "example 0 has 3 features; the model expects 4".into()
+            ))
+        );
+        // The tensor request shared the run and got exactly its own row, as tensors.
+        let Ok(BatchAnswer::Tensors(answer)) = &outcomes[2] else {
+            panic!("expected tensors, got {:?}", outcomes[2]);
+        };
+        assert_eq!(answer[0], tensors_alone[0]);
+        assert_eq!(answer[0].shape, vec![1]);
+        let (Some(TensorData::Fp32(shared)), Some(TensorData::Fp32(single))) = (
+            answer.get(1).map(|t| &t.data),
+            tensors_alone.get(1).map(|t| &t.data),
+        ) else {
+            panic!("probabilities are FP32");
+        };
+        for (shared, single) in shared.iter().zip(single) {
+            assert!((shared - single).abs() < 1e-6, "{shared} vs {single}");
+        }
+        assert_eq!(outcomes[3], Ok(BatchAnswer::Json(alone[1].clone())));
     }
-    assert_eq!(outcomes[3], Ok(BatchAnswer::Json(alone[1].clone())));
 }

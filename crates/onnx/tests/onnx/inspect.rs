@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-use inference_engine_core::source::{LoadError, ModelSource, TensorSpec};
+use inference_engine_core::source::{LoadContext, LoadError, ModelSource, TensorSpec};
+use inference_engine_onnx::manifest::Runtime;
 use inference_engine_onnx::{Manifest, OnnxSource, inspect};
 use prost::Message as _;
 use tract_onnx::pb;
 use tract_onnx::prelude::Framework as _;
 
-use crate::support::version_dir;
+use crate::support::{runtimes, version_dir};
 
 fn spec(name: &str, datatype: &str, shape: &[i64]) -> TensorSpec {
     TensorSpec {
@@ -125,7 +126,7 @@ fn output_shapes_the_file_leaves_out_are_inferred_by_tract() {
 }
 
 #[test]
-fn an_op_tract_does_not_know_falls_back_to_the_declared_outputs_and_fails_to_load() {
+fn an_unknown_op_keeps_the_declared_outputs_and_fails_to_load_on_either_runtime_naming_it() {
     let (temp, path) = edited_iris(|graph| {
         let node = graph
             .node
@@ -147,7 +148,7 @@ fn an_op_tract_does_not_know_falls_back_to_the_declared_outputs_and_fails_to_loa
     assert!(
         inspection
             .report()
-            .contains("warning: tract-onnx cannot run NoSuchClassifier")
+            .contains("note: tract cannot run NoSuchClassifier (node `LinearClassifier`)")
     );
 
     std::fs::copy(
@@ -155,13 +156,20 @@ fn an_op_tract_does_not_know_falls_back_to_the_declared_outputs_and_fails_to_loa
         temp.path().join("model.toml"),
     )
     .unwrap();
-    let source = OnnxSource::open(temp.path()).unwrap();
-    let LoadError(message) = source.load().unwrap_err();
+    let on_tract = OnnxSource::open(temp.path(), &runtimes(Runtime::Tract)).unwrap();
+    let LoadError(message) = on_tract.load(&LoadContext::default()).unwrap_err();
     assert!(
         message.ends_with(
             "model.onnx: the graph uses operators tract-onnx does not implement: \
-             NoSuchClassifier (node `LinearClassifier`)"
+             NoSuchClassifier (node `LinearClassifier`) (runtime = \"onnxruntime\" runs them)"
         ),
+        "{message}"
+    );
+    let on_onnxruntime = OnnxSource::open(temp.path(), &runtimes(Runtime::Onnxruntime)).unwrap();
+    let LoadError(message) = on_onnxruntime.load(&LoadContext::default()).unwrap_err();
+    assert!(
+        message.contains("model.onnx: ONNX Runtime cannot load the graph: ")
+            && message.contains("NoSuchClassifier"),
         "{message}"
     );
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod batching;
+mod families;
 mod inspect;
 mod references;
 mod repository;

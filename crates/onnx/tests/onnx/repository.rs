@@ -3,11 +3,29 @@
 use std::fs;
 use std::path::Path;
 
-use inference_engine_core::source::LoadError;
+use inference_engine_core::source::{LoadContext, LoadError};
+use inference_engine_onnx::manifest::Runtime;
 use inference_engine_onnx::{ScannedModel, scan_repository};
 use tempfile::TempDir;
 
-use crate::support::models_dir;
+use crate::support::{models_dir, runtimes};
+
+/// Every model of the demo repository, sorted.
+const DEMO_KEYS: [&str; 9] = [
+    "bert_tiny:v1",
+    "census_pipeline:v1",
+    "diabetes_forest:v1",
+    "digits_cnn:v1",
+    "iris:v1",
+    "iris:v2",
+    "iris_svc:v1",
+    "lightgbm_classifier:v1",
+    "mlp:v1",
+];
+
+fn scan(dir: &Path) -> Vec<ScannedModel> {
+    scan_repository(dir, &runtimes(Runtime::Onnxruntime)).unwrap()
+}
 
 /// A private copy of the demo repository to break.
 fn copy_of_models() -> TempDir {
@@ -42,7 +60,7 @@ fn find<'a>(models: &'a [ScannedModel], key: &str) -> &'a ScannedModel {
 
 fn load_error(models: &[ScannedModel], key: &str) -> String {
     let source = find(models, key).source.as_ref().unwrap();
-    match source.load() {
+    match source.load(&LoadContext::default()) {
         Err(LoadError(message)) => message,
         Ok(model) => panic!("{key} loaded: {model:?}"),
     }
@@ -57,12 +75,14 @@ fn manifest_error(models: &[ScannedModel], key: &str) -> String {
 
 #[test]
 fn the_demo_repository_lists_every_model_sorted_and_each_one_loads() {
-    let models = scan_repository(&models_dir()).unwrap();
-    assert_eq!(keys(&models), vec!["iris:v1", "iris:v2", "mlp:v1"]);
+    let models = scan(&models_dir());
+    assert_eq!(keys(&models), DEMO_KEYS);
     for model in &models {
         let source = model.source.as_ref().unwrap();
-        source.load().unwrap();
-        assert_eq!(source.description().inputs[0].name, "input");
+        source
+            .load(&LoadContext::default())
+            .unwrap_or_else(|err| panic!("{}: {err}", model.key));
+        assert_eq!(source.description().runtime, Some("onnxruntime"));
     }
     let mlp = find(&models, "mlp:v1").source.as_ref().unwrap();
     let batching = mlp.description().batching.unwrap();
@@ -78,13 +98,14 @@ fn a_corrupt_model_file_is_a_load_error_and_the_others_still_load() {
     let bytes = fs::read(&iris_v2).unwrap();
     fs::write(&iris_v2, &bytes[..bytes.len() / 2]).unwrap();
 
-    let models = scan_repository(repo.path()).unwrap();
+    let models = scan(repo.path());
 
-    assert_eq!(keys(&models), vec!["iris:v1", "iris:v2", "mlp:v1"]);
+    assert_eq!(keys(&models), DEMO_KEYS);
     for key in ["iris:v1", "iris:v2"] {
         let message = load_error(&models, key);
         assert!(
-            message.contains("model.onnx: not a readable ONNX model"),
+            message.contains("model.onnx: ONNX Runtime cannot load the graph: ")
+                && message.contains("Protobuf parsing failed"),
             "{message}"
         );
     }
@@ -92,7 +113,7 @@ fn a_corrupt_model_file_is_a_load_error_and_the_others_still_load() {
         .source
         .as_ref()
         .unwrap()
-        .load()
+        .load(&LoadContext::default())
         .unwrap();
 }
 
@@ -110,9 +131,9 @@ fn a_broken_manifest_lists_the_model_as_not_ready_with_the_reason() {
     )
     .unwrap();
 
-    let models = scan_repository(repo.path()).unwrap();
+    let models = scan(repo.path());
 
-    assert_eq!(keys(&models), vec!["iris:v1", "iris:v2", "mlp:v1"]);
+    assert_eq!(keys(&models), DEMO_KEYS);
     let message = manifest_error(&models, "iris:v1");
     assert!(message.contains("iris/v1/model.toml: "), "{message}");
     assert!(message.contains("unknown field `warmup`"), "{message}");
@@ -138,15 +159,15 @@ fn folders_that_are_not_models_are_skipped() {
     fs::write(repo.path().join("README.md"), "demo models").unwrap();
     copy_tree(&repo.path().join("iris/v1"), &repo.path().join("iris/v 4"));
 
-    let models = scan_repository(repo.path()).unwrap();
+    let models = scan(repo.path());
 
-    assert_eq!(keys(&models), vec!["iris:v1", "iris:v2", "mlp:v1"]);
+    assert_eq!(keys(&models), DEMO_KEYS);
 }
 
 #[test]
 fn a_missing_repository_is_empty() {
     let temp = tempfile::tempdir().unwrap();
-    let models = scan_repository(&temp.path().join("nowhere")).unwrap();
+    let models = scan(&temp.path().join("nowhere"));
     assert!(models.is_empty());
 }
 
@@ -178,7 +199,7 @@ fn a_manifest_that_does_not_match_the_graph_names_the_mismatch() {
     )
     .unwrap();
 
-    let models = scan_repository(repo.path()).unwrap();
+    let models = scan(repo.path());
 
     assert_eq!(
         load_error(&models, "iris:v1").split_once(": ").unwrap().1,
@@ -187,7 +208,7 @@ fn a_manifest_that_does_not_match_the_graph_names_the_mismatch() {
     );
     assert_eq!(
         load_error(&models, "iris:v2").split_once(": ").unwrap().1,
-        "output `probabilities` is FP32 in the graph but model.toml says FP64"
+        "output `probabilities` is FP32 [-1, 3] in the graph but model.toml says FP64 [-1, 3]"
     );
     assert_eq!(
         load_error(&models, "mlp:v1").split_once(": ").unwrap().1,

@@ -3,10 +3,12 @@
 use inference_engine_core::pipeline::PipelineError;
 use serde_json::{Value, json};
 
+use inference_engine_onnx::manifest::Runtime;
+
 use crate::support::scanned_model;
 
 fn invalid(data: Value) -> String {
-    match scanned_model("iris", "v1").predict(data) {
+    match scanned_model("iris", "v1", Runtime::Onnxruntime).predict(data) {
         Err(PipelineError::InvalidInput(message)) => message,
         other => panic!("expected invalid input, got {other:?}"),
     }

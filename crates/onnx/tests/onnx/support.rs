@@ -1,26 +1,49 @@
-//! Paths to the demo repository, reference outputs and helpers shared by the tests.
+//! Paths to the demo repository and iris' and mlp's reference outputs, the two runtimes, and
+//! helpers shared by the tests (the other families' fixtures are in the testkit).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use inference_engine_core::pipeline::Model;
-use inference_engine_core::source::ModelSource;
-use inference_engine_onnx::manifest::PostprocessManifest;
-use inference_engine_onnx::{Manifest, OnnxPipeline, OnnxSource, scan_repository};
+use inference_engine_core::source::{LoadContext, ModelSource};
+use inference_engine_onnx::manifest::{PostprocessManifest, Runtime};
+use inference_engine_onnx::{
+    Manifest, OnnxPipeline, OnnxRuntime, OnnxSource, Runtimes, scan_repository,
+};
+use inference_engine_testkit::families::assert_json_close;
+use inference_engine_testkit::onnxruntime_library;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub(crate) const TOLERANCE: f64 = 1e-4;
+/// Both runtimes, for the tests that hold on each.
+pub(crate) const RUNTIMES: [Runtime; 2] = [Runtime::Onnxruntime, Runtime::Tract];
+
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
 
 pub(crate) fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+    repository_root().join("models")
 }
 
 pub(crate) fn version_dir(name: &str, version: &str) -> PathBuf {
     models_dir().join(name).join(version)
 }
 
-/// `testdata/expected/<name>-<version>.json`.
+/// What the tests run models on: ONNX Runtime (loaded once per test process), or tract only.
+pub(crate) fn runtimes(runtime: Runtime) -> Runtimes {
+    match runtime {
+        Runtime::Onnxruntime => {
+            let library = OnnxRuntime::load(Some(&onnxruntime_library()))
+                .unwrap_or_else(|err| panic!("{err}"));
+            Runtimes::new(Ok(library), false)
+        }
+        Runtime::Tract => Runtimes::tract_only(),
+    }
+}
+
+/// `testdata/expected/<name>-<version>.json` of iris and mlp: rows in, `label` and
+/// `probabilities` out.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Reference {
     pub(crate) model: String,
@@ -40,12 +63,15 @@ pub(crate) struct Outputs {
     pub(crate) probabilities: Vec<Vec<f64>>,
 }
 
-pub(crate) fn reference(name: &str, version: &str) -> Reference {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/expected")
+fn expected_text(name: &str, version: &str) -> String {
+    let path = repository_root()
+        .join("testdata/expected")
         .join(format!("{name}-{version}.json"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    let reference: Reference = serde_json::from_str(&text).unwrap();
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+pub(crate) fn reference(name: &str, version: &str) -> Reference {
+    let reference: Reference = serde_json::from_str(&expected_text(name, version)).unwrap();
     assert_eq!(
         (reference.model.as_str(), reference.version.as_str()),
         (name, version)
@@ -53,15 +79,20 @@ pub(crate) fn reference(name: &str, version: &str) -> Reference {
     reference
 }
 
+/// The demo repository as a scan on `runtime` sees it.
+pub(crate) fn scanned(runtime: Runtime) -> Vec<inference_engine_onnx::ScannedModel> {
+    scan_repository(&models_dir(), &runtimes(runtime)).unwrap()
+}
+
 /// The model as the repository scan serves it (its manifest's postprocessing).
-pub(crate) fn scanned_model(name: &str, version: &str) -> Arc<dyn Model> {
-    let scanned = scan_repository(&models_dir()).unwrap();
+pub(crate) fn scanned_model(name: &str, version: &str, runtime: Runtime) -> Arc<dyn Model> {
+    let scanned = scanned(runtime);
     let model = scanned
         .iter()
         .find(|model| model.key.name.as_str() == name && model.key.version.as_str() == version)
         .unwrap_or_else(|| panic!("{name}:{version} is not in the repository"));
     let source = model.source.as_ref().unwrap();
-    source.load().unwrap()
+    source.load(&LoadContext::default()).unwrap()
 }
 
 /// The manifest of a demo model with `[postprocess]` reset to raw, so results carry every
@@ -72,16 +103,26 @@ pub(crate) fn raw_manifest(name: &str, version: &str) -> Manifest {
     manifest
 }
 
-pub(crate) fn raw_model(name: &str, version: &str) -> Arc<dyn Model> {
-    OnnxSource::new(&version_dir(name, version), raw_manifest(name, version))
-        .unwrap()
-        .load()
-        .unwrap()
+pub(crate) fn raw_model(name: &str, version: &str, runtime: Runtime) -> Arc<dyn Model> {
+    OnnxSource::new(
+        &version_dir(name, version),
+        raw_manifest(name, version),
+        &runtimes(runtime),
+    )
+    .unwrap()
+    .load(&LoadContext::default())
+    .unwrap()
 }
 
-pub(crate) fn raw_pipeline(name: &str, version: &str) -> OnnxPipeline {
+pub(crate) fn raw_pipeline(name: &str, version: &str, runtime: Runtime) -> OnnxPipeline {
     let manifest = raw_manifest(name, version);
-    OnnxPipeline::load(&version_dir(name, version).join(&manifest.file), &manifest).unwrap()
+    OnnxPipeline::load(
+        &version_dir(name, version).join(&manifest.file),
+        &manifest,
+        &runtimes(runtime),
+        &LoadContext::default(),
+    )
+    .unwrap()
 }
 
 pub(crate) fn rows_json(rows: &[Vec<f64>]) -> Value {
@@ -91,17 +132,9 @@ pub(crate) fn rows_json(rows: &[Vec<f64>]) -> Value {
 /// Asserts one raw result (`{"label": .., "probabilities": [..]}`) equals a reference row.
 pub(crate) fn assert_raw_row(result: &Value, label: i64, probabilities: &[f64], what: &str) {
     assert_eq!(result["label"], Value::from(label), "{what}: label");
-    let actual = result["probabilities"].as_array().unwrap();
-    assert_eq!(
-        actual.len(),
-        probabilities.len(),
-        "{what}: probabilities length"
-    );
-    for (index, (actual, expected)) in actual.iter().zip(probabilities).enumerate() {
-        let actual = actual.as_f64().unwrap();
-        assert!(
-            (actual - expected).abs() <= TOLERANCE,
-            "{what}: probabilities[{index}] is {actual}, onnxruntime says {expected}"
-        );
-    }
+    let expected = probabilities
+        .iter()
+        .map(|&p| Value::from(p))
+        .collect::<Vec<_>>();
+    assert_json_close(&result["probabilities"], &Value::Array(expected), what);
 }

@@ -148,7 +148,9 @@ pub fn metadata_json(key: &ModelKey, versions: &[String], details: &ModelDetails
     let tensors = |specs: &[TensorSpec]| {
         specs
             .iter()
-            .map(|spec| json!({"name": spec.name, "datatype": spec.datatype, "shape": spec.shape}))
+            .map(|spec| {
+                json!({"name": spec.name, "datatype": spec.protocol_datatype(), "shape": spec.shape})
+            })
             .collect::<Vec<_>>()
     };
     let (inputs, outputs) = details
@@ -160,10 +162,23 @@ pub fn metadata_json(key: &ModelKey, versions: &[String], details: &ModelDetails
     json!({
         "name": key.name,
         "versions": versions,
-        "platform": details.status.backend.as_str(),
+        "platform": platform(details),
         "inputs": inputs,
         "outputs": outputs,
     })
+}
+
+/// The protocol's `platform`: what runs the model, in Triton's words for ONNX graphs
+/// (`onnxruntime_onnx`, `tract_onnx`), else the backend (`builtin`, `remote_v2`).
+pub fn platform(details: &ModelDetails) -> String {
+    match details
+        .description
+        .as_ref()
+        .and_then(|description| description.runtime)
+    {
+        Some(runtime) => format!("{runtime}_onnx"),
+        None => details.status.backend.as_str().to_owned(),
+    }
 }
 
 /// The model a protocol request names, its details and all its versions.

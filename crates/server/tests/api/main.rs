@@ -8,6 +8,7 @@ mod auth;
 mod body_limit;
 mod deploy;
 mod errors;
+mod families;
 mod health;
 mod jobs;
 mod metrics;

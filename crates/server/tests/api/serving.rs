@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use inference_engine_app::settings::OnnxRuntimeChoice;
 use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, demo_models_dir, json_body};
 use serde_json::json;
 
@@ -234,7 +235,16 @@ async fn a_model_runs_on_the_pool_its_policy_names() {
 }
 
 #[tokio::test]
-async fn batched_answers_are_identical_to_unbatched_ones() {
+async fn batched_answers_are_identical_to_unbatched_ones_on_onnx_runtime() {
+    batched_answers_are_identical_to_unbatched_ones(OnnxRuntimeChoice::Manifest).await;
+}
+
+#[tokio::test]
+async fn batched_answers_are_identical_to_unbatched_ones_on_tract() {
+    batched_answers_are_identical_to_unbatched_ones(OnnxRuntimeChoice::Tract).await;
+}
+
+async fn batched_answers_are_identical_to_unbatched_ones(runtime: OnnxRuntimeChoice) {
     // The same MLP twice: batching (max 32 rows) and not.
     let repository = Repository::new();
     repository
@@ -245,7 +255,17 @@ async fn batched_answers_are_identical_to_unbatched_ones() {
             "[batching]\nmax_batch_size = 32\nmax_delay_ms = 500\n",
         )
         .copy("mlp/v1", "mlp_single/v1", "unbatched");
-    let app = TestApp::spawn_with(|settings| settings.models_dir = repository.path()).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.models_dir = repository.path();
+        settings.onnx_runtime = runtime;
+    })
+    .await;
+    let expected_runtime = match runtime {
+        OnnxRuntimeChoice::Manifest => "onnxruntime",
+        OnnxRuntimeChoice::Tract => "tract",
+    };
+    let details = app.get("/models/mlp_batched/v1", Some(DEV_KEY)).await;
+    assert_eq!(json_body(details).await["runtime"], expected_runtime);
     let inputs: Vec<Vec<f64>> = (0..48)
         .map(|row| {
             (0..784)

@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 use crate::models::config_file;
 
 const TOLERANCE: f64 = 1e-4;
-const HEADER_LENGTH: &str = "inference-header-content-length";
+pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
 const IRIS_V1_INFER: &str = "/v2/models/iris/versions/v1/infer";
 const LABELS: [&str; 3] = ["setosa", "versicolor", "virginica"];
 
@@ -181,14 +181,14 @@ async fn assert_protocol_error(response: reqwest::Response, status: u16, needle:
     body
 }
 
-async fn grpc(app: &TestApp) -> GrpcInferenceServiceClient<Channel> {
+pub(crate) async fn grpc(app: &TestApp) -> GrpcInferenceServiceClient<Channel> {
     GrpcInferenceServiceClient::connect(app.grpc_url().await)
         .await
         .unwrap()
 }
 
 /// A gRPC request carrying `x-api-key: key`.
-fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+pub(crate) fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()
@@ -299,7 +299,7 @@ async fn model_metadata_describes_iris_v1_inputs_outputs_and_all_versions() {
     assert_eq!(response.status(), 200);
     let body = json_body(response).await;
     assert_eq!(body["name"], "iris");
-    assert_eq!(body["platform"], "onnx");
+    assert_eq!(body["platform"], "onnxruntime_onnx");
     let mut versions: Vec<&str> = body["versions"]
         .as_array()
         .unwrap()
@@ -410,14 +410,19 @@ async fn json_infer_agrees_with_predict_on_the_same_rows() {
 }
 
 /// A binary infer request: the JSON header, then the raw bytes it announces.
-fn binary_body(header: &Value, raw: &[u8]) -> (Vec<u8>, usize) {
+pub(crate) fn binary_body(header: &Value, raw: &[u8]) -> (Vec<u8>, usize) {
     let mut body = header.to_string().into_bytes();
     let length = body.len();
     body.extend_from_slice(raw);
     (body, length)
 }
 
-async fn post_binary(app: &TestApp, path: &str, body: Vec<u8>, length: usize) -> reqwest::Response {
+pub(crate) async fn post_binary(
+    app: &TestApp,
+    path: &str,
+    body: Vec<u8>,
+    length: usize,
+) -> reqwest::Response {
     app.client
         .post(app.url(path))
         .header("x-api-key", DEV_KEY)
@@ -430,7 +435,9 @@ async fn post_binary(app: &TestApp, path: &str, body: Vec<u8>, length: usize) ->
 }
 
 /// Splits a binary infer response into its JSON header and the raw bytes of each output.
-async fn split_binary_response(response: reqwest::Response) -> (Value, Vec<(String, Vec<u8>)>) {
+pub(crate) async fn split_binary_response(
+    response: reqwest::Response,
+) -> (Value, Vec<(String, Vec<u8>)>) {
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"],
@@ -947,7 +954,7 @@ async fn grpc_model_metadata_describes_iris_v1() {
         .unwrap()
         .into_inner();
     assert_eq!(metadata.name, "iris");
-    assert_eq!(metadata.platform, "onnx");
+    assert_eq!(metadata.platform, "onnxruntime_onnx");
     let mut versions = metadata.versions.clone();
     versions.sort_unstable();
     assert_eq!(versions, ["v1", "v2"]);
