@@ -29,6 +29,15 @@ outputs and one input per column), in the manifest format with `runtime = "onnxr
         LGBMClassifier (30 trees per class, 3 classes) on wine, onnxmltools defaults (ZipMap
         kept): input `input` FP32 [N, 13]; outputs `label` INT64 [N], `probabilities` MAP
         (seq(map(int64, float)))
+    testdata/models/forest_digits/v1/{model.onnx,model.toml}   (test-only, not a demo model)
+        RandomForestClassifier (50 trees, max depth 8) on sklearn's digits, without ZipMap so
+        tract runs it too: `input` FP32 [N, 64] -> `label` INT64 [N], `probabilities` FP32
+        [N, 10]; expected outputs in testdata/expected/forest_digits-v1.json (the runtime
+        benchmark's tree ensemble)
+    testdata/models/image_mean/v1/{model.onnx,model.toml}   (test-only, not a demo model)
+        The per-channel mean of one 3x224x224 FP32 image (ReduceMean): `image` FP32
+        [N, 3, 224, 224] -> `means` FP32 [N, 3]; its manifest sets raw_input = true and
+        max_body_bytes = 4000000, for the tests of raw and large request bodies
     testdata/expected/{iris_svc,diabetes_forest,census_pipeline,lightgbm_classifier}-v1.json
         onnxruntime (CPUExecutionProvider) outputs of each committed model.onnx (format in
         scripts/onnx_fixtures.py)
@@ -86,8 +95,8 @@ from onnxmltools.convert.common.data_types import FloatTensorType as MLFloatTens
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.compose import ColumnTransformer
-from sklearn.datasets import load_diabetes, load_wine
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.datasets import load_diabetes, load_digits, load_wine
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -671,6 +680,45 @@ def lightgbm_classifier_model() -> list[Path]:
     return files + [fx.write_expected("lightgbm_classifier", "v1", path, cases)]
 
 
+def forest_digits_model() -> list[Path]:
+    """A bigger tree ensemble both runtimes run (no ZipMap): for the runtime benchmark."""
+    x, y = load_digits(return_X_y=True)
+    x = x.astype(np.float32)
+    clf = RandomForestClassifier(n_estimators=50, max_depth=8, random_state=SEED_ORT).fit(x, y)
+    onx = tidy(to_onnx(clf, 64))
+    onx.graph.name = "forest_digits_v1"
+    text = fx.manifest(onx, "Digits (8x8), random forest of 50 trees (max depth 8), no ZipMap")
+    files = fx.write_model(ROOT / "testdata" / "models" / "forest_digits" / "v1", onx, text)
+    out = dict(fx.ort_run(files[0], {"input": x}))
+    diff = float(np.max(np.abs(out["probabilities"] - clf.predict_proba(x))))
+    print(f"forest_digits/v1: {fx.describe(onx)}; max |onnxruntime - sklearn| = {diff:.2e}")
+    assert diff < 1e-4, diff
+    cases = [fx.prepare_inputs(onx, {"input": x[r]}) for r in case_rows(len(x))]
+    return files + [fx.write_expected("forest_digits", "v1", files[0], cases)]
+
+
+def image_mean_model() -> list[Path]:
+    """A 224x224 RGB image in, its per-channel mean out: big inputs, trivial compute."""
+    image = helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["N", 3, 224, 224])
+    means = helper.make_tensor_value_info("means", onnx.TensorProto.FLOAT, ["N", 3])
+    node = helper.make_node("ReduceMean", ["image"], ["means"], axes=[2, 3], keepdims=0)
+    graph = helper.make_graph([node], "image_mean_v1", [image], [means])
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onx.ir_version = 8
+    text = fx.manifest(onx, "Per-channel mean of a 3x224x224 FP32 image (raw and large bodies)")
+    # Top-level keys go before the first table.
+    text = text.replace(
+        'file = "model.onnx"\n', 'file = "model.onnx"\nraw_input = true\nmax_body_bytes = 4000000\n'
+    )
+    tomllib.loads(text)
+    folder = ROOT / "testdata" / "models" / "image_mean" / "v1"
+    files = fx.write_model(folder, onx, text)
+    out = dict(fx.ort_run(files[0], {"image": np.ones((1, 3, 224, 224), np.float32)}))
+    assert np.allclose(out["means"], 1.0), out
+    print(f"image_mean/v1: {fx.describe(onx)}")
+    return files
+
+
 def main() -> int:
     x, y = iris_data()
     files = []
@@ -695,6 +743,8 @@ def main() -> int:
     files += diabetes_forest_model()
     files += census_pipeline_model()
     files += lightgbm_classifier_model()
+    files += forest_digits_model()
+    files += image_mean_model()
     fx.report(files)
     return 0
 

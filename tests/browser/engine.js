@@ -37,6 +37,8 @@ export async function startEngine({ binary = process.env.ENGINE_BIN || defaultBi
     LOG_FORMAT: 'json',
     LOG_LEVEL: 'info',
     ENGINE_CONFIG: path.join(REPO, 'engine.toml'),
+    // The ONNX Runtime library scripts/install-onnxruntime.sh puts in the checkout.
+    ORT_DYLIB_PATH: process.env.ORT_DYLIB_PATH || path.join(REPO, 'onnxruntime', 'libonnxruntime.so'),
   };
   // The working directory is the temp dir, so no `.env` of the repository leaks in.
   const child = spawn(binary, ['serve', '--host', '127.0.0.1', '--port', '0'], {

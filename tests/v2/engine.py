@@ -177,6 +177,10 @@ class Engine:
             "ENGINE_CONFIG": str(config),
             "API_KEYS": API_KEYS,
             "LOG_FORMAT": "json",
+            # The ONNX Runtime library scripts/install-onnxruntime.sh puts in the checkout.
+            "ORT_DYLIB_PATH": os.environ.get(
+                "ORT_DYLIB_PATH", str(REPO / "onnxruntime" / "libonnxruntime.so")
+            ),
         }
         env.update(self.extra_env)
         self.stderr_path = self.workdir / "stderr.log"

@@ -394,11 +394,65 @@ impl Slot {
 #[derive(Debug)]
 pub struct Serving {
     models: BTreeMap<ModelName, BTreeMap<ModelVersion, Arc<Slot>>>,
+    /// The request body limits models declare (`max_body_bytes`), read from their sources
+    /// once so a request does not lock slots to find its limit.
+    body_limits: BTreeMap<ModelKey, usize>,
     pub config: ServingConfig,
     pub executors: Executors,
 }
 
 impl Serving {
+    fn assemble(
+        models: BTreeMap<ModelName, BTreeMap<ModelVersion, Arc<Slot>>>,
+        config: ServingConfig,
+        executors: Executors,
+    ) -> Self {
+        let body_limits = models
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter_map(|slot| {
+                let inner = slot.lock();
+                let source = inner.source.as_ref().ok()?;
+                Some((slot.key.clone(), source.description().max_body_bytes?))
+            })
+            .collect();
+        Self {
+            models,
+            body_limits,
+            config,
+            executors,
+        }
+    }
+
+    /// The body limit of a request for `name` (and `version`, when it names one): the
+    /// model's own `max_body_bytes`, else `default`. Without a version, the largest of the
+    /// model's versions (routing picks the version later). `None` when no model declares a
+    /// limit, so requests to the others pay nothing.
+    pub fn body_limit(
+        &self,
+        name: &ModelName,
+        version: Option<&ModelVersion>,
+        default: usize,
+    ) -> Option<usize> {
+        if self.body_limits.is_empty() {
+            return None;
+        }
+        let limit_of = |key: &ModelKey| self.body_limits.get(key).copied().unwrap_or(default);
+        let versions = self.models.get(name)?;
+        match version {
+            Some(version) => Some(limit_of(&ModelKey::new(name.clone(), version.clone()))),
+            None => versions
+                .keys()
+                .map(|version| limit_of(&ModelKey::new(name.clone(), version.clone())))
+                .max(),
+        }
+    }
+
+    /// The largest body limit any model declares.
+    fn largest_body_limit(&self) -> Option<usize> {
+        self.body_limits.values().copied().max()
+    }
+
     fn slot(&self, key: &ModelKey) -> Option<&Arc<Slot>> {
         self.models.get(&key.name)?.get(&key.version)
     }
@@ -501,6 +555,9 @@ impl Drop for ModelLease {
 struct RegistryInner {
     /// Read on every request, written on reload; never held across an `.await`.
     serving: RwLock<Arc<Serving>>,
+    /// [`Serving::largest_body_limit`] of the current snapshot (0: none), for the route guard,
+    /// which reads it on every request before it knows the model.
+    largest_body_limit: AtomicUsize,
     builtins: Vec<ScannedModel>,
     repository: Option<Arc<dyn ModelRepository>>,
     epoch: Instant,
@@ -531,14 +588,12 @@ impl ModelRegistry {
         let builtins = builtins.sources();
         let scanned = scan(&builtins, repository.as_deref())?;
         let executors = Executors::start(&config.execution, config.executor_queue_capacity, None)?;
-        let serving = Serving {
-            models: catalogue(scanned, None),
-            config,
-            executors,
-        };
+        let serving = Serving::assemble(catalogue(scanned, None), config, executors);
+        let largest_body_limit = AtomicUsize::new(serving.largest_body_limit().unwrap_or(0));
         Ok(Self {
             inner: Arc::new(RegistryInner {
                 serving: RwLock::new(Arc::new(serving)),
+                largest_body_limit,
                 builtins,
                 repository,
                 epoch: Instant::now(),
@@ -556,6 +611,13 @@ impl ModelRegistry {
                 ..ServingConfig::default()
             },
         )
+    }
+
+    /// The largest request body limit a model of the current catalogue declares
+    /// (`max_body_bytes`), if any: what the route guard lets through before the handler knows
+    /// the model and checks its own limit.
+    pub fn largest_body_limit(&self) -> Option<usize> {
+        Some(self.inner.largest_body_limit.load(Ordering::Relaxed)).filter(|&limit| limit > 0)
     }
 
     /// The current serving configuration. A request takes it once and uses it throughout.
@@ -586,11 +648,10 @@ impl ModelRegistry {
             Some(&serving.executors),
         )?;
         let models = catalogue(scanned, Some(&serving));
-        *serving = Arc::new(Serving {
-            models,
-            config,
-            executors,
-        });
+        *serving = Arc::new(Serving::assemble(models, config, executors));
+        self.inner
+            .largest_body_limit
+            .store(serving.largest_body_limit().unwrap_or(0), Ordering::Relaxed);
         drop(serving);
         self.enforce_cap(None);
         self.publish_loaded_count();

@@ -80,6 +80,11 @@ pub struct ModelDescription {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
     pub batching: Option<BatchingConfig>,
+    /// The model's own request body limit (bytes), instead of the server's.
+    pub max_body_bytes: Option<usize>,
+    /// `POST /predict` may carry the one input's raw little-endian elements
+    /// (`application/octet-stream`) instead of JSON.
+    pub raw_input: bool,
 }
 
 impl ModelDescription {
@@ -92,6 +97,8 @@ impl ModelDescription {
             inputs: Vec::new(),
             outputs: Vec::new(),
             batching: None,
+            max_body_bytes: None,
+            raw_input: false,
         }
     }
 }

@@ -455,6 +455,18 @@ impl fmt::Write for ShortText {
     }
 }
 
+/// Flat row-major values as nested arrays of `dims` (a bare value when `dims` is empty; `null`
+/// for positions past the values' end).
+pub fn nest_json(values: Vec<Value>, dims: &[usize]) -> Value {
+    fn build(values: &mut std::vec::IntoIter<Value>, dims: &[usize]) -> Value {
+        match dims.split_first() {
+            None => values.next().unwrap_or(Value::Null),
+            Some((&len, inner)) => Value::Array((0..len).map(|_| build(values, inner)).collect()),
+        }
+    }
+    build(&mut values.into_iter(), dims)
+}
+
 /// The number of elements of a shape, `None` when it overflows.
 pub fn element_count(shape: &[usize]) -> Option<usize> {
     shape
@@ -507,6 +519,16 @@ mod tests {
             assert_eq!(bf16_to_f32(f32_to_bf16(value)), value);
         }
         assert_eq!(f32_to_bf16(1.0), 0x3f80);
+    }
+
+    #[test]
+    fn flat_values_nest_by_their_shape() {
+        let values = (1..=6).map(Value::from).collect::<Vec<_>>();
+        assert_eq!(
+            nest_json(values.clone(), &[2, 3]),
+            json!([[1, 2, 3], [4, 5, 6]])
+        );
+        assert_eq!(nest_json(values, &[]), json!(1));
     }
 
     #[test]

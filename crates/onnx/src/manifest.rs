@@ -659,6 +659,8 @@ impl Manifest {
                 max_batch_size: batching.max_batch_size,
                 max_delay: Duration::from_millis(batching.max_delay_ms),
             }),
+            max_body_bytes: self.max_body_bytes,
+            raw_input: self.raw_input,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use inference_engine_core::pipeline::PipelineError;
-use inference_engine_core::tensor::{Tensor, TensorData, element_count};
+use inference_engine_core::tensor::{Tensor, TensorData, element_count, nest_json};
 use serde_json::{Map, Value};
 
 /// One output of a run.
@@ -36,7 +36,7 @@ impl Output {
                 let values = tensor
                     .data
                     .range_to_json_values(row_range(tensor, row..row + 1));
-                nest(values, dims)
+                nest_json(values, dims)
             }
             Self::Maps(maps) => maps.get(row).cloned().map_or(Value::Null, Value::Object),
         }
@@ -89,17 +89,6 @@ impl Output {
 fn row_range(tensor: &Tensor, rows: Range<usize>) -> Range<usize> {
     let per_row = element_count(tensor.shape.get(1..).unwrap_or(&[])).unwrap_or(0);
     rows.start * per_row..rows.end * per_row
-}
-
-/// Flat values as nested arrays of `dims` (a bare value when `dims` is empty).
-fn nest(values: Vec<Value>, dims: &[usize]) -> Value {
-    fn build(values: &mut std::vec::IntoIter<Value>, dims: &[usize]) -> Value {
-        match dims.split_first() {
-            None => values.next().unwrap_or(Value::Null),
-            Some((&len, inner)) => Value::Array((0..len).map(|_| build(values, inner)).collect()),
-        }
-    }
-    build(&mut values.into_iter(), dims)
 }
 
 #[cfg(test)]

@@ -83,6 +83,30 @@ where
     }
 }
 
+/// A JSON body like [`ApiJson`], with its size: handlers of routes that name a model hold it to
+/// that model's body limit.
+#[derive(Debug, Clone)]
+pub struct SizedJson<T> {
+    pub body: T,
+    pub length: usize,
+}
+
+impl<T, S> FromRequest<S> for SizedJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let GuardedBody(bytes) = GuardedBody::from_request(request, state).await?;
+        Ok(Self {
+            body: parse_json(&bytes)?,
+            length: bytes.len(),
+        })
+    }
+}
+
 /// The request body, which the route guard has read in full within `MAX_BODY_BYTES` (so no
 /// other limit applies here, and axum's `DefaultBodyLimit` is not needed).
 #[derive(Debug, Clone)]

@@ -64,7 +64,14 @@ pub async fn serve_grpc(
     ctx: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let limit = ctx.settings.max_body_bytes;
+    // Models may declare larger bodies (`max_body_bytes`, as of the start); each call is then
+    // held to its own model's limit.
+    let limit = ctx
+        .registry
+        .largest_body_limit()
+        .map_or(ctx.settings.max_body_bytes, |largest| {
+            largest.max(ctx.settings.max_body_bytes)
+        });
     let inference = GrpcInferenceServiceServer::new(InferenceGrpc {
         ctx: Arc::clone(&ctx),
     })
@@ -346,9 +353,16 @@ impl GrpcInferenceService for InferenceGrpc {
                 let request = request.into_inner();
                 let version =
                     (!request.model_version.is_empty()).then_some(request.model_version.clone());
-                let (model, version) =
-                    crate::routes::predict::target(request.model_name.clone(), version)
-                        .map_err(|err| status(&err.for_protocol()))?;
+                // The message as it came on the wire, held to the model's body limit like an
+                // HTTP body (the decoder's limit is the largest of them all).
+                let length = prost::Message::encoded_len(&request);
+                let (model, version) = crate::routes::predict::checked_target(
+                    &self.ctx,
+                    request.model_name.clone(),
+                    version,
+                    length,
+                )
+                .map_err(|err| status(&err.for_protocol()))?;
                 let requested = request
                     .outputs
                     .iter()

@@ -417,9 +417,20 @@ impl RouteGuard {
         Self {
             scope,
             rate_limit,
-            body_limit: BodyLimit(ctx.settings.max_body_bytes),
+            body_limit: BodyLimit {
+                server: ctx.settings.max_body_bytes,
+                per_model: false,
+            },
             ctx: Arc::clone(ctx),
         }
+    }
+
+    /// Lets bodies up to the largest `max_body_bytes` a model declares through (still a
+    /// streamed, enforced limit): for the routes that name a model, whose handlers then hold
+    /// each body to its own model's limit.
+    pub fn with_model_body_limits(mut self) -> Self {
+        self.body_limit.per_model = true;
+        self
     }
 
     /// `handler` behind this guard. The guard then runs inside the handler's own route: a
@@ -488,7 +499,8 @@ where
     let mut response = match admit(guard, request.extensions()).await {
         Err(refused) => refused,
         Ok(limit_headers) => {
-            let mut response = enforce_body_limit(guard.body_limit, request, next).await;
+            let limit = guard.body_limit.for_request(&guard.ctx);
+            let mut response = enforce_body_limit(limit, request, next).await;
             if let Some(headers) = limit_headers {
                 // A batch handler that charged its items set fresher headers already.
                 if !response.headers().contains_key(RATELIMIT_LIMIT) {
@@ -635,9 +647,22 @@ where
     (rest.run_catching_panics(request).await, Some(tenant))
 }
 
-/// The `MAX_BODY_BYTES` limit.
+/// A route group's body limit: `MAX_BODY_BYTES`, or for routes that name a model, the
+/// largest of it and the limits models declare.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    pub server: usize,
+    pub per_model: bool,
+}
+
+impl BodyLimit {
+    fn for_request(self, ctx: &AppState) -> usize {
+        match (self.per_model, ctx.registry.largest_body_limit()) {
+            (true, Some(largest)) => largest.max(self.server),
+            _ => self.server,
+        }
+    }
+}
 
 /// After a 413, read and discard up to this much more so the client can read the response
 /// instead of having its connection reset under it.
@@ -647,7 +672,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Buffers the body, counting the bytes actually received: 413 past the limit whatever
 /// `Content-Length` claims, and at once when `Content-Length` itself is over the limit.
 async fn enforce_body_limit<F>(
-    BodyLimit(limit): BodyLimit,
+    limit: usize,
     request: Request,
     next: impl FnOnce(Request) -> F,
 ) -> Response
@@ -679,12 +704,16 @@ where
 }
 
 fn too_large(limit: usize) -> Response {
+    too_large_error(limit).into_response()
+}
+
+/// 413 `payload_too_large`, naming the limit.
+pub fn too_large_error(limit: usize) -> ApiError {
     ApiError::new(
         ErrorKind::PayloadTooLarge,
         "payload_too_large",
         format!("the request body exceeds the limit of {limit} bytes"),
     )
-    .into_response()
 }
 
 enum BodyReadError {

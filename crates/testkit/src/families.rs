@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Every family with reference outputs: the demo repository's six, then the test-only ones
 /// in `testdata/models/`.
-pub const FAMILIES: [&str; 10] = [
+pub const FAMILIES: [&str; 11] = [
     "iris_svc",
     "diabetes_forest",
     "census_pipeline",
@@ -21,6 +21,7 @@ pub const FAMILIES: [&str; 10] = [
     "gru_text",
     "conv1d_signal",
     "distilbert_tiny",
+    "forest_digits",
 ];
 
 /// How far an answer may be from onnxruntime-in-Python's (relative above 1).

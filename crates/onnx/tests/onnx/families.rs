@@ -21,7 +21,13 @@ use crate::support::runtimes;
 /// The families tract can also run; the others use operators it does not implement, or
 /// (the dynamo-exported transformers) load but fail in tract's evaluation. The test below
 /// fails when this list is no longer true, either way.
-const ON_TRACT: [&str; 4] = ["digits_cnn", "lstm_text", "gru_text", "conv1d_signal"];
+const ON_TRACT: [&str; 5] = [
+    "digits_cnn",
+    "lstm_text",
+    "gru_text",
+    "conv1d_signal",
+    "forest_digits",
+];
 
 /// The model served with the manifest `inspect` suggests for its file, on `runtime`.
 fn inspected_model(name: &str, runtime: Runtime) -> Result<Arc<dyn Model>, String> {

@@ -11,12 +11,12 @@ use inference_engine_core::service::Caller;
 
 use super::AppState;
 use super::jobs::job_view_response;
-use super::predict::{MODEL_VERSION, batch, target, timeout};
+use super::predict::{MODEL_VERSION, batch, checked_target, timeout};
 use crate::api::{
     AsyncAccepted, AsyncBatchPredictRequest, AsyncPredictRequest, ErrorBody, JobView,
 };
 use crate::error::ApiError;
-use crate::extract::{ApiJson, CallerContext, CallerPrincipal};
+use crate::extract::{CallerContext, CallerPrincipal, SizedJson};
 use crate::middleware::AccessLogFields;
 use crate::ratelimit::charge_batch_items;
 
@@ -36,10 +36,12 @@ pub async fn predict_async(
     State(ctx): State<AppState>,
     CallerContext(caller): CallerContext,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<AsyncPredictRequest>,
+    SizedJson { body, length }: SizedJson<AsyncPredictRequest>,
 ) -> Result<Response, ApiError> {
     let command = submit_command(
+        &ctx,
         &headers,
+        length,
         body.model,
         body.version,
         body.max_attempts,
@@ -62,11 +64,13 @@ pub async fn predict_async_batch(
     State(ctx): State<AppState>,
     CallerContext(caller): CallerContext,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<AsyncBatchPredictRequest>,
+    SizedJson { body, length }: SizedJson<AsyncBatchPredictRequest>,
 ) -> Result<Response, ApiError> {
     let limit_headers = charge_batch_items(&ctx, &caller.tenant, body.items.len()).await?;
     let command = submit_command(
+        &ctx,
         &headers,
+        length,
         body.model,
         body.version,
         body.max_attempts,
@@ -94,15 +98,19 @@ pub async fn get_async_job(
     job_view_response(&ctx, &principal, &job_id).await
 }
 
+/// The submission of a body `length` bytes long (held to its model's body limit).
+#[allow(clippy::too_many_arguments)]
 fn submit_command(
+    ctx: &AppState,
     headers: &HeaderMap,
+    length: usize,
     model: String,
     version: Option<String>,
     max_attempts: Option<u32>,
     timeout_ms: Option<u64>,
     payload: Payload,
 ) -> Result<SubmitCommand, ApiError> {
-    let (model, version) = target(model, version)?;
+    let (model, version) = checked_target(ctx, model, version, length)?;
     if max_attempts.is_some_and(|attempts| !(1..=MAX_ATTEMPTS_LIMIT).contains(&attempts)) {
         return Err(ApiError::invalid_request(format!(
             "max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}"

@@ -31,7 +31,9 @@ pub fn router(ctx: AppState) -> RequestContext<impl HttpService> {
         RouteGuard::new(&ctx, scope, rate_limit)
     };
 
-    let predict_guard = guard(Some(Scope::Predict), Some(RateLimitGroup::Predict));
+    // Models may declare larger bodies than MAX_BODY_BYTES; the handlers check each model's.
+    let predict_guard =
+        guard(Some(Scope::Predict), Some(RateLimitGroup::Predict)).with_model_body_limits();
     let predict = Router::new()
         .route("/predict", post(predict_guard.protect(predict::predict)))
         .route(

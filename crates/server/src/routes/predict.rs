@@ -5,21 +5,25 @@ use std::convert::identity;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue};
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use inference_engine_app::telemetry;
+use inference_engine_core::error::ErrorKind;
 use inference_engine_core::job::{JobId, Payload};
 use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
-use inference_engine_core::service::{PredictCommand, PredictFailure, Prediction};
+use inference_engine_core::service::{Caller, PredictCommand, PredictFailure, Prediction};
+use inference_engine_core::tensor::{DataType, element_count, nest_json};
+use inference_engine_v2::wire;
+use serde::Deserialize;
 
 use super::AppState;
 use crate::api::{
     BatchPredictRequest, BatchPredictResponse, ErrorBody, PredictRequest, PredictResponse,
 };
 use crate::error::ApiError;
-use crate::extract::{ApiJson, CallerContext};
-use crate::middleware::AccessLogFields;
+use crate::extract::{CallerContext, GuardedBody, SizedJson, parse_json};
+use crate::middleware::{AccessLogFields, too_large_error};
 use crate::ratelimit::charge_batch_items;
 
 /// Items a batch may hold.
@@ -33,8 +37,16 @@ const JOB_ID: HeaderName = HeaderName::from_static("x-job-id");
 /// rate-limit ones, `X-Request-ID` and `Content-Length`.
 const RESPONSE_HEADERS: usize = 11;
 
-/// Runs one example.
-#[utoipa::path(post, path = "/predict", request_body = PredictRequest, responses(
+/// Runs one example (or a list of them, as the model's input takes them). A model whose
+/// manifest says `raw_input = true` also takes its one input's raw little-endian elements:
+/// `Content-Type: application/octet-stream` with `?model=..&version=..` (and `&shape=..` when
+/// the input has a dynamic dimension).
+#[utoipa::path(post, path = "/predict", request_body(content(
+        (PredictRequest = "application/json"),
+        (Vec<u8> = "application/octet-stream"),
+    )),
+    params(RawPredictQuery),
+    responses(
     (status = 200, body = PredictResponse, headers(
         ("X-Model-Version" = String), ("X-Inference-Time-Ms" = String), ("X-Queue-Time-Ms" = String),
     )),
@@ -48,14 +60,24 @@ const RESPONSE_HEADERS: usize = 11;
 pub async fn predict(
     State(ctx): State<AppState>,
     CallerContext(caller): CallerContext,
-    ApiJson(body): ApiJson<PredictRequest>,
+    request: Request,
 ) -> Response {
-    let command = match command(
-        body.model,
-        body.version,
-        body.timeout_ms,
-        Ok(Payload::Single(body.data)),
-    ) {
+    let raw = is_raw_body(request.headers());
+    let uri = request.uri().clone();
+    let command = match GuardedBody::from_request(request, &ctx).await {
+        Ok(GuardedBody(bytes)) if raw => raw_command(&ctx, &caller, &uri, &bytes),
+        Ok(GuardedBody(bytes)) => parse_json::<PredictRequest>(&bytes).and_then(|body| {
+            command(
+                &ctx,
+                (body.model, body.version),
+                bytes.len(),
+                body.timeout_ms,
+                Ok(Payload::Single(body.data)),
+            )
+        }),
+        Err(err) => Err(err),
+    };
+    let command = match command {
         Ok(command) => command,
         Err(err) => return err.into_response(),
     };
@@ -73,6 +95,139 @@ pub async fn predict(
     )
 }
 
+fn is_raw_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.split(';').next().is_some_and(|media| {
+                media
+                    .trim()
+                    .eq_ignore_ascii_case("application/octet-stream")
+            })
+        })
+}
+
+/// A raw body's request: the model's one input as little-endian elements, turned into the
+/// `data` its JSON requests carry (so it is validated, batched and recorded the same way).
+/// Without `shape`, the input's example shape must be fixed and the body holds whole
+/// examples: exactly one is a single example (a single result), more are a list.
+fn raw_command(
+    ctx: &AppState,
+    caller: &Caller,
+    uri: &Uri,
+    bytes: &[u8],
+) -> Result<PredictCommand, ApiError> {
+    let Query(query) = Query::<RawPredictQuery>::try_from_uri(uri).map_err(|err| {
+        ApiError::invalid_request(format!(
+            "a raw body needs ?model=NAME (and version, timeout_ms, shape): {}",
+            err.body_text()
+        ))
+    })?;
+    let (model, version) = checked_target(ctx, query.model, query.version, bytes.len())?;
+    let serving = ctx.registry.serving();
+    let key = serving
+        .route(&model, version.as_ref(), || caller.routing_bucket())
+        .map_err(|err| ApiError::from_classified(&err))?;
+    let description = ctx
+        .registry
+        .details(&key)
+        .and_then(|details| details.description)
+        .ok_or_else(|| ApiError::not_found(format!("model {key} is not served here")))?;
+    let (true, [input]) = (description.raw_input, description.inputs.as_slice()) else {
+        return Err(ApiError::invalid_request(format!(
+            "model {key} takes JSON bodies only (raw bodies are for models whose model.toml \
+             says raw_input = true)"
+        )));
+    };
+    let invalid =
+        |message: String| ApiError::new(ErrorKind::InvalidInput, "invalid_input", message);
+    let datatype = DataType::parse(&input.datatype)
+        .ok_or_else(|| ApiError::internal(format!("input `{}` has no raw form", input.name)))?;
+    let data = wire::data_from_raw(&input.name, datatype, bytes)
+        .map_err(|err| invalid(err.to_string()))?;
+    let (shape, single) = raw_shape(query.shape.as_deref(), &input.shape, data.len())
+        .map_err(|message| invalid(format!("input `{}`: {message}", input.name)))?;
+    let values = data.to_json_values();
+    let data = if single {
+        nest_json(values, &shape[1..])
+    } else {
+        nest_json(values, &shape)
+    };
+    Ok(PredictCommand {
+        model,
+        version: Some(key.version),
+        timeout: timeout(query.timeout_ms)?,
+        payload: Payload::Single(data),
+    })
+}
+
+/// The shape of a raw body of `elements` elements for an input declared `declared` (`-1`:
+/// any size), and whether it is one bare example.
+fn raw_shape(
+    given: Option<&str>,
+    declared: &[i64],
+    elements: usize,
+) -> Result<(Vec<usize>, bool), String> {
+    let example = declared.get(1..).unwrap_or_default();
+    if let Some(given) = given {
+        let shape = given
+            .split(',')
+            .map(|dim| dim.trim().parse::<usize>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| format!("shape={given:?} is not a list of sizes such as 2,3,224,224"))?;
+        let fits = shape.len() == declared.len()
+            && shape[1..]
+                .iter()
+                .zip(example)
+                .all(|(&size, &dim)| dim < 0 || usize::try_from(dim) == Ok(size));
+        if !fits {
+            return Err(format!(
+                "shape={given} does not fit the input's shape {declared:?} (-1: any size)"
+            ));
+        }
+        if element_count(&shape) != Some(elements) {
+            return Err(format!(
+                "shape={given} does not hold the body's {elements} elements"
+            ));
+        }
+        return Ok((shape, false));
+    }
+    let sizes = example
+        .iter()
+        .map(|&dim| usize::try_from(dim).ok().filter(|&size| size > 0))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            format!(
+                "its shape {declared:?} has a dynamic dimension: give the body's shape as ?shape="
+            )
+        })?;
+    let per_example = element_count(&sizes).unwrap_or(0);
+    if per_example == 0 || elements == 0 || !elements.is_multiple_of(per_example) {
+        return Err(format!(
+            "the body holds {elements} elements, not a whole number of examples of {per_example}"
+        ));
+    }
+    let rows = elements / per_example;
+    let mut shape = vec![rows];
+    shape.extend(sizes);
+    Ok((shape, rows == 1))
+}
+
+/// The query of a raw `POST /predict`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RawPredictQuery {
+    /// Raw bodies only: the model (JSON bodies name it in the body).
+    model: String,
+    version: Option<String>,
+    timeout_ms: Option<u64>,
+    /// The body's full shape, examples first (`2,3,224,224`); needed when the input has a
+    /// dynamic dimension.
+    shape: Option<String>,
+}
+
 /// Runs 1 to 256 examples in one model call; results come back in request order.
 #[utoipa::path(post, path = "/predict/batch", request_body = BatchPredictRequest, responses(
     (status = 200, body = BatchPredictResponse),
@@ -86,13 +241,14 @@ pub async fn predict(
 pub async fn predict_batch(
     State(ctx): State<AppState>,
     CallerContext(caller): CallerContext,
-    ApiJson(body): ApiJson<BatchPredictRequest>,
+    SizedJson { body, length }: SizedJson<BatchPredictRequest>,
 ) -> Response {
     let limit_headers = match charge_batch_items(&ctx, &caller.tenant, body.items.len()).await {
         Ok(headers) => headers,
         Err(refused) => return refused.into_response(),
     };
-    let command = match command(body.model, body.version, body.timeout_ms, batch(body.items)) {
+    let target = (body.model, body.version);
+    let command = match command(&ctx, target, length, body.timeout_ms, batch(body.items)) {
         Ok(command) => command,
         Err(err) => return err.into_response(),
     };
@@ -117,20 +273,57 @@ pub async fn predict_batch(
     response
 }
 
-/// Validates the parts shared by every predict body.
+/// Validates the parts shared by every predict body (`length` bytes long).
 fn command(
-    model: String,
-    version: Option<String>,
+    ctx: &AppState,
+    (model, version): (String, Option<String>),
+    length: usize,
     timeout_ms: Option<u64>,
     payload: Result<Payload, ApiError>,
 ) -> Result<PredictCommand, ApiError> {
-    let (model, version) = target(model, version)?;
+    let (model, version) = checked_target(ctx, model, version, length)?;
     Ok(PredictCommand {
         model,
         version,
         timeout: timeout(timeout_ms)?,
         payload: payload?,
     })
+}
+
+/// [`target`], once the body (`length` bytes) is within the limit of the model it names: the
+/// model's `max_body_bytes`, else `MAX_BODY_BYTES` (the route guard lets bodies up to the
+/// largest model limit through).
+pub(crate) fn checked_target(
+    ctx: &AppState,
+    model: String,
+    version: Option<String>,
+    length: usize,
+) -> Result<(ModelName, Option<ModelVersion>), ApiError> {
+    let (model, version) = target(model, version)?;
+    check_body_limit(ctx, &model, version.as_ref(), length)?;
+    Ok((model, version))
+}
+
+/// 413 when `length` is over the body limit of `model` (see [`checked_target`]).
+pub(crate) fn check_body_limit(
+    ctx: &AppState,
+    model: &ModelName,
+    version: Option<&ModelVersion>,
+    length: usize,
+) -> Result<(), ApiError> {
+    // No model declares a limit: the route guard held the body to MAX_BODY_BYTES already.
+    if ctx.registry.largest_body_limit().is_none() {
+        return Ok(());
+    }
+    let limit = ctx
+        .registry
+        .serving()
+        .body_limit(model, version, ctx.settings.max_body_bytes)
+        .unwrap_or(ctx.settings.max_body_bytes);
+    if length > limit {
+        return Err(too_large_error(limit));
+    }
+    Ok(())
 }
 
 /// The model and, unless omitted or empty, the version.

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::health;
-use super::predict::{respond, target};
+use super::predict::{checked_target, respond, target};
 use crate::error::ApiError;
 use crate::extract::{CallerContext, GuardedBody};
 
@@ -340,6 +340,11 @@ async fn run_infer(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
+    // The model's body limit first: a body over it is not worth decoding.
+    let (model, version) = match checked_target(ctx, name, version, body.len()) {
+        Ok(target) => target,
+        Err(err) => return err.for_protocol().into_response(),
+    };
     let InferRequest {
         id,
         inputs,
@@ -351,10 +356,6 @@ async fn run_infer(
         Err(err) => return err.into_response(),
     };
     let requested = selection.names();
-    let (model, version) = match target(name, version) {
-        Ok(target) => target,
-        Err(err) => return err.for_protocol().into_response(),
-    };
     if let Err(err) = check_requested_outputs(ctx, &model, version.as_ref(), &requested) {
         return err.into_response();
     }

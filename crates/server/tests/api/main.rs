@@ -11,6 +11,7 @@ mod errors;
 mod families;
 mod health;
 mod jobs;
+mod large_inputs;
 mod metrics;
 mod models;
 mod playground;
