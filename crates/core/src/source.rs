@@ -60,6 +60,9 @@ pub struct ModelDescription {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
     pub batching: Option<BatchingConfig>,
+    /// A lower bound of the loaded model's resident size known before loading (the graph
+    /// file's size); the registry uses max(hint, measured RSS growth).
+    pub size_hint_bytes: Option<u64>,
 }
 
 impl ModelDescription {
@@ -71,6 +74,7 @@ impl ModelDescription {
             inputs: Vec::new(),
             outputs: Vec::new(),
             batching: None,
+            size_hint_bytes: None,
         }
     }
 }

@@ -439,6 +439,7 @@ impl Manifest {
                 max_batch_size: batching.max_batch_size,
                 max_delay: Duration::from_millis(batching.max_delay_ms),
             }),
+            size_hint_bytes: None,
         }
     }
 }
