@@ -284,7 +284,8 @@ fn check_config<F: FnMut(&CheckLine)>(
     }
 }
 
-/// `3 routing rules, pools cpu=8 gpu=2, default executor cpu, max_loaded 8, warm-up on`.
+/// `3 routing rules, pools cpu=8 gpu=2, default executor cpu, max_loaded 8, warm-up on`, with
+/// `max_memory_mb 512` after `max_loaded` when that cap is set.
 fn describe_serving(serving: &ServingConfig) -> String {
     let rules = serving.routing.len();
     let pools = serving
@@ -298,8 +299,12 @@ fn describe_serving(serving: &ServingConfig) -> String {
         || "no max_loaded".to_owned(),
         |cap| format!("max_loaded {cap}"),
     );
+    let max_memory = serving
+        .registry
+        .max_memory_mb
+        .map_or_else(String::new, |cap| format!(", max_memory_mb {cap}"));
     format!(
-        "{rules} routing rule{}, pools {pools}, default executor {}, {max_loaded}, warm-up {}",
+        "{rules} routing rule{}, pools {pools}, default executor {}, {max_loaded}{max_memory}, warm-up {}",
         if rules == 1 { "" } else { "s" },
         serving.execution.default_executor(),
         if serving.registry.warmup { "on" } else { "off" }
@@ -876,6 +881,7 @@ mod tests {
         settings.log_level = "info,=nonsense[".into();
         settings.api_keys = Some("short:tenant_a".into());
         settings.builtin_models = Some("echo,gpt".into());
+        settings.max_loaded_memory_mb = Some(0);
 
         let report = run_quietly(&settings).await;
 
@@ -888,6 +894,7 @@ mod tests {
             .collect();
         let expected = [
             "FAIL settings: MAX_BODY_BYTES must be at least 1",
+            "FAIL settings: MAX_LOADED_MEMORY_MB must be at least 1",
             "FAIL settings: WORKER_BATCH must be at least 1",
             "FAIL settings: LOG_LEVEL",
             "FAIL api keys: API_KEYS entry 1 is malformed",
@@ -944,11 +951,35 @@ mod tests {
         assert!(report.passed(), "{:#?}", report.lines());
         let line = lines_about(&report, "config")[0];
         assert!(line.message.contains("1 routing rule,"), "{line}");
+        assert!(!line.message.contains("max_memory_mb"), "{line}");
         let routing = lines_about(&report, "routing.echo")[0];
         assert_eq!(routing.outcome, Outcome::Warn);
         assert!(routing.message.contains("echo:v9"), "{routing}");
         let pinned = lines_about(&report, "registry.pinned")[0];
         assert!(pinned.message.contains("ghost:v1"), "{pinned}");
+    }
+
+    #[tokio::test]
+    async fn the_config_line_names_the_memory_cap_and_the_variable_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("engine.toml");
+        std::fs::write(&config, "[registry]\nmax_loaded = 4\nmax_memory_mb = 256\n")
+            .expect("write");
+        let mut settings = settings_in(dir.path());
+        settings.config = Some(config);
+
+        let report = run_quietly(&settings).await;
+        let line = lines_about(&report, "config")[0];
+        assert!(
+            line.message
+                .contains("max_loaded 4, max_memory_mb 256, warm-up on"),
+            "{line}"
+        );
+
+        settings.max_loaded_memory_mb = Some(128);
+        let report = run_quietly(&settings).await;
+        let line = lines_about(&report, "config")[0];
+        assert!(line.message.contains("max_memory_mb 128,"), "{line}");
     }
 
     #[tokio::test]

@@ -185,6 +185,12 @@ pub fn setting_problems(settings: &Settings) -> Vec<StartupError> {
             "must be at least 1 (unset it for no cap)",
         );
     }
+    if settings.max_loaded_memory_mb == Some(0) {
+        invalid(
+            "MAX_LOADED_MEMORY_MB",
+            "must be at least 1 (unset it for no cap)",
+        );
+    }
     if settings.worker_batch == 0 {
         invalid("WORKER_BATCH", "must be at least 1");
     }
@@ -207,6 +213,9 @@ pub fn serving_config(
     let mut registry = file.registry.clone();
     if settings.max_loaded_models.is_some() {
         registry.max_loaded = settings.max_loaded_models;
+    }
+    if settings.max_loaded_memory_mb.is_some() {
+        registry.max_memory_mb = settings.max_loaded_memory_mb;
     }
     let mut pools = file.execution.pools().clone();
     pools.insert("cpu".into(), settings.cpu_threads());

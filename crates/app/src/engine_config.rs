@@ -316,6 +316,22 @@ result_ttl_days = 30              # 0 = keep forever
     }
 
     #[test]
+    fn the_memory_cap_is_read_and_zero_or_negative_is_rejected_naming_the_key() {
+        let config = parse("[registry]\nmax_memory_mb = 512\n").expect("valid");
+        assert_eq!(config.registry.max_memory_mb, Some(512));
+        assert_eq!(config.registry.max_memory_bytes(), Some(512 << 20));
+
+        for cap in ["0", "-1"] {
+            assert_eq!(
+                rejection(&format!("[registry]\nmax_memory_mb = {cap}\n")),
+                format!(
+                    "engine.toml: registry.max_memory_mb: must be at least 1 MiB (omit it for no cap), got {cap}"
+                )
+            );
+        }
+    }
+
+    #[test]
     fn invalid_toml_is_rejected_with_its_position() {
         let message = rejection("[registry\n");
 

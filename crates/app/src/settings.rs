@@ -138,6 +138,11 @@ pub struct Settings {
     #[arg(long, env = "MAX_LOADED_MODELS", global = true)]
     pub max_loaded_models: Option<usize>,
 
+    /// Cap on the memory of loaded models, in MiB of their measured sizes; overrides
+    /// `[registry] max_memory_mb`.
+    #[arg(long, env = "MAX_LOADED_MEMORY_MB", global = true)]
+    pub max_loaded_memory_mb: Option<u64>,
+
     /// Threads of the `cpu` executor pool; overrides `[execution.pools] cpu`; defaults to the
     /// number of cores.
     #[arg(long, env = "CPU_EXECUTOR_WORKERS", global = true)]
@@ -292,6 +297,7 @@ impl Settings {
             ort_dylib_path: None,
             onnx_runtime: OnnxRuntimeChoice::Manifest,
             max_loaded_models: None,
+            max_loaded_memory_mb: None,
             cpu_executor_workers: Some(2),
             gpu_executor_workers: Some(1),
             executor_queue_capacity: 1_024,

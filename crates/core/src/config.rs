@@ -146,6 +146,8 @@ pub struct EngineConfigFile {
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryFile {
     pub max_loaded: Option<i64>,
+    /// MiB the loaded models may occupy together, by their measured sizes.
+    pub max_memory_mb: Option<i64>,
     pub warmup: Option<bool>,
     /// `"name:version"` keys.
     pub pinned: Vec<String>,
@@ -300,6 +302,9 @@ impl EngineConfigFile {
 pub struct RegistryPolicy {
     /// LRU cap on loaded models (at least 1); `None`: no cap.
     pub max_loaded: Option<usize>,
+    /// LRU cap on the summed measured sizes of the loaded models, in MiB (at least 1); `None`:
+    /// no cap. Applies together with `max_loaded` when both are set.
+    pub max_memory_mb: Option<u64>,
     /// Load every model at start; `/ready` is 503 until done.
     pub warmup: bool,
     /// Never evicted. Without duplicates, in the order written.
@@ -310,10 +315,30 @@ impl Default for RegistryPolicy {
     fn default() -> Self {
         Self {
             max_loaded: None,
+            max_memory_mb: None,
             warmup: true,
             pinned: Vec::new(),
         }
     }
+}
+
+impl RegistryPolicy {
+    /// `max_memory_mb` in bytes.
+    pub fn max_memory_bytes(&self) -> Option<u64> {
+        self.max_memory_mb.map(mib_to_bytes)
+    }
+
+    /// Whether `models` loaded models occupying `bytes` together are within both caps.
+    pub fn fits(&self, models: usize, bytes: u64) -> bool {
+        self.max_loaded.is_none_or(|cap| models <= cap)
+            && self.max_memory_bytes().is_none_or(|cap| bytes <= cap)
+    }
+}
+
+/// Mebibytes (`max_memory_mb` counts 2^20 bytes) as bytes; a cap beyond `u64::MAX` bytes is
+/// no cap in practice.
+fn mib_to_bytes(mib: u64) -> u64 {
+    mib.saturating_mul(1 << 20)
 }
 
 impl RegistryFile {
@@ -332,6 +357,20 @@ impl RegistryFile {
                     })
             })
             .transpose()?;
+        let max_memory_mb = self
+            .max_memory_mb
+            .map(|value| {
+                u64::try_from(value)
+                    .ok()
+                    .filter(|cap| *cap >= 1)
+                    .ok_or_else(|| {
+                        invalid(
+                            "registry.max_memory_mb",
+                            format!("must be at least 1 MiB (omit it for no cap), got {value}"),
+                        )
+                    })
+            })
+            .transpose()?;
         let mut pinned = Vec::with_capacity(self.pinned.len());
         for (index, value) in self.pinned.iter().enumerate() {
             let key = parse_model_key(&format!("registry.pinned[{index}]"), value)?;
@@ -341,6 +380,7 @@ impl RegistryFile {
         }
         Ok(RegistryPolicy {
             max_loaded,
+            max_memory_mb,
             warmup: self.warmup.unwrap_or(true),
             pinned,
         })
@@ -987,6 +1027,7 @@ mod tests {
             config.registry,
             RegistryPolicy {
                 max_loaded: Some(8),
+                max_memory_mb: None,
                 warmup: true,
                 pinned: vec![model_key("echo:v1")],
             }
@@ -1378,6 +1419,22 @@ mod tests {
             rejection(r#"{"registry": {"max_loaded": 0}}"#),
             "registry.max_loaded: must be at least 1 (omit it for no cap), got 0"
         );
+        for cap in [0, -512] {
+            assert_eq!(
+                rejection(&format!(r#"{{"registry": {{"max_memory_mb": {cap}}}}}"#)),
+                format!(
+                    "registry.max_memory_mb: must be at least 1 MiB (omit it for no cap), got {cap}"
+                )
+            );
+        }
+        let capped = validate(r#"{"registry": {"max_loaded": 2, "max_memory_mb": 100}}"#)
+            .expect("valid")
+            .registry;
+        assert_eq!(capped.max_memory_bytes(), Some(100 << 20));
+        assert!(capped.fits(2, 100 << 20));
+        assert!(!capped.fits(2, (100 << 20) + 1), "over the memory cap");
+        assert!(!capped.fits(3, 0), "over the count cap");
+        assert!(RegistryPolicy::default().fits(usize::MAX, u64::MAX));
         let config = validate(r#"{"registry": {"warmup": false, "pinned": ["a:v1", "a:v1"]}}"#)
             .expect("valid");
         assert!(!config.registry.warmup);

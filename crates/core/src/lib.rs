@@ -17,6 +17,7 @@
 //! - [`executor`]: `ExecutorPool`, bounded queues in front of named OS threads.
 //! - [`observe`]: the metric names of SPEC §7 and the functions that record them.
 //! - [`source`]: `ModelSource`, `ModelDescription`, `TensorSpec`: a model before it is loaded.
+//! - [`resident`]: the process's resident set size, read around each model load.
 //! - [`tensor`]: `Tensor`, `TensorData`, `DataType`: named tensors for protocol clients.
 //! - [`batcher`]: `Batcher`, dynamic batching of concurrent requests into one model run.
 //! - [`registry`]: `ModelRegistry`, which models exist and which version a request gets.
@@ -64,6 +65,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod registry;
 pub mod request_scope;
+pub mod resident;
 pub mod routing;
 pub mod runner;
 pub mod service;

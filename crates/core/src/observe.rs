@@ -28,6 +28,7 @@ pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
 pub const RATE_LIMITED: &str = "rate_limited_total";
 pub const RATE_LIMITER_FAILURES: &str = "rate_limiter_failures_total";
 pub const MODELS_LOADED: &str = "models_loaded";
+pub const MODELS_LOADED_BYTES: &str = "models_loaded_bytes";
 pub const MODEL_LOAD_SECONDS: &str = "model_load_seconds";
 pub const MODEL_EVICTIONS: &str = "model_evictions_total";
 pub const BATCH_SIZE: &str = "batch_size";
@@ -47,6 +48,7 @@ pub const ALL: &[&str] = &[
     RATE_LIMITED,
     RATE_LIMITER_FAILURES,
     MODELS_LOADED,
+    MODELS_LOADED_BYTES,
     MODEL_LOAD_SECONDS,
     MODEL_EVICTIONS,
     BATCH_SIZE,
@@ -138,13 +140,14 @@ pub fn model_loaded(key: &ModelKey, load_time: Duration) {
         .record(load_time.as_secs_f64());
 }
 
-/// Models in memory now.
-pub fn models_loaded(count: usize) {
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "a model count is far below 2^52"
-    )]
+/// Models in memory now, and their summed measured sizes.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "a model count is far below 2^52; a byte count above it loses only its last bits"
+)]
+pub fn models_loaded(count: usize, bytes: u64) {
     metrics::gauge!(MODELS_LOADED).set(count as f64);
+    metrics::gauge!(MODELS_LOADED_BYTES).set(bytes as f64);
 }
 
 pub fn model_evicted() {

@@ -7,10 +7,13 @@
 //!
 //! Models load lazily: the first request starts one load on a dedicated loader thread and every
 //! concurrent request for the same model awaits that same load (single flight). The load
-//! finishes even if the request that started it goes away. A `max_loaded` cap evicts the least
-//! recently used model that is not pinned, preferring idle ones; a request already running
-//! holds its own [`ModelLease`], so eviction only drops the registry's reference and the model is
-//! freed when its last request finishes.
+//! finishes even if the request that started it goes away. Loads are serialised process-wide,
+//! so that the growth of the process's resident memory across a load measures what that model
+//! costs (floored by the source's size hint). Two caps, `max_loaded` (models) and
+//! `max_memory_mb` (their summed measured sizes), evict the least recently used models that are
+//! not pinned, preferring idle ones; a request already running holds its own [`ModelLease`], so
+//! eviction only drops the registry's reference and the model is freed when its last request
+//! finishes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -30,6 +33,7 @@ use crate::executor::{ExecutorConfig, ExecutorPool};
 use crate::model::{ModelKey, ModelName, ModelVersion};
 use crate::observe;
 use crate::pipeline::{Model, PipelineModel};
+use crate::resident;
 use crate::routing::{Bucket, RoutingRule, RoutingTable};
 pub use crate::source::Backend;
 use crate::source::{LoadContext, LoadError, ModelDescription, ModelSource, ReadySource};
@@ -57,6 +61,8 @@ pub struct LoadedStatus {
     pub pinned: bool,
     /// Loads of this model since the process started.
     pub loads: u64,
+    /// What the model costs in memory, measured when it was loaded (0 for built-ins).
+    pub memory_bytes: u64,
 }
 
 /// Everything `GET /models/{name}/{version}` shows.
@@ -291,6 +297,9 @@ pub struct LoadedModel {
     pub model: Arc<dyn Model>,
     /// Set for models whose manifest enables dynamic batching.
     pub batcher: Option<Arc<Batcher>>,
+    /// Resident memory the load added (at least the source's size hint); what the model counts
+    /// against `max_memory_mb`. 0 for built-ins, which are never measured.
+    pub memory_bytes: u64,
 }
 
 impl fmt::Debug for LoadedModel {
@@ -298,6 +307,7 @@ impl fmt::Debug for LoadedModel {
         f.debug_struct("LoadedModel")
             .field("model", &self.model)
             .field("batched", &self.batcher.is_some())
+            .field("memory_bytes", &self.memory_bytes)
             .finish()
     }
 }
@@ -320,8 +330,8 @@ struct SlotInner {
 /// their model is still in the repository, so a loaded model stays loaded.
 struct Slot {
     key: ModelKey,
-    /// Built-in pipelines cost no memory: they do not count towards `max_loaded` and are
-    /// never evicted.
+    /// Built-in pipelines cost no memory: they do not count towards the caps and are never
+    /// evicted.
     builtin: bool,
     /// Never held across an `.await`.
     inner: Mutex<SlotInner>,
@@ -385,8 +395,12 @@ impl Slot {
         inner.source.is_ok() && !matches!(inner.state, SlotState::Failed(_))
     }
 
-    fn is_loaded(&self) -> bool {
-        matches!(self.lock().state, SlotState::Loaded(_))
+    /// The measured size of the loaded model; `None` when it is not loaded.
+    fn loaded_bytes(&self) -> Option<u64> {
+        match &self.lock().state {
+            SlotState::Loaded(loaded) => Some(loaded.memory_bytes),
+            SlotState::Unloaded | SlotState::Loading(_) | SlotState::Failed(_) => None,
+        }
     }
 }
 
@@ -459,6 +473,14 @@ impl Serving {
 
     fn slots(&self) -> impl Iterator<Item = &Arc<Slot>> {
         self.models.values().flat_map(BTreeMap::values)
+    }
+
+    /// The loaded models that count towards the caps (not the built-ins), with their sizes.
+    fn loaded_sizes(&self) -> Vec<(&Arc<Slot>, u64)> {
+        self.slots()
+            .filter(|slot| !slot.builtin)
+            .filter_map(|slot| slot.loaded_bytes().map(|bytes| (slot, bytes)))
+            .collect()
     }
 
     /// The version a request gets (SPEC §5): the exact version when given; otherwise the
@@ -653,8 +675,8 @@ impl ModelRegistry {
             .largest_body_limit
             .store(serving.largest_body_limit().unwrap_or(0), Ordering::Relaxed);
         drop(serving);
-        self.enforce_cap(None);
-        self.publish_loaded_count();
+        self.enforce_caps(None);
+        self.publish_loaded();
         Ok(())
     }
 
@@ -729,8 +751,8 @@ impl ModelRegistry {
             }
             if outcome.is_ok() {
                 slot.last_used.store(registry.ticks(), Ordering::Relaxed);
-                registry.enforce_cap(Some(&slot.key));
-                registry.publish_loaded_count();
+                registry.enforce_caps(Some(&slot.key));
+                registry.publish_loaded();
             }
             outcome
         })
@@ -739,58 +761,69 @@ impl ModelRegistry {
         .shared()
     }
 
-    /// Evicts least recently used, unpinned models until at most `max_loaded` are loaded.
-    /// Idle models go first; a busy one is evicted only if nothing idle is left, and its running
-    /// requests still finish on their own reference.
-    fn enforce_cap(&self, just_loaded: Option<&ModelKey>) {
+    /// Evicts least recently used, unpinned models until the loaded ones are within both caps
+    /// (`max_loaded` models, `max_memory_mb` of measured sizes). Idle models go first; a busy
+    /// one is evicted only if nothing idle is left, and its running requests still finish on
+    /// their own reference (its memory is freed when they do). `just_loaded` is never evicted:
+    /// that would only make its next request load it again.
+    fn enforce_caps(&self, just_loaded: Option<&ModelKey>) {
         let serving = self.serving();
-        let Some(max_loaded) = serving.config.registry.max_loaded else {
-            return;
-        };
-        let pinned: BTreeSet<&ModelKey> = serving.config.registry.pinned.iter().collect();
-        let mut loaded: Vec<&Arc<Slot>> = serving
-            .slots()
-            .filter(|slot| !slot.builtin && slot.is_loaded())
-            .collect();
-        let mut excess = loaded.len().saturating_sub(max_loaded);
-        if excess == 0 {
+        let policy = &serving.config.registry;
+        let loaded = serving.loaded_sizes();
+        let mut models = loaded.len();
+        let mut bytes: u64 = loaded.iter().map(|(_, bytes)| bytes).sum();
+        if policy.fits(models, bytes) {
             return;
         }
-        loaded.retain(|slot| !pinned.contains(&slot.key) && Some(&slot.key) != just_loaded);
-        loaded.sort_by_key(|slot| {
+        let mut victims: Vec<&Arc<Slot>> = loaded
+            .into_iter()
+            .map(|(slot, _)| slot)
+            .filter(|slot| !policy.pinned.contains(&slot.key) && Some(&slot.key) != just_loaded)
+            .collect();
+        victims.sort_by_key(|slot| {
             (
                 slot.in_flight.load(Ordering::Relaxed) > 0,
                 slot.last_used.load(Ordering::Relaxed),
             )
         });
-        for victim in loaded {
-            if excess == 0 {
+        for victim in victims {
+            if policy.fits(models, bytes) {
                 break;
             }
             let mut inner = victim.lock();
-            if matches!(inner.state, SlotState::Loaded(_)) {
-                inner.state = SlotState::Unloaded;
-                excess -= 1;
-                observe::model_evicted();
-                tracing::info!(
-                    model = %victim.key,
-                    in_flight = victim.in_flight.load(Ordering::Relaxed),
-                    max_loaded,
-                    "model evicted (least recently used)"
-                );
-            }
+            let SlotState::Loaded(evicted) = &inner.state else {
+                continue;
+            };
+            let freed = evicted.memory_bytes;
+            inner.state = SlotState::Unloaded;
+            drop(inner);
+            models -= 1;
+            bytes = bytes.saturating_sub(freed);
+            observe::model_evicted();
+            tracing::info!(
+                model = %victim.key,
+                in_flight = victim.in_flight.load(Ordering::Relaxed),
+                memory_bytes = freed,
+                max_loaded = ?policy.max_loaded,
+                max_memory_mb = ?policy.max_memory_mb,
+                "model evicted (least recently used)"
+            );
         }
-        if excess > 0 {
+        if !policy.fits(models, bytes) {
             tracing::warn!(
-                max_loaded,
-                over = excess,
-                "more models loaded than max_loaded: the rest are pinned or just loaded"
+                loaded = models,
+                memory_bytes = bytes,
+                max_loaded = ?policy.max_loaded,
+                max_memory_mb = ?policy.max_memory_mb,
+                "the loaded models exceed max_loaded or max_memory_mb: the rest are pinned or just loaded"
             );
         }
     }
 
-    /// Loads every ready model, pinned ones first, up to `max_loaded` (built-ins always). Failures are recorded on
-    /// their model and never stop the others.
+    /// Loads every ready model, pinned ones first, up to `max_loaded` (built-ins always).
+    /// Failures are recorded on their model and never stop the others. `max_memory_mb` does not
+    /// shorten the list (a model's size is known only once it is loaded): each load evicts what
+    /// no longer fits, as it does for any request, so the models loaded last stay.
     pub async fn warm_up(&self) {
         let serving = self.serving();
         let pinned = &serving.config.registry.pinned;
@@ -837,8 +870,8 @@ impl ModelRegistry {
             inner.state = SlotState::Loaded(loaded);
         }
         slot.last_used.store(self.ticks(), Ordering::Relaxed);
-        self.enforce_cap(Some(key));
-        self.publish_loaded_count();
+        self.enforce_caps(Some(key));
+        self.publish_loaded();
         Ok(())
     }
 
@@ -864,14 +897,12 @@ impl ModelRegistry {
         Ok((source, loaded))
     }
 
-    /// Sets the `models_loaded` gauge (built-ins excluded: they cost nothing).
-    fn publish_loaded_count(&self) {
-        let loaded = self
-            .serving()
-            .slots()
-            .filter(|slot| !slot.builtin && slot.is_loaded())
-            .count();
-        observe::models_loaded(loaded);
+    /// Sets the `models_loaded` and `models_loaded_bytes` gauges (built-ins excluded: they
+    /// cost nothing).
+    fn publish_loaded(&self) {
+        let serving = self.serving();
+        let loaded = serving.loaded_sizes();
+        observe::models_loaded(loaded.len(), loaded.iter().map(|(_, bytes)| bytes).sum());
     }
 
     /// Drops the registry's reference; running requests finish on their own. Returns whether
@@ -888,7 +919,7 @@ impl ModelRegistry {
             tracing::info!(model = %key, "model unloaded");
         }
         drop(inner);
-        self.publish_loaded_count();
+        self.publish_loaded();
         Ok(was_loaded)
     }
 
@@ -903,8 +934,8 @@ impl ModelRegistry {
         let now = self.ticks();
         let mut loaded: Vec<(u64, LoadedStatus)> = serving
             .slots()
-            .filter(|slot| slot.is_loaded())
-            .map(|slot| {
+            .filter_map(|slot| {
+                let memory_bytes = slot.loaded_bytes()?;
                 let last_used = slot.last_used.load(Ordering::Relaxed);
                 let status = LoadedStatus {
                     key: slot.key.clone(),
@@ -912,8 +943,9 @@ impl ModelRegistry {
                     in_flight: slot.in_flight.load(Ordering::Relaxed),
                     pinned: serving.config.registry.pinned.contains(&slot.key),
                     loads: slot.loads.load(Ordering::Relaxed),
+                    memory_bytes,
                 };
-                (last_used, status)
+                Some((last_used, status))
             })
             .collect();
         loaded.sort_by_key(|(last_used, _)| *last_used);
@@ -974,17 +1006,32 @@ fn on_loader_thread<T: Send + 'static>(
     }
 }
 
-/// Runs a source's load, turning a panic into a load error, and starts the model's batcher.
+/// Serialises the loads of repository models across the process (every registry in it), so
+/// that the resident memory a load adds is that load's alone, not also another's running at the
+/// same time. Held on loader threads only, never across an `.await`.
+static LOADER_LOCK: Mutex<()> = Mutex::new(());
+
+/// A model as one load made it, and what that load cost.
+struct MeasuredLoad {
+    model: Arc<dyn Model>,
+    /// See [`LoadedModel::memory_bytes`].
+    memory_bytes: u64,
+    /// The load itself, without the wait for [`LOADER_LOCK`].
+    load_time: Duration,
+}
+
+/// Loads and measures the model ([`load_measured`]) and starts its batcher.
 fn load_model(
     key: &ModelKey,
     source: &dyn ModelSource,
     context: &LoadContext,
 ) -> Result<LoadedModel, LoadError> {
-    let started = Instant::now();
-    let model = catch_unwind(AssertUnwindSafe(|| source.load(context)))
-        .unwrap_or_else(|_| Err(LoadError("the model loader panicked".into())));
-    match model {
-        Ok(model) => {
+    match load_measured(source, context) {
+        Ok(MeasuredLoad {
+            model,
+            memory_bytes,
+            load_time,
+        }) => {
             let batcher = match source.description().batching {
                 Some(config) => Some(Arc::new(
                     Batcher::start(key, Arc::clone(&model), config)
@@ -993,16 +1040,60 @@ fn load_model(
                 None => None,
             };
             if source.description().backend != Backend::Builtin {
-                observe::model_loaded(key, started.elapsed());
-                tracing::info!(model = %key, load_ms = started.elapsed().as_millis(), batching = batcher.is_some(), "model loaded");
+                observe::model_loaded(key, load_time);
+                tracing::info!(model = %key, load_ms = load_time.as_millis(), memory_bytes, batching = batcher.is_some(), "model loaded");
             }
-            Ok(LoadedModel { model, batcher })
+            Ok(LoadedModel {
+                model,
+                batcher,
+                memory_bytes,
+            })
         }
         Err(err) => {
             tracing::error!(model = %key, error = %err, "model failed to load");
             Err(err)
         }
     }
+}
+
+/// Loads under [`LOADER_LOCK`] and takes the growth of the process's resident set size across
+/// the load as the model's cost, floored by the source's size hint: memory the allocator hands
+/// out again after an eviction was already resident and does not show as growth. Without a
+/// resident size (no `/proc`), the hint alone counts. Built-ins are plain values: never
+/// measured, never serialised, free.
+fn load_measured(
+    source: &dyn ModelSource,
+    context: &LoadContext,
+) -> Result<MeasuredLoad, LoadError> {
+    let load = || {
+        let started = Instant::now();
+        let model = catch_unwind(AssertUnwindSafe(|| source.load(context)))
+            .unwrap_or_else(|_| Err(LoadError("the model loader panicked".into())))?;
+        Ok::<_, LoadError>((model, started.elapsed()))
+    };
+    let description = source.description();
+    if description.backend == Backend::Builtin {
+        let (model, load_time) = load()?;
+        return Ok(MeasuredLoad {
+            model,
+            memory_bytes: 0,
+            load_time,
+        });
+    }
+    let serialised = lock(&LOADER_LOCK);
+    let before = resident::resident_set_bytes();
+    let loaded = load();
+    let after = resident::resident_set_bytes();
+    drop(serialised);
+    let (model, load_time) = loaded?;
+    let growth = before
+        .zip(after)
+        .map_or(0, |(before, after)| after.saturating_sub(before));
+    Ok(MeasuredLoad {
+        model,
+        memory_bytes: growth.max(description.size_hint_bytes.unwrap_or(0)),
+        load_time,
+    })
 }
 
 /// Built-ins first; a repository model with a built-in's name and version is skipped.
@@ -1059,10 +1150,11 @@ mod tests {
     use std::sync::Mutex as StdMutex;
     use std::sync::atomic::AtomicBool;
 
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::builtin::EchoPipeline;
+    use crate::pipeline::{Pipeline, PipelineError};
 
     fn key(text: &str) -> ModelKey {
         let (name, version) = text.split_once(':').unwrap();
@@ -1142,6 +1234,7 @@ mod tests {
         ServingConfig {
             registry: RegistryPolicy {
                 max_loaded,
+                max_memory_mb: None,
                 warmup: false,
                 pinned: pinned.iter().map(|text| key(text)).collect(),
             },
@@ -1354,5 +1447,271 @@ mod tests {
             .map(|status| status.key.to_string())
             .collect();
         assert_eq!(keys, ["echo:v1", "echo:v2", "sleep:v1"]);
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// Held by every test that loads [`BallastSource`]s, for its whole run: a ballast freed by
+    /// one test (an eviction, a registry dropped) while another measures a load would shrink
+    /// the resident memory under that measurement.
+    static MEMORY_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// A repository model whose load allocates and touches `ballast_bytes` of memory, which
+    /// the loaded model holds until it is dropped.
+    #[derive(Debug)]
+    struct BallastSource {
+        description: ModelDescription,
+        ballast_bytes: usize,
+        loads: AtomicUsize,
+        /// Loaded models of this source that were freed.
+        drops: Arc<AtomicUsize>,
+    }
+
+    impl BallastSource {
+        fn new(ballast_bytes: usize, size_hint_bytes: Option<u64>) -> Arc<Self> {
+            Arc::new(Self {
+                description: ModelDescription {
+                    backend: Backend::Onnx,
+                    size_hint_bytes,
+                    ..ModelDescription::builtin()
+                },
+                ballast_bytes,
+                loads: AtomicUsize::new(0),
+                drops: Arc::new(AtomicUsize::new(0)),
+            })
+        }
+    }
+
+    impl ModelSource for BallastSource {
+        fn description(&self) -> &ModelDescription {
+            &self.description
+        }
+
+        fn load(&self, _context: &LoadContext) -> Result<Arc<dyn Model>, LoadError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            // Non-zero bytes: zeroed memory could come as untouched pages that are not resident.
+            let ballast = vec![0xA5; self.ballast_bytes];
+            Ok(Arc::new(PipelineModel::new(BallastPipeline {
+                ballast,
+                drops: Arc::clone(&self.drops),
+            })))
+        }
+    }
+
+    /// Echoes its input, with the size of the memory it holds.
+    struct BallastPipeline {
+        ballast: Vec<u8>,
+        drops: Arc<AtomicUsize>,
+    }
+
+    impl Drop for BallastPipeline {
+        fn drop(&mut self) {
+            self.drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Pipeline for BallastPipeline {
+        type Input = Value;
+        type Output = Value;
+
+        fn preprocess(&self, data: Value) -> Result<Value, PipelineError> {
+            Ok(data)
+        }
+
+        fn infer(&self, input: Value) -> Result<Value, PipelineError> {
+            Ok(json!({"input": input, "held": self.ballast.len()}))
+        }
+
+        fn postprocess(&self, output: Value) -> Result<Value, PipelineError> {
+            Ok(output)
+        }
+    }
+
+    fn memory_capped(max_memory_mb: u64, pinned: &[&str]) -> ServingConfig {
+        let mut config = config(None, pinned);
+        config.registry.max_memory_mb = Some(max_memory_mb);
+        config
+    }
+
+    fn mib(bytes: usize) -> u64 {
+        u64::try_from(bytes).unwrap()
+    }
+
+    /// The loaded models, least recently used first, and their summed measured sizes.
+    fn loaded_and_bytes(registry: &ModelRegistry) -> (Vec<String>, u64) {
+        let loaded = registry.loaded();
+        let bytes = loaded.iter().map(|model| model.memory_bytes).sum();
+        let keys = loaded.iter().map(|model| model.key.to_string()).collect();
+        (keys, bytes)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_load_costs_the_resident_memory_it_adds_and_at_least_its_size_hint() {
+        let _alone = MEMORY_TESTS.lock().await;
+        let repository = FakeRepository::with(vec![
+            ("grown:v1", Ok(BallastSource::new(40 * MIB, None))),
+            (
+                "hinted:v1",
+                Ok(BallastSource::new(MIB, Some(mib(64 * MIB)))),
+            ),
+        ]);
+        let registry = registry(repository, config(None, &[]));
+        let serving = registry.serving();
+
+        let grown = registry.acquire(&serving, &key("grown:v1")).await.unwrap();
+        let hinted = registry.acquire(&serving, &key("hinted:v1")).await.unwrap();
+
+        assert!(
+            grown.loaded.memory_bytes >= mib(40 * MIB),
+            "measured {} bytes for a model holding 40 MiB",
+            grown.loaded.memory_bytes
+        );
+        assert!(
+            hinted.loaded.memory_bytes >= mib(64 * MIB),
+            "measured {} bytes for a model hinted at 64 MiB",
+            hinted.loaded.memory_bytes
+        );
+        let statuses = registry.loaded();
+        let status = |text: &str| statuses.iter().find(|s| s.key == key(text)).unwrap();
+        assert_eq!(status("grown:v1").memory_bytes, grown.loaded.memory_bytes);
+        assert_eq!(status("hinted:v1").memory_bytes, hinted.loaded.memory_bytes);
+    }
+
+    #[tokio::test]
+    async fn built_ins_are_never_measured_and_cost_nothing() {
+        let registry = ModelRegistry::with_builtins(BuiltinSet::default_for(false)).unwrap();
+        let serving = registry.serving();
+        drop(registry.acquire(&serving, &key("echo:v1")).await.unwrap());
+        assert_eq!(registry.loaded()[0].memory_bytes, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_max_memory_mb_alternating_models_stay_under_the_cap_and_the_lru_one_goes() {
+        let _alone = MEMORY_TESTS.lock().await;
+        let sources: Vec<(&str, Arc<BallastSource>)> = ["a:v1", "b:v1", "c:v1"]
+            .into_iter()
+            .map(|text| (text, BallastSource::new(40 * MIB, None)))
+            .collect();
+        let repository = FakeRepository::with(
+            sources
+                .iter()
+                .map(|(text, source)| {
+                    let source: Arc<dyn ModelSource> = source.clone();
+                    (*text, Ok(source))
+                })
+                .collect(),
+        );
+        let registry = registry(repository, memory_capped(100, &[]));
+        let serving = registry.serving();
+
+        // Two 40 MiB models fit in 100 MiB, three do not: the expected loaded set, least
+        // recently used first.
+        let mut expected: Vec<String> = Vec::new();
+        for model in [
+            "a:v1", "b:v1", "c:v1", "a:v1", "a:v1", "b:v1", "c:v1", "b:v1", "a:v1",
+        ] {
+            drop(registry.acquire(&serving, &key(model)).await.unwrap());
+            expected.retain(|loaded| loaded != model);
+            expected.push(model.to_owned());
+            if expected.len() > 2 {
+                expected.remove(0);
+            }
+            let (loaded, bytes) = loaded_and_bytes(&registry);
+            assert!(
+                bytes <= mib(100 * MIB),
+                "after {model}: {bytes} bytes loaded"
+            );
+            assert_eq!(loaded, expected, "after {model}");
+        }
+        let loads: Vec<usize> = sources
+            .iter()
+            .map(|(_, source)| source.loads.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(loads, [3, 2, 2]);
+        let frees: Vec<usize> = sources
+            .iter()
+            .map(|(_, source)| source.drops.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(frees, [2, 1, 2], "every evicted model was freed at once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_model_evicted_by_the_memory_cap_while_in_flight_answers_and_is_freed_after() {
+        let _alone = MEMORY_TESTS.lock().await;
+        let a = BallastSource::new(40 * MIB, None);
+        let repository = FakeRepository::with(vec![
+            ("a:v1", Ok(a.clone())),
+            ("b:v1", Ok(BallastSource::new(40 * MIB, None))),
+            ("c:v1", Ok(BallastSource::new(40 * MIB, None))),
+        ]);
+        let registry = registry(repository, memory_capped(100, &[]));
+        let serving = registry.serving();
+
+        let running_on_a = registry.acquire(&serving, &key("a:v1")).await.unwrap();
+        let _running_on_b = registry.acquire(&serving, &key("b:v1")).await.unwrap();
+        // Nothing is idle: the least recently used of the busy models makes room.
+        drop(registry.acquire(&serving, &key("c:v1")).await.unwrap());
+
+        let (loaded, bytes) = loaded_and_bytes(&registry);
+        assert_eq!(loaded, ["b:v1", "c:v1"], "a:v1 was evicted");
+        assert!(bytes <= mib(100 * MIB), "{bytes} bytes loaded");
+        assert_eq!(
+            running_on_a.loaded.model.predict(json!(7)),
+            Ok(json!({"input": 7, "held": 40 * MIB}))
+        );
+        assert_eq!(a.drops.load(Ordering::SeqCst), 0, "in use: not freed yet");
+        drop(running_on_a);
+        assert_eq!(
+            a.drops.load(Ordering::SeqCst),
+            1,
+            "freed with its last lease"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_memory_cap_never_evicts_pinned_models_even_when_they_alone_exceed_it() {
+        let _alone = MEMORY_TESTS.lock().await;
+        let repository = FakeRepository::with(vec![
+            ("pinned:v1", Ok(BallastSource::new(40 * MIB, None))),
+            ("b:v1", Ok(BallastSource::new(40 * MIB, None))),
+            ("c:v1", Ok(BallastSource::new(40 * MIB, None))),
+        ]);
+        let registry = registry(repository, memory_capped(100, &["pinned:v1"]));
+        let serving = registry.serving();
+        drop(registry.acquire(&serving, &key("pinned:v1")).await.unwrap());
+        for model in ["b:v1", "c:v1", "b:v1", "c:v1"] {
+            drop(registry.acquire(&serving, &key(model)).await.unwrap());
+            let (loaded, _) = loaded_and_bytes(&registry);
+            assert_eq!(loaded, ["pinned:v1", model], "after {model}");
+        }
+
+        // Lowered below what the pinned model alone costs: it stays, the others go.
+        registry
+            .reconfigure(memory_capped(10, &["pinned:v1"]))
+            .unwrap();
+        let (loaded, _) = loaded_and_bytes(&registry);
+        assert_eq!(loaded, ["pinned:v1"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_both_caps_the_tighter_one_decides() {
+        let _alone = MEMORY_TESTS.lock().await;
+        let repository = FakeRepository::with(vec![
+            ("a:v1", Ok(BallastSource::new(40 * MIB, None))),
+            ("b:v1", Ok(BallastSource::new(40 * MIB, None))),
+        ]);
+        let mut both = memory_capped(60, &[]);
+        both.registry.max_loaded = Some(2);
+        let registry = registry(repository, both);
+        let serving = registry.serving();
+        for model in ["a:v1", "b:v1"] {
+            drop(registry.acquire(&serving, &key(model)).await.unwrap());
+        }
+        let (loaded, _) = loaded_and_bytes(&registry);
+        assert_eq!(
+            loaded,
+            ["b:v1"],
+            "two may be loaded, but only one fits in 60 MiB"
+        );
     }
 }

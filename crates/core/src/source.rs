@@ -85,6 +85,9 @@ pub struct ModelDescription {
     /// `POST /predict` may carry the one input's raw little-endian elements
     /// (`application/octet-stream`) instead of JSON.
     pub raw_input: bool,
+    /// A lower bound of the loaded model's resident size known before loading (the graph
+    /// file's size); the registry uses max(hint, measured RSS growth).
+    pub size_hint_bytes: Option<u64>,
 }
 
 impl ModelDescription {
@@ -99,6 +102,7 @@ impl ModelDescription {
             batching: None,
             max_body_bytes: None,
             raw_input: false,
+            size_hint_bytes: None,
         }
     }
 }

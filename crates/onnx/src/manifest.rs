@@ -661,6 +661,7 @@ impl Manifest {
             }),
             max_body_bytes: self.max_body_bytes,
             raw_input: self.raw_input,
+            size_hint_bytes: None,
         }
     }
 }

@@ -77,6 +77,8 @@ impl OnnxSource {
         }
         let mut description = manifest.to_description();
         description.runtime = Some(runtimes.effective(manifest.runtime).as_str());
+        // The graph's weights are in memory at least once when it is loaded.
+        description.size_hint_bytes = std::fs::metadata(&model_path).ok().map(|file| file.len());
         Ok(Self {
             manifest,
             origin: Origin::Graph(model_path, runtimes.clone()),

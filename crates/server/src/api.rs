@@ -252,6 +252,9 @@ pub struct LoadedModelView {
     pub pinned: bool,
     /// Loads of this model since the process started.
     pub loads: u64,
+    /// What the model costs in memory: the growth of the process's resident set size across
+    /// its load, at least its size hint (the graph file's size); 0 for built-ins.
+    pub memory_bytes: u64,
 }
 
 impl From<LoadedStatus> for LoadedModelView {
@@ -265,6 +268,7 @@ impl From<LoadedStatus> for LoadedModelView {
             in_flight: status.in_flight,
             pinned: status.pinned,
             loads: status.loads,
+            memory_bytes: status.memory_bytes,
         }
     }
 }
@@ -279,8 +283,13 @@ pub struct LoadedModelList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemoryView {
     pub loaded: usize,
-    /// The LRU cap; `null` for none.
+    /// The LRU cap on loaded models; `null` for none.
     pub max_loaded: Option<usize>,
+    /// The summed `memory_bytes` of the loaded models (built-ins cost nothing).
+    pub memory_bytes: u64,
+    /// The LRU cap on `memory_bytes`, in MiB; `null` for none.
+    pub max_memory_mb: Option<u64>,
+    /// Least recently used first.
     pub models: Vec<LoadedModelView>,
 }
 

@@ -58,7 +58,7 @@ pub async fn loaded_models(State(ctx): State<AppState>) -> Json<LoadedModelList>
     })
 }
 
-/// How many models are loaded against the cap.
+/// How many models are loaded, and how much memory they take, against the caps.
 #[utoipa::path(get, path = "/admin/models/memory", responses((status = 200, body = MemoryView)))]
 pub async fn memory(State(ctx): State<AppState>) -> Json<MemoryView> {
     let loaded: Vec<LoadedModelView> = ctx
@@ -67,9 +67,13 @@ pub async fn memory(State(ctx): State<AppState>) -> Json<MemoryView> {
         .into_iter()
         .map(LoadedModelView::from)
         .collect();
+    let serving = ctx.registry.serving();
+    let caps = &serving.config.registry;
     Json(MemoryView {
         loaded: loaded.len(),
-        max_loaded: ctx.registry.serving().config.registry.max_loaded,
+        max_loaded: caps.max_loaded,
+        memory_bytes: loaded.iter().map(|model| model.memory_bytes).sum(),
+        max_memory_mb: caps.max_memory_mb,
         models: loaded,
     })
 }

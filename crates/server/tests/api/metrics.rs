@@ -251,11 +251,15 @@ async fn registry_and_batching_metrics_move_with_loads_evictions_and_batches() {
     assert!(grew("model_load_seconds_count", &[("model", "iris")]) >= 2.0);
     assert!(grew("model_evictions_total", &[]) >= 2.0);
     assert!(grew("batch_size_count", &[("model", "mlp"), ("version", "v1")]) >= 1.0);
-    // `models_loaded` is a gauge each registry sets; one process serves one registry, but this
-    // test binary runs many, so only its presence is checked here.
+    // `models_loaded` and `models_loaded_bytes` are gauges each registry sets; one process
+    // serves one registry, but this test binary runs many, so only their presence is checked.
     assert!(
         after.contains("\nmodels_loaded "),
         "models_loaded is exported"
+    );
+    assert!(
+        after.contains("\nmodels_loaded_bytes "),
+        "models_loaded_bytes is exported"
     );
 }
 

@@ -301,6 +301,224 @@ async fn with_max_loaded_1_alternating_models_evict_each_other_and_in_flight_wor
     );
 }
 
+const MIB: u64 = 1 << 20;
+
+/// What `/admin/models/memory` says about the repository models.
+struct MemoryUse {
+    /// `name:version` and measured `memory_bytes`, least recently used first.
+    models: Vec<(String, u64)>,
+    /// The loaded models' summed `memory_bytes`, as the endpoint reports it.
+    bytes: u64,
+    max_memory_mb: Value,
+}
+
+impl MemoryUse {
+    fn names(&self) -> Vec<String> {
+        self.models.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    fn size_of(&self, model: &str) -> u64 {
+        self.models
+            .iter()
+            .find(|(name, _)| name == model)
+            .map(|(_, bytes)| *bytes)
+            .unwrap_or_else(|| panic!("{model} is not loaded: {:?}", self.models))
+    }
+}
+
+async fn memory_use(app: &TestApp) -> MemoryUse {
+    let body = json_body(app.get("/admin/models/memory", Some(ADMIN_KEY)).await).await;
+    let models: Vec<(String, u64)> = body["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|model| model["name"] != "echo" && model["name"] != "sleep")
+        .map(|model| {
+            (
+                format!(
+                    "{}:{}",
+                    model["name"].as_str().unwrap(),
+                    model["version"].as_str().unwrap()
+                ),
+                model["memory_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let bytes = body["memory_bytes"].as_u64().unwrap();
+    assert_eq!(
+        bytes,
+        models.iter().map(|(_, bytes)| bytes).sum::<u64>(),
+        "{body}"
+    );
+    MemoryUse {
+        models,
+        bytes,
+        max_memory_mb: body["max_memory_mb"].clone(),
+    }
+}
+
+/// The registry's rule, from the outside: of `loaded` (least recently used first, all idle),
+/// the front ones go until the sizes sum to at most `cap`; `kept` (the model just loaded)
+/// never goes.
+fn within_cap(loaded: &[(String, u64)], cap: u64, kept: Option<&str>) -> Vec<String> {
+    let mut loaded = loaded.to_vec();
+    while loaded.iter().map(|(_, bytes)| bytes).sum::<u64>() > cap {
+        let Some(victim) = loaded
+            .iter()
+            .position(|(name, _)| Some(name.as_str()) != kept)
+        else {
+            break;
+        };
+        loaded.remove(victim);
+    }
+    loaded.into_iter().map(|(name, _)| name).collect()
+}
+
+/// Installs `[registry] max_memory_mb = cap_mb` (or no cap) through `POST /admin/reload`.
+async fn set_memory_cap(app: &TestApp, config: &Path, cap_mb: Option<u64>) {
+    let cap = cap_mb.map_or_else(String::new, |cap| format!("max_memory_mb = {cap}\n"));
+    std::fs::write(config, format!("[registry]\nwarmup = false\n{cap}")).unwrap();
+    let response = app.post("/admin/reload", Some(ADMIN_KEY), &json!({})).await;
+    assert_eq!(response.status(), 200, "{}", json_body(response).await);
+}
+
+/// A `/predict/batch` call: it runs at once, past the model's batcher.
+async fn predict_now(app: &TestApp, model: &str) {
+    let (name, version) = model.split_once(':').unwrap();
+    app.post_ok(
+        "/predict/batch",
+        &json!({"model": name, "version": version, "items": [vec![0.5; 784]]}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_max_memory_mb_models_are_evicted_by_measured_size_and_in_flight_work_survives() {
+    let repository = Repository::new();
+    // Three copies of the 3.3 MB MLP. A lone `/predict` waits 1 s in the batcher for company:
+    // a slow in-flight request. `/predict/batch` skips the batcher and answers at once.
+    let models = ["a:v1", "b:v1", "c:v1"];
+    for model in models {
+        repository.copy(
+            "mlp/v1",
+            &model.replace(':', "/"),
+            "[batching]\nmax_batch_size = 8\nmax_delay_ms = 1000\n",
+        );
+    }
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_file(config_dir.path(), "[registry]\nwarmup = false\n");
+    let app = TestApp::spawn_with(|settings| {
+        settings.models_dir = repository.path();
+        settings.config = Some(config.clone());
+    })
+    .await;
+
+    // Measure: without a cap all three load, each costing what its load added.
+    for model in models {
+        predict_now(&app, model).await;
+    }
+    let measured = memory_use(&app).await;
+    assert_eq!(measured.names(), models);
+    assert_eq!(measured.max_memory_mb, Value::Null);
+    let (victim, survivor, idle) = {
+        let mut by_size = measured.models.clone();
+        by_size.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
+        (by_size[0].clone(), by_size[1].clone(), by_size[2].0.clone())
+    };
+    assert!(
+        victim.1 > MIB,
+        "loading a copy of the 3.3 MB MLP added at most 1 MiB: {:?}",
+        measured.models
+    );
+
+    // Two slow requests in flight, on the largest model first, then on another.
+    let slow = |model: &str| {
+        let (name, version) = model.split_once(':').unwrap();
+        app.spawn_post(
+            "/predict",
+            DEV_KEY,
+            &json!({"model": name, "version": version, "data": vec![0.5; 784]}),
+        )
+    };
+    let on_victim = slow(&victim.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !loaded(&app).await.contains(&(victim.0.clone(), 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never became in flight",
+            victim.0
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let on_survivor = slow(&survivor.0);
+    while !loaded(&app).await.contains(&(survivor.0.clone(), 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never became in flight",
+            survivor.0
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A cap that only the survivor fits in: the idle model goes first, then the least
+    // recently used busy one, whose request keeps its model.
+    let one_fits = survivor.1.div_ceil(MIB).max(1);
+    set_memory_cap(&app, &config, Some(one_fits)).await;
+    let after = memory_use(&app).await;
+    assert_eq!(
+        after.names(),
+        std::slice::from_ref(&survivor.0),
+        "{idle} and {} were evicted",
+        victim.0
+    );
+    assert!(after.bytes <= one_fits * MIB);
+    assert_eq!(after.max_memory_mb, one_fits);
+    for request in [on_victim, on_survivor] {
+        let (status, body) = request.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["result"]["probabilities"].as_array().unwrap().len(),
+            10
+        );
+    }
+
+    // A cap the two smallest measured models fit in. Alternating requests: after each, the
+    // loaded models fit (a model alone over the cap stays alone) and exactly the least
+    // recently used ones were evicted, by the sizes the endpoint reports. How many loads evict
+    // depends on what each load measures (one that reuses memory an evicted model freed adds
+    // little resident memory), so the evictions certain to happen are the ones above.
+    let two_fit = (survivor.1 + measured.size_of(&idle)).div_ceil(MIB);
+    set_memory_cap(&app, &config, Some(two_fit)).await;
+    let cap = two_fit * MIB;
+    let mut before = memory_use(&app).await;
+    assert_eq!(before.names(), within_cap(&after.models, cap, None));
+    for model in [
+        "a:v1", "b:v1", "c:v1", "a:v1", "b:v1", "b:v1", "c:v1", "a:v1", "c:v1", "b:v1",
+    ] {
+        predict_now(&app, model).await;
+        let now = memory_use(&app).await;
+        let mut used: Vec<(String, u64)> = before
+            .models
+            .iter()
+            .filter(|(name, _)| name != model)
+            .cloned()
+            .collect();
+        used.push((model.to_owned(), now.size_of(model)));
+        let expected = within_cap(&used, cap, Some(model));
+        assert_eq!(
+            now.names(),
+            expected,
+            "after {model}, from {:?}",
+            before.models
+        );
+        assert!(
+            now.bytes <= cap || now.names() == [model],
+            "after {model}: {} bytes over the {two_fit} MiB cap",
+            now.bytes
+        );
+        before = now;
+    }
+}
+
 #[tokio::test]
 async fn ready_is_503_loading_until_warm_up_has_loaded_every_model() {
     let repository = Repository::new();
