@@ -1,16 +1,12 @@
--- predict_onnx: POST /predict on the demo MLP (784 float features), authenticated with the dev
--- key. The model name comes from BENCH_MODEL (predict_onnx.sh serves the same ONNX file as
--- `mlp_batched` and `mlp_unbatched`). Every request sends the same example; each connection
--- could vary it, but the model's cost does not depend on the values.
+-- predict_onnx: POST /predict with the JSON body in the file BENCH_BODY (predict_onnx.sh writes
+-- one per model), authenticated with the dev key. Every request sends the same body; the
+-- models' cost does not depend on the values.
 
-local features = {}
-for i = 0, 783 do
-  features[#features + 1] = string.format("%.4f", ((i * 7) % 97) / 97.0 - 0.5)
-end
-local model = os.getenv("BENCH_MODEL") or "mlp"
-
+local path = os.getenv("BENCH_BODY") or error("BENCH_BODY names the request body's file")
+local file = assert(io.open(path, "rb"))
 wrk.method = "POST"
-wrk.body = '{"model":"' .. model .. '","version":"v1","data":[' .. table.concat(features, ",") .. ']}'
+wrk.body = file:read("*a")
+file:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-API-Key"] = "dev-key"
 

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# predict_onnx: POST /predict on the demo MLP (models/mlp/v1, 784 -> 512 -> 512 -> 10) with
-# dynamic batching off and on, and the same model run in-process by tract in a tight loop at
-# batch 1 and at the manifest's max_batch_size, all in one run. Prints the ratios. See
-# bench/README.md.
+# predict_onnx: ONNX models end to end, all in one run (see bench/README.md):
+#   1. bert_tiny (models/bert_tiny/v1) at sequence length 128, batching on, POST /predict under
+#      wrk, against ONNX Runtime in-process (bench/ort-ref) at the same batch size with the
+#      same sessions and threads as the engine uses; prints the ratio and the engine's own CPU
+#      cost per request in µs.
+#   2. the demo MLP and 3. a 50-tree forest (testdata/models/forest_digits), each served by the
+#      same engine twice, on ONNX Runtime and on tract (runtime = "tract"); prints the ratios.
 #
 # Usage: bench/predict_onnx.sh [--duration 10s] [--connections 64] [--threads 2] [--warmup 3s]
-#                              [--no-build]
-# Env:   ENGINE_LOG_LEVEL  engine LOG_LEVEL (default info); BENCH_KEEP_TMP=1 keeps the temp dir.
+#                              [--batch 16] [--no-build]
+# Env:   ENGINE_LOG_LEVEL  engine LOG_LEVEL (default info); BENCH_KEEP_TMP=1 keeps the temp dir;
+#        ORT_DYLIB_PATH    the ONNX Runtime library (default: onnxruntime/, from
+#                          scripts/install-onnxruntime.sh).
 set -euo pipefail
 BENCH_NAME=predict_onnx.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-    sed -n '7,10s/^# \{0,1\}//p' "$0"
+    sed -n '10,14s/^# \{0,1\}//p' "$0"
 }
 
 SCENARIO=predict_onnx
@@ -20,6 +25,7 @@ DURATION=10s
 CONNECTIONS=64
 THREADS=2
 WARMUP=3s
+BATCH=16
 BUILD=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -27,6 +33,7 @@ while [[ $# -gt 0 ]]; do
         --connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
         --threads) THREADS="${2:?--threads needs a value}"; shift 2 ;;
         --warmup) WARMUP="${2:?--warmup needs a value}"; shift 2 ;;
+        --batch) BATCH="${2:?--batch needs a value}"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option $1" ;;
@@ -36,39 +43,68 @@ done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 LUA="$ROOT/bench/predict_onnx.lua"
-MODEL_DIR="$ROOT/models/mlp/v1"
 ENGINE_LOG_LEVEL="${ENGINE_LOG_LEVEL:-info}"
 HEALTH_DEADLINE_S=60
 STOP_DEADLINE_S=45
 DURATION_S="${DURATION%s}"
+SEQUENCE=128
+CORES="$(nproc)"
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/onnxruntime/libonnxruntime.so}"
 
 require_tools wrk curl python3 cargo
-[[ -f "$MODEL_DIR/model.onnx" ]] || die "missing $MODEL_DIR/model.onnx (python3 scripts/gen_models.py)"
-MAX_BATCH="$(sed -n 's/^max_batch_size *= *\([0-9]*\).*$/\1/p' "$MODEL_DIR/model.toml")"
-[[ -n "$MAX_BATCH" ]] || die "$MODEL_DIR/model.toml has no [batching] max_batch_size"
-
-release_build "$BUILD" tract-ref inference-engine-cli
-TRACT_BIN="$(release_bin tract-ref)"
+[[ -e "$ORT_DYLIB_PATH" ]] || die "no ONNX Runtime at $ORT_DYLIB_PATH (scripts/install-onnxruntime.sh)"
+release_build "$BUILD" ort-ref inference-engine-cli
+REF_BIN="$(release_bin ort-ref)"
 ENGINE_BIN="$(release_bin inference-engine)"
 
 bench_start_temp
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
-echo "==> scenario $SCENARIO: -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP); temp dir $TMP"
+echo "==> scenario $SCENARIO: -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $CORES cores; temp dir $TMP"
 
-# --- the model repository: the same ONNX file with batching on and off ---------------------
+# --- the model repository ---------------------------------------------------------------------
+# copy_model SOURCE_DIR NAME RUNTIME BATCHING: SOURCE_DIR's graph as NAME/v1 on RUNTIME, with
+# `[batching]` (max BATCHING rows within 2 ms) or without (BATCHING=0).
 REPO="$TMP/models"
-mkdir -p "$REPO/mlp_batched/v1" "$REPO/mlp_unbatched/v1"
-cp "$MODEL_DIR/model.onnx" "$MODEL_DIR/model.toml" "$REPO/mlp_batched/v1/"
-cp "$MODEL_DIR/model.onnx" "$REPO/mlp_unbatched/v1/"
-# Everything before the [batching] table.
-sed '/^\[batching\]/,$d' "$MODEL_DIR/model.toml" >"$REPO/mlp_unbatched/v1/model.toml"
+copy_model() {
+    local source="$1" name="$2" runtime="$3" batching="$4"
+    mkdir -p "$REPO/$name/v1"
+    cp "$source/model.onnx" "$REPO/$name/v1/"
+    sed -e '/^\[batching\]/,$d' -e '/^runtime = /d' -e "s/^backend = \"onnx\"$/backend = \"onnx\"\nruntime = \"$runtime\"/" \
+        "$source/model.toml" >"$REPO/$name/v1/model.toml"
+    if ((batching > 0)); then
+        printf '\n[batching]\nmax_batch_size = %d\nmax_delay_ms = 2\n' "$batching" >>"$REPO/$name/v1/model.toml"
+    fi
+}
+copy_model models/bert_tiny/v1 bert onnxruntime "$BATCH"
+copy_model models/mlp/v1 mlp_ort onnxruntime 32
+copy_model models/mlp/v1 mlp_tract tract 32
+copy_model testdata/models/forest_digits/v1 forest_ort onnxruntime 0
+copy_model testdata/models/forest_digits/v1 forest_tract tract 0
 
-# --- reference: tract in-process --------------------------------------------------------------
-for batch in 1 "$MAX_BATCH"; do
-    echo "==> [tract-ref] batch $batch, 1 thread, ${DURATION_S}s"
-    "$TRACT_BIN" "$MODEL_DIR/model.onnx" 784 --batch "$batch" --threads 1 --seconds "$DURATION_S" \
-        | tee "$TMP/tract.b$batch.out"
-done
+# --- request bodies (one example each; the models' cost does not depend on the values) ----------
+python3 - "$TMP" "$SEQUENCE" <<'EOF'
+import json, sys
+tmp, sequence = sys.argv[1], int(sys.argv[2])
+ids = [1 + (i * 37) % 999 for i in range(sequence)]
+bodies = {
+    "bert": {"input_ids": ids, "attention_mask": [1] * sequence, "token_type_ids": [0] * sequence},
+    "mlp": [round(((i * 7) % 97) / 97.0 - 0.5, 4) for i in range(784)],
+    "forest": [float((i * 5) % 17) for i in range(64)],
+}
+for model, data in bodies.items():
+    names = {"bert": ["bert"], "mlp": ["mlp_ort", "mlp_tract"], "forest": ["forest_ort", "forest_tract"]}[model]
+    for name in names:
+        with open(f"{tmp}/{name}.body.json", "w") as out:
+            json.dump({"model": name, "version": "v1", "data": data}, out)
+EOF
+
+# --- reference: ONNX Runtime in-process, the engine's layout ------------------------------------
+# The engine's cpu pool has one thread per core; each thread runs a session with
+# cores / threads intra-op threads (= 1).
+SESSIONS="$CORES"
+echo "==> [ort-ref] bert, batch $BATCH, $SESSIONS sessions x 1 intra-op thread, ${DURATION_S}s"
+"$REF_BIN" models/bert_tiny/v1/model.onnx --batch "$BATCH" --sessions "$SESSIONS" --intra 1 \
+    --seconds "$DURATION_S" --dim "sequence=$SEQUENCE" | tee "$TMP/ort-ref.out"
 
 # --- engine -----------------------------------------------------------------------------------
 ENGINE_PORT="$(free_port)"
@@ -76,51 +112,52 @@ ENGINE_PORT="$(free_port)"
     cd "$TMP" # no stray .env, engine.toml or data/ directory from the repo
     exec env -u API_KEYS -u ENGINE_CONFIG ENV=development LOG_FORMAT=json \
         LOG_LEVEL="$ENGINE_LOG_LEVEL" SQLITE_DB_PATH="$TMP/jobs.db" MODELS_DIR="$REPO" \
-        MAX_BODY_BYTES=1000000 \
+        CPU_EXECUTOR_WORKERS="$CORES" MAX_BODY_BYTES=1000000 \
         "$ENGINE_BIN" serve --host 127.0.0.1 --port "$ENGINE_PORT"
 ) >"$TMP/engine.stdout" 2>"$TMP/engine.stderr" &
 SERVER_PID=$!
 wait_healthy engine "$ENGINE_PORT"
 echo "==> engine up on port $ENGINE_PORT (pid $SERVER_PID, LOG_LEVEL=$ENGINE_LOG_LEVEL)"
-for model in mlp_unbatched mlp_batched; do
-    export BENCH_MODEL="$model"
+MODELS=(bert mlp_ort mlp_tract forest_ort forest_tract)
+for model in "${MODELS[@]}"; do
+    export BENCH_BODY="$TMP/$model.body.json"
     run_wrk "$model" warmup "$ENGINE_PORT" "$WARMUP"
     run_wrk "$model" measure "$ENGINE_PORT" "$DURATION"
 done
 stop_server engine
 
 # --- summary ----------------------------------------------------------------------------------
-tract_ips() {
-    sed -n 's/^TRACT_REF.* items_per_s=\([0-9.]*\).*$/\1/p' "$TMP/tract.b$1.out"
-}
 ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
 }
-REF1="$(tract_ips 1)"
-REFB="$(tract_ips "$MAX_BATCH")"
-OFF="$(field "$TMP/mlp_unbatched.measure.wrk" rps)"
-ON="$(field "$TMP/mlp_batched.measure.wrk" rps)"
+REF="$(sed -n 's/^ORT_REF.* items_per_s=\([0-9.]*\).*$/\1/p' "$TMP/ort-ref.out")"
+rps() { field "$TMP/$1.measure.wrk" rps; }
 NON2XX=0
 SOCKET=0
-for model in mlp_unbatched mlp_batched; do
+for model in "${MODELS[@]}"; do
     for phase in warmup measure; do
         NON2XX=$((NON2XX + $(field "$TMP/$model.$phase.wrk" non2xx)))
         SOCKET=$((SOCKET + $(socket_errors "$TMP/$model.$phase.wrk")))
     done
 done
+# Every core is busy in both runs, so an item costs CORES / (items/s) of CPU; the difference is
+# what the engine adds per request (HTTP, JSON, batching, the job record; and wrk, which shares
+# the cores).
+OVERHEAD_US="$(awk -v c="$CORES" -v e="$(rps bert)" -v r="$REF" \
+    'BEGIN { if (e > 0 && r > 0) printf "%.0f", 1e6 * c * (1 / e - 1 / r); else print "n/a" }')"
 
 echo
-echo "== $SCENARIO summary (wrk -t$THREADS -c$CONNECTIONS -d$DURATION, engine LOG_LEVEL=$ENGINE_LOG_LEVEL)"
-printf '%-34s %12s %10s %10s\n' "run" "items/s" "p50 ms" "p99 ms"
-printf '%-34s %12s %10s %10s\n' "tract in-process, batch 1" "$REF1" "-" "-"
-printf '%-34s %12s %10s %10s\n' "tract in-process, batch $MAX_BATCH" "$REFB" "-" "-"
-printf '%-34s %12s %10s %10s\n' "engine, batching off" "$OFF" \
-    "$(field "$TMP/mlp_unbatched.measure.wrk" p50_ms)" "$(field "$TMP/mlp_unbatched.measure.wrk" p99_ms)"
-printf '%-34s %12s %10s %10s\n' "engine, batching on (max $MAX_BATCH)" "$ON" \
-    "$(field "$TMP/mlp_batched.measure.wrk" p50_ms)" "$(field "$TMP/mlp_batched.measure.wrk" p99_ms)"
-echo "ratio batching on / off:                      $(ratio "$ON" "$OFF")   (goal >= 2)"
-echo "ratio batching on / tract batch $MAX_BATCH:          $(ratio "$ON" "$REFB")   (goal >= 0.5)"
-echo "ratio batching off / tract batch 1:            $(ratio "$OFF" "$REF1")"
+echo "== $SCENARIO summary (wrk -t$THREADS -c$CONNECTIONS -d$DURATION, engine LOG_LEVEL=$ENGINE_LOG_LEVEL, $CORES cores)"
+printf '%-52s %12s %10s %10s\n' "run" "items/s" "p50 ms" "p99 ms"
+printf '%-52s %12s %10s %10s\n' "bert seq $SEQUENCE: ONNX Runtime in-process, batch $BATCH" "$REF" "-" "-"
+for model in "${MODELS[@]}"; do
+    printf '%-52s %12s %10s %10s\n' "engine /predict: $model" "$(rps "$model")" \
+        "$(field "$TMP/$model.measure.wrk" p50_ms)" "$(field "$TMP/$model.measure.wrk" p99_ms)"
+done
+echo "bert: engine (batching on, max $BATCH) / ONNX Runtime in-process batch $BATCH: $(ratio "$(rps bert)" "$REF")   (goal >= 0.8)"
+echo "bert: engine overhead per request: ${OVERHEAD_US} µs of CPU"
+echo "mlp (batching on, max 32): engine on ONNX Runtime / on tract:       $(ratio "$(rps mlp_ort)" "$(rps mlp_tract)")"
+echo "forest (50 trees, unbatched): engine on ONNX Runtime / on tract:    $(ratio "$(rps forest_ort)" "$(rps forest_tract)")"
 echo "non-2xx responses: $NON2XX, socket errors: $SOCKET (warm-ups included)"
 echo "load average at start: $LOAD_AT_START, at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
 

@@ -34,6 +34,10 @@ outputs and one input per column), in the manifest format with `runtime = "onnxr
         tract runs it too: `input` FP32 [N, 64] -> `label` INT64 [N], `probabilities` FP32
         [N, 10]; expected outputs in testdata/expected/forest_digits-v1.json (the runtime
         benchmark's tree ensemble)
+    testdata/models/element_types/v1/{model.onnx,model.toml}   (test-only, not a demo model)
+        One [N, 2] input of each of FP16, FP64, INT32, INT8, UINT8 and BOOL, each passed
+        through to an output of its type, and their sum as FP32 [N, 1]; expected outputs in
+        testdata/expected/element_types-v1.json
     testdata/models/image_mean/v1/{model.onnx,model.toml}   (test-only, not a demo model)
         The per-channel mean of one 3x224x224 FP32 image (ReduceMean): `image` FP32
         [N, 3, 224, 224] -> `means` FP32 [N, 3]; its manifest sets raw_input = true and
@@ -697,6 +701,42 @@ def forest_digits_model() -> list[Path]:
     return files + [fx.write_expected("forest_digits", "v1", files[0], cases)]
 
 
+def element_types_model() -> list[Path]:
+    """One input of each element type users meet; each passes through and is also cast to
+    float into one `sum` per example: every type in, every type out."""
+    TP = onnx.TensorProto
+    types = [
+        ("f16", TP.FLOAT16), ("f64", TP.DOUBLE), ("i32", TP.INT32),
+        ("i8", TP.INT8), ("u8", TP.UINT8), ("flag", TP.BOOL),
+    ]
+    inputs = [helper.make_tensor_value_info(n, t, ["N", 2]) for n, t in types]
+    outputs = [helper.make_tensor_value_info(f"{n}_out", t, ["N", 2]) for n, t in types]
+    outputs.append(helper.make_tensor_value_info("sum", TP.FLOAT, ["N", 1]))
+    nodes = [helper.make_node("Identity", [n], [f"{n}_out"]) for n, _ in types]
+    nodes += [helper.make_node("Cast", [n], [f"{n}_float"], to=TP.FLOAT) for n, _ in types]
+    nodes.append(helper.make_node("Concat", [f"{n}_float" for n, _ in types], ["all"], axis=1))
+    nodes.append(helper.make_node("ReduceSum", ["all"], ["sum"], keepdims=1, axes=[1]))
+    graph = helper.make_graph(nodes, "element_types_v1", inputs, outputs)
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+    onx.ir_version = 8
+    text = fx.manifest(onx, "Every element type through: FP16, FP64, INT32, INT8, UINT8, BOOL")
+    files = fx.write_model(ROOT / "testdata" / "models" / "element_types" / "v1", onx, text)
+    rng = np.random.default_rng(SEED_ORT)
+
+    def feeds(n: int) -> dict[str, np.ndarray]:
+        return fx.prepare_inputs(onx, {
+            "f16": rng.integers(-64, 64, (n, 2)) / 8.0,  # exact in half precision
+            "f64": rng.normal(size=(n, 2)),
+            "i32": rng.integers(-100000, 100000, (n, 2)),
+            "i8": rng.integers(-128, 128, (n, 2)),
+            "u8": rng.integers(0, 256, (n, 2)),
+            "flag": rng.integers(0, 2, (n, 2)).astype(bool),
+        })
+
+    print(f"element_types/v1: {fx.describe(onx)}")
+    return files + [fx.write_expected("element_types", "v1", files[0], [feeds(1), feeds(5), feeds(20)])]
+
+
 def image_mean_model() -> list[Path]:
     """A 224x224 RGB image in, its per-channel mean out: big inputs, trivial compute."""
     image = helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["N", 3, 224, 224])
@@ -744,6 +784,7 @@ def main() -> int:
     files += census_pipeline_model()
     files += lightgbm_classifier_model()
     files += forest_digits_model()
+    files += element_types_model()
     files += image_mean_model()
     fx.report(files)
     return 0

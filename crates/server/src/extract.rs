@@ -78,8 +78,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let GuardedBody(bytes) = GuardedBody::from_request(request, state).await?;
-        parse_json(&bytes).map(Self)
+        let SizedJson { body, .. } = SizedJson::from_request(request, state).await?;
+        Ok(Self(body))
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Every family with reference outputs: the demo repository's six, then the test-only ones
 /// in `testdata/models/`.
-pub const FAMILIES: [&str; 11] = [
+pub const FAMILIES: [&str; 12] = [
     "iris_svc",
     "diabetes_forest",
     "census_pipeline",
@@ -22,6 +22,7 @@ pub const FAMILIES: [&str; 11] = [
     "conv1d_signal",
     "distilbert_tiny",
     "forest_digits",
+    "element_types",
 ];
 
 /// How far an answer may be from onnxruntime-in-Python's (relative above 1).

@@ -6,6 +6,28 @@
 //! (`ONNX_RUNTIME=tract`). A model's manifest picks its runtime; [`Runtimes::effective`] says
 //! which one it gets.
 
+/// Matches a core `TensorData`, giving `$plain` for every variant that holds plain elements
+/// (numbers and booleans, which a runtime's tensor takes as they are) with `$values` bound to
+/// the vector, and the remaining variants (`Fp16`, `Bf16`, `Bytes`) to the arms after it.
+macro_rules! match_plain_elements {
+    ($data:expr, $values:ident => $plain:expr, $($rest:tt)*) => {
+        match $data {
+            TensorData::Fp32($values) => $plain,
+            TensorData::Fp64($values) => $plain,
+            TensorData::Int64($values) => $plain,
+            TensorData::Int32($values) => $plain,
+            TensorData::Int16($values) => $plain,
+            TensorData::Int8($values) => $plain,
+            TensorData::Uint64($values) => $plain,
+            TensorData::Uint32($values) => $plain,
+            TensorData::Uint16($values) => $plain,
+            TensorData::Uint8($values) => $plain,
+            TensorData::Bool($values) => $plain,
+            $($rest)*
+        }
+    };
+}
+
 pub(crate) mod onnxruntime;
 pub(crate) mod tract;
 

@@ -436,18 +436,9 @@ fn to_value(tensor: Tensor) -> Result<DynValue, PipelineError> {
                 .map_err(failed)
         };
     }
-    match data {
-        TensorData::Fp32(values) => owned!(values),
-        TensorData::Fp64(values) => owned!(values),
-        TensorData::Int64(values) => owned!(values),
-        TensorData::Int32(values) => owned!(values),
-        TensorData::Int16(values) => owned!(values),
-        TensorData::Int8(values) => owned!(values),
-        TensorData::Uint64(values) => owned!(values),
-        TensorData::Uint32(values) => owned!(values),
-        TensorData::Uint16(values) => owned!(values),
-        TensorData::Uint8(values) => owned!(values),
-        TensorData::Bool(values) => owned!(values),
+    match_plain_elements! {
+        data,
+        values => owned!(values),
         TensorData::Fp16(bits) => owned!(
             bits.into_iter()
                 .map(half::f16::from_bits)

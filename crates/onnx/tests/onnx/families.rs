@@ -9,7 +9,7 @@ use std::sync::Arc;
 use inference_engine_core::pipeline::{BatchAnswer, BatchItem, Model, PipelineError};
 use inference_engine_core::source::{LoadContext, ModelSource};
 use inference_engine_core::tensor::Tensor;
-use inference_engine_onnx::manifest::Runtime;
+use inference_engine_onnx::manifest::{ExecutionProvider, OptimizationLevel, OrtOptions, Runtime};
 use inference_engine_onnx::{Manifest, OnnxSource, inspect};
 use inference_engine_testkit::families::{
     FAMILIES, assert_json_close, assert_predict_rows, case_tensors, family_dir, family_reference,
@@ -21,12 +21,13 @@ use crate::support::runtimes;
 /// The families tract can also run; the others use operators it does not implement, or
 /// (the dynamo-exported transformers) load but fail in tract's evaluation. The test below
 /// fails when this list is no longer true, either way.
-const ON_TRACT: [&str; 5] = [
+const ON_TRACT: [&str; 6] = [
     "digits_cnn",
     "lstm_text",
     "gru_text",
     "conv1d_signal",
     "forest_digits",
+    "element_types",
 ];
 
 /// The model served with the manifest `inspect` suggests for its file, on `runtime`.
@@ -152,6 +153,39 @@ fn the_families_tract_runs_answer_the_same_on_tract_and_the_others_fail_with_an_
             ),
         }
     }
+}
+
+#[test]
+fn asking_for_cuda_without_it_is_a_load_error_and_the_session_knobs_load() {
+    let dir = family_dir("iris_svc");
+    let mut manifest = inspected_manifest(&dir);
+    manifest.onnxruntime = Some(OrtOptions {
+        execution_provider: ExecutionProvider::Cuda,
+        ..OrtOptions::default()
+    });
+    let source = OnnxSource::new(&dir, manifest.clone(), &runtimes(Runtime::Onnxruntime)).unwrap();
+    let message = source.load(&LoadContext::default()).unwrap_err().0;
+    assert!(
+        message.contains("execution_provider = \"cuda\": ONNX Runtime ")
+            && message.contains("has no CUDA execution provider"),
+        "{message}"
+    );
+
+    manifest.onnxruntime = Some(OrtOptions {
+        intra_op_threads: Some(2),
+        sessions: Some(1),
+        graph_optimization_level: OptimizationLevel::Disabled,
+        execution_provider: ExecutionProvider::Cpu,
+    });
+    let source = OnnxSource::new(&dir, manifest, &runtimes(Runtime::Onnxruntime)).unwrap();
+    let model = source
+        .load(&LoadContext {
+            executor_threads: 4,
+        })
+        .unwrap();
+    let reference = family_reference("iris_svc");
+    let case = &cases(&reference)[1];
+    assert_predict_rows(&model.predict(case["data"].clone()).unwrap(), case, "knobs");
 }
 
 #[test]
