@@ -62,10 +62,12 @@ pub async fn predict(
     CallerContext(caller): CallerContext,
     request: Request,
 ) -> Response {
-    let raw = is_raw_body(request.headers());
-    let uri = request.uri().clone();
+    // Only a raw body needs the query (its model and shape).
+    let raw_uri = is_raw_body(request.headers()).then(|| request.uri().clone());
     let command = match GuardedBody::from_request(request, &ctx).await {
-        Ok(GuardedBody(bytes)) if raw => raw_command(&ctx, &caller, &uri, &bytes),
+        Ok(GuardedBody(bytes)) if let Some(uri) = &raw_uri => {
+            raw_command(&ctx, &caller, uri, &bytes)
+        }
         Ok(GuardedBody(bytes)) => parse_json::<PredictRequest>(&bytes).and_then(|body| {
             command(
                 &ctx,
@@ -95,17 +97,20 @@ pub async fn predict(
     )
 }
 
+/// `Content-Type: application/octet-stream` (parameters allowed), checked on the bytes: it is
+/// asked of every `/predict`.
 fn is_raw_body(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| {
-            value.split(';').next().is_some_and(|media| {
-                media
-                    .trim()
-                    .eq_ignore_ascii_case("application/octet-stream")
-            })
-        })
+    const OCTET_STREAM: &[u8] = b"application/octet-stream";
+    headers.get(header::CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        value
+            .get(..OCTET_STREAM.len())
+            .is_some_and(|media| media.eq_ignore_ascii_case(OCTET_STREAM))
+            && matches!(
+                value.get(OCTET_STREAM.len()),
+                None | Some(b';' | b' ' | b'\t')
+            )
+    })
 }
 
 /// A raw body's request: the model's one input as little-endian elements, turned into the
