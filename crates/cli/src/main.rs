@@ -118,11 +118,26 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "exiting");
-            eprintln!("error: {err:#}");
+            let line = error_line(&err);
+            tracing::error!(error = %line, "exiting");
+            eprintln!("error: {line}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: most errors already say their
+/// cause in their own sentence (`job store: <the store's error>`), which `{:#}` would repeat.
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -218,8 +218,9 @@ fn an_ort_dylib_path_that_does_not_load_refuses_to_start_naming_the_setting_and_
     )
     .unwrap();
     assert!(!status.success(), "{stderr}");
-    assert!(
-        stderr.contains("scripts/install-onnxruntime.sh"),
-        "says how to install it: {stderr}"
+    assert_eq!(
+        stderr.matches("scripts/install-onnxruntime.sh").count(),
+        1,
+        "says how to install it, once: {stderr}"
     );
 }

@@ -100,6 +100,25 @@ async fn post(engine: &EngineProcess, body: &Value) -> (u16, Value) {
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
+/// Waits (up to 60 s) until `GET /ready` says 200: warm-up has tried every model.
+async fn wait_until_ready(engine: &EngineProcess) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ready = reqwest::Client::new()
+            .get(engine.url("/ready"))
+            .send()
+            .await;
+        if ready.is_ok_and(|response| response.status() == 200) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn get(engine: &EngineProcess, path: &str) -> Value {
     reqwest::Client::new()
         .get(engine.url(path))
@@ -117,6 +136,7 @@ async fn without_the_library_onnx_runtime_models_are_not_ready_saying_how_to_ins
  {
     // An empty ORT_DYLIB_PATH is unset: the default places, which a fresh folder lacks.
     let (engine, _dir) = demo_engine(&[("ORT_DYLIB_PATH", "")]);
+    wait_until_ready(&engine).await;
     assert!(
         engine
             .stdout_lines()
@@ -160,6 +180,7 @@ async fn without_the_library_onnx_runtime_models_are_not_ready_saying_how_to_ins
 #[tokio::test]
 async fn with_onnx_runtime_tract_the_models_tract_runs_serve_on_tract() {
     let (engine, _dir) = demo_engine(&[("ONNX_RUNTIME", "tract"), ("ORT_DYLIB_PATH", "")]);
+    wait_until_ready(&engine).await;
     let details = get(&engine, "/models/iris/v1").await;
     assert_eq!(details["runtime"], "tract", "{details}");
     let (status, body) = post(
