@@ -1585,12 +1585,16 @@ mod tests {
         assert_eq!(registry.loaded()[0].memory_bytes, 0);
     }
 
+    // The eviction tests below cost each model by its size hint (a 1 MiB ballast, a 40 MiB
+    // hint): a load's RSS growth also counts what this process's other tests allocate
+    // meanwhile, which can only add to it, and made a 40 MiB model look larger than the cap's
+    // slack once. The test above measures the growth itself.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn with_max_memory_mb_alternating_models_stay_under_the_cap_and_the_lru_one_goes() {
         let _alone = MEMORY_TESTS.lock().await;
         let sources: Vec<(&str, Arc<BallastSource>)> = ["a:v1", "b:v1", "c:v1"]
             .into_iter()
-            .map(|text| (text, BallastSource::new(40 * MIB, None)))
+            .map(|text| (text, BallastSource::new(MIB, Some(mib(40 * MIB)))))
             .collect();
         let repository = FakeRepository::with(
             sources
@@ -1638,11 +1642,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_model_evicted_by_the_memory_cap_while_in_flight_answers_and_is_freed_after() {
         let _alone = MEMORY_TESTS.lock().await;
-        let a = BallastSource::new(40 * MIB, None);
+        let a = BallastSource::new(MIB, Some(mib(40 * MIB)));
         let repository = FakeRepository::with(vec![
             ("a:v1", Ok(a.clone())),
-            ("b:v1", Ok(BallastSource::new(40 * MIB, None))),
-            ("c:v1", Ok(BallastSource::new(40 * MIB, None))),
+            ("b:v1", Ok(BallastSource::new(MIB, Some(mib(40 * MIB))))),
+            ("c:v1", Ok(BallastSource::new(MIB, Some(mib(40 * MIB))))),
         ]);
         let registry = registry(repository, memory_capped(100, &[]));
         let serving = registry.serving();
@@ -1657,7 +1661,7 @@ mod tests {
         assert!(bytes <= mib(100 * MIB), "{bytes} bytes loaded");
         assert_eq!(
             running_on_a.loaded.model.predict(json!(7)),
-            Ok(json!({"input": 7, "held": 40 * MIB}))
+            Ok(json!({"input": 7, "held": MIB}))
         );
         assert_eq!(a.drops.load(Ordering::SeqCst), 0, "in use: not freed yet");
         drop(running_on_a);
@@ -1672,9 +1676,12 @@ mod tests {
     async fn the_memory_cap_never_evicts_pinned_models_even_when_they_alone_exceed_it() {
         let _alone = MEMORY_TESTS.lock().await;
         let repository = FakeRepository::with(vec![
-            ("pinned:v1", Ok(BallastSource::new(40 * MIB, None))),
-            ("b:v1", Ok(BallastSource::new(40 * MIB, None))),
-            ("c:v1", Ok(BallastSource::new(40 * MIB, None))),
+            (
+                "pinned:v1",
+                Ok(BallastSource::new(MIB, Some(mib(40 * MIB)))),
+            ),
+            ("b:v1", Ok(BallastSource::new(MIB, Some(mib(40 * MIB))))),
+            ("c:v1", Ok(BallastSource::new(MIB, Some(mib(40 * MIB))))),
         ]);
         let registry = registry(repository, memory_capped(100, &["pinned:v1"]));
         let serving = registry.serving();
@@ -1697,8 +1704,8 @@ mod tests {
     async fn with_both_caps_the_tighter_one_decides() {
         let _alone = MEMORY_TESTS.lock().await;
         let repository = FakeRepository::with(vec![
-            ("a:v1", Ok(BallastSource::new(40 * MIB, None))),
-            ("b:v1", Ok(BallastSource::new(40 * MIB, None))),
+            ("a:v1", Ok(BallastSource::new(MIB, Some(mib(40 * MIB))))),
+            ("b:v1", Ok(BallastSource::new(MIB, Some(mib(40 * MIB))))),
         ]);
         let mut both = memory_capped(60, &[]);
         both.registry.max_loaded = Some(2);
