@@ -203,16 +203,18 @@ impl OrtGraph {
                 runtime.library.display()
             )));
         }
+        let build = || {
+            build_session(runtime, path, &options, intra_op_threads).map_err(|err| {
+                OnnxError::Model(format!("ONNX Runtime cannot load the graph: {err}"))
+            })
+        };
+        // The first session is checked against the manifest before the others are built.
+        let first = build()?;
+        check_signature(&first, manifest)?;
         let mut built = Vec::with_capacity(sessions);
-        for _ in 0..sessions {
-            let session =
-                build_session(runtime, path, &options, intra_op_threads).map_err(|err| {
-                    OnnxError::Model(format!("ONNX Runtime cannot load the graph: {err}"))
-                })?;
-            built.push(session);
-        }
-        if let Some(first) = built.first() {
-            check_signature(first, manifest)?;
+        built.push(first);
+        for _ in 1..sessions {
+            built.push(build()?);
         }
         tracing::debug!(
             path = %path.display(),
