@@ -440,25 +440,24 @@ impl Serving {
 
     /// The body limit of a request for `name` (and `version`, when it names one): the
     /// model's own `max_body_bytes`, else `default`. Without a version, the largest of the
-    /// model's versions (routing picks the version later). `None` when no model declares a
-    /// limit, so requests to the others pay nothing.
+    /// model's versions' (routing picks the version later).
     pub fn body_limit(
         &self,
         name: &ModelName,
         version: Option<&ModelVersion>,
         default: usize,
-    ) -> Option<usize> {
-        if self.body_limits.is_empty() {
-            return None;
-        }
-        let limit_of = |key: &ModelKey| self.body_limits.get(key).copied().unwrap_or(default);
-        let versions = self.models.get(name)?;
+    ) -> usize {
+        let limit_of = |version: &ModelVersion| {
+            let key = ModelKey::new(name.clone(), version.clone());
+            self.body_limits.get(&key).copied().unwrap_or(default)
+        };
         match version {
-            Some(version) => Some(limit_of(&ModelKey::new(name.clone(), version.clone()))),
-            None => versions
-                .keys()
-                .map(|version| limit_of(&ModelKey::new(name.clone(), version.clone())))
-                .max(),
+            Some(version) => limit_of(version),
+            None => self
+                .models
+                .get(name)
+                .and_then(|versions| versions.keys().map(limit_of).max())
+                .unwrap_or(default),
         }
     }
 

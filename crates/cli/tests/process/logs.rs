@@ -154,18 +154,7 @@ async fn a_grpc_call_leaves_one_access_line_naming_its_request_tenant_and_job() 
 fn models_inspect_prints_the_signature_and_a_manifest_that_parses() {
     let model =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/iris/v1/model.onnx");
-    let output = std::process::Command::new(crate::binary())
-        .args(["models", "inspect"])
-        .arg(&model)
-        .env_clear()
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report = String::from_utf8(output.stdout).unwrap();
+    let report = crate::inspect_report(&model);
     assert!(report.contains("input"), "{report}");
     assert!(report.contains("FP32"), "{report}");
     assert!(report.contains("[-1, 4]"), "{report}");

@@ -8,22 +8,11 @@ use inference_engine_testkit::families::{
 use inference_engine_testkit::{DEV_KEY, EngineProcess, demo_models_dir};
 use serde_json::{Value, json};
 
-use crate::binary;
+use crate::{binary, inspect_report};
 
 /// The `model.toml` part of `models inspect`'s report.
 fn inspected_manifest(model: &std::path::Path) -> String {
-    let output = std::process::Command::new(binary())
-        .args(["models", "inspect"])
-        .arg(model)
-        .env_clear()
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report = String::from_utf8(output.stdout).unwrap();
+    let report = inspect_report(model);
     let (_, manifest) = report
         .split_once("suggested model.toml:\n")
         .unwrap_or_else(|| panic!("no manifest in the report:\n{report}"));

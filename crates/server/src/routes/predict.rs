@@ -323,8 +323,7 @@ pub(crate) fn check_body_limit(
     let limit = ctx
         .registry
         .serving()
-        .body_limit(model, version, ctx.settings.max_body_bytes)
-        .unwrap_or(ctx.settings.max_body_bytes);
+        .body_limit(model, version, ctx.settings.max_body_bytes);
     if length > limit {
         return Err(too_large_error(limit));
     }

@@ -211,8 +211,13 @@ async fn sixteen_concurrent_first_requests_load_the_model_once() {
 
 async fn loaded(app: &TestApp) -> Vec<(String, u64)> {
     let body = json_body(app.get("/debug/models/loaded", Some(ADMIN_KEY)).await).await;
-    body["loaded_models"]
-        .as_array()
+    repository_models(&body["loaded_models"], "in_flight")
+}
+
+/// `(name:version, model[field])` of the repository models of a model list (built-ins left
+/// out), in its order.
+fn repository_models(list: &Value, field: &str) -> Vec<(String, u64)> {
+    list.as_array()
         .unwrap()
         .iter()
         .filter(|model| model["name"] != "echo" && model["name"] != "sleep")
@@ -223,7 +228,7 @@ async fn loaded(app: &TestApp) -> Vec<(String, u64)> {
                     model["name"].as_str().unwrap(),
                     model["version"].as_str().unwrap()
                 ),
-                model["in_flight"].as_u64().unwrap(),
+                model[field].as_u64().unwrap(),
             )
         })
         .collect()
@@ -328,22 +333,7 @@ impl MemoryUse {
 
 async fn memory_use(app: &TestApp) -> MemoryUse {
     let body = json_body(app.get("/admin/models/memory", Some(ADMIN_KEY)).await).await;
-    let models: Vec<(String, u64)> = body["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|model| model["name"] != "echo" && model["name"] != "sleep")
-        .map(|model| {
-            (
-                format!(
-                    "{}:{}",
-                    model["name"].as_str().unwrap(),
-                    model["version"].as_str().unwrap()
-                ),
-                model["memory_bytes"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let models = repository_models(&body["models"], "memory_bytes");
     let bytes = body["memory_bytes"].as_u64().unwrap();
     assert_eq!(
         bytes,
