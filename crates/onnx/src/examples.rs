@@ -379,17 +379,14 @@ impl Walker<'_> {
                 Value::Number(number) => number.to_string(),
                 other => kind(other).to_owned(),
             };
-            let what = if last.is_some() {
+            // A value of the right kind but out of range is named by the type ("an integer
+            // within the INT32 range"); one of the wrong kind inside a list by the list it
+            // should have been ("a list of numbers").
+            let right_kind = matches!(value, Value::Number(_)) == T::NUMERIC;
+            let what = if right_kind || last.is_none() {
+                T::EXPECTED.to_owned()
+            } else {
                 format!("a list of {}", T::PLURAL)
-            } else {
-                T::EXPECTED.to_owned()
-            };
-            // A number of the wrong range is named as such; a value of the wrong kind inside a
-            // list is named by the list it should have been.
-            let what = if matches!(value, Value::Number(_)) == T::NUMERIC {
-                T::EXPECTED.to_owned()
-            } else {
-                what
             };
             format!("expected {what}, found {found} at {}", self.at(last))
         })

@@ -217,11 +217,6 @@ pub enum DataType {
 }
 
 impl DataType {
-    pub const FP32: Self = Self::Tensor(TensorType::Fp32);
-    pub const FP64: Self = Self::Tensor(TensorType::Fp64);
-    pub const INT64: Self = Self::Tensor(TensorType::Int64);
-    pub const INT32: Self = Self::Tensor(TensorType::Int32);
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Tensor(element) => element.as_str(),

@@ -43,7 +43,7 @@ use crate::error::OnnxError;
 use crate::manifest::{Manifest, Runtime};
 use crate::outputs::Output;
 
-pub use self::onnxruntime::{DEFAULT_LIBRARIES, OnnxRuntime};
+pub use self::onnxruntime::OnnxRuntime;
 
 /// A loaded graph. Runs on executor threads (it may block) and may be called from several
 /// of them at once.

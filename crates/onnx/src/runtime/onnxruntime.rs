@@ -31,7 +31,7 @@ use crate::runtime::Graph;
 /// Where the engine looks for the library when `ORT_DYLIB_PATH` is not set, in order: the
 /// folder `scripts/install-onnxruntime.sh` fills (relative to the working directory, or to the
 /// executable's folder), then the system's library path.
-pub const DEFAULT_LIBRARIES: [&str; 2] = ["onnxruntime/libonnxruntime.so", "libonnxruntime.so"];
+const DEFAULT_LIBRARIES: [&str; 2] = ["onnxruntime/libonnxruntime.so", "libonnxruntime.so"];
 
 /// The ONNX Runtime library this process loaded, and its environment.
 pub struct OnnxRuntime {
