@@ -12,6 +12,7 @@ mod families;
 mod health;
 mod jobs;
 mod large_inputs;
+mod media;
 mod metrics;
 mod models;
 mod playground;
