@@ -88,6 +88,29 @@ pub struct ModelDescription {
     /// A lower bound of the loaded model's resident size known before loading (the graph
     /// file's size); the registry uses max(hint, measured RSS growth).
     pub size_hint_bytes: Option<u64>,
+    /// What the model takes besides its tensors: text for a tokenizer, images to decode.
+    pub preprocess: Option<Preprocessing>,
+    /// How outputs become the JSON answer (`raw`, `classification`, `embedding`, ...);
+    /// `None` for built-ins.
+    pub postprocess: Option<&'static str>,
+}
+
+/// The JSON form of an image for a model with image preprocessing:
+/// `{"image_base64": "<base64 of a PNG, JPEG or WebP file>"}`.
+pub const IMAGE_FIELD: &str = "image_base64";
+
+/// Raw inputs a model turns into its tensors itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preprocessing {
+    /// Strings (or pairs of strings) through a tokenizer, truncated to `max_length` tokens.
+    Text { max_length: usize },
+    /// Encoded images (PNG, JPEG, WebP), resized to `width` × `height`; `channels` is `rgb`
+    /// or `grayscale`.
+    Image {
+        width: u32,
+        height: u32,
+        channels: &'static str,
+    },
 }
 
 impl ModelDescription {
@@ -103,6 +126,8 @@ impl ModelDescription {
             max_body_bytes: None,
             raw_input: false,
             size_hint_bytes: None,
+            preprocess: None,
+            postprocess: None,
         }
     }
 }

@@ -22,12 +22,17 @@
 //! - [`pipeline`]: `OnnxPipeline`, the core `Pipeline` on a graph, with batched runs.
 //! - [`examples`]: request `data` → one core tensor per graph input (`Examples`), and the
 //!   `[validation]` checks.
+//! - [`text`]: `[preprocess] tokenizer` (strings → token tensors, padded per run) and the
+//!   text heads' answers (classification, token classification, embeddings).
+//! - [`image`]: `[preprocess.image]` (PNG / JPEG / WebP → the graph's pixel tensor), with
+//!   the pixel limit checked before decoding.
 //! - `outputs`: a run's outputs (tensors, or one map per example) and their rows as JSON.
 //! - [`inspect`]: `inspect`, a graph's signature and a suggested `model.toml`.
 //! - [`error`]: `OnnxError`, the crate's one error type.
 
 pub mod error;
 pub mod examples;
+pub mod image;
 pub mod inspect;
 pub mod manifest;
 mod outputs;
@@ -37,12 +42,13 @@ pub mod remote;
 pub mod repository;
 pub mod runtime;
 pub mod source;
+pub mod text;
 
 pub use error::OnnxError;
 pub use examples::Examples;
 pub use inspect::{Inspection, OpsetImport, inspect};
 pub use manifest::Manifest;
-pub use pipeline::{OnnxPipeline, Predictions};
+pub use pipeline::{OnnxPipeline, Predictions, Prepared};
 pub use remote::{RemoteConnector, RemoteModel};
 pub use repository::{ScannedModel, scan_repository, scan_repository_with};
 pub use runtime::{OnnxRuntime, Runtimes};

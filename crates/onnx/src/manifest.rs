@@ -10,7 +10,7 @@ use std::path::{Component, Path};
 use std::time::Duration;
 
 use inference_engine_core::source::{
-    Backend, BatchingConfig, MAP_DATATYPE, ModelDescription, TensorSpec,
+    Backend, BatchingConfig, MAP_DATATYPE, ModelDescription, Preprocessing, TensorSpec,
 };
 pub use inference_engine_core::tensor::DataType as TensorType;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,10 @@ const MAX_BATCH_SIZE: usize = 1024;
 /// Bound of `[onnxruntime] intra_op_threads` and `sessions`: a typo, not a machine, beyond it.
 const MAX_THREADS: usize = 1024;
 const MAX_DELAY_MS: u64 = 1000;
+/// Bound of `[preprocess] max_length`.
+const MAX_SEQUENCE: usize = 65_536;
+/// Bound of `[preprocess.image] width` and `height`.
+const MAX_IMAGE_SIDE: u32 = 16_384;
 
 /// A parsed and validated `model.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +49,9 @@ pub struct Manifest {
     pub outputs: Vec<TensorManifest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<ValidationManifest>,
+    /// What turns a client's text or image into the graph's inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<PreprocessManifest>,
     #[serde(default)]
     pub postprocess: PostprocessManifest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -326,12 +333,18 @@ pub struct ValidationManifest {
 
 /// `[postprocess] kind`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum PostprocessKind {
     #[default]
     Raw,
     Argmax,
     Probabilities,
+    /// `{"label", "score", "scores": {label: p}}`, softmax first unless `softmax = false`.
+    Classification,
+    /// Per-token labels with character offsets, grouped into entities (text models).
+    TokenClassification,
+    /// One vector per example, pooled over its tokens and optionally L2-normalised.
+    Embedding,
 }
 
 impl PostprocessKind {
@@ -340,8 +353,27 @@ impl PostprocessKind {
             Self::Raw => "raw",
             Self::Argmax => "argmax",
             Self::Probabilities => "probabilities",
+            Self::Classification => "classification",
+            Self::TokenClassification => "token_classification",
+            Self::Embedding => "embedding",
         }
     }
+
+    /// Whether the kind maps each example's values to `labels`.
+    fn needs_labels(self) -> bool {
+        !matches!(self, Self::Raw | Self::Embedding)
+    }
+}
+
+/// `[postprocess] pooling`: how an embedding model's per-token vectors become one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The mean over the example's tokens (its attention mask; padding never counts).
+    #[default]
+    Mean,
+    /// The first token's vector (`[CLS]`).
+    Cls,
 }
 
 /// `[postprocess]`: how the outputs become the JSON result.
@@ -350,12 +382,125 @@ impl PostprocessKind {
 pub struct PostprocessManifest {
     #[serde(default)]
     pub kind: PostprocessKind,
-    /// The output argmax / probabilities read (default: the last output).
+    /// The output the kind reads (default: the last output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    /// `classification`: apply softmax to the scores first (default true; false when the graph
+    /// already outputs probabilities).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub softmax: Option<bool>,
+    /// `embedding`: how token vectors are pooled (a graph that outputs one vector per example
+    /// needs none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
+    /// `embedding`: scale each vector to unit L2 length.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub normalize: bool,
 }
+
+/// `[preprocess]`: a tokenizer for text models, or `[preprocess.image]` for image models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessManifest {
+    /// A Hugging Face `tokenizer.json`, relative to the version folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
+    /// Longest token sequence the graph gets (truncated past it); default 512.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageManifest>,
+}
+
+/// `[preprocess.image]`: decoded images become the graph's one FP32 input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageManifest {
+    pub width: u32,
+    pub height: u32,
+    #[serde(default)]
+    pub resize: Resize,
+    #[serde(default)]
+    pub crop: Crop,
+    /// Per channel, subtracted from pixel / 255 (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f32>>,
+    /// Per channel, divides after the mean (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f32>>,
+    #[serde(default)]
+    pub layout: ImageLayout,
+    #[serde(default)]
+    pub channels: Channels,
+    /// Largest decoded image accepted (width × height), checked from its header before it
+    /// is decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pixels: Option<u64>,
+}
+
+/// `resize`: how a decoded image reaches `width` × `height`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Scale so the shorter side fits, keeping the aspect ratio, then crop.
+    #[default]
+    ShorterSide,
+    /// Scale to exactly `width` × `height` (the aspect ratio may change).
+    Exact,
+}
+
+/// `crop`: which part of a `shorter_side` resize is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Crop {
+    #[default]
+    Center,
+}
+
+/// `layout` of the image input: channels first or last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageLayout {
+    #[default]
+    #[serde(rename = "NCHW")]
+    Nchw,
+    #[serde(rename = "NHWC")]
+    Nhwc,
+}
+
+/// `channels` the graph takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channels {
+    #[default]
+    Rgb,
+    Grayscale,
+}
+
+impl Channels {
+    pub fn count(self) -> usize {
+        match self {
+            Self::Rgb => 3,
+            Self::Grayscale => 1,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rgb => "rgb",
+            Self::Grayscale => "grayscale",
+        }
+    }
+}
+
+/// Default of `[preprocess] max_length`: BERT's positions.
+pub const DEFAULT_MAX_LENGTH: usize = 512;
+/// Default of `[preprocess.image] max_pixels`: 40 megapixels (a 8000 × 5000 photo), about
+/// 160 MB decoded as RGBA.
+pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
+/// The graph input names a tokenizer fills, as Hugging Face exports name them.
+pub const TEXT_INPUTS: [&str; 3] = ["input_ids", "attention_mask", "token_type_ids"];
 
 /// `[batching]`: dynamic batching of concurrent requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,6 +546,7 @@ impl Manifest {
             )));
         }
         self.validate_validation()?;
+        self.validate_preprocess()?;
         self.validate_postprocess()?;
         self.validate_batching()?;
         self.validate_request()
@@ -470,18 +616,7 @@ impl Manifest {
     }
 
     fn validate_file(&self) -> Result<(), OnnxError> {
-        let file = Path::new(&self.file);
-        let inside = !self.file.is_empty()
-            && file
-                .components()
-                .all(|component| matches!(component, Component::Normal(_)));
-        if !inside {
-            return Err(invalid(format!(
-                "file = {:?} must be a relative path inside the version folder",
-                self.file
-            )));
-        }
-        Ok(())
+        check_inside("file", &self.file)
     }
 
     fn validate_remote(&self) -> Result<(), OnnxError> {
@@ -568,41 +703,259 @@ impl Manifest {
                 names(&self.outputs)
             )));
         }
-        if postprocess.kind == PostprocessKind::Raw {
-            return Ok(());
-        }
-        let kind = postprocess.kind.as_str();
-        let labels = match &postprocess.labels {
-            Some(labels) if !labels.is_empty() => labels,
-            _ => {
-                return Err(invalid(format!(
-                    "postprocess.labels is required when postprocess.kind = \"{kind}\""
-                )));
-            }
+        let kind = postprocess.kind;
+        let only_for = |key: &str, owner: PostprocessKind| {
+            invalid(format!(
+                "postprocess.{key} applies to kind = \"{}\" only (this one is \"{}\")",
+                owner.as_str(),
+                kind.as_str()
+            ))
         };
+        if postprocess.softmax.is_some() && kind != PostprocessKind::Classification {
+            return Err(only_for("softmax", PostprocessKind::Classification));
+        }
+        if (postprocess.pooling.is_some() || postprocess.normalize)
+            && kind != PostprocessKind::Embedding
+        {
+            return Err(only_for("pooling / normalize", PostprocessKind::Embedding));
+        }
         let tensor = self
             .postprocess_output_index()
             .map(|index| &self.outputs[index]);
-        if let Some(tensor) = tensor {
-            let Some(per_example) = tensor.datatype.tensor().and(tensor.values_per_example())
-            else {
+        let labels = match &postprocess.labels {
+            Some(labels) if !labels.is_empty() => labels.as_slice(),
+            Some(_) | None if kind.needs_labels() => {
                 return Err(invalid(format!(
-                    "postprocess.kind = \"{kind}\" reads output `{}`, which must be a tensor of a \
-                     fixed size per example (it is {} with shape {:?})",
-                    tensor.name, tensor.datatype, tensor.shape
+                    "postprocess.labels is required when postprocess.kind = \"{}\"",
+                    kind.as_str()
                 )));
-            };
-            if per_example != labels.len() {
+            }
+            _ => &[],
+        };
+        let Some(tensor) = tensor else {
+            return Ok(());
+        };
+        let kind_name = kind.as_str();
+        match kind {
+            PostprocessKind::Raw => Ok(()),
+            PostprocessKind::Argmax
+            | PostprocessKind::Probabilities
+            | PostprocessKind::Classification => {
+                let Some(per_example) = tensor.datatype.tensor().and(tensor.values_per_example())
+                else {
+                    return Err(invalid(format!(
+                        "postprocess.kind = \"{kind_name}\" reads output `{}`, which must be a \
+                         tensor of a fixed size per example (it is {} with shape {:?})",
+                        tensor.name, tensor.datatype, tensor.shape
+                    )));
+                };
+                check_label_count(labels, tensor, per_example)
+            }
+            PostprocessKind::TokenClassification => {
+                if self.tokenizer().is_none() {
+                    return Err(invalid(
+                        "postprocess.kind = \"token_classification\" needs [preprocess] \
+                         tokenizer: its answer points into the request's text"
+                            .into(),
+                    ));
+                }
+                match tensor.shape.as_slice() {
+                    [_, _, classes] if *classes > 0 => {
+                        check_label_count(labels, tensor, usize::try_from(*classes).unwrap_or(0))
+                    }
+                    _ => Err(invalid(format!(
+                        "postprocess.kind = \"token_classification\" reads output `{}`, which \
+                         must have shape [-1, -1, {}] (examples, tokens, labels); it has {:?}",
+                        tensor.name,
+                        labels.len(),
+                        tensor.shape
+                    ))),
+                }
+            }
+            PostprocessKind::Embedding => {
+                let floating = matches!(
+                    tensor.datatype.tensor(),
+                    Some(TensorType::Fp32 | TensorType::Fp64 | TensorType::Fp16 | TensorType::Bf16)
+                );
+                match tensor.shape.len() {
+                    2 | 3 if floating => Ok(()),
+                    _ => Err(invalid(format!(
+                        "postprocess.kind = \"embedding\" reads output `{}`, which must be a \
+                         floating-point tensor of shape [-1, dim] or [-1, tokens, dim]; it is \
+                         {} with shape {:?}",
+                        tensor.name, tensor.datatype, tensor.shape
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn validate_preprocess(&self) -> Result<(), OnnxError> {
+        let Some(preprocess) = &self.preprocess else {
+            return Ok(());
+        };
+        match (&preprocess.tokenizer, &preprocess.image) {
+            (Some(tokenizer), None) => {
+                check_inside("preprocess.tokenizer", tokenizer)?;
+                self.validate_text_inputs(preprocess.max_length)
+            }
+            (None, Some(image)) => {
+                if preprocess.max_length.is_some() {
+                    return Err(invalid(
+                        "preprocess.max_length applies to a tokenizer, not an image".into(),
+                    ));
+                }
+                self.validate_image_input(image)
+            }
+            (Some(_), Some(_)) => Err(invalid(
+                "[preprocess] takes a tokenizer or an image table, not both".into(),
+            )),
+            (None, None) => Err(invalid(
+                "[preprocess] needs tokenizer = \"tokenizer.json\" or an [preprocess.image] table"
+                    .into(),
+            )),
+        }
+    }
+
+    fn validate_text_inputs(&self, max_length: Option<usize>) -> Result<(), OnnxError> {
+        if let Some(max_length) = max_length
+            && !(2..=MAX_SEQUENCE).contains(&max_length)
+        {
+            return Err(invalid(format!(
+                "preprocess.max_length = {max_length} must be between 2 and {MAX_SEQUENCE}"
+            )));
+        }
+        if !self.inputs.iter().any(|input| input.name == TEXT_INPUTS[0]) {
+            return Err(invalid(format!(
+                "a tokenizer fills the graph inputs {}; this graph has no `input_ids` (inputs: \
+                 {})",
+                TEXT_INPUTS.map(|name| format!("`{name}`")).join(", "),
+                names(&self.inputs)
+            )));
+        }
+        for input in &self.inputs {
+            if !TEXT_INPUTS.contains(&input.name.as_str()) {
                 return Err(invalid(format!(
-                    "postprocess.labels has {} labels but output `{}` has {per_example} values \
-                     per example (shape {:?})",
-                    labels.len(),
-                    tensor.name,
-                    tensor.shape
+                    "input `{}` is not one a tokenizer fills ({})",
+                    input.name,
+                    TEXT_INPUTS.map(|name| format!("`{name}`")).join(", ")
+                )));
+            }
+            let integer = matches!(
+                input.datatype.tensor(),
+                Some(TensorType::Int64 | TensorType::Int32)
+            );
+            if !integer || input.shape.len() != 2 || input.shape[1] != -1 {
+                return Err(invalid(format!(
+                    "input `{}` must be INT64 or INT32 with shape [-1, -1] for a tokenizer (it is \
+                     {} with shape {:?})",
+                    input.name, input.datatype, input.shape
                 )));
             }
         }
         Ok(())
+    }
+
+    fn validate_image_input(&self, image: &ImageManifest) -> Result<(), OnnxError> {
+        for (key, size) in [("width", image.width), ("height", image.height)] {
+            if !(1..=MAX_IMAGE_SIDE).contains(&size) {
+                return Err(invalid(format!(
+                    "preprocess.image.{key} = {size} must be between 1 and {MAX_IMAGE_SIDE}"
+                )));
+            }
+        }
+        if image.max_pixels == Some(0) {
+            return Err(invalid(
+                "preprocess.image.max_pixels must be at least 1".into(),
+            ));
+        }
+        let channels = image.channels.count();
+        for (key, values) in [("mean", &image.mean), ("std", &image.std)] {
+            if let Some(values) = values
+                && values.len() != channels
+                && values.len() != 1
+            {
+                return Err(invalid(format!(
+                    "preprocess.image.{key} has {} values; give one per channel ({channels} for \
+                     channels = \"{}\") or one for all",
+                    values.len(),
+                    image.channels.as_str()
+                )));
+            }
+        }
+        if let Some(std) = &image.std
+            && std.iter().any(|value| !value.is_finite() || *value == 0.0)
+        {
+            return Err(invalid(
+                "preprocess.image.std values must be finite and not zero".into(),
+            ));
+        }
+        let [input] = self.inputs.as_slice() else {
+            return Err(invalid(format!(
+                "[preprocess.image] fills one graph input; this graph has {}",
+                self.inputs.len()
+            )));
+        };
+        let side = |size: u32| i64::from(size);
+        let expected = match image.layout {
+            ImageLayout::Nchw => [
+                i64::try_from(channels).unwrap_or(3),
+                side(image.height),
+                side(image.width),
+            ],
+            ImageLayout::Nhwc => [
+                side(image.height),
+                side(image.width),
+                i64::try_from(channels).unwrap_or(3),
+            ],
+        };
+        let fits = input.datatype == DataType::Tensor(TensorType::Fp32)
+            && input.shape.len() == 4
+            && input.shape[1..]
+                .iter()
+                .zip(expected)
+                .all(|(&dim, wanted)| dim == -1 || dim == wanted);
+        if !fits {
+            return Err(invalid(format!(
+                "input `{}` must be FP32 with shape {:?} for [preprocess.image] ({} layout, \
+                 {} channels); it is {} with shape {:?}",
+                input.name,
+                [-1, expected[0], expected[1], expected[2]],
+                match image.layout {
+                    ImageLayout::Nchw => "NCHW",
+                    ImageLayout::Nhwc => "NHWC",
+                },
+                image.channels.as_str(),
+                input.datatype,
+                input.shape
+            )));
+        }
+        Ok(())
+    }
+
+    fn preprocess_description(&self) -> Option<Preprocessing> {
+        let preprocess = self.preprocess.as_ref()?;
+        if let Some(image) = &preprocess.image {
+            return Some(Preprocessing::Image {
+                width: image.width,
+                height: image.height,
+                channels: image.channels.as_str(),
+            });
+        }
+        preprocess.tokenizer.as_ref()?;
+        Some(Preprocessing::Text {
+            max_length: preprocess.max_length.unwrap_or(DEFAULT_MAX_LENGTH),
+        })
+    }
+
+    /// `[preprocess] tokenizer`, when the model takes text.
+    pub fn tokenizer(&self) -> Option<&str> {
+        self.preprocess.as_ref()?.tokenizer.as_deref()
+    }
+
+    /// `[preprocess.image]`, when the model takes images.
+    pub fn image(&self) -> Option<&ImageManifest> {
+        self.preprocess.as_ref()?.image.as_ref()
     }
 
     fn validate_batching(&self) -> Result<(), OnnxError> {
@@ -657,6 +1010,8 @@ impl Manifest {
             max_body_bytes: self.max_body_bytes,
             raw_input: self.raw_input,
             size_hint_bytes: None,
+            preprocess: self.preprocess_description(),
+            postprocess: Some(self.postprocess.kind.as_str()),
         }
     }
 }
@@ -724,6 +1079,38 @@ fn names(tensors: &[TensorManifest]) -> String {
         .map(|tensor| format!("`{}`", tensor.name))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Labels must name each of a tensor's `per_example` values.
+fn check_label_count(
+    labels: &[String],
+    tensor: &TensorManifest,
+    per_example: usize,
+) -> Result<(), OnnxError> {
+    if per_example == labels.len() {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "postprocess.labels has {} labels but output `{}` has {per_example} values per example \
+         (shape {:?})",
+        labels.len(),
+        tensor.name,
+        tensor.shape
+    )))
+}
+
+/// A file a manifest names must be a relative path inside the version folder.
+fn check_inside(key: &str, file: &str) -> Result<(), OnnxError> {
+    let inside = !file.is_empty()
+        && Path::new(file)
+            .components()
+            .all(|component| matches!(component, Component::Normal(_)));
+    if inside {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{key} = {file:?} must be a relative path inside the version folder"
+    )))
 }
 
 fn invalid(message: String) -> OnnxError {

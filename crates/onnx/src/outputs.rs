@@ -42,6 +42,14 @@ impl Output {
         }
     }
 
+    /// One example's shape: the tensor's dimensions after the first (none for a map).
+    pub(crate) fn example_dims(&self) -> Vec<usize> {
+        match self {
+            Self::Tensor(tensor) => tensor.shape.get(1..).unwrap_or(&[]).to_vec(),
+            Self::Maps(_) => Vec::new(),
+        }
+    }
+
     /// Example `row`'s values as numbers (argmax, probabilities); `None` for a map or a
     /// non-numeric tensor.
     pub(crate) fn row_numbers(&self, row: usize) -> Option<Vec<f64>> {

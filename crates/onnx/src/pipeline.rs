@@ -1,8 +1,10 @@
 //! [`OnnxPipeline`]: a graph (on ONNX Runtime, tract, or a remote server) behind the core
 //! `Pipeline` contract.
 //!
-//! preprocess turns `data` into one tensor per graph input ([`Examples`]); `infer_batch`
-//! stacks the rows of several requests into one run and hands each request back its own rows
+//! preprocess turns `data` into one tensor per graph input ([`Examples`]), or, for a model with
+//! a tokenizer, into unpadded token sequences ([`TextExamples`]) and for an image model into
+//! its pixel tensor; `infer_batch` stacks the rows of several requests into one run (padding
+//! token sequences to the longest among them) and hands each request back its own rows
 //! ([`Predictions`], which share the run's outputs instead of copying them); postprocess turns
 //! a request's rows into JSON as the manifest's `[postprocess]` says.
 
@@ -17,10 +19,12 @@ use serde_json::{Map, Value};
 
 use crate::error::OnnxError;
 use crate::examples::{self, Examples, InputLayout};
-use crate::manifest::{Manifest, PostprocessKind, TensorManifest};
+use crate::image::ImagePreprocessor;
+use crate::manifest::{Manifest, Pooling, PostprocessKind, TensorManifest};
 use crate::outputs::Output;
 use crate::remote::{RemoteGraph, RemoteModel};
 use crate::runtime::{Graph, Runtimes};
+use crate::text::{self, EncodedText, TextExamples, TextPreprocessor};
 
 /// A loaded ONNX model: its graph plus what the manifest says about its inputs, outputs,
 /// checks and postprocessing.
@@ -32,15 +36,28 @@ pub struct OnnxPipeline {
     outputs: Vec<String>,
     min: Option<f64>,
     max: Option<f64>,
+    /// What turns raw text or images into the graph's inputs, if the model takes them.
+    text: Option<TextPreprocessor>,
+    image: Option<ImagePreprocessor>,
     postprocess: Postprocess,
 }
 
 #[derive(Debug)]
 struct Postprocess {
     kind: PostprocessKind,
-    /// Index into the outputs of the tensor argmax / probabilities read.
+    /// Index into the outputs of the tensor the kind reads.
     tensor: usize,
     labels: Vec<String>,
+    softmax: bool,
+    cls_pooling: bool,
+    normalize: bool,
+}
+
+/// A request ready to run: the graph's tensors, or token sequences still to be padded.
+#[derive(Debug)]
+pub enum Prepared {
+    Tensors(Examples),
+    Text(TextExamples),
 }
 
 impl fmt::Debug for OnnxPipeline {
@@ -50,6 +67,8 @@ impl fmt::Debug for OnnxPipeline {
             .field("outputs", &self.outputs)
             .field("min", &self.min)
             .field("max", &self.max)
+            .field("text", &self.text)
+            .field("image", &self.image)
             .field("postprocess", &self.postprocess)
             .finish_non_exhaustive()
     }
@@ -64,6 +83,8 @@ pub struct Predictions {
     first_row: usize,
     rows: usize,
     single: bool,
+    /// The request's texts and tokens, one per row, when it sent text.
+    texts: Vec<EncodedText>,
 }
 
 impl Predictions {
@@ -75,33 +96,56 @@ impl Predictions {
 
 impl OnnxPipeline {
     /// Loads the graph at `model_path` on the runtime the manifest gets from `runtimes`, checked
-    /// against the manifest's inputs and outputs. Blocking.
+    /// against the manifest's inputs and outputs; files the manifest names (a tokenizer) are
+    /// read from `dir`, the version folder. Blocking.
     pub fn load(
+        dir: &Path,
         model_path: &Path,
         manifest: &Manifest,
         runtimes: &Runtimes,
         context: &LoadContext,
     ) -> Result<Self, OnnxError> {
         let graph = runtimes.load_graph(model_path, manifest, context)?;
-        Ok(Self::assemble(manifest, graph))
+        Self::assemble(dir, manifest, graph)
     }
 
-    /// A `remote_v2` model: the manifest's checks and postprocessing around `remote`.
-    pub fn remote(manifest: &Manifest, remote: Arc<dyn RemoteModel>) -> Self {
-        Self::assemble(manifest, Box::new(RemoteGraph::new(remote, manifest)))
+    /// A `remote_v2` model: the manifest's checks, preprocessing and postprocessing around
+    /// `remote`.
+    pub fn remote(
+        dir: &Path,
+        manifest: &Manifest,
+        remote: Arc<dyn RemoteModel>,
+    ) -> Result<Self, OnnxError> {
+        Self::assemble(dir, manifest, Box::new(RemoteGraph::new(remote, manifest)))
     }
 
-    fn assemble(manifest: &Manifest, graph: Box<dyn Graph>) -> Self {
+    fn assemble(dir: &Path, manifest: &Manifest, graph: Box<dyn Graph>) -> Result<Self, OnnxError> {
+        let settings = &manifest.postprocess;
         let postprocess = Postprocess {
-            kind: manifest.postprocess.kind,
+            kind: settings.kind,
             tensor: manifest.postprocess_output_index().unwrap_or(0),
-            labels: manifest.postprocess.labels.clone().unwrap_or_default(),
+            labels: settings.labels.clone().unwrap_or_default(),
+            softmax: settings.softmax.unwrap_or(true),
+            cls_pooling: settings.pooling == Some(Pooling::Cls),
+            normalize: settings.normalize,
         };
         let (min, max) = manifest
             .validation
             .as_ref()
             .map_or((None, None), |validation| (validation.min, validation.max));
-        Self {
+        let text = match (manifest.tokenizer(), &manifest.preprocess) {
+            (Some(file), Some(preprocess)) => Some(TextPreprocessor::load(
+                &dir.join(file),
+                preprocess.max_length,
+                &manifest.inputs,
+            )?),
+            _ => None,
+        };
+        let image = manifest
+            .image()
+            .zip(manifest.inputs.first())
+            .map(|(settings, input)| ImagePreprocessor::new(settings, &input.name));
+        Ok(Self {
             graph,
             inputs: manifest
                 .inputs
@@ -115,8 +159,33 @@ impl OnnxPipeline {
                 .collect(),
             min,
             max,
+            text,
+            image,
             postprocess,
-        }
+        })
+    }
+
+    /// The graph inputs a text request's `data` becomes: its texts tokenized, truncated and
+    /// padded to their longest sequence (what `models` tooling and tests compare with other
+    /// tokenizers). Fails for a model without a tokenizer or `data` that is not text.
+    pub fn text_inputs(&self, data: &Value) -> Result<Vec<Tensor>, PipelineError> {
+        let invalid = PipelineError::InvalidInput;
+        let preprocessor = self
+            .text
+            .as_ref()
+            .ok_or_else(|| invalid("this model has no tokenizer".into()))?;
+        let examples = preprocessor
+            .read(data)
+            .ok_or_else(|| invalid("`data` is not text".into()))??;
+        preprocessor.tensors(&[&examples])
+    }
+
+    /// A raw request body holding one encoded image, for a model with `[preprocess.image]`.
+    pub fn read_image(&self, bytes: &[u8]) -> Result<Prepared, PipelineError> {
+        let image = self.image.as_ref().ok_or_else(|| {
+            PipelineError::InvalidInput("this model takes no images ([preprocess.image])".into())
+        })?;
+        image.read_bytes(bytes).map(Prepared::Tensors)
     }
 
     fn input_names(&self) -> Vec<String> {
@@ -172,6 +241,7 @@ impl OnnxPipeline {
                     first_row,
                     rows: input.rows,
                     single: input.single,
+                    texts: Vec::new(),
                 };
                 first_row += input.rows;
                 predictions
@@ -179,7 +249,39 @@ impl OnnxPipeline {
             .collect())
     }
 
-    fn result_for(&self, outputs: &[Output], row: usize) -> Result<Value, PipelineError> {
+    /// Runs every text request of a batch at once, their token sequences padded to the
+    /// longest among them, and hands each its own rows.
+    fn run_text(&self, group: Vec<TextExamples>) -> Result<Vec<Predictions>, PipelineError> {
+        let preprocessor = self.text.as_ref().ok_or_else(|| {
+            PipelineError::Inference("text input for a model without a tokenizer".into())
+        })?;
+        let rows = group.iter().map(|examples| examples.rows.len()).sum();
+        let tensors = preprocessor.tensors(&group.iter().collect::<Vec<_>>())?;
+        let outputs = self.run(tensors, rows)?;
+        let mut first_row = 0;
+        Ok(group
+            .into_iter()
+            .map(|examples| {
+                let rows = examples.rows.len();
+                let predictions = Predictions {
+                    outputs: Arc::clone(&outputs),
+                    first_row,
+                    rows,
+                    single: examples.single,
+                    texts: examples.rows,
+                };
+                first_row += rows;
+                predictions
+            })
+            .collect())
+    }
+
+    fn result_for(
+        &self,
+        outputs: &[Output],
+        row: usize,
+        text: Option<&EncodedText>,
+    ) -> Result<Value, PipelineError> {
         let inference = PipelineError::Inference;
         match self.postprocess.kind {
             PostprocessKind::Raw => {
@@ -188,6 +290,47 @@ impl OnnxPipeline {
                     result.insert(name.clone(), output.row_json(row));
                 }
                 Ok(Value::Object(result))
+            }
+            PostprocessKind::Classification => {
+                let (scores, _) = self.row_values(outputs, row)?;
+                self.check_label_count(scores.len())?;
+                Ok(text::classification(
+                    &scores,
+                    &self.postprocess.labels,
+                    self.postprocess.softmax,
+                ))
+            }
+            PostprocessKind::Embedding => {
+                let (values, dims) = self.row_values(outputs, row)?;
+                let tokens = text.map(|text| text.encoding.len());
+                Ok(text::embedding(
+                    &values,
+                    &dims,
+                    tokens,
+                    self.postprocess.cls_pooling,
+                    self.postprocess.normalize,
+                ))
+            }
+            PostprocessKind::TokenClassification => {
+                let text = text.ok_or_else(|| {
+                    PipelineError::InvalidInput(
+                        "token_classification answers text: send strings, not token ids".into(),
+                    )
+                })?;
+                let (values, dims) = self.row_values(outputs, row)?;
+                if dims.last() != Some(&self.postprocess.labels.len()) {
+                    return Err(inference(format!(
+                        "output `{}` has {:?} values per token; the manifest has {} labels",
+                        self.outputs[self.postprocess.tensor],
+                        dims.last(),
+                        self.postprocess.labels.len()
+                    )));
+                }
+                Ok(text::token_classification(
+                    &values,
+                    &self.postprocess.labels,
+                    text,
+                ))
             }
             PostprocessKind::Argmax | PostprocessKind::Probabilities => {
                 let index = self.postprocess.tensor;
@@ -221,8 +364,50 @@ impl OnnxPipeline {
     }
 }
 
+impl OnnxPipeline {
+    /// Example `row` of the tensor the postprocessing reads: its values and its shape
+    /// without the batch dimension.
+    fn row_values(
+        &self,
+        outputs: &[Output],
+        row: usize,
+    ) -> Result<(Vec<f64>, Vec<usize>), PipelineError> {
+        let index = self.postprocess.tensor;
+        let output = &outputs[index];
+        let values = output.row_numbers(row).ok_or_else(|| {
+            PipelineError::Inference(format!(
+                "output `{}` has no numbers to postprocess",
+                self.outputs[index]
+            ))
+        })?;
+        Ok((values, output.example_dims()))
+    }
+
+    fn check_label_count(&self, values: usize) -> Result<(), PipelineError> {
+        let labels = self.postprocess.labels.len();
+        if values == labels {
+            return Ok(());
+        }
+        Err(PipelineError::Inference(format!(
+            "output `{}` has {values} values per example but the manifest has {labels} labels",
+            self.outputs[self.postprocess.tensor]
+        )))
+    }
+
+    /// The client's raw inputs for the model's preprocessing, if `data` is in one of its forms.
+    fn read_raw(&self, data: &Value) -> Option<Result<Prepared, PipelineError>> {
+        if let Some(text) = &self.text {
+            return text.read(data).map(|read| read.map(Prepared::Text));
+        }
+        self.image
+            .as_ref()?
+            .read(data)
+            .map(|read| read.map(Prepared::Tensors))
+    }
+}
+
 /// The index of the highest value (the first one on ties; NaN never wins).
-fn argmax(scores: &[f64]) -> Option<usize> {
+pub(crate) fn argmax(scores: &[f64]) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for (index, &score) in scores.iter().enumerate() {
         if score.is_nan() {
@@ -236,55 +421,93 @@ fn argmax(scores: &[f64]) -> Option<usize> {
 }
 
 impl Pipeline for OnnxPipeline {
-    type Input = Examples;
+    type Input = Prepared;
     type Output = Predictions;
 
-    fn preprocess(&self, data: Value) -> Result<Examples, PipelineError> {
-        examples::read_examples(data, &self.inputs)
+    fn preprocess(&self, data: Value) -> Result<Prepared, PipelineError> {
+        if let Some(prepared) = self.read_raw(&data) {
+            return prepared;
+        }
+        examples::read_examples(data, &self.inputs).map(Prepared::Tensors)
     }
 
-    fn validate(&self, input: &Examples) -> Result<(), PipelineError> {
-        examples::check_bounds(input, &self.inputs, self.min, self.max)
+    fn validate(&self, input: &Prepared) -> Result<(), PipelineError> {
+        match input {
+            Prepared::Tensors(examples) => {
+                examples::check_bounds(examples, &self.inputs, self.min, self.max)
+            }
+            // Token ids come from the tokenizer's own vocabulary.
+            Prepared::Text(_) => Ok(()),
+        }
     }
 
-    fn infer(&self, input: Examples) -> Result<Predictions, PipelineError> {
+    fn infer(&self, input: Prepared) -> Result<Predictions, PipelineError> {
+        let examples = match input {
+            Prepared::Tensors(examples) => examples,
+            Prepared::Text(text) => {
+                return self
+                    .run_text(vec![text])?
+                    .pop()
+                    .ok_or_else(|| PipelineError::Inference("the run gave no answer".into()));
+            }
+        };
         let Examples {
             tensors,
             rows,
             single,
-        } = input;
+        } = examples;
         Ok(Predictions {
             outputs: self.run(tensors, rows)?,
             first_row: 0,
             rows,
             single,
+            texts: Vec::new(),
         })
     }
 
     /// One run for all the requests whose inputs have the same shape: their rows are stacked
     /// along the batch dimension, and each request gets back exactly its own rows. Requests
     /// of another shape (another sequence length) run in a run of their own: stacking needs
-    /// equal shapes, and padding could change what a graph without a mask computes.
-    fn infer_batch(&self, inputs: Vec<Examples>) -> Result<Vec<Predictions>, PipelineError> {
+    /// equal shapes, and padding could change what a graph without a mask computes. Text
+    /// requests all share one run, padded to their longest sequence (the tokenizer's
+    /// attention mask covers the padding).
+    fn infer_batch(&self, inputs: Vec<Prepared>) -> Result<Vec<Predictions>, PipelineError> {
         if inputs.len() <= 1 {
             return inputs.into_iter().map(|input| self.infer(input)).collect();
         }
-        let mut groups: Vec<(Vec<&[usize]>, Vec<usize>)> = Vec::new();
-        for (index, input) in inputs.iter().enumerate() {
-            let signature = input.signature();
-            match groups.iter_mut().find(|(known, _)| *known == signature) {
-                Some((_, members)) => members.push(index),
-                None => groups.push((signature, vec![index])),
+        let mut answers: Vec<Option<Predictions>> = inputs.iter().map(|_| None).collect();
+        let mut texts = Vec::new();
+        let mut text_slots = Vec::new();
+        let mut tensors = Vec::new();
+        for (index, input) in inputs.into_iter().enumerate() {
+            match input {
+                Prepared::Text(text) => {
+                    text_slots.push(index);
+                    texts.push(text);
+                }
+                Prepared::Tensors(examples) => tensors.push((index, examples)),
             }
         }
-        let mut answers: Vec<Option<Predictions>> = inputs.iter().map(|_| None).collect();
+        if !texts.is_empty() {
+            for (index, predictions) in text_slots.into_iter().zip(self.run_text(texts)?) {
+                answers[index] = Some(predictions);
+            }
+        }
+        let mut groups: Vec<(Vec<&[usize]>, Vec<usize>)> = Vec::new();
+        for (position, (_, examples)) in tensors.iter().enumerate() {
+            let signature = examples.signature();
+            match groups.iter_mut().find(|(known, _)| *known == signature) {
+                Some((_, members)) => members.push(position),
+                None => groups.push((signature, vec![position])),
+            }
+        }
         for (_, members) in &groups {
             let group = members
                 .iter()
-                .map(|&index| &inputs[index])
+                .map(|&position| &tensors[position].1)
                 .collect::<Vec<_>>();
-            for (&index, predictions) in members.iter().zip(self.run_stacked(&group)?) {
-                answers[index] = Some(predictions);
+            for (&position, predictions) in members.iter().zip(self.run_stacked(&group)?) {
+                answers[tensors[position].0] = Some(predictions);
             }
         }
         answers
@@ -296,8 +519,19 @@ impl Pipeline for OnnxPipeline {
     }
 
     /// The client's own tensors as the graph's inputs: by name (any order), each checked
-    /// against the manifest and the `[validation]` bounds.
-    fn tensors_to_input(&self, inputs: Vec<Tensor>) -> Result<Examples, PipelineError> {
+    /// against the manifest and the `[validation]` bounds. A model with a tokenizer or image
+    /// preprocessing also takes one `BYTES` tensor of texts or encoded images instead.
+    fn tensors_to_input(&self, inputs: Vec<Tensor>) -> Result<Prepared, PipelineError> {
+        if let [raw] = inputs.as_slice()
+            && raw.datatype() == inference_engine_core::tensor::DataType::Bytes
+        {
+            if let Some(text) = &self.text {
+                return text.read_tensor(raw).map(Prepared::Text);
+            }
+            if let Some(image) = &self.image {
+                return image.read_tensor(raw).map(Prepared::Tensors);
+            }
+        }
         let invalid = PipelineError::InvalidInput;
         if let Some(unknown) = inputs
             .iter()
@@ -341,7 +575,7 @@ impl Pipeline for OnnxPipeline {
             single: false,
         };
         examples::check_bounds(&examples, &self.inputs, self.min, self.max)?;
-        Ok(examples)
+        Ok(Prepared::Tensors(examples))
     }
 
     /// Every declared output, this request's rows only (a batch's run is shared).
@@ -356,11 +590,12 @@ impl Pipeline for OnnxPipeline {
 
     fn postprocess(&self, output: Predictions) -> Result<Value, PipelineError> {
         let rows = output.first_row..output.first_row + output.rows;
+        let text = |row: usize| output.texts.get(row - output.first_row);
         if output.single {
-            return self.result_for(&output.outputs, rows.start);
+            return self.result_for(&output.outputs, rows.start, text(rows.start));
         }
         let results = rows
-            .map(|row| self.result_for(&output.outputs, row))
+            .map(|row| self.result_for(&output.outputs, row, text(row)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Value::Array(results))
     }

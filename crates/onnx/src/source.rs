@@ -18,6 +18,8 @@ use crate::runtime::Runtimes;
 #[derive(Debug)]
 pub struct OnnxSource {
     manifest: Manifest,
+    /// The version folder: files the manifest names are relative to it.
+    dir: PathBuf,
     origin: Origin,
     description: ModelDescription,
 }
@@ -54,9 +56,11 @@ impl OnnxSource {
                     manifest_path.display()
                 ))
             })?;
+            check_named_files(dir, &manifest)?;
             let description = manifest.to_description();
             return Ok(Self {
                 manifest,
+                dir: dir.to_owned(),
                 origin: Origin::Remote(Arc::clone(connector)),
                 description,
             });
@@ -75,12 +79,14 @@ impl OnnxSource {
                 manifest.file
             )));
         }
+        check_named_files(dir, &manifest)?;
         let mut description = manifest.to_description();
         description.runtime = Some(runtimes.effective(manifest.runtime).as_str());
         // The graph's weights are in memory at least once when it is loaded.
         description.size_hint_bytes = std::fs::metadata(&model_path).ok().map(|file| file.len());
         Ok(Self {
             manifest,
+            dir: dir.to_owned(),
             origin: Origin::Graph(model_path, runtimes.clone()),
             description,
         })
@@ -98,14 +104,12 @@ impl OnnxSource {
                 let remote = self.manifest.remote.as_ref().ok_or_else(|| {
                     LoadError("backend = \"remote_v2\" without a [remote] table".to_owned())
                 })?;
-                return Ok(OnnxPipeline::remote(
-                    &self.manifest,
-                    connector.connect(remote)?,
-                ));
+                return OnnxPipeline::remote(&self.dir, &self.manifest, connector.connect(remote)?)
+                    .map_err(|err| located(&self.dir, &err));
             }
         };
         let loaded = panic::catch_unwind(AssertUnwindSafe(|| {
-            OnnxPipeline::load(model_path, &self.manifest, runtimes, context)
+            OnnxPipeline::load(&self.dir, model_path, &self.manifest, runtimes, context)
         }));
         match loaded {
             Ok(Ok(pipeline)) => Ok(pipeline),
@@ -134,6 +138,22 @@ impl ModelSource for OnnxSource {
         let pipeline = self.load_pipeline(context)?;
         Ok(Arc::new(PipelineModel::new(pipeline)))
     }
+}
+
+/// Files the manifest names besides the graph (a tokenizer) must exist when it is scanned, so
+/// the model is listed as not ready instead of failing at its first request.
+fn check_named_files(dir: &Path, manifest: &Manifest) -> Result<(), LoadError> {
+    if let Some(tokenizer) = manifest.tokenizer() {
+        let path = dir.join(tokenizer);
+        if !path.is_file() {
+            return Err(LoadError(format!(
+                "{}: no such file (named by [preprocess] tokenizer = {tokenizer:?} in \
+                 {MANIFEST_FILE})",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `<path>: <reason>`, without repeating the path an I/O error already carries.

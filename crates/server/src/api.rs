@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use inference_engine_core::job::{Job, JobId, JobStatus};
 use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::registry::{LoadedStatus, ModelDetails, ModelStatus};
-use inference_engine_core::source::TensorSpec;
+use inference_engine_core::source::{Preprocessing, TensorSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -189,6 +189,14 @@ pub struct ModelDetailsView {
     pub outputs: Vec<TensorView>,
     /// Dynamic batching, when the model's manifest enables it.
     pub batching: Option<BatchingView>,
+    /// The raw input the model turns into its tensors itself (text or images); absent when
+    /// clients send the tensors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<PreprocessView>,
+    /// How the model's outputs become its answer (`raw`, `classification`, `embedding`,
+    /// `token_classification`, `argmax`, `probabilities`); absent for built-ins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postprocess: Option<String>,
     /// The rule that picks a version when a request omits it (it applies to the model's name).
     pub routing: Option<String>,
     /// The SLA timeout in seconds; `null` for none.
@@ -199,12 +207,54 @@ pub struct ModelDetailsView {
     pub pinned: bool,
 }
 
+/// `preprocess` of a model's details: `{"kind": "text", "max_length": 64}` or
+/// `{"kind": "image", "width": 224, "height": 224, "channels": "rgb"}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PreprocessView {
+    /// Strings (or sentence pairs) through the model's tokenizer.
+    Text { max_length: usize },
+    /// PNG, JPEG or WebP files (`{"image_base64": ..}`, an `image/*` body, a V2 BYTES tensor).
+    Image {
+        width: u32,
+        height: u32,
+        channels: String,
+    },
+}
+
+impl From<Preprocessing> for PreprocessView {
+    fn from(preprocessing: Preprocessing) -> Self {
+        match preprocessing {
+            Preprocessing::Text { max_length } => Self::Text { max_length },
+            Preprocessing::Image {
+                width,
+                height,
+                channels,
+            } => Self::Image {
+                width,
+                height,
+                channels: channels.to_owned(),
+            },
+        }
+    }
+}
+
 impl From<ModelDetails> for ModelDetailsView {
     fn from(details: ModelDetails) -> Self {
         let runtime = details
             .description
             .as_ref()
             .and_then(|description| description.runtime)
+            .map(str::to_owned);
+        let preprocess = details
+            .description
+            .as_ref()
+            .and_then(|description| description.preprocess.clone())
+            .map(PreprocessView::from);
+        let postprocess = details
+            .description
+            .as_ref()
+            .and_then(|description| description.postprocess)
             .map(str::to_owned);
         let (description, inputs, outputs, batching) = match details.description {
             Some(description) => (
@@ -233,6 +283,8 @@ impl From<ModelDetails> for ModelDetailsView {
             inputs,
             outputs,
             batching,
+            preprocess,
+            postprocess,
             routing: details.routing.map(|rule| rule.to_string()),
             timeout_s: details.timeout.map(|timeout| timeout.as_secs_f64()),
             executor: details.executor,
@@ -598,6 +650,7 @@ impl Modify for SecuritySchemes {
         ModelDetailsView,
         TensorView,
         BatchingView,
+        PreprocessView,
         LoadedModelView,
         LoadedModelList,
         MemoryView,

@@ -11,3 +11,4 @@ mod references;
 mod repository;
 mod requests;
 mod support;
+mod text_image;

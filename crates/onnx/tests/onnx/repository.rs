@@ -11,16 +11,21 @@ use tempfile::TempDir;
 use crate::support::{models_dir, runtimes};
 
 /// Every model of the demo repository, sorted.
-const DEMO_KEYS: [&str; 9] = [
+const DEMO_KEYS: [&str; 14] = [
     "bert_tiny:v1",
     "census_pipeline:v1",
     "diabetes_forest:v1",
     "digits_cnn:v1",
+    "digits_cnn:v2",
     "iris:v1",
     "iris:v2",
     "iris_svc:v1",
     "lightgbm_classifier:v1",
     "mlp:v1",
+    "sentence_embedder:v1",
+    "text_classifier:v1",
+    "text_topic:v1",
+    "topic_classifier:v1",
 ];
 
 fn scan(dir: &Path) -> Vec<ScannedModel> {

@@ -116,8 +116,10 @@ pub(crate) fn raw_model(name: &str, version: &str, runtime: Runtime) -> Arc<dyn 
 
 pub(crate) fn raw_pipeline(name: &str, version: &str, runtime: Runtime) -> OnnxPipeline {
     let manifest = raw_manifest(name, version);
+    let dir = version_dir(name, version);
     OnnxPipeline::load(
-        &version_dir(name, version).join(&manifest.file),
+        &dir,
+        &dir.join(&manifest.file),
         &manifest,
         &runtimes(runtime),
         &LoadContext::default(),

@@ -8,14 +8,18 @@ use axum::Json;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use inference_engine_app::telemetry;
 use inference_engine_core::error::ErrorKind;
 use inference_engine_core::job::{JobId, Payload};
 use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::service::{Caller, PredictCommand, PredictFailure, Prediction};
+use inference_engine_core::source::{IMAGE_FIELD, ModelDescription, Preprocessing};
 use inference_engine_core::tensor::{DataType, element_count, nest_json};
 use inference_engine_v2::wire;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::AppState;
 use crate::api::{
@@ -40,10 +44,15 @@ const RESPONSE_HEADERS: usize = 11;
 /// Runs one example (or a list of them, as the model's input takes them). A model whose
 /// manifest says `raw_input = true` also takes its one input's raw little-endian elements:
 /// `Content-Type: application/octet-stream` with `?model=..&version=..` (and `&shape=..` when
-/// the input has a dynamic dimension).
+/// the input has a dynamic dimension); an image model an encoded image (`image/png`,
+/// `image/jpeg`, `image/webp`), a text model a `text/plain` text, with the same query.
 #[utoipa::path(post, path = "/predict", request_body(content(
         (PredictRequest = "application/json"),
         (Vec<u8> = "application/octet-stream"),
+        (Vec<u8> = "image/png"),
+        (Vec<u8> = "image/jpeg"),
+        (Vec<u8> = "image/webp"),
+        (String = "text/plain"),
     )),
     params(RawPredictQuery),
     responses(
@@ -63,10 +72,10 @@ pub async fn predict(
     request: Request,
 ) -> Response {
     // Only a raw body needs the query (its model and shape).
-    let raw_uri = is_raw_body(request.headers()).then(|| request.uri().clone());
+    let raw = raw_body(request.headers()).map(|kind| (kind, request.uri().clone()));
     let command = match GuardedBody::from_request(request, &ctx).await {
-        Ok(GuardedBody(bytes)) if let Some(uri) = &raw_uri => {
-            raw_command(&ctx, &caller, uri, &bytes)
+        Ok(GuardedBody(bytes)) if let Some((kind, uri)) = &raw => {
+            raw_command(&ctx, &caller, *kind, uri, &bytes)
         }
         Ok(GuardedBody(bytes)) => parse_json::<PredictRequest>(&bytes).and_then(|body| {
             command(
@@ -97,29 +106,47 @@ pub async fn predict(
     )
 }
 
-/// `Content-Type: application/octet-stream` (parameters allowed), checked on the bytes: it is
-/// asked of every `/predict`.
-fn is_raw_body(headers: &HeaderMap) -> bool {
-    const OCTET_STREAM: &[u8] = b"application/octet-stream";
-    headers.get(header::CONTENT_TYPE).is_some_and(|value| {
-        let value = value.as_bytes();
-        value
-            .get(..OCTET_STREAM.len())
-            .is_some_and(|media| media.eq_ignore_ascii_case(OCTET_STREAM))
-            && matches!(
-                value.get(OCTET_STREAM.len()),
-                None | Some(b';' | b' ' | b'\t')
-            )
-    })
+/// What a non-JSON `/predict` body holds, by its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawBody {
+    /// `application/octet-stream`: the one input's little-endian elements.
+    Elements,
+    /// `image/png`, `image/jpeg`, `image/webp`: one encoded image.
+    Image,
+    /// `text/plain`: one text, UTF-8.
+    Text,
 }
 
-/// A raw body's request: the model's one input as little-endian elements, turned into the
-/// `data` its JSON requests carry (so it is validated, batched and recorded the same way).
-/// Without `shape`, the input's example shape must be fixed and the body holds whole
-/// examples: exactly one is a single example (a single result), more are a list.
+/// The raw body kind of a request's `Content-Type` (parameters allowed), checked on the bytes:
+/// it is asked of every `/predict`. `None` for JSON (and anything else, which then fails as
+/// JSON).
+fn raw_body(headers: &HeaderMap) -> Option<RawBody> {
+    let value = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    let media = value
+        .split(|&byte| matches!(byte, b';' | b' ' | b'\t'))
+        .next()
+        .unwrap_or_default();
+    let is = |name: &[u8]| media.eq_ignore_ascii_case(name);
+    if is(b"application/octet-stream") {
+        Some(RawBody::Elements)
+    } else if is(b"image/png") || is(b"image/jpeg") || is(b"image/webp") {
+        Some(RawBody::Image)
+    } else if is(b"text/plain") {
+        Some(RawBody::Text)
+    } else {
+        None
+    }
+}
+
+/// A raw body's request, turned into the `data` its JSON requests carry (so it is validated,
+/// batched and recorded the same way): the model's one input as little-endian elements, an
+/// encoded image (`{"image_base64": ..}`) or a text (a JSON string). For elements without
+/// `shape`, the input's example shape must be fixed and the body holds whole examples:
+/// exactly one is a single example (a single result), more are a list.
 fn raw_command(
     ctx: &AppState,
     caller: &Caller,
+    kind: RawBody,
     uri: &Uri,
     bytes: &[u8],
 ) -> Result<PredictCommand, ApiError> {
@@ -139,10 +166,55 @@ fn raw_command(
         .details(&key)
         .and_then(|details| details.description)
         .ok_or_else(|| ApiError::not_found(format!("model {key} is not served here")))?;
+    let invalid =
+        |message: String| ApiError::new(ErrorKind::InvalidInput, "invalid_input", message);
+    let data = match kind {
+        RawBody::Elements => raw_elements(&key, &description, query.shape.as_deref(), bytes)?,
+        RawBody::Image | RawBody::Text if query.shape.is_some() => {
+            return Err(ApiError::invalid_request(
+                "shape= is for application/octet-stream bodies",
+            ));
+        }
+        RawBody::Image => {
+            let Some(Preprocessing::Image { .. }) = description.preprocess else {
+                return Err(ApiError::invalid_request(format!(
+                    "model {key} takes no images (image bodies are for models with \
+                     [preprocess.image] in model.toml)"
+                )));
+            };
+            serde_json::json!({ IMAGE_FIELD: BASE64.encode(bytes) })
+        }
+        RawBody::Text => {
+            let Some(Preprocessing::Text { .. }) = description.preprocess else {
+                return Err(ApiError::invalid_request(format!(
+                    "model {key} takes no text (text/plain bodies are for models with \
+                     [preprocess] tokenizer in model.toml)"
+                )));
+            };
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| invalid("the text/plain body is not UTF-8".into()))?;
+            Value::String(text.to_owned())
+        }
+    };
+    Ok(PredictCommand {
+        model,
+        version: Some(key.version),
+        timeout: timeout(query.timeout_ms)?,
+        payload: Payload::Single(data),
+    })
+}
+
+/// An `application/octet-stream` body: the model's one input as little-endian elements.
+fn raw_elements(
+    key: &ModelKey,
+    description: &ModelDescription,
+    shape: Option<&str>,
+    bytes: &[u8],
+) -> Result<Value, ApiError> {
     let (true, [input]) = (description.raw_input, description.inputs.as_slice()) else {
         return Err(ApiError::invalid_request(format!(
-            "model {key} takes JSON bodies only (raw bodies are for models whose model.toml \
-             says raw_input = true)"
+            "model {key} takes no application/octet-stream bodies (they are for models whose \
+             model.toml says raw_input = true)"
         )));
     };
     let invalid =
@@ -151,19 +223,13 @@ fn raw_command(
         .ok_or_else(|| ApiError::internal(format!("input `{}` has no raw form", input.name)))?;
     let data = wire::data_from_raw(&input.name, datatype, bytes)
         .map_err(|err| invalid(err.to_string()))?;
-    let (shape, single) = raw_shape(query.shape.as_deref(), &input.shape, data.len())
+    let (shape, single) = raw_shape(shape, &input.shape, data.len())
         .map_err(|message| invalid(format!("input `{}`: {message}", input.name)))?;
     let values = data.to_json_values();
-    let data = if single {
+    Ok(if single {
         nest_json(values, &shape[1..])
     } else {
         nest_json(values, &shape)
-    };
-    Ok(PredictCommand {
-        model,
-        version: Some(key.version),
-        timeout: timeout(query.timeout_ms)?,
-        payload: Payload::Single(data),
     })
 }
 
