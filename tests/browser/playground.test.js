@@ -7,12 +7,12 @@
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 
-import { KEYS, startEngine } from './engine.js';
+import { KEYS, REPO, startEngine } from './engine.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SCREENSHOTS = path.join(import.meta.dirname, 'screenshots');
@@ -45,7 +45,7 @@ async function setKey(key) {
 async function waitForModels() {
   await page.waitForFunction(() => {
     const names = [...document.querySelectorAll('#model-select option')].map((o) => o.value);
-    return ['echo', 'iris', 'mlp', 'sleep'].every((name) => names.includes(name));
+    return ['echo', 'iris', 'mlp', 'sleep', 'digits_cnn', 'text_classifier', 'sentence_embedder'].every((name) => names.includes(name));
   }, null, { timeout: 10_000 });
 }
 
@@ -68,6 +68,26 @@ async function sendAndRead(status) {
     { timeout: 15_000 },
   );
   return JSON.parse(await byTestId('response-body').textContent());
+}
+
+/** The score chart's bars (of the first chart), highest first: [{label, score, top}]. */
+async function chartBars() {
+  return page.locator('[data-testid=score-chart]').first().locator('[data-testid^="score-bar-"]').evaluateAll((rows) => rows.map((row) => ({
+    label: row.dataset.label,
+    score: Number(row.dataset.score),
+    top: row.classList.contains('top'),
+    testId: row.dataset.testid,
+  })));
+}
+
+/** Copies the shown curl snippet and runs it in `cwd`; returns the parsed answer and the snippet. */
+async function runCurlSnippet(cwd) {
+  await byTestId('snippet-curl').click();
+  await byTestId('copy-snippet').click();
+  await byTestId('copy-status').filter({ hasText: 'Copied.' }).waitFor();
+  const snippet = await page.evaluate(() => navigator.clipboard.readText());
+  const { stdout } = await run('bash', ['-c', snippet], { cwd, timeout: 30_000 });
+  return { answer: JSON.parse(stdout), snippet };
 }
 
 async function dropFile(testId, name, text, mimeType) {
@@ -385,5 +405,104 @@ describe('the playground', { timeout: 180_000 }, () => {
     await screenshot('health-admin');
     await setKey(KEYS.user);
     await byTestId('health-metrics').waitFor({ state: 'hidden', timeout: 10_000 });
+  });
+
+  test('classifies an uploaded PNG with digits_cnn:v2 and charts the ten scores', async () => {
+    const expected = JSON.parse(readFileSync(path.join(REPO, 'testdata', 'expected', 'digits_cnn-v2.json'), 'utf8'));
+    const images = path.join(REPO, 'testdata', 'images', 'digits');
+    const digit = expected.cases.find((c) => path.basename(c.file) === 'digit-0.png') || expected.cases[0];
+    const name = path.basename(digit.file);
+    const label = String(digit.label);
+
+    await prepare({ model: 'digits_cnn', version: 'v2', mode: 'image' });
+    await byTestId('model-input-hint').filter({ hasText: '8×8' }).waitFor();
+    await byTestId('image-file').setInputFiles(path.join(images, name));
+    const preview = byTestId('image-preview');
+    await preview.waitFor();
+    assert.equal(await preview.getAttribute('alt'), name);
+    await page.waitForFunction(() => {
+      const img = document.querySelector('[data-testid=image-preview]');
+      return img && img.complete && img.naturalWidth > 0;
+    });
+    assert.match(await preview.getAttribute('src'), /^data:image\/png;base64,/);
+    assert.match(await byTestId('image-summary').textContent(), /1 image/);
+
+    const body = await sendAndRead(200);
+    assert.equal(body.version, 'v2');
+    assert.equal(body.result.label, label);
+    await byTestId('score-chart').waitFor();
+    assert.equal(await byTestId('predicted-label').textContent(), label);
+    const bars = await chartBars();
+    assert.equal(bars.length, 10);
+    assert.deepEqual(bars.map((b) => b.label).sort(), ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    assert.equal(bars[0].label, label, 'the highest bar is the predicted digit');
+    assert.ok(bars[0].top, 'the predicted bar is highlighted');
+    assert.equal(bars.filter((b) => b.top).length, 1);
+    assert.ok(bars.every((b, i) => i === 0 || b.score <= bars[i - 1].score), 'bars are sorted by score');
+    assert.equal(await page.locator(`[data-testid="score-bar-${label}"]`).count(), 1);
+    await screenshot('try-image');
+
+    // The curl snippet posts the file itself (Content-Type: image/png) and gets the same label.
+    const { answer, snippet } = await runCurlSnippet(images);
+    assert.ok(snippet.includes(`--data-binary @'${name}'`), snippet);
+    assert.ok(snippet.includes('Content-Type: image/png'), snippet);
+    assert.ok(!snippet.includes('image_base64'), snippet);
+    assert.equal(answer.result.label, label);
+    assert.equal(answer.version, 'v2');
+  });
+
+  test('classifies typed texts with text_classifier:v1: one line, then a list of two', async () => {
+    await byTestId('tab-try').click();
+    await byTestId('exec-sync').click();
+    await byTestId('batch-toggle').setChecked(false);
+    await byTestId('model-select').selectOption('text_classifier');
+    await byTestId('version-select').selectOption('v1');
+    // The model takes text: the Text mode is chosen for it.
+    await page.locator('[data-testid=mode-text][aria-pressed=true]').waitFor();
+    await byTestId('model-input-hint').filter({ hasText: 'takes text' }).waitFor();
+    assert.ok(await byTestId('text-pair-input').isVisible());
+    await byTestId('text-pair-input').fill('');
+    await byTestId('text-input').fill('What a wonderful, delightful film: I loved every minute.');
+    await byTestId('text-preview').filter({ hasText: '1 line → one text' }).waitFor();
+
+    let body = await sendAndRead(200);
+    assert.ok(['negative', 'positive'].includes(body.result.label), JSON.stringify(body.result));
+    await byTestId('score-chart').waitFor();
+    assert.equal(await byTestId('predicted-label').textContent(), body.result.label);
+    let bars = await chartBars();
+    assert.deepEqual(bars.map((b) => b.label).sort(), ['negative', 'positive']);
+    assert.equal(bars[0].label, body.result.label);
+    assert.ok(bars[0].top);
+    await screenshot('try-text');
+
+    await byTestId('text-input').fill('I loved it, a masterpiece.\nA dull, boring and terrible waste of time.');
+    await byTestId('text-preview').filter({ hasText: '2 lines → a list of 2 texts' }).waitFor();
+    body = await sendAndRead(200);
+    assert.ok(Array.isArray(body.result) && body.result.length === 2, JSON.stringify(body.result));
+    const charts = page.locator('[data-testid=score-chart]');
+    assert.equal(await charts.count(), 2);
+    for (let i = 0; i < 2; i += 1) {
+      assert.equal(await charts.nth(i).getByTestId('predicted-label').textContent(), body.result[i].label);
+      assert.equal(await charts.nth(i).locator('[data-testid^="score-bar-"]').count(), 2);
+    }
+    await screenshot('try-text-list');
+
+    // A JSON model afterwards: the mode chosen for the text model goes back to JSON.
+    await byTestId('model-select').selectOption('iris');
+    await page.locator('[data-testid=mode-json][aria-pressed=true]').waitFor();
+    assert.ok(await byTestId('model-input-hint').isHidden());
+  });
+
+  test('summarises an embedding of sentence_embedder:v1 (its size and first values)', async () => {
+    await prepare({ model: 'sentence_embedder', version: 'v1', mode: 'text' });
+    await byTestId('text-input').fill('A sentence to embed.');
+    const body = await sendAndRead(200);
+    assert.ok(Array.isArray(body.result.embedding), JSON.stringify(body.result).slice(0, 200));
+    const summary = byTestId('embedding-summary');
+    await summary.waitFor();
+    assert.equal(await summary.getAttribute('data-dim'), String(body.result.embedding.length));
+    assert.equal(await byTestId('embedding-dim').textContent(), `${body.result.embedding.length} dimensions`);
+    assert.match(await byTestId('embedding-head').textContent(), /^\[-?\d\.\d{4}/);
+    await screenshot('try-embedding');
   });
 });

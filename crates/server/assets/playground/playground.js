@@ -17,6 +17,15 @@
     echo: { text: 'hello, playground', values: [1, 2, 3] },
     sleep: { ms: 500 },
   };
+  const TEXT_EXAMPLE = 'What a wonderful little engine: fast, tidy and easy to use.';
+  /** What an image model takes (the file input's `accept`), by extension for files without a type. */
+  const IMAGE_TYPES = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', webp: 'image/webp' };
+  /** Images are kept in the stored form and in history only up to this much base64 in all. */
+  const IMAGE_KEEP_MAX = 32 * 1024;
+  /** At most this many results of one answer get a chart (the JSON below has them all). */
+  const VISUAL_MAX = 8;
+  /** At most this many bars per chart (the highest scores). */
+  const BARS_MAX = 20;
 
   // ---------------------------------------------------------------- helpers
 
@@ -129,6 +138,9 @@
     inputMode: 'json',
     exec: 'sync',
     lastRequest: null,
+    images: [], // [{name, type, size, base64}] of the Image mode; base64 null when not kept
+    autoMode: false, // the input mode was chosen for the model (not by a click)
+    modeClicks: 0,
   };
 
   /**
@@ -301,6 +313,7 @@
       selectModel(pendingForm.model, pendingForm.version);
       pendingForm = null;
     }
+    refreshModelKind(false);
     updateSnippet();
   }
 
@@ -346,6 +359,73 @@
     return answer.json;
   }
 
+  /** The version whose details describe a request for `name` ('' = routed: the first ready one). */
+  function detailsVersion(name, version) {
+    if (version) return version;
+    const versions = versionsOf(name);
+    const ready = versions.find((m) => m.ready !== false) || versions[0];
+    return ready ? ready.version : '';
+  }
+
+  /** The details already fetched for a request's model (never a fetch: the form reads it while it builds). */
+  function cachedDetails(name, version) {
+    const chosen = detailsVersion(name, version);
+    return chosen ? state.details.get(name + '/' + chosen) || null : null;
+  }
+
+  /** `{"kind": "text", …}` or `{"kind": "image", …}` of a model that takes raw text or images, else null. */
+  function preprocessOf(name, version) {
+    const details = cachedDetails(name, version);
+    const preprocess = details && details.preprocess;
+    return preprocess && (preprocess.kind === 'text' || preprocess.kind === 'image') ? preprocess : null;
+  }
+
+  function describePreprocess(preprocess) {
+    if (!preprocess) return '';
+    if (preprocess.kind === 'text') return 'text, tokenized by the engine' + (preprocess.max_length ? ' (up to ' + preprocess.max_length + ' tokens)' : '');
+    return 'images (PNG, JPEG or WebP), made ' + preprocess.width + '×' + preprocess.height + ' ' + (preprocess.channels || '') + ' by the engine';
+  }
+
+  let kindRun = 0;
+
+  /**
+   * Reads the details of the model picked in the Try tab and shows what it takes. With
+   * `chooseMode` (the user picked the model) the input mode follows the model: Text for text
+   * models, Image for image models, back to JSON after one of those was chosen this way; a mode
+   * clicked meanwhile wins.
+   */
+  async function refreshModelKind(chooseMode) {
+    const run = ++kindRun;
+    const clicks = state.modeClicks;
+    const form = readForm();
+    const version = form.model ? detailsVersion(form.model, form.version) : '';
+    if (version && $('model-select').value !== OTHER) {
+      try {
+        await fetchDetails(form.model, version);
+      } catch (_) {
+        // No details (a key that cannot read models): the form stays generic.
+      }
+    }
+    if (run !== kindRun) return;
+    const preprocess = preprocessOf(form.model, form.version);
+    const details = cachedDetails(form.model, form.version);
+    const hint = $('model-input-hint');
+    if (preprocess) {
+      hint.textContent = form.model + ':' + version + ' takes ' + describePreprocess(preprocess)
+        + (details.postprocess ? ' and answers ' + details.postprocess.replace(/_/g, ' ') : '') + '.'
+        + (preprocess.kind === 'text' ? ' Text mode: one text per line.' : ' Image mode: choose or drop files.');
+      hint.dataset.kind = preprocess.kind;
+    }
+    hint.hidden = !preprocess;
+    $('text-pair-row').hidden = !(preprocess && preprocess.kind === 'text');
+    if (chooseMode && clicks === state.modeClicks) {
+      if (preprocess) setInputMode(preprocess.kind === 'image' ? 'image' : 'text', true);
+      else if (state.autoMode) setInputMode('json', true);
+    }
+    renderTextPreview();
+    updateSnippet();
+  }
+
   let selectedDetails = null;
 
   async function selectModelDetails(name, version) {
@@ -381,6 +461,8 @@
       ['executor pool', details.executor || '–'],
       ['dynamic batching', batching],
     ];
+    if (details.preprocess) rows.push(['input', describePreprocess(details.preprocess) || details.preprocess.kind]);
+    if (details.postprocess) rows.push(['answer', details.postprocess]);
     if (details.error) rows.push(['error', details.error]);
     for (const [term, value] of rows) facts.append(el('dt', { text: term }), el('dd', { 'data-fact': term, text: String(value) }));
     renderTensors($('details-inputs'), details.inputs);
@@ -430,16 +512,28 @@
   function useModel(name, version) {
     $('model-select').value = name;
     renderVersionPicker(version);
+    refreshModelKind(true);
     updateSnippet();
   }
 
   /** Fills the Try form with an example for `details`; `version` is what to pick ('' = routed). */
   function fillExampleFrom(details, version) {
     useModel(details.name, version);
-    setInputMode('json');
     $('batch-toggle').checked = false;
-    $('json-input').value = pretty(exampleInput(details));
     hideInputError();
+    const preprocess = details.preprocess;
+    if (preprocess && preprocess.kind === 'text') {
+      setInputMode('text');
+      $('text-input').value = TEXT_EXAMPLE;
+      $('text-pair-input').value = '';
+    } else if (preprocess && preprocess.kind === 'image') {
+      setInputMode('image');
+      setImages([exampleImage(preprocess)]);
+    } else {
+      setInputMode('json');
+      $('json-input').value = pretty(exampleInput(details));
+    }
+    renderTextPreview();
     updateSnippet();
   }
 
@@ -472,16 +566,20 @@
     $('input-error').hidden = true;
   }
 
-  function setInputMode(mode) {
+  /** `auto`: chosen for the model, not by the user (a later model may choose again). */
+  function setInputMode(mode, auto) {
     state.inputMode = mode;
+    state.autoMode = Boolean(auto);
     for (const button of document.querySelectorAll('[data-input-mode]')) {
       button.setAttribute('aria-pressed', String(button.dataset.inputMode === mode));
     }
     $('input-json').hidden = mode !== 'json';
     $('input-text').hidden = mode !== 'text';
     $('input-csv').hidden = mode !== 'csv';
+    $('input-image').hidden = mode !== 'image';
     $('format-json').hidden = mode !== 'json';
     if (mode === 'csv') renderCsvPreview();
+    if (mode === 'text') renderTextPreview();
     updateSnippet();
   }
 
@@ -583,6 +681,162 @@
     }
   }
 
+  function nonEmptyLines(text) {
+    return String(text || '').split(/\r?\n/).filter((line) => line.trim() !== '');
+  }
+
+  /**
+   * What a text model gets from the Text mode: one text per non-empty line, each paired with
+   * the same line of the text_pair box when that box is filled (`{"text", "text_pair"}`).
+   */
+  function textItems(form) {
+    const texts = nonEmptyLines(form.text);
+    if (!texts.length) throw new InputError('Text: type a text first (one per line).');
+    const pairs = nonEmptyLines(form.textPair);
+    if (!pairs.length) return texts;
+    if (pairs.length !== texts.length) {
+      throw new InputError('Text pairs: ' + texts.length + (texts.length === 1 ? ' text' : ' texts') + ' but ' + pairs.length + (pairs.length === 1 ? ' text_pair line' : ' text_pair lines') + ' (one per text).');
+    }
+    return texts.map((text, i) => ({ text, text_pair: pairs[i] }));
+  }
+
+  function renderTextPreview() {
+    const preview = $('text-preview');
+    if (!preview) return;
+    const form = readForm();
+    const textModel = Boolean(preprocessOf(form.model, form.version) && preprocessOf(form.model, form.version).kind === 'text');
+    if (!textModel) {
+      const lines = nonEmptyLines(form.text).length;
+      preview.textContent = form.batch ? lines + (lines === 1 ? ' line → 1 batch item' : ' lines → ' + lines + ' batch items') : 'Sent as one JSON string.';
+      return;
+    }
+    try {
+      const items = textItems(form);
+      const what = typeof items[0] === 'string' ? 'text' : 'sentence pair';
+      if (form.batch) preview.textContent = items.length + ' ' + what + (items.length === 1 ? '' : 's') + ' → ' + items.length + ' batch item' + (items.length === 1 ? '' : 's');
+      else if (items.length === 1) preview.textContent = '1 line → one ' + what;
+      else preview.textContent = items.length + ' lines → a list of ' + items.length + ' ' + what + 's';
+    } catch (err) {
+      preview.textContent = err.message;
+    }
+  }
+
+  // ---------------------------------------------------------------- images
+
+  /** The media type of an image file, by its type or else its extension; null when the engine takes no such image. */
+  function imageType(file) {
+    const types = Object.values(IMAGE_TYPES);
+    if (types.includes(file.type)) return file.type;
+    const extension = (/\.([a-z0-9]+)$/i.exec(file.name || '') || [])[1];
+    return (extension && !file.type && IMAGE_TYPES[extension.toLowerCase()]) || null;
+  }
+
+  function readAsDataUrl(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(String(reader.result));
+      reader.onerror = () => reject(reader.error || new Error('the file could not be read'));
+      reader.readAsDataURL(file);
+    });
+  }
+
+  /** Reads the chosen or dropped files (the images among them) into the Image mode. */
+  async function loadImageFiles(files) {
+    const list = [...(files || [])];
+    if (!list.length) return;
+    const images = [];
+    const refused = [];
+    for (const file of list) {
+      const type = imageType(file);
+      if (!type) {
+        refused.push(file.name || 'a file');
+        continue;
+      }
+      try {
+        const url = await readAsDataUrl(file);
+        images.push({ name: file.name || 'image', type, size: file.size, base64: url.slice(url.indexOf(',') + 1) });
+      } catch (err) {
+        refused.push((file.name || 'a file') + ' (' + err.message + ')');
+      }
+    }
+    if (images.length) {
+      setInputMode('image');
+      setImages(images);
+    }
+    if (refused.length) showInputError('Image: not a PNG, JPEG or WebP image: ' + refused.join(', ') + '.');
+    else hideInputError();
+  }
+
+  function setImages(images) {
+    state.images = images;
+    renderImages();
+    updateSnippet();
+  }
+
+  function formatBytes(bytes) {
+    if (!Number.isFinite(bytes)) return '';
+    if (bytes < 1024) return bytes + ' B';
+    if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + ' KB';
+    return (bytes / 1024 / 1024).toFixed(1) + ' MB';
+  }
+
+  function renderImages() {
+    const box = $('image-previews');
+    box.replaceChildren();
+    for (const image of state.images) {
+      const caption = el('figcaption', {}, el('span', { class: 'mono', text: image.name }), ' ', el('span', { class: 'muted', text: formatBytes(image.size) }));
+      const figure = el('figure', { class: 'image-preview', 'data-testid': 'image-figure', 'data-name': image.name });
+      if (image.base64) {
+        const img = el('img', { 'data-testid': 'image-preview', alt: image.name, src: 'data:' + image.type + ';base64,' + image.base64 });
+        img.addEventListener('load', () => {
+          caption.append(' ', el('span', { class: 'muted', 'data-testid': 'image-size', text: img.naturalWidth + '×' + img.naturalHeight }));
+        }, { once: true });
+        figure.append(img);
+      } else {
+        figure.append(el('div', { class: 'image-missing', text: 'not kept: choose it again' }));
+      }
+      figure.append(caption);
+      box.append(figure);
+    }
+    const count = state.images.length;
+    $('image-summary').textContent = !count ? 'No image chosen.'
+      : count === 1 ? ($('batch-toggle').checked ? '1 image → 1 batch item' : '1 image → one {"image_base64"}')
+        : count + ' images → ' + ($('batch-toggle').checked ? count + ' batch items' : 'a list of ' + count);
+    $('image-clear').hidden = !count;
+  }
+
+  /** A PNG drawn at a model's input size (a ring on a dark ground): something to send without a file. */
+  function exampleImage(preprocess) {
+    const width = Math.max(1, Math.min(1024, preprocess.width || 32));
+    const height = Math.max(1, Math.min(1024, preprocess.height || 32));
+    const canvas = document.createElement('canvas');
+    canvas.width = width;
+    canvas.height = height;
+    const context = canvas.getContext('2d');
+    context.fillStyle = '#000';
+    context.fillRect(0, 0, width, height);
+    context.strokeStyle = preprocess.channels === 'rgb' ? '#f59e0b' : '#fff';
+    context.lineWidth = Math.max(1, Math.round(Math.min(width, height) / 6));
+    context.beginPath();
+    context.ellipse(width / 2, height / 2, width * 0.3, height * 0.36, 0, 0, 2 * Math.PI);
+    context.stroke();
+    const url = canvas.toDataURL('image/png');
+    const base64 = url.slice(url.indexOf(',') + 1);
+    return { name: 'example.png', type: 'image/png', size: Math.floor((base64.length * 3) / 4), base64 };
+  }
+
+  /**
+   * A form fit for storage: images whose base64 is too large to keep lose it (replay then asks
+   * for them again); history keeps images only for the Image mode.
+   */
+  function storableForm(form, forHistory) {
+    if (forHistory && form.inputMode !== 'image') return { ...form, images: [] };
+    const images = form.images || [];
+    const total = images.reduce((sum, image) => sum + (image.base64 ? image.base64.length : 0), 0);
+    if (total <= IMAGE_KEEP_MAX) return form;
+    return { ...form, images: images.map((image) => ({ ...image, base64: null })) };
+  }
+
   /** The Try form as a plain object: what history stores and replays (never the key). */
   function readForm() {
     const other = $('model-select').value === OTHER;
@@ -594,6 +848,8 @@
       batch: $('batch-toggle').checked,
       json: $('json-input').value,
       text: $('text-input').value,
+      textPair: $('text-pair-input').value,
+      images: state.images.map((image) => ({ ...image })),
       csv: $('csv-input').value,
       csvHeader: $('csv-header').checked,
       timeoutMs: $('timeout-ms').value,
@@ -622,17 +878,25 @@
     $('batch-toggle').checked = Boolean(form.batch);
     $('json-input').value = form.json !== undefined ? form.json : $('json-input').value;
     $('text-input').value = form.text || '';
+    $('text-pair-input').value = form.textPair || '';
+    state.images = Array.isArray(form.images) ? form.images.filter((image) => image && image.name).map((image) => ({ ...image })) : [];
+    renderImages();
     $('csv-input').value = form.csv || '';
     $('csv-header').checked = form.csvHeader !== false;
     $('timeout-ms').value = form.timeoutMs || '';
     setExec(form.exec === 'async' ? 'async' : 'sync');
-    setInputMode(['json', 'text', 'csv'].includes(form.inputMode) ? form.inputMode : 'json');
+    setInputMode(['json', 'text', 'csv', 'image'].includes(form.inputMode) ? form.inputMode : 'json');
+    if (state.models.length) refreshModelKind(false);
   }
 
   /** The request the form describes: `{method, path, body}`; throws InputError when it cannot be built. */
   function buildRequest(form, forceSync) {
     if (!form.model) throw new InputError('Pick a model first (the list needs an API key that can read the models), or type one under "other…".');
     let data;
+    // What each example is, for the answer's charts: a text or an image's name.
+    let inputs = [];
+    const preprocess = preprocessOf(form.model, form.version);
+    const textModel = Boolean(preprocess && preprocess.kind === 'text');
     if (form.inputMode === 'json') {
       try {
         data = JSON.parse(form.json);
@@ -640,16 +904,30 @@
         throw new InputError('JSON: ' + err.message);
       }
     } else if (form.inputMode === 'text') {
-      data = form.text;
+      if (textModel) {
+        const items = textItems(form);
+        inputs = items.map((item) => (typeof item === 'string' ? item : item.text));
+        data = form.batch || items.length > 1 ? items : items[0];
+      } else {
+        data = form.batch ? nonEmptyLines(form.text) : form.text;
+      }
+    } else if (form.inputMode === 'image') {
+      const images = form.images || [];
+      if (!images.length) throw new InputError('Image: choose a PNG, JPEG or WebP file first.');
+      const missing = images.filter((image) => !image.base64).map((image) => image.name);
+      if (missing.length) throw new InputError('Image: ' + missing.join(', ') + ' was too large to keep in this browser: choose it again.');
+      inputs = images.map((image) => image.name);
+      const items = images.map((image) => ({ image_base64: image.base64 }));
+      data = form.batch || items.length > 1 ? items : items[0];
     } else {
       const records = csvRecords(form.csv, form.csvHeader);
       data = form.batch ? records : records.length === 1 ? records[0] : records;
     }
+    if (form.inputMode === 'json') inputs = textsOf(data);
     const body = { model: form.model };
     if (form.version) body.version = form.version;
     if (form.batch) {
       if (form.inputMode === 'json' && !Array.isArray(data)) throw new InputError('Batch: the JSON must be an array, one element per item.');
-      if (form.inputMode === 'text') data = data.split(/\r?\n/).filter((line) => line.trim() !== '');
       body.items = data;
     } else {
       body.data = data;
@@ -662,7 +940,15 @@
     }
     const async = form.exec === 'async' && !forceSync;
     const path = (async ? '/predict/async' : '/predict') + (form.batch ? '/batch' : '');
-    return { method: 'POST', path, body, async };
+    const images = form.inputMode === 'image' ? form.images : [];
+    return { method: 'POST', path, body, async, batch: Boolean(form.batch), images, inputs };
+  }
+
+  /** The texts of a JSON input, example by example (a string, `{"text"}`, or a list of those). */
+  function textsOf(data) {
+    const one = (item) => (typeof item === 'string' ? item : item && typeof item === 'object' && typeof item.text === 'string' ? item.text : null);
+    if (Array.isArray(data)) return data.map(one);
+    return [one(data)];
   }
 
   // ---------------------------------------------------------------- snippets
@@ -675,13 +961,52 @@
     return state.key || 'YOUR_API_KEY';
   }
 
+  // Snippets never show an image's base64: they read the file by its name where the base64
+  // goes. The body is rendered with a mark in each image's place, and each (quoted) mark is
+  // then replaced by the language's code for "this file as base64".
+  const IMAGE_MARK = (i) => '@@playground-image-' + i + '@@';
+
+  /** The request's body with the i-th image's base64 replaced by IMAGE_MARK(i). */
+  function bodyWithImageMarks(request) {
+    if (!request.images || !request.images.length) return request.body;
+    let next = 0;
+    const mark = (item) => (item && typeof item === 'object' && typeof item.image_base64 === 'string' ? { ...item, image_base64: IMAGE_MARK(next++) } : item);
+    const body = { ...request.body };
+    if ('items' in body) body.items = body.items.map(mark);
+    else body.data = Array.isArray(body.data) ? body.data.map(mark) : mark(body.data);
+    return body;
+  }
+
+  /** `text` with every quoted image mark replaced by `code(image)`. */
+  function spliceImages(text, images, code) {
+    return images.reduce((out, image, i) => out.split(JSON.stringify(IMAGE_MARK(i))).join(code(image, i)), text);
+  }
+
   function curlSnippet(request) {
     const origin = window.location.origin;
+    const images = request.images || [];
+    if (images.length === 1 && !request.async && !request.batch) {
+      // One image, synchronously: the file itself as the body.
+      const query = new URLSearchParams({ model: request.body.model });
+      if (request.body.version) query.set('version', request.body.version);
+      if (request.body.timeout_ms !== undefined) query.set('timeout_ms', String(request.body.timeout_ms));
+      return [
+        'curl -sS -X POST ' + shellQuote(origin + request.path + '?' + query.toString()) + ' \\',
+        '  -H ' + shellQuote('X-API-Key: ' + snippetKey()) + ' \\',
+        '  -H ' + shellQuote('Content-Type: ' + images[0].type) + ' \\',
+        '  --data-binary @' + shellQuote(images[0].name),
+      ].join('\n');
+    }
+    // The body quoted for the shell, each image read and encoded where its base64 goes.
+    const json = JSON.stringify(bodyWithImageMarks(request));
+    const data = images.length
+      ? "'" + spliceImages(json.replace(/'/g, "'\\''"), images, (image) => '"\'"$(base64 < ' + shellQuote(image.name) + " | tr -d '\\n')\"'\"") + "'"
+      : shellQuote(json);
     const lines = [
       'curl -sS -X POST ' + shellQuote(origin + request.path) + ' \\',
       '  -H ' + shellQuote('X-API-Key: ' + snippetKey()) + ' \\',
       "  -H 'Content-Type: application/json' \\",
-      '  -d ' + shellQuote(JSON.stringify(request.body)),
+      '  -d ' + data,
     ];
     if (request.async) {
       lines.push('', '# The answer is {"job_id", "status"}: poll the job until it is succeeded, failed or cancelled.',
@@ -692,12 +1017,25 @@
 
   function pythonSnippet(request) {
     const lines = [];
-    if (request.async) lines.push('import time', '');
+    const images = request.images || [];
+    if (images.length) lines.push('import base64');
+    if (request.async) lines.push('import time');
+    if (lines.length) lines.push('');
     lines.push('import requests', '',
       'BASE_URL = ' + JSON.stringify(window.location.origin),
       'HEADERS = {"X-API-Key": ' + JSON.stringify(snippetKey()) + '}',
-      '',
-      'payload = ' + pretty(request.body, pythonScalar),
+      '');
+    if (images.length) {
+      lines.push('',
+        'def image_file(path):',
+        '    """The file as base64 text: the engine decodes PNG, JPEG and WebP itself."""',
+        '    with open(path, "rb") as file:',
+        '        return base64.b64encode(file.read()).decode("ascii")',
+        '',
+        '');
+    }
+    const payload = spliceImages(pretty(bodyWithImageMarks(request), pythonScalar), images, (image) => 'image_file(' + JSON.stringify(image.name) + ')');
+    lines.push('payload = ' + payload,
       'response = requests.post(f"{BASE_URL}' + request.path + '", headers=HEADERS, json=payload, timeout=60)');
     if (request.async) {
       lines.push('response.raise_for_status()',
@@ -715,17 +1053,26 @@
   }
 
   function jsSnippet(request) {
-    const lines = [
+    const images = request.images || [];
+    const lines = [];
+    if (images.length) {
+      lines.push('// Node.js (save as an .mjs file): the images are read from beside it.',
+        'import { readFile } from "node:fs/promises";',
+        '',
+        'const imageFile = async (path) => (await readFile(path)).toString("base64");',
+        '');
+    }
+    const payload = spliceImages(pretty(bodyWithImageMarks(request)), images, (image) => 'await imageFile(' + JSON.stringify(image.name) + ')');
+    lines.push(
       'const BASE_URL = ' + JSON.stringify(window.location.origin) + ';',
       'const headers = { "X-API-Key": ' + JSON.stringify(snippetKey()) + ', "Content-Type": "application/json" };',
       '',
-      'const payload = ' + pretty(request.body) + ';',
+      'const payload = ' + payload + ';',
       'const response = await fetch(`${BASE_URL}' + request.path + '`, {',
       '  method: "POST",',
       '  headers,',
       '  body: JSON.stringify(payload),',
-      '});',
-    ];
+      '});');
     if (request.async) {
       lines.push('const { job_id } = await response.json();',
         'let job;',
@@ -805,9 +1152,10 @@
     $('error-box').hidden = true;
     $('async-box').hidden = true;
     $('response-body').textContent = '';
+    renderVisual(null);
   }
 
-  function showAnswer(answer) {
+  function showAnswer(answer, request) {
     setPill($('response-status'), answer.status === 0 ? 'no answer' : answer.status + (answer.statusText ? ' ' + answer.statusText : ''), answer.status);
     $('response-request-id').textContent = answer.headers.get('X-Request-ID') || '–';
     $('response-request-id').title = answer.headers.get('X-Request-ID') || '';
@@ -824,6 +1172,153 @@
       $('error-box').hidden = false;
     }
     $('response-body').textContent = answer.json !== null ? pretty(answer.json) : answer.text || '';
+    if (answer.ok && answer.json && request && !request.async) {
+      renderVisual(request.batch ? answer.json.results : answer.json.result, request, answer.json.version);
+    }
+  }
+
+  // ---------------------------------------------------------------- try: answer charts
+
+  const isPlainObject = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
+  const isNumberMap = (value) => isPlainObject(value) && Object.keys(value).length > 0 && Object.values(value).every((v) => typeof v === 'number' && Number.isFinite(v));
+
+  function percent(value) {
+    if (value >= 0 && value <= 1) return (value * 100).toFixed(1) + ' %';
+    return Number(value.toPrecision(4)).toString();
+  }
+
+  /** `{"label", "score", "scores"}` of a classification answer. */
+  function isClassification(result) {
+    return isPlainObject(result) && (typeof result.label === 'string' || typeof result.label === 'number') && isNumberMap(result.scores);
+  }
+
+  /** label → number (a probabilities answer): two labels or more, each a probability unless the model says what they are. */
+  function isScoreMap(result, postprocess) {
+    if (!isNumberMap(result)) return false;
+    if (postprocess === 'probabilities' || postprocess === 'classification') return true;
+    const values = Object.values(result);
+    return values.length >= 2 && values.every((v) => v >= 0 && v <= 1);
+  }
+
+  function isEmbedding(result) {
+    return isPlainObject(result) && Array.isArray(result.embedding) && result.embedding.length > 0
+      && result.embedding.flat(Infinity).every((v) => typeof v === 'number');
+  }
+
+  function isTokenClassification(result) {
+    return isPlainObject(result) && Array.isArray(result.entities) && Array.isArray(result.tokens);
+  }
+
+  /** Horizontal bars of label → score, highest first; `predicted` (else the highest) is highlighted. */
+  function scoreChart(scores, predicted) {
+    const entries = Object.entries(scores).sort((a, b) => b[1] - a[1]);
+    const top = predicted === undefined || predicted === null ? entries[0][0] : String(predicted);
+    const highest = Math.max(1, ...entries.map(([, value]) => value));
+    let shown = entries.slice(0, BARS_MAX);
+    if (!shown.some(([label]) => label === top)) shown = shown.slice(0, -1).concat(entries.filter(([label]) => label === top));
+    const topScore = scores[top];
+    const chart = el('div', { class: 'score-chart', 'data-testid': 'score-chart', 'data-top': top, 'data-bars': String(shown.length), role: 'group', 'aria-label': 'scores by label' },
+      el('div', { class: 'chart-head' },
+        el('span', { class: 'label', text: 'predicted' }),
+        el('strong', { class: 'predicted', 'data-testid': 'predicted-label', text: top }),
+        typeof topScore === 'number' ? el('span', { class: 'muted', 'data-testid': 'predicted-score', text: percent(topScore) }) : null));
+    for (const [label, value] of shown) {
+      const fill = el('span', { class: 'bar-fill' });
+      fill.style.width = Math.max(0, Math.min(100, (value / highest) * 100)) + '%';
+      chart.append(el('div', { class: 'bar-row' + (label === top ? ' top' : ''), 'data-testid': 'score-bar-' + label, 'data-label': label, 'data-score': String(value), title: label + ': ' + value },
+        el('span', { class: 'bar-label', text: label }),
+        el('span', { class: 'bar-track' }, fill),
+        el('span', { class: 'bar-value', text: percent(value) })));
+    }
+    if (entries.length > shown.length) {
+      chart.append(el('p', { class: 'muted small', text: (entries.length - shown.length) + ' more labels in the JSON below.' }));
+    }
+    return chart;
+  }
+
+  /** An embedding's size, norm and first values (the JSON below has them all). */
+  function embeddingSummary(vector) {
+    const values = vector.flat(Infinity);
+    const norm = Math.sqrt(values.reduce((sum, v) => sum + v * v, 0));
+    const head = values.slice(0, 8).map((v) => v.toFixed(4)).join(', ') + (values.length > 8 ? ', …' : '');
+    return el('div', { class: 'embedding', 'data-testid': 'embedding-summary', 'data-dim': String(values.length) },
+      el('span', { class: 'label', text: 'embedding' }),
+      el('strong', { 'data-testid': 'embedding-dim', text: values.length + ' dimensions' }),
+      el('span', { class: 'muted', text: '‖v‖ = ' + norm.toFixed(4) }),
+      el('code', { class: 'embedding-head', 'data-testid': 'embedding-head', text: '[' + head + ']' }));
+  }
+
+  /** A token classification's entities, marked in the text they came from when it is known. */
+  function entitiesView(result, text) {
+    const entities = result.entities.filter((e) => isPlainObject(e) && typeof e.entity === 'string')
+      .sort((a, b) => (a.start || 0) - (b.start || 0));
+    const box = el('div', { class: 'entities', 'data-testid': 'entities', 'data-count': String(entities.length) });
+    if (typeof text === 'string' && entities.every((e) => Number.isInteger(e.start) && Number.isInteger(e.end))) {
+      // Offsets count characters (code points), as the engine's tokenizer does.
+      const chars = Array.from(text);
+      const line = el('p', { class: 'entity-text', 'data-testid': 'entity-text' });
+      let at = 0;
+      for (const entity of entities) {
+        if (entity.start < at || entity.end > chars.length || entity.end <= entity.start) continue;
+        line.append(chars.slice(at, entity.start).join(''));
+        line.append(el('mark', { class: 'entity', 'data-entity': entity.entity, title: entity.entity + (typeof entity.score === 'number' ? ' · ' + percent(entity.score) : '') },
+          chars.slice(entity.start, entity.end).join(''), el('span', { class: 'entity-tag', text: entity.entity })));
+        at = entity.end;
+      }
+      line.append(chars.slice(at).join(''));
+      box.append(line);
+    }
+    if (!entities.length) box.append(el('p', { class: 'muted small', text: 'No entities found.' }));
+    else {
+      box.append(el('p', { class: 'muted small', text: entities.map((e) => (e.text !== undefined ? JSON.stringify(e.text) + ' ' : '') + e.entity + (typeof e.score === 'number' ? ' ' + percent(e.score) : '')).join(' · ') }));
+    }
+    return box;
+  }
+
+  /** The chart (or summary) of one result, or null for results without a known shape. */
+  function visualOf(result, postprocess, text) {
+    if (isClassification(result)) return scoreChart(result.scores, result.label);
+    if (isEmbedding(result)) return embeddingSummary(result.embedding);
+    if (isTokenClassification(result)) return entitiesView(result, text);
+    if (isScoreMap(result, postprocess)) return scoreChart(result);
+    return null;
+  }
+
+  /**
+   * Charts above the raw JSON answer: class scores as bars, an embedding's size and first
+   * values, entities in their text. `payload` is the answer's `result` (one example or a list
+   * of them) or a batch's `results`; `null` clears the charts.
+   */
+  function renderVisual(payload, request, version) {
+    const box = $('response-visual');
+    box.replaceChildren();
+    box.hidden = true;
+    if (payload === null || payload === undefined || !request) return;
+    const details = cachedDetails(request.body.model, version || request.body.version || '');
+    const postprocess = details ? details.postprocess : undefined;
+    const sentList = request.batch || Array.isArray(request.body.data);
+    const results = Array.isArray(payload) && (sentList || payload.every((r) => isClassification(r) || isEmbedding(r))) ? payload : [payload];
+    const inputs = request.inputs || [];
+    let shown = 0;
+    results.forEach((result, index) => {
+      if (shown >= VISUAL_MAX) return;
+      const visual = visualOf(result, postprocess, inputs[index]);
+      if (!visual) return;
+      shown += 1;
+      const item = el('div', { class: 'visual-item', 'data-testid': 'visual-item', 'data-index': String(index) });
+      // A single text's entities show the text already.
+      if (results.length > 1 || (inputs[index] && !isTokenClassification(result))) {
+        const name = typeof inputs[index] === 'string' ? inputs[index] : '';
+        item.append(el('div', { class: 'visual-caption muted small' },
+          results.length > 1 ? el('span', { class: 'mono', text: '#' + (index + 1) + ' ' }) : null,
+          name ? el('span', { text: name.length > 80 ? name.slice(0, 80) + '…' : name }) : null));
+      }
+      item.append(visual);
+      box.append(item);
+    });
+    if (!shown) return;
+    if (results.length > shown) box.append(el('p', { class: 'muted small', text: 'Charts for ' + shown + ' of ' + results.length + ' results; all are in the JSON below.' }));
+    box.hidden = false;
   }
 
   async function send(formOverride) {
@@ -841,12 +1336,12 @@
     $('send').disabled = true;
     const answer = await api(request.method, request.path, request.body);
     $('send').disabled = false;
-    showAnswer(answer);
+    showAnswer(answer, request);
     addHistory(form, answer, request);
-    if (request.async && answer.ok && answer.json && answer.json.job_id) followJob(answer.json.job_id, answer.json.status);
+    if (request.async && answer.ok && answer.json && answer.json.job_id) followJob(answer.json.job_id, answer.json.status, request);
   }
 
-  async function followJob(jobId, status) {
+  async function followJob(jobId, status, request) {
     const poll = { jobId, stopped: false };
     asyncPoll = poll;
     $('async-box').hidden = false;
@@ -871,6 +1366,7 @@
         $('async-cancel').disabled = true;
         $('response-body').textContent = pretty(job);
         if (job.version) $('response-version').textContent = job.version;
+        if (job.status === 'succeeded') renderVisual(job.result, request, job.version);
         if (job.status !== 'succeeded') {
           $('error-code').textContent = job.error_type || job.status;
           $('error-detail').textContent = job.error_message || '';
@@ -897,7 +1393,7 @@
     const history = loadHistory();
     history.unshift({
       at: new Date().toISOString(),
-      form,
+      form: storableForm(form, true),
       path: request.path,
       status: answer.status,
       code: answer.json && answer.json.code ? answer.json.code : null,
@@ -920,7 +1416,8 @@
   }
 
   function describeInput(form) {
-    const source = form.inputMode === 'json' ? form.json : form.inputMode === 'text' ? form.text : form.csv;
+    const source = form.inputMode === 'json' ? form.json : form.inputMode === 'text' ? form.text
+      : form.inputMode === 'image' ? (form.images || []).map((image) => image.name).join(', ') : form.csv;
     const flat = String(source || '').replace(/\s+/g, ' ').trim();
     return form.inputMode.toUpperCase() + (form.batch ? ' batch' : '') + ': ' + (flat.length > 60 ? flat.slice(0, 60) + '…' : flat);
   }
@@ -1493,19 +1990,48 @@
       });
     }
     $('csv-file').addEventListener('change', () => loadCsvFile($('csv-file').files[0]));
+
+    const imageZone = $('image-drop');
+    for (const target of [imageZone, $('image-previews')]) {
+      target.addEventListener('dragover', (event) => {
+        event.preventDefault();
+        imageZone.classList.add('over');
+      });
+      target.addEventListener('dragleave', () => imageZone.classList.remove('over'));
+      target.addEventListener('drop', (event) => {
+        event.preventDefault();
+        imageZone.classList.remove('over');
+        const files = event.dataTransfer && event.dataTransfer.files;
+        if (files && files.length) loadImageFiles(files);
+      });
+    }
+    $('image-file').addEventListener('change', async () => {
+      const input = $('image-file');
+      await loadImageFiles(input.files);
+      input.value = ''; // the same file chosen again is a change too
+    });
+    $('image-clear').addEventListener('click', () => {
+      setImages([]);
+      hideInputError();
+    });
   }
 
   // ---------------------------------------------------------------- wiring
 
   function persistForm() {
-    storageSet(STORAGE.form, readForm());
+    storageSet(STORAGE.form, storableForm(readForm()));
   }
 
   function init() {
     initKey();
     initDropzone();
     for (const view of views) $('tab-' + view).addEventListener('click', () => showView(view));
-    for (const button of document.querySelectorAll('[data-input-mode]')) button.addEventListener('click', () => setInputMode(button.dataset.inputMode));
+    for (const button of document.querySelectorAll('[data-input-mode]')) {
+      button.addEventListener('click', () => {
+        state.modeClicks += 1;
+        setInputMode(button.dataset.inputMode);
+      });
+    }
     for (const button of document.querySelectorAll('[data-exec]')) button.addEventListener('click', () => setExec(button.dataset.exec));
     for (const button of document.querySelectorAll('[data-snippet]')) {
       button.addEventListener('click', () => {
@@ -1516,21 +2042,28 @@
     }
     $('model-select').addEventListener('change', () => {
       renderVersionPicker('');
+      refreshModelKind(true);
       updateSnippet();
     });
-    $('version-select').addEventListener('change', updateSnippet);
+    $('version-select').addEventListener('change', () => {
+      refreshModelKind(true);
+      updateSnippet();
+    });
     for (const id of ['model-manual', 'version-manual']) $(id).addEventListener('input', updateSnippet);
-    for (const id of ['json-input', 'text-input', 'csv-input', 'timeout-ms']) $(id).addEventListener('input', () => {
+    for (const id of ['json-input', 'text-input', 'text-pair-input', 'csv-input', 'timeout-ms']) $(id).addEventListener('input', () => {
       hideInputError();
       if (id === 'csv-input') renderCsvPreview();
+      if (id === 'text-input' || id === 'text-pair-input') renderTextPreview();
       updateSnippet();
     });
     for (const id of ['batch-toggle', 'csv-header']) $(id).addEventListener('change', () => {
       renderCsvPreview();
+      renderTextPreview();
+      renderImages();
       updateSnippet();
     });
     $('send').addEventListener('click', () => send());
-    for (const id of ['json-input', 'text-input', 'csv-input']) {
+    for (const id of ['json-input', 'text-input', 'text-pair-input', 'csv-input']) {
       $(id).addEventListener('keydown', (event) => {
         if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
           event.preventDefault();
