@@ -18,6 +18,9 @@ the `X-API-Key` header) and tritonclient.grpc (key in the `x-api-key` metadata):
   references in testdata/expected (labels exactly, probabilities within 1e-4, the tolerance of
   the engine's Rust tests);
 - the request `id` is echoed and an `outputs` subset is honoured (HTTP and gRPC);
+- raw inputs as `BYTES` tensors: texts for text_classifier:v1 (HTTP binary and gRPC) and
+  encoded PNG files for digits_cnn:v2 (gRPC, and HTTP binary), whose logits must pick the labels
+  of testdata/expected/text_classifier-v1.json and digits_cnn-v2.json;
 - an unknown model is the client's NOT_FOUND (HTTP 404 / StatusCode.NOT_FOUND) for metadata and
   infer; a missing or wrong key is UNAUTHENTICATED (HTTP 401 / StatusCode.UNAUTHENTICATED).
 
@@ -356,6 +359,52 @@ class Suite:
         )
         self.compare(model, version, result.as_numpy("label"), result.as_numpy("probabilities"))
 
+    @staticmethod
+    def text_case() -> tuple[list[str], list[str]]:
+        doc = json.loads((REPO / "testdata" / "expected" / "text_classifier-v1.json").read_text())
+        case = next(case for case in doc["cases"] if case["name"] == "list")
+        return case["data"], [result["label"] for result in case["result"]]
+
+    @staticmethod
+    def digit_cases() -> tuple[list[bytes], list[str]]:
+        doc = json.loads((REPO / "testdata" / "expected" / "digits_cnn-v2.json").read_text())
+        files = [
+            (REPO / "testdata" / "images" / "digits" / case["file"]).read_bytes()
+            for case in doc["cases"]
+        ]
+        return files, [case["label"] for case in doc["cases"]]
+
+    @staticmethod
+    def labels_of(logits: np.ndarray, labels: list[str]) -> list[str]:
+        return [labels[i] for i in np.asarray(logits).argmax(axis=1)]
+
+    def bytes_infer(self, module, client, headers, model, version, elements, binary) -> np.ndarray:
+        data = np.array(elements, dtype=np.object_)
+        inp = module.InferInput("raw", [len(elements)], "BYTES")
+        if module is httpclient:
+            inp.set_data_from_numpy(data, binary_data=binary)
+        else:
+            inp.set_data_from_numpy(data)
+        result = client.infer(model, [inp], model_version=version, headers=headers)
+        return result.as_numpy("logits")
+
+    def texts_as_bytes(self, module, client, headers, binary: bool) -> None:
+        texts, labels = self.text_case()
+        encoded = [text.encode("utf-8") for text in texts]
+        logits = self.bytes_infer(
+            module, client, headers, "text_classifier", "v1", encoded, binary
+        )
+        expect(logits.shape == (len(texts), 2), f"logits shape {logits.shape}")
+        got = self.labels_of(logits, ["negative", "positive"])
+        expect(got == labels, f"labels {got} != {labels}")
+
+    def images_as_bytes(self, module, client, headers, binary: bool) -> None:
+        files, labels = self.digit_cases()
+        logits = self.bytes_infer(module, client, headers, "digits_cnn", "v2", files, binary)
+        expect(logits.shape == (len(files), 10), f"logits shape {logits.shape}")
+        got = self.labels_of(logits, [str(digit) for digit in range(10)])
+        expect(got == labels, f"labels {got} != {labels}")
+
     def http_id_and_subset(self) -> None:
         x = np.asarray(expected_case("iris", "v1")["input"], dtype=np.float32)
         inp = httpclient.InferInput("input", list(x.shape), "FP32")
@@ -511,6 +560,21 @@ def main() -> int:
             c(f"http: infer {model}:{version} JSON", suite.http_infer, model, version, False)
             c(f"http: infer {model}:{version} binary", suite.http_infer, model, version, True)
             c(f"grpc: infer {model}:{version} raw", suite.grpc_infer, model, version)
+        text_http = (httpclient, suite.http, http_headers())
+        c("http: texts as a BYTES tensor (JSON)", lambda: suite.texts_as_bytes(*text_http, False))
+        c("http: texts as a BYTES tensor (binary)", lambda: suite.texts_as_bytes(*text_http, True))
+        c(
+            "grpc: texts as a BYTES tensor",
+            lambda: suite.texts_as_bytes(grpcclient, suite.grpc, grpc_headers(), True),
+        )
+        c(
+            "http: PNG files as a BYTES tensor (binary)",
+            lambda: suite.images_as_bytes(httpclient, suite.http, http_headers(), True),
+        )
+        c(
+            "grpc: PNG files as a BYTES tensor",
+            lambda: suite.images_as_bytes(grpcclient, suite.grpc, grpc_headers(), True),
+        )
         c("http: infer echoes the id, honours an outputs subset", suite.http_id_and_subset)
         c("grpc: infer echoes the id, honours an outputs subset", suite.grpc_id_and_subset)
 
