@@ -132,7 +132,7 @@ impl ImagePreprocessor {
             ImageLayout::Nchw => vec![rows, channels, height, width],
             ImageLayout::Nhwc => vec![rows, height, width, channels],
         };
-        let values = images.concat();
+        let values = images.into_iter().flatten().collect();
         let tensor = Tensor::new(self.input.clone(), shape, TensorData::Fp32(values))
             .map_err(|err| PipelineError::Inference(err.to_string()))?;
         Ok(Examples {
