@@ -14,6 +14,7 @@ mod jobs;
 mod large_inputs;
 mod metrics;
 mod models;
+mod pipelines;
 mod playground;
 mod predict;
 mod ratelimit;
