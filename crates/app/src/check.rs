@@ -32,6 +32,7 @@ use inference_engine_core::ports::JobQueue;
 use inference_engine_core::redact::redact_url;
 use inference_engine_core::registry::{BuiltinSet, ModelRepository, ScannedModel, ServingConfig};
 use inference_engine_core::source::{LoadContext, ModelSource, TensorSpec};
+use inference_engine_core::steps::PipelineStep;
 use inference_engine_onnx::Runtimes;
 use inference_engine_redis::{RedisJobQueue, RedisQueueConfig};
 use inference_engine_store::PostgresJobStore;
@@ -443,6 +444,12 @@ async fn check_repository<F: FnMut(&CheckLine)>(
         out.warn("models", warning);
     }
     let builtins = builtins.unwrap_or_default();
+    // What a pipeline's steps may name: the models `serve` would have.
+    let known: Vec<ModelKey> = builtins
+        .iter()
+        .chain(scanned.iter().map(|model| &model.key))
+        .cloned()
+        .collect();
     let mut served = Vec::with_capacity(scanned.len());
     for model in scanned {
         let subject = format!("model {}", model.key);
@@ -453,7 +460,18 @@ async fn check_repository<F: FnMut(&CheckLine)>(
             );
             continue;
         }
+        let refused = model.source.as_ref().ok().and_then(|source| {
+            let pipeline = source.description().pipeline.as_ref()?;
+            pipeline
+                .refused
+                .clone()
+                .or_else(|| unknown_step(&pipeline.steps, &known))
+        });
         match &model.source {
+            Ok(_) if let Some(reason) = refused => out.warn(
+                subject,
+                format!("not ready ({reason}); serve lists it with this error"),
+            ),
             Ok(source) => out.ok(subject, describe_model(source.as_ref())),
             Err(err) => out.warn(
                 subject,
@@ -465,9 +483,38 @@ async fn check_repository<F: FnMut(&CheckLine)>(
     Some(served)
 }
 
-/// `onnx, inputs input FP32[-1,4], outputs label INT64[-1], batching up to 32 within 2 ms`.
+/// The first step of a pipeline that names a model (or version) `known` does not hold.
+fn unknown_step(steps: &[PipelineStep], known: &[ModelKey]) -> Option<String> {
+    steps.iter().enumerate().find_map(|(index, step)| {
+        let served = known.iter().any(|key| {
+            key.name == step.model
+                && step
+                    .version
+                    .as_ref()
+                    .is_none_or(|version| *version == key.version)
+        });
+        (!served).then(|| {
+            format!(
+                "step {} ({step}) names a model that is not served",
+                index + 1
+            )
+        })
+    })
+}
+
+/// `onnx, inputs input FP32[-1,4], outputs label INT64[-1], batching up to 32 within 2 ms`;
+/// `pipeline of 2 steps: echo:v1, iris`.
 fn describe_model(source: &dyn ModelSource) -> String {
     let description = source.description();
+    if let Some(pipeline) = &description.pipeline {
+        let steps: Vec<String> = pipeline.steps.iter().map(ToString::to_string).collect();
+        return format!(
+            "pipeline of {} step{}: {}",
+            steps.len(),
+            if steps.len() == 1 { "" } else { "s" },
+            steps.join(", ")
+        );
+    }
     let tensors = |specs: &[TensorSpec]| {
         if specs.is_empty() {
             return "any JSON".to_owned();
@@ -629,6 +676,10 @@ async fn load_models<F: FnMut(&CheckLine)>(repository: &[ScannedModel], out: &mu
         let Ok(source) = &model.source else {
             continue;
         };
+        // A pipeline has nothing of its own to load: its steps are the models above.
+        if source.description().pipeline.is_some() {
+            continue;
+        }
         let source = Arc::clone(source);
         let loaded = tokio::task::spawn_blocking(move || {
             let started = Instant::now();

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::auth::TenantId;
 use crate::model::{ModelName, ModelVersion};
+use crate::steps::StepTiming;
 
 /// A job's identity: a UUIDv7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -288,6 +289,9 @@ pub struct Job {
     pub heartbeat_at: Option<DateTime<Utc>>,
     /// A pending job is not run before this time (retry backoff).
     pub not_before: Option<DateTime<Utc>>,
+    /// What each step of a pipeline took (the last attempt's), in order; `None` for models
+    /// that are not pipelines.
+    pub steps: Option<Vec<StepTiming>>,
 }
 
 impl Job {
@@ -321,6 +325,7 @@ impl Job {
             request_fingerprint: None,
             heartbeat_at: None,
             not_before: None,
+            steps: None,
         }
     }
 }

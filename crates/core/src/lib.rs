@@ -17,6 +17,8 @@
 //! - [`executor`]: `ExecutorPool`, bounded queues in front of named OS threads.
 //! - [`observe`]: the metric names of SPEC §7 and the functions that record them.
 //! - [`source`]: `ModelSource`, `ModelDescription`, `TensorSpec`: a model before it is loaded.
+//! - [`steps`]: pipelines of models: `PipelineStep`, `PipelineSource`, `StepTiming` and the
+//!   data-flow rule from one step's answer to the next step's `data` (run by [`service`]).
 //! - [`resident`]: the process's resident set size, read around each model load.
 //! - [`tensor`]: `Tensor`, `TensorData`, `DataType`: named tensors for protocol clients.
 //! - [`batcher`]: `Batcher`, dynamic batching of concurrent requests into one model run.
@@ -70,5 +72,6 @@ pub mod routing;
 pub mod runner;
 pub mod service;
 pub mod source;
+pub mod steps;
 pub mod sync;
 pub mod tensor;

@@ -17,6 +17,7 @@ use crate::auth::TenantId;
 use crate::error::{Classified, ErrorKind};
 use crate::job::{Job, JobFailure, JobId, JobStatus};
 use crate::model::{ModelName, ModelVersion};
+use crate::steps::StepTiming;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -115,6 +116,9 @@ pub struct SettleRequest {
     /// The attempt this outcome belongs to; a superseded attempt's outcome is discarded.
     pub attempt: u32,
     pub settlement: Settlement,
+    /// What the steps of a pipeline took in this attempt (replacing an earlier attempt's);
+    /// `None` for models that are not pipelines.
+    pub steps: Option<Vec<StepTiming>>,
 }
 
 /// How many async jobs of one model version are `pending`: waiting to run, or waiting for a

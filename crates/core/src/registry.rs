@@ -37,6 +37,7 @@ use crate::resident;
 use crate::routing::{Bucket, RoutingRule, RoutingTable};
 pub use crate::source::Backend;
 use crate::source::{LoadContext, LoadError, ModelDescription, ModelSource, ReadySource};
+use crate::steps::{PipelineDescription, PipelineStep};
 use crate::sync::lock;
 
 /// One line of `GET /models`.
@@ -330,8 +331,8 @@ struct SlotInner {
 /// their model is still in the repository, so a loaded model stays loaded.
 struct Slot {
     key: ModelKey,
-    /// Built-in pipelines cost no memory: they do not count towards the caps and are never
-    /// evicted.
+    /// Built-in pipelines and pipelines of models cost no memory: they do not count towards
+    /// the caps, are never evicted or measured, and warm-up marks them loaded first.
     builtin: bool,
     /// Never held across an `.await`.
     inner: Mutex<SlotInner>,
@@ -352,7 +353,7 @@ impl Slot {
         let builtin = scanned
             .source
             .as_ref()
-            .is_ok_and(|source| source.description().backend == Backend::Builtin);
+            .is_ok_and(|source| costs_nothing(source.description().backend));
         Self {
             key: scanned.key,
             builtin,
@@ -411,8 +412,24 @@ pub struct Serving {
     /// The request body limits models declare (`max_body_bytes`), read from their sources
     /// once so a request does not lock slots to find its limit.
     body_limits: BTreeMap<ModelKey, usize>,
+    /// The pipelines of the catalogue and what stops their steps from resolving, read from
+    /// their sources once: a request for any model asks whether it is a pipeline.
+    pipelines: BTreeMap<ModelKey, Arc<PipelinePlan>>,
     pub config: ServingConfig,
     pub executors: Executors,
+}
+
+/// A pipeline of the catalogue, as a request runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelinePlan {
+    /// At least one, unless the pipeline was refused (then its load fails and nothing runs).
+    pub steps: Vec<PipelineStep>,
+    /// Why the pipeline cannot serve in this catalogue: the repository scan refused it (its
+    /// requests get 503 `not_ready`), or a step cannot be resolved (an unknown model or
+    /// version, another pipeline, several versions and no routing rule; a request fails at
+    /// that step with the step's own error, 404 for an unknown model). The pipeline is listed
+    /// not ready with this, and routing avoids it. `None` when it can serve.
+    pub not_ready: Option<String>,
 }
 
 impl Serving {
@@ -430,12 +447,84 @@ impl Serving {
                 Some((slot.key.clone(), source.description().max_body_bytes?))
             })
             .collect();
+        let declared: BTreeMap<ModelKey, PipelineDescription> = models
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter_map(|slot| {
+                let inner = slot.lock();
+                let pipeline = inner
+                    .source
+                    .as_ref()
+                    .ok()?
+                    .description()
+                    .pipeline
+                    .as_ref()?;
+                Some((slot.key.clone(), pipeline.clone()))
+            })
+            .collect();
+        let pipeline_keys: BTreeSet<ModelKey> = declared.keys().cloned().collect();
+        let pipelines = declared
+            .into_iter()
+            .map(|(key, PipelineDescription { steps, refused })| {
+                let not_ready = refused.or_else(|| {
+                    steps.iter().enumerate().find_map(|(index, step)| {
+                        unresolved_step(&models, &pipeline_keys, &config, step)
+                            .map(|reason| format!("step {} ({step}): {reason}", index + 1))
+                    })
+                });
+                (key, Arc::new(PipelinePlan { steps, not_ready }))
+            })
+            .collect();
         Self {
             models,
             body_limits,
+            pipelines,
             config,
             executors,
         }
+    }
+
+    /// The pipeline `key` names, if it names one.
+    pub fn pipeline(&self, key: &ModelKey) -> Option<&Arc<PipelinePlan>> {
+        if self.pipelines.is_empty() {
+            return None;
+        }
+        self.pipelines.get(key)
+    }
+
+    /// What is known about `key` without loading it (`None`: not in the catalogue, or its
+    /// manifest is unusable).
+    pub fn description(&self, key: &ModelKey) -> Option<ModelDescription> {
+        let inner = self.slot(key)?.lock();
+        inner
+            .source
+            .as_ref()
+            .ok()
+            .map(|source| source.description().clone())
+    }
+
+    /// The slot's status, with a pipeline that cannot serve shown not ready
+    /// ([`PipelinePlan::not_ready`]).
+    fn status(&self, slot: &Slot) -> ModelStatus {
+        let mut status = slot.status();
+        if status.ready
+            && let Some(reason) = self
+                .pipeline(&slot.key)
+                .and_then(|plan| plan.not_ready.as_ref())
+        {
+            status.ready = false;
+            status.error = Some(reason.clone());
+        }
+        status
+    }
+
+    /// Whether routing may send requests to `slot`: it is ready, and if it is a pipeline, it
+    /// can serve.
+    fn is_ready(&self, slot: &Slot) -> bool {
+        slot.is_ready()
+            && self
+                .pipeline(&slot.key)
+                .is_none_or(|plan| plan.not_ready.is_none())
     }
 
     /// The body limit of a request for `name` (and `version`, when it names one): the
@@ -510,7 +599,7 @@ impl Serving {
             let is_ready = |version: &ModelVersion| {
                 versions
                     .get(version)
-                    .is_some_and(|slot| Slot::is_ready(slot))
+                    .is_some_and(|slot| self.is_ready(slot))
             };
             let chosen = rule.route(bucket(), is_ready);
             return if versions.contains_key(&chosen) {
@@ -924,7 +1013,8 @@ impl ModelRegistry {
 
     /// Every model, by name then version.
     pub fn statuses(&self) -> Vec<ModelStatus> {
-        self.serving().slots().map(|slot| slot.status()).collect()
+        let serving = self.serving();
+        serving.slots().map(|slot| serving.status(slot)).collect()
     }
 
     /// The loaded models, least recently used first.
@@ -961,7 +1051,7 @@ impl ModelRegistry {
             .ok()
             .map(|source| source.description().clone());
         Some(ModelDetails {
-            status: slot.status(),
+            status: serving.status(slot),
             description,
             routing: serving.config.routing.get(&key.name).cloned(),
             timeout: serving.config.sla.timeout_for(key),
@@ -1038,7 +1128,7 @@ fn load_model(
                 )),
                 None => None,
             };
-            if source.description().backend != Backend::Builtin {
+            if !costs_nothing(source.description().backend) {
                 observe::model_loaded(key, load_time);
                 tracing::info!(model = %key, load_ms = load_time.as_millis(), memory_bytes, batching = batcher.is_some(), "model loaded");
             }
@@ -1071,7 +1161,7 @@ fn load_measured(
         Ok::<_, LoadError>((model, started.elapsed()))
     };
     let description = source.description();
-    if description.backend == Backend::Builtin {
+    if costs_nothing(description.backend) {
         let (model, load_time) = load()?;
         return Ok(MeasuredLoad {
             model,
@@ -1093,6 +1183,54 @@ fn load_measured(
         memory_bytes: growth.max(description.size_hint_bytes.unwrap_or(0)),
         load_time,
     })
+}
+
+/// Built-ins (plain Rust values) and pipelines (nothing of their own to load: their steps are
+/// other models) take no memory worth measuring.
+fn costs_nothing(backend: Backend) -> bool {
+    matches!(backend, Backend::Builtin | Backend::Pipeline)
+}
+
+/// Why `step` of a pipeline cannot be resolved in `models` (`pipelines`: the keys of the
+/// catalogue's pipelines), if it cannot: what a request would fail with at that step, or a
+/// step that is itself a pipeline (pipelines do not nest).
+fn unresolved_step(
+    models: &BTreeMap<ModelName, BTreeMap<ModelVersion, Arc<Slot>>>,
+    pipelines: &BTreeSet<ModelKey>,
+    config: &ServingConfig,
+    step: &PipelineStep,
+) -> Option<String> {
+    let Some(versions) = models.get(&step.model) else {
+        return Some(format!("model \"{}\" is not served here", step.model));
+    };
+    let nested = |version: &ModelVersion| {
+        let key = ModelKey::new(step.model.clone(), version.clone());
+        pipelines.contains(&key).then(|| {
+            format!(
+                "{key} is a pipeline, and a pipeline's steps must be models (pipelines do not nest)"
+            )
+        })
+    };
+    match &step.version {
+        Some(version) if !versions.contains_key(version) => Some(format!(
+            "model \"{}\" has no version \"{version}\"",
+            step.model
+        )),
+        Some(version) => nested(version),
+        None => versions.keys().find_map(nested).or_else(|| {
+            (versions.len() > 1 && config.routing.get(&step.model).is_none()).then(|| {
+                format!(
+                    "model \"{}\" has several versions ({}) and no routing rule: name a version",
+                    step.model,
+                    versions
+                        .keys()
+                        .map(ModelVersion::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        }),
+    }
 }
 
 /// Built-ins first; a repository model with a built-in's name and version is skipped.

@@ -21,7 +21,11 @@ use crate::ports::{
     StoreError,
 };
 use crate::routing::Bucket;
-use crate::service::{InferenceError, InferenceService};
+use crate::service::{InferenceError, InferenceService, RunFor};
+use crate::steps::StepTiming;
+
+/// What running one job gave: its result, or why it failed.
+type RunResult = Result<serde_json::Value, InferenceError>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RunnerError {
@@ -131,8 +135,9 @@ fn failure(error_type: &str, message: impl Into<String>) -> JobFailure {
 }
 
 fn is_retryable(error: &InferenceError) -> bool {
+    // A pipeline's failed step is retried when the step's own error would be.
     matches!(
-        error,
+        error.cause(),
         InferenceError::Timeout(_)
             | InferenceError::Executor(ExecutorError::Overloaded { .. })
             | InferenceError::Executor(ExecutorError::ShutDown { .. })
@@ -196,6 +201,7 @@ impl JobRunner {
                                 job.attempts - 1
                             ),
                         )),
+                        steps: None,
                     });
                 }
                 Claim::Started(job) => runs.push((delivery.clone(), *job)),
@@ -212,7 +218,7 @@ impl JobRunner {
 
         let results = self.run_all(&runs).await;
         let mut retries = Vec::new();
-        for ((_, job), result) in runs.iter().zip(results) {
+        for ((_, job), (result, steps)) in runs.iter().zip(results) {
             let settlement = match result {
                 Ok(value) => Settlement::Succeeded(value),
                 Err(error) if is_retryable(&error) && job.attempts < job.max_attempts => {
@@ -230,6 +236,7 @@ impl JobRunner {
                 id: job.id,
                 attempt: job.attempts,
                 settlement,
+                steps: (!steps.is_empty()).then_some(steps),
             });
         }
 
@@ -291,10 +298,7 @@ impl JobRunner {
     }
 
     /// Runs the jobs concurrently, keeping their deliveries and heartbeats alive meanwhile.
-    async fn run_all(
-        &self,
-        runs: &[(Delivery, Job)],
-    ) -> Vec<Result<serde_json::Value, InferenceError>> {
+    async fn run_all(&self, runs: &[(Delivery, Job)]) -> Vec<(RunResult, Vec<StepTiming>)> {
         if runs.is_empty() {
             return Vec::new();
         }
@@ -324,28 +328,37 @@ impl JobRunner {
         }
     }
 
-    async fn run_one(&self, job: &Job) -> Result<serde_json::Value, InferenceError> {
+    /// Runs one claimed job: its result, and what the steps took when it is a pipeline.
+    async fn run_one(&self, job: &Job) -> (RunResult, Vec<StepTiming>) {
         let serving = self.inference.registry().serving();
         // The version was resolved at submission; routing only applies to jobs without one.
-        let key = serving.route(&job.model, job.version.as_ref(), Bucket::random)?;
+        let key = match serving.route(&job.model, job.version.as_ref(), Bucket::random) {
+            Ok(key) => key,
+            Err(err) => return (Err(err.into()), Vec::new()),
+        };
         let payload = job
             .input
             .clone()
             .unwrap_or(Payload::Single(serde_json::Value::Null));
         let timeout = job.timeout_ms.map(Duration::from_millis);
         let started = std::time::Instant::now();
-        let result = self
+        // A pipeline's steps without a version are routed by the job's request id: sticky when
+        // the client sent it, random when it was generated (a random UUID), like a sync call.
+        let run_for = RunFor {
+            tenant: &job.tenant_id,
+            routing_key: Some(job.request_id.as_str()),
+        };
+        let run = self
             .inference
-            .execute(&serving, &key, payload, timeout)
-            .await
-            .result;
+            .execute(&serving, &key, payload, timeout, run_for)
+            .await;
         observe::inference(
             &key,
             job.tenant_id.as_str(),
             started.elapsed(),
-            result.as_ref().err().map(InferenceError::error_type),
+            run.result.as_ref().err().map(InferenceError::error_type),
         );
-        result
+        (run.result, run.steps)
     }
 
     /// Deletes finished jobs created more than `result_ttl` ago, `chunk` rows per statement and

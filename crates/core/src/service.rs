@@ -1,5 +1,8 @@
 //! The synchronous predict use case: resolve the model, run it on an executor pool under an
-//! optional deadline, and record the outcome as a job before anyone is told about it.
+//! optional deadline, and record the outcome as a job before anyone is told about it. A
+//! pipeline of models runs its steps here, one after the other ([`pipelines`]).
+
+mod pipelines;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +23,7 @@ use crate::pipeline::PipelineError;
 use crate::ports::{Clock, CommitReport, JobStore, PendingCommit, StoreError};
 use crate::registry::{ModelRegistry, ResolveError, Serving};
 use crate::routing::Bucket;
+use crate::steps::StepTiming;
 use crate::tensor::Tensor;
 
 /// Who is asking, for the job record and the logs.
@@ -35,11 +39,32 @@ pub struct Caller {
 impl Caller {
     /// The routing bucket of this request (SPEC §5).
     pub fn routing_bucket(&self) -> Bucket {
-        Bucket::for_request(
-            self.request_id_from_client
-                .then(|| self.request_id.as_str()),
-        )
+        Bucket::for_request(self.routing_key())
     }
+
+    /// What routing splits on: the request id the client sent; `None` (a random split) when
+    /// the id was generated.
+    pub fn routing_key(&self) -> Option<&str> {
+        self.request_id_from_client
+            .then(|| self.request_id.as_str())
+    }
+
+    fn run_for(&self) -> RunFor<'_> {
+        RunFor {
+            tenant: &self.tenant,
+            routing_key: self.routing_key(),
+        }
+    }
+}
+
+/// Whom a run is for, as the steps of a pipeline need it: each step is routed and counted in
+/// the metrics like a request of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFor<'a> {
+    pub tenant: &'a TenantId,
+    /// The routing key of steps that name no version (sticky A/B and canary splits);
+    /// `None` splits at random.
+    pub routing_key: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,8 +115,12 @@ pub struct Prediction<A = Value> {
     pub model: ModelKey,
     /// The single result, or the array of results in request order (tensors on the tensor path).
     pub output: A,
+    /// For a pipeline, the sum of its steps' queue times.
     pub queue_time: Duration,
+    /// For a pipeline, the sum of its steps' inference times.
     pub inference_time: Duration,
+    /// A pipeline's steps, in order; empty for any other model.
+    pub steps: Vec<StepTiming>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,12 +136,21 @@ pub enum InferenceError {
     /// The outcome could not be recorded, so it is not reported as a success.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A step of a pipeline failed (`step` counts from 1, `model` as routed, or as the
+    /// manifest names it when it could not be routed); the pipeline fails with the step's
+    /// error, whose type, kind and code it keeps.
+    #[error("step {step} ({model}): {source}")]
+    Step {
+        step: usize,
+        model: String,
+        source: Box<InferenceError>,
+    },
 }
 
 impl InferenceError {
     /// The stable `error_type` stored on the job.
     pub fn error_type(&self) -> &'static str {
-        match self {
+        match self.cause() {
             Self::Resolve(err) => err.code(),
             Self::Pipeline(PipelineError::InvalidInput(_)) => "invalid_input",
             Self::Pipeline(PipelineError::Inference(_)) => "inference_error",
@@ -122,6 +160,16 @@ impl InferenceError {
             Self::Executor(ExecutorError::Panicked { .. }) => "inference_error",
             Self::Timeout(_) => "timeout",
             Self::Store(_) => "unavailable",
+            // `cause` never answers a step.
+            Self::Step { .. } => "inference_error",
+        }
+    }
+
+    /// The error itself: for a failed pipeline step, the step's own error.
+    pub fn cause(&self) -> &Self {
+        match self {
+            Self::Step { source, .. } => source.cause(),
+            other => other,
         }
     }
 }
@@ -134,6 +182,7 @@ impl Classified for InferenceError {
             Self::Executor(err) => err.kind(),
             Self::Timeout(_) => ErrorKind::Timeout,
             Self::Store(err) => err.kind(),
+            Self::Step { source, .. } => source.kind(),
         }
     }
 
@@ -144,6 +193,7 @@ impl Classified for InferenceError {
             Self::Executor(err) => err.code(),
             Self::Timeout(_) => "inference_timeout",
             Self::Store(err) => err.code(),
+            Self::Step { source, .. } => source.code(),
         }
     }
 }
@@ -164,6 +214,7 @@ impl JobDraft {
         model: Option<&ModelKey>,
         result: &Result<A, InferenceError>,
         started_at: Option<DateTime<Utc>>,
+        steps: &[StepTiming],
         now: DateTime<Utc>,
     ) -> Job {
         let (status, result, failure) = match result {
@@ -186,6 +237,7 @@ impl JobDraft {
             attempts: u32::from(started_at.is_some()),
             started_at,
             finished_at: Some(now),
+            steps: (!steps.is_empty()).then(|| steps.to_vec()),
             ..Job::new(
                 JobMode::Sync,
                 self.tenant.clone(),
@@ -228,7 +280,7 @@ impl RunRecorder {
         let ended = Instant::now();
         let committed = self
             .take()
-            .then(|| self.queue(&result, Some(started_at), Some(report)));
+            .then(|| self.queue(&result, Some(started_at), &[], Some(report)));
         Finished {
             result,
             committed,
@@ -242,11 +294,12 @@ impl RunRecorder {
         &self,
         result: &Result<A, InferenceError>,
         started_at: Option<DateTime<Utc>>,
+        steps: &[StepTiming],
         report: Option<CommitReport>,
     ) -> Commit {
         let job = self
             .draft
-            .finish(Some(&self.key), result, started_at, self.clock.now());
+            .finish(Some(&self.key), result, started_at, steps, self.clock.now());
         let jobs = match report {
             None => vec![job],
             Some(report) => match self.store.queue_insert_reporting(vec![job], report) {
@@ -316,10 +369,15 @@ pub struct ModelRun<A = Value> {
     /// When an executor thread picked the work up; `None` if it never started.
     pub started_at: Option<DateTime<Utc>>,
     pub result: Result<A, InferenceError>,
+    /// For a pipeline, the sum of its steps' queue times.
     pub queue_time: Duration,
+    /// For a pipeline, the sum of its steps' inference times.
     pub inference_time: Duration,
     /// When the model returned, or the caller stopped waiting for it.
     pub ended: Instant,
+    /// The steps of a pipeline that ran (the failed one included), in order; empty for any
+    /// other model.
+    pub steps: Vec<StepTiming>,
 }
 
 impl<A> ModelRun<A> {
@@ -330,6 +388,7 @@ impl<A> ModelRun<A> {
             queue_time: Duration::ZERO,
             inference_time: Duration::ZERO,
             ended: Instant::now(),
+            steps: Vec::new(),
         }
     }
 }
@@ -377,8 +436,15 @@ impl InferenceService {
             timeout,
         } = command;
         self.run_recorded(caller, model, version, async |serving, key, recorder| {
-            self.execute_recorded(serving, key, payload, timeout, Some(recorder))
-                .await
+            self.execute_recorded(
+                serving,
+                key,
+                payload,
+                timeout,
+                Some(recorder),
+                caller.run_for(),
+            )
+            .await
         })
         .await
     }
@@ -397,6 +463,9 @@ impl InferenceService {
             priority,
         } = command;
         self.run_recorded(caller, model, version, async |serving, key, recorder| {
+            if serving.pipeline(key).is_some() {
+                return (ModelRun::not_started(Err(pipelines::no_tensors(key))), None);
+            }
             let limit = serving.timeout_for(key, timeout);
             let deadline = deadline::after(limit);
             let work = self.run_tensors_on_pool(serving, key, inputs, priority, deadline, recorder);
@@ -430,7 +499,7 @@ impl InferenceService {
             Err(err) => {
                 let error = InferenceError::from(err);
                 let failed: Result<A, _> = Err(error.clone());
-                let job = draft.finish(None, &failed, None, self.clock.now());
+                let job = draft.finish(None, &failed, None, &[], self.clock.now());
                 await_commit(
                     job_id,
                     JobStatus::Failed,
@@ -465,10 +534,11 @@ impl InferenceService {
                 .map(InferenceError::error_type),
         );
         // Without a commit from the executor thread, nobody else writes this record: the
-        // thread never ran the model (refused, panicked, batched) or the caller took the
-        // record at its deadline.
-        let committed =
-            committed.unwrap_or_else(|| recorder.queue(&outcome.result, outcome.started_at, None));
+        // thread never ran the model (refused, panicked, batched), the caller took the record
+        // at its deadline, or the model is a pipeline (its steps record nothing of their own).
+        let committed = committed.unwrap_or_else(|| {
+            recorder.queue(&outcome.result, outcome.started_at, &outcome.steps, None)
+        });
         let status = if outcome.result.is_ok() {
             JobStatus::Succeeded
         } else {
@@ -488,6 +558,7 @@ impl InferenceService {
                 output,
                 queue_time: outcome.queue_time,
                 inference_time: outcome.inference_time,
+                steps: outcome.steps,
             }),
             Err(error) => Err(PredictFailure {
                 job_id: Some(job_id),
@@ -500,23 +571,46 @@ impl InferenceService {
     /// Runs a model on its executor pool (through its batcher when it batches), loading it
     /// first if needed. The SLA timeout of the model, shortened by `requested`, covers all of
     /// it: the caller is released at the deadline (the model call itself cannot be interrupted;
-    /// its late result is dropped).
+    /// its late result is dropped). A pipeline runs its steps, each this way, under the
+    /// pipeline's deadline.
     pub async fn execute(
         &self,
         serving: &Serving,
         key: &ModelKey,
         payload: Payload,
         requested: Option<Duration>,
+        run_for: RunFor<'_>,
     ) -> ModelRun {
         let (run, _) = self
-            .execute_recorded(serving, key, payload, requested, None)
+            .execute_recorded(serving, key, payload, requested, None, run_for)
             .await;
         run
     }
 
     /// [`Self::execute`], with the executor thread writing the job record when a `recorder`
-    /// is given; the commit to wait for comes back with the run.
+    /// is given; the commit to wait for comes back with the run. A pipeline's record is left
+    /// to the caller (no commit comes back): it is written once, after the last step.
     async fn execute_recorded(
+        &self,
+        serving: &Serving,
+        key: &ModelKey,
+        payload: Payload,
+        requested: Option<Duration>,
+        recorder: Option<&Arc<RunRecorder>>,
+        run_for: RunFor<'_>,
+    ) -> (ModelRun, Option<Commit>) {
+        if let Some(plan) = serving.pipeline(key) {
+            let run = self
+                .run_pipeline(serving, key, plan, payload, requested, run_for)
+                .await;
+            return (run, None);
+        }
+        self.execute_model(serving, key, payload, requested, recorder)
+            .await
+    }
+
+    /// [`Self::execute_recorded`] for a model that is not a pipeline (a pipeline's steps).
+    async fn execute_model(
         &self,
         serving: &Serving,
         key: &ModelKey,
@@ -560,6 +654,7 @@ impl InferenceService {
                                 queue_time: Duration::ZERO,
                                 inference_time: limit,
                                 ended: Instant::now(),
+                                steps: Vec::new(),
                             };
                             return (timed_out, None);
                         }
@@ -579,6 +674,7 @@ impl InferenceService {
                     queue_time: executed.queue_time,
                     inference_time: executed.run_time,
                     ended: executed.value.ended,
+                    steps: Vec::new(),
                 };
                 (run, executed.value.committed)
             }

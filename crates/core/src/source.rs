@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pipeline::Model;
+use crate::steps::PipelineDescription;
 
 /// Where a model's implementation comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,6 +21,9 @@ pub enum Backend {
     Onnx,
     /// Run by a remote Open Inference Protocol server; pre- and postprocessing stay local.
     RemoteV2,
+    /// A pipeline of other models (`[[steps]]` in its `model.toml`), run step by step by the
+    /// inference service, never by an executor thread of its own.
+    Pipeline,
 }
 
 impl Backend {
@@ -28,6 +32,7 @@ impl Backend {
             Self::Builtin => "builtin",
             Self::Onnx => "onnx",
             Self::RemoteV2 => "remote_v2",
+            Self::Pipeline => "pipeline",
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct ModelDescription {
     /// A lower bound of the loaded model's resident size known before loading (the graph
     /// file's size); the registry uses max(hint, measured RSS growth).
     pub size_hint_bytes: Option<u64>,
+    /// The steps of a `backend = "pipeline"` model; `None` for every other backend.
+    pub pipeline: Option<PipelineDescription>,
     /// What the model takes besides its tensors: text for a tokenizer, images to decode.
     pub preprocess: Option<Preprocessing>,
     /// How outputs become the JSON answer (`raw`, `classification`, `embedding`, ...);
@@ -128,6 +135,7 @@ impl ModelDescription {
             size_hint_bytes: None,
             preprocess: None,
             postprocess: None,
+            pipeline: None,
         }
     }
 }

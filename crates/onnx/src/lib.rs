@@ -14,6 +14,8 @@
 //! - [`manifest`]: `Manifest`, the parsed and validated `model.toml`, and its conversion to a
 //!   core `ModelDescription`.
 //! - [`repository`]: `scan_repository`, `<dir>/<name>/<version>/model.toml` → `ScannedModel`s.
+//! - [`pipeline_manifest`]: `PipelineManifest`, the `model.toml` of a `backend = "pipeline"`
+//!   model (its steps), which the scan turns into a core `PipelineSource`.
 //! - [`remote`]: `RemoteModel` and `RemoteConnector`, the seam for `remote_v2` models (the
 //!   protocol client lives in `inference-engine-v2`).
 //! - [`source`]: `OnnxSource`, a core `ModelSource` that loads one version folder on demand.
@@ -37,6 +39,7 @@ pub mod inspect;
 pub mod manifest;
 mod outputs;
 pub mod pipeline;
+pub mod pipeline_manifest;
 mod proto;
 pub mod remote;
 pub mod repository;
@@ -49,6 +52,7 @@ pub use examples::Examples;
 pub use inspect::{Inspection, OpsetImport, inspect};
 pub use manifest::Manifest;
 pub use pipeline::{OnnxPipeline, Predictions, Prepared};
+pub use pipeline_manifest::PipelineManifest;
 pub use remote::{RemoteConnector, RemoteModel};
 pub use repository::{ScannedModel, scan_repository, scan_repository_with};
 pub use runtime::{OnnxRuntime, Runtimes};

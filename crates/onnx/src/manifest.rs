@@ -1012,13 +1012,14 @@ impl Manifest {
             size_hint_bytes: None,
             preprocess: self.preprocess_description(),
             postprocess: Some(self.postprocess.kind.as_str()),
+            pipeline: None,
         }
     }
 }
 
 /// toml's message on one line, after the line it concerns (which names the key):
 /// ``line 7 (`datatype = "FP17"`): unknown datatype `FP17`, expected one of ...``.
-fn syntax_error(text: &str, err: &toml::de::Error) -> OnnxError {
+pub(crate) fn syntax_error(text: &str, err: &toml::de::Error) -> OnnxError {
     let message = err.message().trim_end();
     let Some(span) = err.span() else {
         return OnnxError::ManifestSyntax(message.to_owned());

@@ -3,21 +3,27 @@
 //! The scan reads manifests only, never graphs (those load lazily through
 //! [`ModelSource::load`]), so it is fast and a broken model cannot stop the others: a manifest
 //! that does not parse, or names a missing file, becomes a [`ScannedModel`] whose `source` is
-//! the error, listed as not ready.
+//! the error, listed as not ready. A `backend = "pipeline"` manifest becomes a core
+//! [`PipelineSource`] (refused, and so not ready, when its manifest is invalid or a step names
+//! another pipeline of the repository).
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+
 use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 /// One model version found in the repository: its loadable model, or why its manifest is
 /// unusable (`<path>: <reason>`).
 pub use inference_engine_core::registry::ScannedModel;
 use inference_engine_core::source::ModelSource;
+use inference_engine_core::steps::{PipelineSource, PipelineStep};
 
 use crate::error::OnnxError;
 use crate::manifest::MANIFEST_FILE;
+use crate::pipeline_manifest::PipelineManifest;
 use crate::remote::RemoteConnector;
 use crate::runtime::Runtimes;
 use crate::source::OnnxSource;
@@ -32,6 +38,9 @@ use crate::source::OnnxSource;
 /// - A version folder without `model.toml` is skipped with a warning.
 /// - A `model.toml` that fails to parse or validate, or names a missing file, is listed with
 ///   `source: Err(..)` (and logged).
+/// - A `backend = "pipeline"` manifest is listed as a [`PipelineSource`]; one that fails to
+///   validate, or has a step naming another pipeline of this repository (pipelines do not
+///   nest), is refused: listed, and not ready with the reason.
 pub fn scan_repository(dir: &Path, runtimes: &Runtimes) -> Result<Vec<ScannedModel>, OnnxError> {
     scan_repository_with(dir, runtimes, None)
 }
@@ -60,6 +69,9 @@ pub fn scan_repository_with(
     };
 
     let mut models = Vec::new();
+    // Built once every manifest is read: whether a step names another pipeline depends on
+    // the whole repository.
+    let mut pipelines: Vec<(ModelKey, PathBuf, Result<PipelineManifest, OnnxError>)> = Vec::new();
     for (name_text, name_dir) in names {
         let name = match ModelName::parse(name_text.as_str()) {
             Ok(name) => name,
@@ -88,6 +100,11 @@ pub fn scan_repository_with(
                 continue;
             }
             let key = ModelKey::new(name.clone(), version);
+            let manifest_path = version_dir.join(MANIFEST_FILE);
+            if let Some(pipeline) = PipelineManifest::read_if_pipeline(&manifest_path) {
+                pipelines.push((key, manifest_path, pipeline));
+                continue;
+            }
             let source = OnnxSource::open_with(&version_dir, runtimes, remote)
                 .map(|source| Arc::new(source) as Arc<dyn ModelSource>);
             if let Err(err) = &source {
@@ -96,8 +113,63 @@ pub fn scan_repository_with(
             models.push(ScannedModel { key, source });
         }
     }
+    let pipeline_keys: BTreeSet<ModelKey> = pipelines.iter().map(|(key, ..)| key.clone()).collect();
+    for (key, manifest_path, manifest) in pipelines {
+        let source = pipeline_source(&manifest_path, manifest, &pipeline_keys);
+        if let Some(reason) = source
+            .description()
+            .pipeline
+            .as_ref()
+            .and_then(|pipeline| pipeline.refused.as_ref())
+        {
+            tracing::warn!(model = %key, "model is not ready: {reason}");
+        }
+        models.push(ScannedModel {
+            key,
+            source: Ok(Arc::new(source)),
+        });
+    }
     models.sort_by(|left, right| left.key.cmp(&right.key));
     Ok(models)
+}
+
+/// The source of a pipeline whose manifest at `path` reads as `manifest`; `pipelines` are the
+/// repository's pipelines, which its steps must not name.
+fn pipeline_source(
+    path: &Path,
+    manifest: Result<PipelineManifest, OnnxError>,
+    pipelines: &BTreeSet<ModelKey>,
+) -> PipelineSource {
+    let located = |reason: &dyn std::fmt::Display| format!("{}: {reason}", path.display());
+    let manifest = match manifest {
+        Ok(manifest) => manifest,
+        Err(err) => return PipelineSource::new(None, Vec::new(), Some(located(&err))),
+    };
+    let nested = manifest.steps.iter().enumerate().find_map(|(index, step)| {
+        nested_pipeline(step, pipelines).map(|key| {
+            located(&format_args!(
+                "steps[{index}]: model = \"{step}\" names {key}, a pipeline: a pipeline's steps \
+                 must be models (pipelines do not nest)"
+            ))
+        })
+    });
+    PipelineSource::new(manifest.description, manifest.steps, nested)
+        .with_max_body_bytes(manifest.max_body_bytes)
+}
+
+/// The pipeline `step` would run, if it names one: its exact version, or for a step routed per
+/// request any version of its model.
+fn nested_pipeline<'a>(
+    step: &PipelineStep,
+    pipelines: &'a BTreeSet<ModelKey>,
+) -> Option<&'a ModelKey> {
+    pipelines.iter().find(|key| {
+        key.name == step.model
+            && step
+                .version
+                .as_ref()
+                .is_none_or(|version| *version == key.version)
+    })
 }
 
 /// The visible subfolders of `dir` (following symlinks) with their names, sorted by name.

@@ -6,6 +6,7 @@ use inference_engine_core::job::{Job, JobId, JobStatus};
 use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::registry::{LoadedStatus, ModelDetails, ModelStatus};
 use inference_engine_core::source::{Preprocessing, TensorSpec};
+use inference_engine_core::steps::{PipelineStep, StepTiming};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -119,7 +120,7 @@ pub struct BatchPredictResponse {
 pub struct ModelInfo {
     pub name: String,
     pub version: String,
-    /// `builtin`, `onnx` or `remote_v2`.
+    /// `builtin`, `onnx`, `remote_v2` or `pipeline`.
     pub backend: String,
     pub loaded: bool,
     pub ready: bool,
@@ -167,6 +168,56 @@ impl From<TensorSpec> for TensorView {
     }
 }
 
+/// One step of a pipeline of models, as its manifest declares it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PipelineStepView {
+    pub model: String,
+    /// `null`: routed per request (the model's routing rule, or its only version).
+    pub version: Option<String>,
+    /// `{<input of this step>: <field of the previous step's answer>}`; empty: the answer is
+    /// passed on whole.
+    #[schema(value_type = Object)]
+    pub inputs: serde_json::Map<String, Value>,
+}
+
+impl From<PipelineStep> for PipelineStepView {
+    fn from(step: PipelineStep) -> Self {
+        Self {
+            model: step.model.to_string(),
+            version: step.version.map(|version| version.to_string()),
+            inputs: step
+                .inputs
+                .into_iter()
+                .map(|(input, field)| (input, Value::String(field)))
+                .collect(),
+        }
+    }
+}
+
+/// What one step of a pipeline run took.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepTimingView {
+    pub model: String,
+    /// The version that ran the step (routing's choice for a step without one).
+    pub version: String,
+    /// Waiting for an executor or a batch, in milliseconds (microsecond precision).
+    pub queue_time_ms: f64,
+    /// The step's model run, in milliseconds (microsecond precision).
+    pub inference_time_ms: f64,
+}
+
+impl From<StepTiming> for StepTimingView {
+    fn from(step: StepTiming) -> Self {
+        let millis = |duration: std::time::Duration| duration.as_micros() as f64 / 1000.0;
+        Self {
+            model: step.model.name.to_string(),
+            version: step.model.version.to_string(),
+            queue_time_ms: millis(step.queue_time),
+            inference_time_ms: millis(step.inference_time),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchingView {
     pub max_batch_size: usize,
@@ -197,6 +248,9 @@ pub struct ModelDetailsView {
     /// `token_classification`, `argmax`, `probabilities`); absent for built-ins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postprocess: Option<String>,
+    /// The steps of a pipeline of models, in order; absent for other models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<PipelineStepView>>,
     /// The rule that picks a version when a request omits it (it applies to the model's name).
     pub routing: Option<String>,
     /// The SLA timeout in seconds; `null` for none.
@@ -256,6 +310,18 @@ impl From<ModelDetails> for ModelDetailsView {
             .as_ref()
             .and_then(|description| description.postprocess)
             .map(str::to_owned);
+        let steps = details
+            .description
+            .as_ref()
+            .and_then(|description| description.pipeline.as_ref())
+            .map(|pipeline| {
+                pipeline
+                    .steps
+                    .iter()
+                    .cloned()
+                    .map(PipelineStepView::from)
+                    .collect()
+            });
         let (description, inputs, outputs, batching) = match details.description {
             Some(description) => (
                 description.description,
@@ -285,6 +351,7 @@ impl From<ModelDetails> for ModelDetailsView {
             batching,
             preprocess,
             postprocess,
+            steps,
             routing: details.routing.map(|rule| rule.to_string()),
             timeout_s: details.timeout.map(|timeout| timeout.as_secs_f64()),
             executor: details.executor,
@@ -407,6 +474,10 @@ pub struct JobView {
     pub result: Option<Value>,
     pub error_type: Option<String>,
     pub error_message: Option<String>,
+    /// A pipeline's steps as they ran in the job's (last) attempt, in order, the failed step
+    /// included; absent for other models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepTimingView>>,
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {
@@ -440,6 +511,9 @@ impl From<Job> for JobView {
             result,
             error_type,
             error_message,
+            steps: job
+                .steps
+                .map(|steps| steps.into_iter().map(StepTimingView::from).collect()),
         }
     }
 }
@@ -511,7 +585,7 @@ pub mod v2 {
     pub struct V2ModelMetadata {
         pub name: String,
         pub versions: Vec<String>,
-        /// The backend: `onnx`, `builtin` or `remote_v2`.
+        /// The backend: `onnx`, `builtin`, `remote_v2` or `pipeline`.
         pub platform: String,
         pub inputs: Vec<V2TensorMetadata>,
         pub outputs: Vec<V2TensorMetadata>,
@@ -651,6 +725,8 @@ impl Modify for SecuritySchemes {
         TensorView,
         BatchingView,
         PreprocessView,
+        PipelineStepView,
+        StepTimingView,
         LoadedModelView,
         LoadedModelList,
         MemoryView,

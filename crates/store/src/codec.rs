@@ -5,8 +5,10 @@ use inference_engine_core::auth::TenantId;
 use inference_engine_core::job::{
     IdempotencyKey, Job, JobFailure, JobId, JobMode, JobStatus, RequestId,
 };
-use inference_engine_core::model::{ModelName, ModelVersion};
+use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::ports::{PendingCount, StoreError};
+use inference_engine_core::steps::StepTiming;
+use serde::{Deserialize, Serialize};
 
 /// A job as plain column values (the shape every engine stores).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +34,8 @@ pub struct JobRow {
     pub request_fingerprint: Option<String>,
     pub heartbeat_at: Option<i64>,
     pub not_before: Option<i64>,
+    /// A pipeline's step timings as JSON text ([`steps_text`]).
+    pub steps: Option<String>,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -60,6 +64,50 @@ fn parse_json<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
+/// One step of the `steps` column: the model version and its times in whole microseconds
+/// (what every engine's timestamps keep too), so a record reads back as it was written.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredStep {
+    model: ModelName,
+    version: ModelVersion,
+    queue_us: u64,
+    inference_us: u64,
+}
+
+fn whole_micros(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The `steps` column of a pipeline's job: `[{"model", "version", "queue_us",
+/// "inference_us"}, ...]` in step order.
+pub(crate) fn steps_text(steps: Option<&Vec<StepTiming>>) -> Option<String> {
+    let stored: Vec<StoredStep> = steps?
+        .iter()
+        .map(|step| StoredStep {
+            model: step.model.name.clone(),
+            version: step.model.version.clone(),
+            queue_us: whole_micros(step.queue_time),
+            inference_us: whole_micros(step.inference_time),
+        })
+        .collect();
+    json_text(Some(&stored))
+}
+
+fn parse_steps(text: Option<String>) -> Result<Option<Vec<StepTiming>>, StoreError> {
+    let stored: Option<Vec<StoredStep>> = parse_json("steps", text)?;
+    Ok(stored.map(|steps| {
+        steps
+            .into_iter()
+            .map(|step| StepTiming {
+                model: ModelKey::new(step.model, step.version),
+                queue_time: std::time::Duration::from_micros(step.queue_us),
+                inference_time: std::time::Duration::from_micros(step.inference_us),
+            })
+            .collect()
+    }))
+}
+
 /// A job's column values, borrowing what is text already: the SQLite writer binds these
 /// directly, so a record costs no copy of its ids and names.
 #[derive(Debug)]
@@ -85,6 +133,7 @@ pub(crate) struct JobColumns<'a> {
     pub(crate) request_fingerprint: Option<&'a str>,
     pub(crate) heartbeat_at: Option<i64>,
     pub(crate) not_before: Option<i64>,
+    pub(crate) steps: Option<String>,
 }
 
 impl JobColumns<'_> {
@@ -123,6 +172,7 @@ impl<'a> From<&'a Job> for JobColumns<'a> {
             request_fingerprint: job.request_fingerprint.as_deref(),
             heartbeat_at: job.heartbeat_at.map(micros),
             not_before: job.not_before.map(micros),
+            steps: steps_text(job.steps.as_ref()),
         }
     }
 }
@@ -153,6 +203,7 @@ impl From<&Job> for JobRow {
             request_fingerprint: owned(columns.request_fingerprint),
             heartbeat_at: columns.heartbeat_at,
             not_before: columns.not_before,
+            steps: columns.steps,
         }
     }
 }
@@ -204,6 +255,7 @@ impl TryFrom<JobRow> for Job {
             request_fingerprint: row.request_fingerprint,
             heartbeat_at: row.heartbeat_at.map(from_micros).transpose()?,
             not_before: row.not_before.map(from_micros).transpose()?,
+            steps: parse_steps(row.steps)?,
         })
     }
 }

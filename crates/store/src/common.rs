@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use inference_engine_core::job::{Job, JobId};
 use inference_engine_core::ports::{Claim, ClaimRequest, SettleRequest, Settlement};
 
-use crate::codec::json_text;
+use crate::codec::{json_text, steps_text};
 
 /// `error_type` of a job cancelled by its client.
 pub(crate) const CANCELLED_ERROR_TYPE: &str = "cancelled";
@@ -128,6 +128,8 @@ pub(crate) struct SettleColumns {
     pub(crate) error_type: Option<String>,
     pub(crate) error_message: Option<String>,
     pub(crate) not_before: Option<DateTime<Utc>>,
+    /// A pipeline's step timings ([`steps_text`]), written with any outcome.
+    pub(crate) steps: Option<String>,
 }
 
 impl From<SettleRequest> for SettleColumns {
@@ -153,6 +155,7 @@ impl From<SettleRequest> for SettleColumns {
             error_type,
             error_message,
             not_before,
+            steps: steps_text(request.steps.as_ref()),
         }
     }
 }

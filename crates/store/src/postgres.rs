@@ -25,7 +25,7 @@ use sqlx::query::Query;
 use sqlx::{Connection, Postgres, QueryBuilder, Row, SqlSafeStr};
 use uuid::Uuid;
 
-use crate::codec::{JobRow, json_text, pending_count};
+use crate::codec::{JobRow, json_text, pending_count, steps_text};
 use crate::common::{
     CANCELLED_ERROR_TYPE, CANCELLED_MESSAGE, SUBMIT_ROUNDS, SettleColumns, claim_outcome, distinct,
     distinct_claims, expand_claims, expand_settled, idempotency_cutoff,
@@ -39,11 +39,18 @@ const MAX_CONNECTIONS: u32 = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The ordered, embedded PostgreSQL migrations. Additive only; a test rejects `DROP`.
-pub const MIGRATIONS: [(i64, &str, &str); 1] = [(
-    1,
-    "jobs",
-    include_str!("../migrations/postgres/0001_jobs.sql"),
-)];
+pub const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        1,
+        "jobs",
+        include_str!("../migrations/postgres/0001_jobs.sql"),
+    ),
+    (
+        2,
+        "pipeline steps",
+        include_str!("../migrations/postgres/0002_pipeline_steps.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     // `with_migrations` keeps the migrator's advisory lock on, so processes that start together
@@ -71,7 +78,8 @@ macro_rules! job_columns {
         "j.id, j.tenant_id, j.request_id, j.mode, j.status, j.model, j.version, \
          j.input::text AS input, j.result::text AS result, j.error_type, j.error_message, \
          j.attempts, j.max_attempts, j.created_at, j.started_at, j.finished_at, j.timeout_ms, \
-         j.idempotency_key, j.request_fingerprint, j.heartbeat_at, j.not_before"
+         j.idempotency_key, j.request_fingerprint, j.heartbeat_at, j.not_before, \
+         j.steps::text AS steps"
     };
 }
 
@@ -80,18 +88,21 @@ macro_rules! insert_unnest {
     () => {
         "INSERT INTO jobs (id, tenant_id, request_id, mode, status, model, version, input, \
          result, error_type, error_message, attempts, max_attempts, created_at, started_at, \
-         finished_at, timeout_ms, idempotency_key, request_fingerprint, heartbeat_at, not_before) \
+         finished_at, timeout_ms, idempotency_key, request_fingerprint, heartbeat_at, not_before, \
+         steps) \
          SELECT id, tenant_id, request_id, mode, status, model, version, input::json, \
          result::json, error_type, error_message, attempts, max_attempts, created_at, \
          started_at, finished_at, timeout_ms, idempotency_key, request_fingerprint, \
-         heartbeat_at, not_before \
+         heartbeat_at, not_before, steps::json \
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int8[], \
          $13::int8[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], \
-         $17::int8[], $18::text[], $19::text[], $20::timestamptz[], $21::timestamptz[]) \
+         $17::int8[], $18::text[], $19::text[], $20::timestamptz[], $21::timestamptz[], \
+         $22::text[]) \
          AS row(id, tenant_id, request_id, mode, status, model, version, input, result, \
          error_type, error_message, attempts, max_attempts, created_at, started_at, \
-         finished_at, timeout_ms, idempotency_key, request_fingerprint, heartbeat_at, not_before)"
+         finished_at, timeout_ms, idempotency_key, request_fingerprint, heartbeat_at, not_before, \
+         steps)"
     };
 }
 
@@ -210,6 +221,7 @@ fn read_row(row: &PgRow) -> Result<JobRow, sqlx::Error> {
         not_before: row
             .try_get::<Option<DateTime<Utc>>, _>("not_before")?
             .map(micros),
+        steps: row.try_get("steps")?,
     })
 }
 
@@ -260,6 +272,7 @@ struct InsertColumns {
     request_fingerprint: Vec<Option<String>>,
     heartbeat_at: Vec<Option<DateTime<Utc>>>,
     not_before: Vec<Option<DateTime<Utc>>>,
+    steps: Vec<Option<String>>,
 }
 
 impl InsertColumns {
@@ -302,6 +315,7 @@ impl InsertColumns {
                 .push(job.request_fingerprint.clone());
             columns.heartbeat_at.push(job.heartbeat_at);
             columns.not_before.push(job.not_before);
+            columns.steps.push(steps_text(job.steps.as_ref()));
         }
         columns
     }
@@ -329,6 +343,7 @@ impl InsertColumns {
             .bind(self.request_fingerprint)
             .bind(self.heartbeat_at)
             .bind(self.not_before)
+            .bind(self.steps)
     }
 }
 
@@ -598,12 +613,17 @@ impl JobStore for PostgresJobStore {
             .collect();
         let not_befores: Vec<Option<DateTime<Utc>>> =
             unique.iter().map(|request| request.not_before).collect();
+        let steps: Vec<Option<&str>> = unique
+            .iter()
+            .map(|request| request.steps.as_deref())
+            .collect();
         // One statement: all outcomes are recorded in one implicit transaction.
         let recorded: Vec<Uuid> = sqlx::query_scalar(
             "WITH outcome AS ( \
                  SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], \
-                     $5::text[], $6::text[], $7::timestamptz[]) \
-                 AS o(id, attempt, status, result, error_type, error_message, not_before)), \
+                     $5::text[], $6::text[], $7::timestamptz[], $9::text[]) \
+                 AS o(id, attempt, status, result, error_type, error_message, not_before, \
+                     steps)), \
              locked AS MATERIALIZED ( \
                  SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE) \
              UPDATE jobs AS j SET \
@@ -615,7 +635,8 @@ impl JobStore for PostgresJobStore {
                      ELSE $8::timestamptz END, \
                  not_before = CASE WHEN o.status = 'pending' THEN o.not_before \
                      ELSE j.not_before END, \
-                 heartbeat_at = CASE WHEN o.status = 'pending' THEN NULL ELSE j.heartbeat_at END \
+                 heartbeat_at = CASE WHEN o.status = 'pending' THEN NULL ELSE j.heartbeat_at END, \
+                 steps = o.steps::json \
              FROM outcome AS o, locked \
              WHERE j.id = o.id AND locked.id = j.id \
                  AND j.status = 'running' AND j.attempts = o.attempt \
@@ -629,6 +650,7 @@ impl JobStore for PostgresJobStore {
         .bind(&error_messages)
         .bind(&not_befores)
         .bind(now)
+        .bind(&steps)
         .fetch_all(&self.pool)
         .await
         .map_err(|err| unavailable(&err))?;

@@ -46,7 +46,7 @@ macro_rules! job_columns {
     () => {
         "id, tenant_id, request_id, mode, status, model, version, input, result, error_type, \
          error_message, attempts, max_attempts, created_at, started_at, finished_at, timeout_ms, \
-         idempotency_key, request_fingerprint, heartbeat_at, not_before"
+         idempotency_key, request_fingerprint, heartbeat_at, not_before, steps"
     };
 }
 
@@ -61,7 +61,7 @@ const PENDING_BY_MODEL: &str = "SELECT model, version, COUNT(*) AS pending FROM 
      GROUP BY model, version";
 
 /// The ordered, embedded SQLite migrations. Additive only; a test rejects `DROP`.
-pub const MIGRATIONS: [(i64, &str, &str); 2] = [
+pub const MIGRATIONS: [(i64, &str, &str); 3] = [
     (
         1,
         "jobs",
@@ -71,6 +71,11 @@ pub const MIGRATIONS: [(i64, &str, &str); 2] = [
         2,
         "async jobs",
         include_str!("../migrations/sqlite/0002_async_jobs.sql"),
+    ),
+    (
+        3,
+        "pipeline steps",
+        include_str!("../migrations/sqlite/0003_pipeline_steps.sql"),
     ),
 ];
 
@@ -219,6 +224,7 @@ fn read_row(row: &SqliteRow) -> Result<JobRow, sqlx::Error> {
         request_fingerprint: row.try_get("request_fingerprint")?,
         heartbeat_at: row.try_get("heartbeat_at")?,
         not_before: row.try_get("not_before")?,
+        steps: row.try_get("steps")?,
     })
 }
 
@@ -286,7 +292,8 @@ async fn insert_row(
             .push_bind(row.idempotency_key)
             .push_bind(row.request_fingerprint)
             .push_bind(row.heartbeat_at)
-            .push_bind(row.not_before);
+            .push_bind(row.not_before)
+            .push_bind(row.steps);
     });
     insert.push(suffix);
     Ok(insert
@@ -629,26 +636,30 @@ impl JobStore for SqliteJobStore {
             let query = match request.kind {
                 SettleKind::Succeeded => sqlx::query(
                     "UPDATE jobs SET status = 'succeeded', result = ?, error_type = NULL, \
-                     error_message = NULL, finished_at = ? \
+                     error_message = NULL, finished_at = ?, steps = ? \
                      WHERE id = ? AND status = 'running' AND attempts = ?",
                 )
                 .bind(request.result)
-                .bind(now),
+                .bind(now)
+                .bind(request.steps),
                 SettleKind::Failed => sqlx::query(
                     "UPDATE jobs SET status = 'failed', error_type = ?, error_message = ?, \
-                     finished_at = ? WHERE id = ? AND status = 'running' AND attempts = ?",
-                )
-                .bind(request.error_type)
-                .bind(request.error_message)
-                .bind(now),
-                SettleKind::Retry => sqlx::query(
-                    "UPDATE jobs SET status = 'pending', error_type = ?, error_message = ?, \
-                     not_before = ?, heartbeat_at = NULL \
+                     finished_at = ?, steps = ? \
                      WHERE id = ? AND status = 'running' AND attempts = ?",
                 )
                 .bind(request.error_type)
                 .bind(request.error_message)
-                .bind(request.not_before.map(|at| at.timestamp_micros())),
+                .bind(now)
+                .bind(request.steps),
+                SettleKind::Retry => sqlx::query(
+                    "UPDATE jobs SET status = 'pending', error_type = ?, error_message = ?, \
+                     not_before = ?, heartbeat_at = NULL, steps = ? \
+                     WHERE id = ? AND status = 'running' AND attempts = ?",
+                )
+                .bind(request.error_type)
+                .bind(request.error_message)
+                .bind(request.not_before.map(|at| at.timestamp_micros()))
+                .bind(request.steps),
             };
             let changed = query
                 .bind(request.id.to_string())
@@ -820,6 +831,7 @@ mod tests {
             request_fingerprint: Some("abc".into()),
             heartbeat_at: None,
             not_before: Some(now),
+            steps: None,
         }
     }
 

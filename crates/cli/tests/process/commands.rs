@@ -258,6 +258,53 @@ fn check_reports_every_failure_in_one_run() {
     );
 }
 
+#[test]
+fn check_describes_pipelines_and_reports_the_ones_that_cannot_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = |folder: &str, steps: &[&str]| {
+        let path = dir.path().join("models").join(folder);
+        std::fs::create_dir_all(&path).unwrap();
+        let mut manifest = "backend = \"pipeline\"\n".to_owned();
+        for step in steps {
+            manifest.push_str(&format!("[[steps]]\nmodel = \"{step}\"\n"));
+        }
+        std::fs::write(path.join("model.toml"), manifest).unwrap();
+    };
+    pipeline("chain/v1", &["echo:v1", "sleep"]);
+    pipeline("nested/v1", &["chain:v1"]);
+    pipeline("dangling/v1", &["echo:v1", "nope:v3"]);
+
+    let run = run_in(dir.path(), &["check"], &[]);
+
+    // Pipelines that cannot serve are listed not ready, as a broken ONNX model is: serve starts.
+    assert!(
+        run.success,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    for expected in [
+        "ok   model chain:v1: pipeline of 2 steps: echo:v1, sleep",
+        "WARN model nested:v1: not ready (",
+        "WARN model dangling:v1: not ready (step 2 (nope:v3) names a model that is not served)",
+    ] {
+        assert!(
+            run.stdout.lines().any(|line| line.starts_with(expected)),
+            "missing {expected:?}:\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        run.stdout.contains("pipelines do not nest"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("load chain:v1"),
+        "a pipeline has nothing to load:\n{}",
+        run.stdout
+    );
+}
+
 #[tokio::test]
 async fn a_generated_key_is_accepted_by_serve_in_production() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,7 @@ use inference_engine_core::job::{JobId, Payload};
 use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::service::{Caller, PredictCommand, PredictFailure, Prediction};
 use inference_engine_core::source::{IMAGE_FIELD, ModelDescription, Preprocessing};
+use inference_engine_core::steps::StepTiming;
 use inference_engine_core::tensor::{DataType, element_count, nest_json};
 use inference_engine_v2::wire;
 use serde::Deserialize;
@@ -36,6 +37,10 @@ pub const MAX_BATCH_ITEMS: usize = 256;
 pub(super) const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 const INFERENCE_TIME: HeaderName = HeaderName::from_static("x-inference-time-ms");
 const QUEUE_TIME: HeaderName = HeaderName::from_static("x-queue-time-ms");
+/// A pipeline's inference time per step, `model:version=ms` in step order, comma-separated.
+const INFERENCE_STEPS: HeaderName = HeaderName::from_static("x-inference-steps-ms");
+/// A pipeline's queue time per step, in the form of [`INFERENCE_STEPS`].
+const QUEUE_STEPS: HeaderName = HeaderName::from_static("x-queue-steps-ms");
 const JOB_ID: HeaderName = HeaderName::from_static("x-job-id");
 /// Headers of a successful prediction's response: content type, the four above, the four
 /// rate-limit ones, `X-Request-ID` and `Content-Length`.
@@ -46,6 +51,8 @@ const RESPONSE_HEADERS: usize = 11;
 /// `Content-Type: application/octet-stream` with `?model=..&version=..` (and `&shape=..` when
 /// the input has a dynamic dimension); an image model an encoded image (`image/png`,
 /// `image/jpeg`, `image/webp`), a text model a `text/plain` text, with the same query.
+/// the input has a dynamic dimension). A pipeline of models runs its steps in order; its
+/// response also says what each step took (`X-Inference-Steps-Ms`, `X-Queue-Steps-Ms`).
 #[utoipa::path(post, path = "/predict", request_body(content(
         (PredictRequest = "application/json"),
         (Vec<u8> = "application/octet-stream"),
@@ -57,7 +64,11 @@ const RESPONSE_HEADERS: usize = 11;
     params(RawPredictQuery),
     responses(
     (status = 200, body = PredictResponse, headers(
-        ("X-Model-Version" = String), ("X-Inference-Time-Ms" = String), ("X-Queue-Time-Ms" = String),
+        ("X-Model-Version" = String),
+        ("X-Inference-Time-Ms" = String, description = "model time in ms; for a pipeline, the sum of its steps'"),
+        ("X-Queue-Time-Ms" = String, description = "waiting for an executor or a batch, in ms; for a pipeline, the sum of its steps'"),
+        ("X-Inference-Steps-Ms" = String, description = "pipelines only: each step's inference time, `model:version=ms` in step order, comma-separated, e.g. `embedder:v1=1.204, classifier:v2=0.311`"),
+        ("X-Queue-Steps-Ms" = String, description = "pipelines only: each step's queue time, in the same form"),
     )),
     (status = 400, description = "malformed JSON", body = ErrorBody),
     (status = 404, description = "`model_not_found`", body = ErrorBody),
@@ -299,9 +310,16 @@ pub struct RawPredictQuery {
     shape: Option<String>,
 }
 
-/// Runs 1 to 256 examples in one model call; results come back in request order.
+/// Runs 1 to 256 examples in one model call; results come back in request order. A pipeline
+/// runs each step on the whole batch, item by item answers passed on to the next step.
 #[utoipa::path(post, path = "/predict/batch", request_body = BatchPredictRequest, responses(
-    (status = 200, body = BatchPredictResponse),
+    (status = 200, body = BatchPredictResponse, headers(
+        ("X-Model-Version" = String),
+        ("X-Inference-Time-Ms" = String, description = "model time in ms; for a pipeline, the sum of its steps'"),
+        ("X-Queue-Time-Ms" = String, description = "waiting for an executor or a batch, in ms; for a pipeline, the sum of its steps'"),
+        ("X-Inference-Steps-Ms" = String, description = "pipelines only: each step's inference time, `model:version=ms` in step order, comma-separated"),
+        ("X-Queue-Steps-Ms" = String, description = "pipelines only: each step's queue time, in the same form"),
+    )),
     (status = 400, description = "malformed JSON", body = ErrorBody),
     (status = 404, description = "`model_not_found`", body = ErrorBody),
     (status = 413, body = ErrorBody),
@@ -435,6 +453,31 @@ fn millis_header(duration: Duration) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("0"))
 }
 
+/// `echo:v1=0.012, iris:v1=0.250`: one time per step of a pipeline, in step order (a model
+/// may be a step twice, so this is a list, not a map). `None` for other models.
+fn steps_header(
+    steps: &[StepTiming],
+    time: impl Fn(&StepTiming) -> Duration,
+) -> Option<HeaderValue> {
+    if steps.is_empty() {
+        return None;
+    }
+    let mut text = String::new();
+    let mut number = [0; telemetry::NUMBER_TEXT_LEN];
+    for (index, step) in steps.iter().enumerate() {
+        if index > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(step.model.name.as_str());
+        text.push(':');
+        text.push_str(step.model.version.as_str());
+        text.push('=');
+        text.push_str(telemetry::millis_text(time(step), &mut number));
+    }
+    // Model names and versions are ASCII letters, digits and `_-.`: always a valid value.
+    HeaderValue::from_str(&text).ok()
+}
+
 /// Success: the body plus timing and version headers. Failure: the mapped error, with the
 /// `X-Job-ID` of the failed job when it was recorded.
 pub(super) fn respond<A, B: IntoResponse>(
@@ -449,6 +492,8 @@ pub(super) fn respond<A, B: IntoResponse>(
             let fields = AccessLogFields::for_prediction(Some(job_id), Some(&prediction.model));
             let inference_time = millis_header(prediction.inference_time);
             let queue_time = millis_header(prediction.queue_time);
+            let inference_steps = steps_header(&prediction.steps, |step| step.inference_time);
+            let queue_steps = steps_header(&prediction.steps, |step| step.queue_time);
             let version_header = HeaderValue::from_str(version.as_str()).ok();
             let job_header = HeaderValue::from_str(job_id.as_text(&mut [0; JobId::TEXT_LEN])).ok();
             let mut response = body(prediction, name, version, job_id).into_response();
@@ -458,6 +503,12 @@ pub(super) fn respond<A, B: IntoResponse>(
             headers.reserve(RESPONSE_HEADERS);
             headers.insert(INFERENCE_TIME, inference_time);
             headers.insert(QUEUE_TIME, queue_time);
+            if let Some(value) = inference_steps {
+                headers.insert(INFERENCE_STEPS, value);
+            }
+            if let Some(value) = queue_steps {
+                headers.insert(QUEUE_STEPS, value);
+            }
             if let Some(value) = version_header {
                 headers.insert(MODEL_VERSION, value);
             }

@@ -346,3 +346,47 @@ async fn v2_clients_send_texts_and_images_as_bytes_tensors() {
         assert_eq!(wanted["label"], Value::from(best), "image {index}");
     }
 }
+
+/// The demo pipeline (sentence_embedder's embedding fed to topic_classifier) answers what
+/// running the two models by hand in Python gives.
+#[tokio::test]
+async fn the_text_topic_pipeline_answers_as_its_steps_by_hand() {
+    let app = demo_app().await;
+    let reference = expected("text_topic-v1.json");
+    for case in reference["cases"].as_array().unwrap() {
+        let what = case["name"].as_str().unwrap();
+        let body = json!({"model": "text_topic", "version": "v1", "data": case["data"]});
+        let response = app.post("/predict", Some(DEV_KEY), &body).await;
+        assert_eq!(response.status(), 200, "{what}");
+        assert!(
+            response.headers().contains_key("x-inference-steps-ms"),
+            "{what}"
+        );
+        let answer = json_body(response).await;
+        assert_json_close(&answer["result"], &case["result"], what);
+        // And the same through the two models one after the other.
+        let embedded = app
+            .post_ok(
+                "/predict",
+                &json!({"model": "sentence_embedder", "version": "v1", "data": case["data"]}),
+            )
+            .await;
+        let embeddings = match &embedded["result"] {
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|item| item["embedding"].clone()).collect())
+            }
+            single => single["embedding"].clone(),
+        };
+        let classified = app
+            .post_ok(
+                "/predict",
+                &json!({"model": "topic_classifier", "version": "v1", "data": embeddings}),
+            )
+            .await;
+        assert_json_close(
+            &classified["result"],
+            &answer["result"],
+            &format!("{what} by hand"),
+        );
+    }
+}

@@ -75,7 +75,8 @@ pub(crate) fn config_file(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-fn assert_close(actual: &Value, expected: &Value, context: &str) {
+/// `actual` equals `expected`, numbers within the tolerance.
+pub(crate) fn assert_close(actual: &Value, expected: &Value, context: &str) {
     match (actual, expected) {
         (Value::Array(actual), Value::Array(expected)) => {
             assert_eq!(actual.len(), expected.len(), "{context}: lengths differ");

@@ -29,7 +29,7 @@ const INSERT_JOB: &str = concat!(
     "INSERT INTO jobs (",
     job_columns!(),
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-     ?19, ?20, ?21)"
+     ?19, ?20, ?21, ?22)"
 );
 
 /// The writer thread and the queue in front of it.
@@ -279,6 +279,7 @@ fn insert_row(insert: &mut Statement<'_>, job: &Job) -> rusqlite::Result<()> {
         row.request_fingerprint,
         row.heartbeat_at,
         row.not_before,
+        row.steps,
     ])?;
     Ok(())
 }
@@ -317,7 +318,7 @@ mod tests {
         let mut plan = connection
             .prepare(&format!("EXPLAIN {INSERT_JOB}"))
             .unwrap();
-        let unbound = [rusqlite::types::Null; 21];
+        let unbound = [rusqlite::types::Null; 22];
         let opcodes: Vec<String> = plan
             .query_map(unbound, |row| row.get::<_, String>(1))
             .unwrap()

@@ -3,7 +3,10 @@
 use inference_engine_core::job::{
     IdempotencyKey, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId,
 };
-use inference_engine_core::model::ModelVersion;
+use std::time::Duration;
+
+use inference_engine_core::model::{ModelKey, ModelVersion};
+use inference_engine_core::steps::StepTiming;
 use serde_json::json;
 
 use crate::support::{Harness, job, job_in, now, seconds, tenant};
@@ -49,6 +52,25 @@ async fn every_field_reads_back_exactly_as_written(harness: &Harness) {
         request_fingerprint: Some("sha256:abcdef".into()),
         heartbeat_at: Some(created + seconds(1)),
         not_before: Some(created + seconds(3)),
+        // Whole microseconds: what the column keeps.
+        steps: Some(vec![
+            StepTiming {
+                model: ModelKey::new(
+                    crate::support::model("echo"),
+                    ModelVersion::parse("v1").unwrap(),
+                ),
+                queue_time: Duration::from_micros(12),
+                inference_time: Duration::from_micros(3_456),
+            },
+            StepTiming {
+                model: ModelKey::new(
+                    crate::support::model("iris"),
+                    ModelVersion::parse("v2").unwrap(),
+                ),
+                queue_time: Duration::ZERO,
+                inference_time: Duration::from_micros(250_000),
+            },
+        ]),
     };
 
     harness.insert(std::slice::from_ref(&original)).await;

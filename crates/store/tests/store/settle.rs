@@ -1,7 +1,11 @@
 //! `settle`: only the current attempt of a running job records its outcome.
 
+use std::time::Duration;
+
 use inference_engine_core::job::{Job, JobFailure, JobId, JobStatus};
+use inference_engine_core::model::{ModelKey, ModelName, ModelVersion};
 use inference_engine_core::ports::{Claim, ClaimRequest, SettleRequest, Settlement};
+use inference_engine_core::steps::StepTiming;
 use serde_json::json;
 
 use crate::support::{Harness, job, now, seconds};
@@ -13,6 +17,7 @@ both_engines!(
     a_superseded_attempt_is_discarded,
     an_outcome_for_a_job_cancelled_meanwhile_is_discarded,
     a_batch_answers_per_request_in_order,
+    a_pipelines_step_timings_are_recorded_with_every_outcome,
 );
 
 fn failure(error_type: &str) -> JobFailure {
@@ -48,11 +53,74 @@ async fn claim(harness: &Harness, id: JobId, take_over_running: bool) -> Job {
     }
 }
 
+fn steps(versions: &[&str]) -> Vec<StepTiming> {
+    versions
+        .iter()
+        .enumerate()
+        .map(|(index, version)| StepTiming {
+            model: ModelKey::new(
+                ModelName::parse("echo").unwrap(),
+                ModelVersion::parse(*version).unwrap(),
+            ),
+            queue_time: Duration::from_micros(10 * index as u64),
+            inference_time: Duration::from_micros(1_000 + index as u64),
+        })
+        .collect()
+}
+
+async fn a_pipelines_step_timings_are_recorded_with_every_outcome(harness: &Harness) {
+    let first = running(harness).await;
+    // A retried attempt keeps its steps, as it keeps its error, until the next outcome.
+    let retry = SettleRequest {
+        steps: Some(steps(&["v1"])),
+        ..settle(
+            &first,
+            Settlement::Retry {
+                failure: failure("timeout"),
+                not_before: now(),
+            },
+        )
+    };
+    assert_eq!(
+        harness.store.settle(vec![retry], now()).await.unwrap(),
+        vec![true]
+    );
+    assert_eq!(harness.get(first.id).await.steps, Some(steps(&["v1"])));
+
+    let second = claim(harness, first.id, false).await;
+    let succeeded = SettleRequest {
+        steps: Some(steps(&["v1", "v2"])),
+        ..settle(&second, Settlement::Succeeded(json!([1, 2])))
+    };
+    assert_eq!(
+        harness.store.settle(vec![succeeded], now()).await.unwrap(),
+        vec![true]
+    );
+    assert_eq!(
+        harness.get(first.id).await.steps,
+        Some(steps(&["v1", "v2"]))
+    );
+
+    let other = running(harness).await;
+    let failed = SettleRequest {
+        steps: Some(steps(&["v2"])),
+        ..settle(&other, Settlement::Failed(failure("timeout")))
+    };
+    assert_eq!(
+        harness.store.settle(vec![failed], now()).await.unwrap(),
+        vec![true]
+    );
+    let failed = harness.get(other.id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.steps, Some(steps(&["v2"])));
+}
+
 fn settle(job: &Job, settlement: Settlement) -> SettleRequest {
     SettleRequest {
         id: job.id,
         attempt: job.attempts,
         settlement,
+        steps: None,
     }
 }
 
