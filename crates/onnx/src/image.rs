@@ -184,12 +184,14 @@ impl ImagePreprocessor {
         Ok(values)
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<DynamicImage, String> {
+    fn decode<'a>(&self, bytes: &'a [u8]) -> Result<DynamicImage, String> {
         if bytes.is_empty() {
             return Err("the image is empty (0 bytes)".into());
         }
-        let reader = |bytes: &[u8]| -> Result<ImageReader<Cursor<Vec<u8>>>, String> {
-            let reader = ImageReader::new(Cursor::new(bytes.to_vec()))
+        // A reader over the request's own bytes (no copy); the header is read twice (format,
+        // then size) because reading the size consumes its reader.
+        let reader = |bytes: &'a [u8]| -> Result<ImageReader<Cursor<&'a [u8]>>, String> {
+            let reader = ImageReader::new(Cursor::new(bytes))
                 .with_guessed_format()
                 .map_err(|err| format!("cannot read the image: {err}"))?;
             match reader.format() {

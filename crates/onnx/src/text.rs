@@ -312,14 +312,11 @@ fn is_pair_list(value: &Value) -> bool {
 }
 
 fn pair_of(value: &Value) -> Result<Text, String> {
-    match value {
-        Value::Array(items) => match (items.first(), items.get(1)) {
-            (Some(Value::String(text)), Some(Value::String(pair))) => Ok(Text {
-                text: text.clone(),
-                pair: Some(pair.clone()),
-            }),
-            _ => Err("a pair is [text, text_pair], two strings".into()),
-        },
+    match value.as_array().map(Vec::as_slice) {
+        Some([Value::String(text), Value::String(pair)]) => Ok(Text {
+            text: text.clone(),
+            pair: Some(pair.clone()),
+        }),
         _ => Err("a pair is [text, text_pair], two strings".into()),
     }
 }
