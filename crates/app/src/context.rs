@@ -24,7 +24,7 @@ use inference_engine_core::service::{
 use inference_engine_core::tensor::Tensor;
 use inference_engine_redis::{RedisJobQueue, RedisQueueConfig, RedisRateLimiter};
 use inference_engine_store::{
-    GroupCommitConfig, GroupCommitStore, PostgresJobStore, SqliteJobStore,
+    GroupCommitConfig, GroupCommitStore, PostgresJobStore, SqliteJobStore, WalCheckpoints,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -92,14 +92,17 @@ impl StoreBackend {
         };
         match &settings.database_url {
             Some(url) => {
-                let store = PostgresJobStore::connect(url).await?;
+                let acquire_timeout = Duration::from_millis(settings.database_acquire_timeout_ms);
+                let store = PostgresJobStore::connect_with(url, acquire_timeout).await?;
                 tracing::info!(database = %redact_url(url), "job store: PostgreSQL");
                 let writer = Arc::new(GroupCommitStore::start(Arc::new(store.clone()), &writer));
                 let jobs: Arc<dyn JobStore> = writer.clone();
                 Ok((Self::Postgres { store, writer }, jobs))
             }
             None => {
-                let sqlite = SqliteJobStore::open_with(&settings.sqlite_db_path, &writer).await?;
+                let wal = WalCheckpoints::bounded_to_mb(settings.sqlite_wal_max_mb);
+                let sqlite =
+                    SqliteJobStore::open_tuned(&settings.sqlite_db_path, &writer, &wal).await?;
                 tracing::info!(path = %settings.sqlite_db_path.display(), "job store: SQLite");
                 Ok((Self::Sqlite(sqlite.clone()), Arc::new(sqlite)))
             }
@@ -248,6 +251,9 @@ pub fn serving_config(
     })
 }
 
+/// How long readiness waits for the job store and the queue to answer a ping.
+const READINESS_BUDGET: Duration = Duration::from_millis(800);
+
 /// Why the server should not get traffic now (`/ready`, `/v2/health/ready`, gRPC
 /// `ServerReady` and the health service all ask [`AppContext::readiness`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,14 +278,35 @@ impl AppContext {
                 reason: "the models are warming up",
             });
         }
-        if let Err(err) = self.jobs.ping().await {
-            tracing::warn!(error = %err, "readiness check: job store unreachable");
+        // Both checks at once, each within a budget: `/ready` must answer within a second even
+        // while a service hangs (a PostgreSQL outage made it wait for the pool's timeout).
+        let (store, queue) = tokio::join!(
+            tokio::time::timeout(READINESS_BUDGET, self.jobs.ping()),
+            tokio::time::timeout(READINESS_BUDGET, self.queue.ping()),
+        );
+        let store = store.unwrap_or_else(|_| {
+            Err(StoreError::Unreachable(format!(
+                "no answer within {READINESS_BUDGET:?}"
+            )))
+        });
+        if let Err(err) = store {
+            tracing::warn!(error = %err, "readiness check: job store failing");
             return Err(NotReady {
                 status: "degraded",
-                reason: "the job store is unreachable",
+                reason: match err {
+                    StoreError::CannotWrite(_) => {
+                        "the job store cannot write (disk full or read-only)"
+                    }
+                    _ => "the job store is unreachable",
+                },
             });
         }
-        if let Err(err) = self.queue.ping().await {
+        let queue = queue.unwrap_or_else(|_| {
+            Err(QueueError::Unavailable(format!(
+                "no answer within {READINESS_BUDGET:?}"
+            )))
+        });
+        if let Err(err) = queue {
             tracing::warn!(error = %err, "readiness check: job queue unreachable");
             return Err(NotReady {
                 status: "degraded",

@@ -76,13 +76,31 @@ async fn reconcile_loop(runner: JobRunner, mut stopped: watch::Receiver<bool>, e
     // Spread the passes of many processes started together.
     let offset = every.mul_f64(f64::from(random_fraction()));
     let mut wait = offset;
+    let mut recoveries_seen = runner.queue_recoveries();
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+        let queue_recovered = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            () = queue_recovery(&runner, recoveries_seen) => true,
             _ = stopped.changed() => return,
-        }
+        };
         if *stopped.borrow() {
             return;
+        }
+        if queue_recovered {
+            recoveries_seen = runner.queue_recoveries();
+            match runner.reconcile_after_queue_recovery(RECONCILE_BATCH).await {
+                Ok(enqueued) => {
+                    tracing::info!(
+                        enqueued,
+                        "pending jobs re-enqueued after the queue recovered"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "re-enqueueing after the queue recovered failed")
+                }
+            }
+            // The periodic passes go on as before.
+            continue;
         }
         if let Err(err) = runner.reconcile(RECONCILE_BATCH).await {
             tracing::warn!(error = %err, "reconciler pass failed");
@@ -94,6 +112,15 @@ async fn reconcile_loop(runner: JobRunner, mut stopped: watch::Receiver<bool>, e
             tracing::warn!(error = %err, "retention pass failed");
         }
         wait = every;
+    }
+}
+
+/// Completes once the queue has recovered since `seen` ([`JobRunner::queue_recoveries`]). A
+/// cheap atomic read, polled: the queue notices a recovery only on its next command anyway.
+async fn queue_recovery(runner: &JobRunner, seen: u64) {
+    const POLL: Duration = Duration::from_millis(250);
+    while runner.queue_recoveries() == seen {
+        tokio::time::sleep(POLL).await;
     }
 }
 

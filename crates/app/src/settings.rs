@@ -193,6 +193,21 @@ pub struct Settings {
     #[arg(skip = std::env::var("DATABASE_URL").ok().filter(|url| !url.trim().is_empty()))]
     pub database_url: Option<String>,
 
+    /// Milliseconds a request waits for a PostgreSQL connection before it fails with 503
+    /// `unavailable` and `Retry-After` (during an outage, rather than stalling until it ends).
+    #[arg(
+        long,
+        env = "DATABASE_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub database_acquire_timeout_ms: u64,
+
+    /// Largest size of SQLite's write-ahead log, in MiB, after which the job writer copies it
+    /// back before writing more. After a full disk, freeing this much lets the store recover.
+    #[arg(long, env = "SQLITE_WAL_MAX_MB", default_value_t = 64, global = true)]
+    pub sqlite_wal_max_mb: u64,
+
     /// Redis for the job queue (`redis://host:6379/0`); unset: jobs run in the `serve` process.
     /// Read from the environment only.
     #[arg(skip = std::env::var("REDIS_URL").ok().filter(|url| !url.trim().is_empty()))]
@@ -306,6 +321,8 @@ impl Settings {
             job_writer_queue_capacity: 8_192,
             shutdown_timeout_s: 30,
             database_url: None,
+            database_acquire_timeout_ms: 2_000,
+            sqlite_wal_max_mb: 64,
             redis_url: None,
             redis_key_prefix: "ie:".into(),
             jobs_max_attempts: None,

@@ -407,3 +407,51 @@ mod tests {
         assert_eq!(changes, BTreeMap::from([(series("echo", "v1"), 7)]));
     }
 }
+
+/// At most one log line per period for a failure that repeats with every request (a store or
+/// queue that is down), counting the lines held back: an outage must not write one line per
+/// request into the disk it may well have filled.
+#[derive(Debug)]
+pub struct LogEvery {
+    period: Duration,
+    /// When the last line was admitted, and how many were held back since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl LogEvery {
+    pub const fn new(period: Duration) -> Self {
+        Self {
+            period,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may be written now.
+    pub fn admit(&self) -> Option<u64> {
+        let mut state = crate::sync::lock(&self.state);
+        let (last, held_back) = &mut *state;
+        let now = std::time::Instant::now();
+        if last.is_some_and(|last| now.duration_since(last) < self.period) {
+            *held_back += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(held_back))
+    }
+}
+
+#[cfg(test)]
+mod log_every_tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_period_with_the_count_held_back() {
+        let log = LogEvery::new(Duration::from_secs(3_600));
+        assert_eq!(log.admit(), Some(0));
+        assert_eq!(log.admit(), None);
+        assert_eq!(log.admit(), None);
+        let passed = LogEvery::new(Duration::ZERO);
+        assert_eq!(passed.admit(), Some(0));
+        assert_eq!(passed.admit(), Some(0));
+    }
+}

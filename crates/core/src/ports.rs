@@ -21,9 +21,17 @@ use crate::steps::StepTiming;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot be reached or refused the write; the caller may retry.
+    /// The store refused this operation; the caller may retry.
     #[error("job store unavailable: {0}")]
     Unavailable(String),
+    /// The store cannot be reached at all (connection refused or timed out, no pooled
+    /// connection within the acquire timeout): every operation fails alike until it is back.
+    #[error("job store unreachable: {0}")]
+    Unreachable(String),
+    /// The store answers but cannot write (disk full, read-only file system): reads work, every
+    /// write fails alike until space is freed.
+    #[error("job store cannot write: {0}")]
+    CannotWrite(String),
     /// A stored row could not be read back into a job.
     #[error("job store returned an unreadable record: {0}")]
     Corrupt(String),
@@ -32,17 +40,32 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// Whether the failure is the store's as a whole rather than this operation's: retrying
+    /// the same writes one by one would only fail again (and wait again for each).
+    pub fn is_store_wide(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::CannotWrite(_) | Self::Closed
+        )
+    }
+}
+
 impl Classified for StoreError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::Unavailable(_) | Self::Closed => ErrorKind::Unavailable,
+            Self::Unavailable(_) | Self::Unreachable(_) | Self::CannotWrite(_) | Self::Closed => {
+                ErrorKind::Unavailable
+            }
             Self::Corrupt(_) => ErrorKind::Internal,
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
-            Self::Unavailable(_) | Self::Closed => "unavailable",
+            Self::Unavailable(_) | Self::Unreachable(_) | Self::CannotWrite(_) | Self::Closed => {
+                "unavailable"
+            }
             Self::Corrupt(_) => "internal",
         }
     }
@@ -264,6 +287,14 @@ pub trait JobQueue: Send + Sync + fmt::Debug {
     async fn ack(&self, deliveries: &[Delivery]) -> Result<(), QueueError>;
 
     async fn ping(&self) -> Result<(), QueueError>;
+
+    /// How many times the queue came back from an outage or found its state lost (a Redis
+    /// restart without persistence). Jobs committed meanwhile may be missing from it, so the
+    /// reconciler re-enqueues pending jobs at once when this changes. A queue that cannot lose
+    /// jobs this way keeps it at 0.
+    fn recoveries(&self) -> u64 {
+        0
+    }
 }
 
 /// Time, injectable so tests can control it.

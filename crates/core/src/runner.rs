@@ -392,8 +392,29 @@ impl JobRunner {
     /// but never enqueued, or lost with the queue's state) and `running` ones whose heartbeat
     /// expired. Duplicates are harmless. Returns how many were enqueued.
     pub async fn reconcile(&self, limit: u32) -> Result<usize, RunnerError> {
-        let now = self.now();
         let grace = TimeDelta::from_std(self.config.reconcile_grace).unwrap_or(TimeDelta::MAX);
+        self.reconcile_pending_older_than(grace, limit).await
+    }
+
+    /// [`JobQueue::recoveries`] of the queue jobs are enqueued on.
+    pub fn queue_recoveries(&self) -> u64 {
+        self.queue.recoveries()
+    }
+
+    /// [`Self::reconcile`] once the queue came back ([`Self::queue_recoveries`] changed): any
+    /// pending job, however recent, may have been enqueued into the outage or lost with the
+    /// queue's state, so none waits out the grace period.
+    pub async fn reconcile_after_queue_recovery(&self, limit: u32) -> Result<usize, RunnerError> {
+        self.reconcile_pending_older_than(TimeDelta::zero(), limit)
+            .await
+    }
+
+    async fn reconcile_pending_older_than(
+        &self,
+        grace: TimeDelta,
+        limit: u32,
+    ) -> Result<usize, RunnerError> {
+        let now = self.now();
         let stranded = self
             .store
             .stranded(now, now - grace, self.lease_cutoff(now), limit)

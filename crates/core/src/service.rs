@@ -785,7 +785,12 @@ async fn await_commit(
         .await
         .map(|()| observe::job(status, JobMode::Sync))
         .map_err(|err| {
-            tracing::error!(job_id = %job_id, error = %err, "job record could not be committed");
+            static STORE_WIDE: observe::LogEvery = observe::LogEvery::new(Duration::from_secs(10));
+            if !err.is_store_wide() {
+                tracing::error!(job_id = %job_id, error = %err, "job record could not be committed");
+            } else if let Some(held_back) = STORE_WIDE.admit() {
+                tracing::warn!(job_id = %job_id, error = %err, similar_not_logged = held_back, "job record could not be committed");
+            }
             PredictFailure {
                 job_id: None,
                 model: None,

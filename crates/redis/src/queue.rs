@@ -8,6 +8,7 @@
 //! are moved into the stream by whichever worker receives once they are due.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,6 +48,10 @@ pub struct RedisJobQueue {
     /// Where the next `XAUTOCLAIM` resumes its scan of the pending list. A std mutex: it is
     /// only read or replaced, never held across an `.await`.
     claim_cursor: std::sync::Mutex<String>,
+    /// Set when a command failed for want of a connection; the next success counts a recovery.
+    in_outage: AtomicBool,
+    /// [`JobQueue::recoveries`].
+    recoveries: AtomicU64,
 }
 
 impl fmt::Debug for RedisJobQueue {
@@ -82,6 +87,8 @@ impl RedisJobQueue {
             consumer: config.consumer,
             visibility_timeout: config.visibility_timeout,
             claim_cursor: std::sync::Mutex::new(SCAN_START.to_owned()),
+            in_outage: AtomicBool::new(false),
+            recoveries: AtomicU64::new(0),
         };
         queue.create_group().await?;
         // Opened now rather than at the first read so that a refused second connection
@@ -128,19 +135,44 @@ impl RedisJobQueue {
         let mut regrouped = false;
         loop {
             match self.conns.run_once(&request).await {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.answered();
+                    return Ok(value);
+                }
                 Err(err) if is_missing_group(&err) && !regrouped => {
                     regrouped = true;
-                    warn!(stream = %self.stream, "consumer group missing (Redis restarted or the stream was deleted); recreating it");
+                    self.lost_state();
                     self.create_group().await?;
                 }
                 Err(err) if is_connection_failure(&err) && !reconnected => {
                     reconnected = true;
                     debug!(error = %err, "Redis connection lost; retrying on a new one");
                 }
-                Err(err) => return Err(self.conns.describe.error(action, &err)),
+                Err(err) => return Err(self.failed(action, &err)),
             }
         }
+    }
+
+    /// A command succeeded: if the previous ones failed for want of Redis, it is back.
+    fn answered(&self) {
+        if self.in_outage.swap(false, Ordering::AcqRel) {
+            self.recoveries.fetch_add(1, Ordering::AcqRel);
+            tracing::info!(stream = %self.stream, "Redis answers again; pending jobs are re-enqueued now");
+        }
+    }
+
+    /// The consumer group is gone: Redis restarted without its data, and every entry with it.
+    fn lost_state(&self) {
+        self.recoveries.fetch_add(1, Ordering::AcqRel);
+        warn!(stream = %self.stream, "consumer group missing (Redis restarted or the stream was deleted); recreating it and re-enqueueing pending jobs");
+    }
+
+    /// The error of a failed `action`, remembering an outage for [`Self::answered`].
+    fn failed(&self, action: &str, err: &redis::RedisError) -> QueueError {
+        if is_connection_failure(err) {
+            self.in_outage.store(true, Ordering::Release);
+        }
+        self.conns.describe.error(action, err)
     }
 
     fn set_cursor(&self, cursor: String) {
@@ -238,17 +270,26 @@ impl RedisJobQueue {
             let cmd = self.read_command(count, Some(block_ms));
             let conn = match slot.as_mut() {
                 Some(conn) => conn,
-                None => slot.insert(self.conns.open_blocking().await?),
+                None => match self.conns.open_blocking().await {
+                    Ok(conn) => slot.insert(conn),
+                    Err(err) => {
+                        self.in_outage.store(true, Ordering::Release);
+                        return Err(err);
+                    }
+                },
             };
             // The connection has no response timeout of its own; this one allows for the wait.
             let limit = wait + self.conns.command_timeout;
             let outcome =
                 tokio::time::timeout(limit, cmd.query_async::<Option<StreamReadReply>>(conn)).await;
             match outcome {
-                Ok(Ok(reply)) => return Ok(stream_entries(reply)),
+                Ok(Ok(reply)) => {
+                    self.answered();
+                    return Ok(stream_entries(reply));
+                }
                 Ok(Err(err)) if is_missing_group(&err) && !regrouped => {
                     regrouped = true;
-                    warn!(stream = %self.stream, "consumer group missing (Redis restarted or the stream was deleted); recreating it");
+                    self.lost_state();
                     self.create_group().await?;
                 }
                 Ok(Err(err)) => {
@@ -257,7 +298,7 @@ impl RedisJobQueue {
                         *slot = None;
                     }
                     if !lost || reconnected {
-                        return Err(self.conns.describe.error("reading new jobs", &err));
+                        return Err(self.failed("reading new jobs", &err));
                     }
                     reconnected = true;
                     debug!(error = %err, "blocking-read connection lost; reopening it");
@@ -441,5 +482,9 @@ impl JobQueue for RedisJobQueue {
         let cmd = redis::cmd("PING");
         let _pong: String = self.exec("pinging", Request::Cmd(&cmd)).await?;
         Ok(())
+    }
+
+    fn recoveries(&self) -> u64 {
+        self.recoveries.load(Ordering::Acquire)
     }
 }

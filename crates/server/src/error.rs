@@ -9,6 +9,7 @@
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inference_engine_core::error::{Classified, ErrorKind};
+use inference_engine_core::observe::LogEvery;
 use serde_json::{Map, Value};
 
 /// The status of each kind. The only such table in the code base.
@@ -192,7 +193,14 @@ pub struct PendingErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if self.kind == ErrorKind::Unavailable {
+            // A dependency that is down fails every request alike; its adapter logs the
+            // incident (the SQLite store once per incident), so here a sample suffices.
+            static UNAVAILABLE: LogEvery = LogEvery::new(std::time::Duration::from_secs(10));
+            if let Some(held_back) = UNAVAILABLE.admit() {
+                tracing::warn!(code = self.code, cause = %self.message, similar_not_logged = held_back, "request failed: a dependency is unavailable");
+            }
+        } else if status.is_server_error() {
             tracing::error!(code = self.code, cause = %self.message, "request failed");
         }
         let mut response = status.into_response();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use inference_engine_core::job::{Job, JobId};
-use inference_engine_core::ports::{Claim, ClaimRequest, SettleRequest, Settlement};
+use inference_engine_core::ports::{Claim, ClaimRequest, SettleRequest, Settlement, StoreError};
 
 use crate::codec::{json_text, steps_text};
 
@@ -196,4 +196,41 @@ mod tests {
             now - TimeDelta::seconds(60)
         );
     }
+}
+
+/// A sqlx error as the store error that tells the caller what to do: whole-store failures
+/// ([`StoreError::Unreachable`], [`StoreError::CannotWrite`]) apart from a refusal of this one
+/// operation. Both engines' codes are recognised here, so they classify alike.
+pub(crate) fn store_error(err: &sqlx::Error) -> StoreError {
+    let message = err.to_string();
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => StoreError::Unreachable(message),
+        sqlx::Error::Database(database) => match database.code().as_deref() {
+            Some(code) if cannot_write_code(code) => StoreError::CannotWrite(message),
+            // SQLSTATE class 08 (connection exception), 57P01-03 (the server shutting down or
+            // starting up).
+            Some(code) if code.starts_with("08") || code.starts_with("57P") => {
+                StoreError::Unreachable(message)
+            }
+            _ => StoreError::Unavailable(message),
+        },
+        _ => StoreError::Unavailable(message),
+    }
+}
+
+/// Whether a database error code means "nothing can be written now". PostgreSQL's codes are
+/// five-character SQLSTATEs: `53100` disk_full, `25006` read_only_sql_transaction. SQLite's are
+/// extended result codes of at most four digits, whose low byte is the primary code:
+/// `SQLITE_READONLY` (8), `SQLITE_IOERR` (10), `SQLITE_FULL` (13).
+fn cannot_write_code(code: &str) -> bool {
+    if code.len() == 5 {
+        return matches!(code, "53100" | "25006");
+    }
+    code.parse::<i64>()
+        .is_ok_and(|extended| matches!(extended & 0xff, 8 | 10 | 13))
 }

@@ -164,7 +164,9 @@ impl Batch {
     /// Answers the callers with the outcome of the batch's transaction, begun at `started`.
     /// When it failed and held several callers' writes, nobody is answered yet: each caller's
     /// own writes come back to be retried alone, so one bad job cannot fail the requests that
-    /// happened to share its transaction.
+    /// happened to share its transaction. Unless the whole store is failing (unreachable, or
+    /// unable to write): then every caller gets the error now, rather than a retry each that
+    /// would wait out the acquire timeout again (one batch of 500 would stall for 40 minutes).
     pub(crate) fn settle(
         self,
         outcome: Result<(), StoreError>,
@@ -184,7 +186,7 @@ impl Batch {
                 }
                 Vec::new()
             }
-            Err(err) if self.callers.len() <= 1 => {
+            Err(err) if self.callers.len() <= 1 || err.is_store_wide() => {
                 for (_, committed) in self.callers {
                     let _ = committed.send(Err(err.clone()));
                 }

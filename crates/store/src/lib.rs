@@ -11,7 +11,9 @@
 //!   inserts into a few transactions (in front of PostgreSQL), and the batch rules it shares
 //!   with the SQLite writer thread.
 //! - [`codec`]: conversions between domain values and column values shared by every engine.
-//! - `common`: the batch and idempotency rules both engines apply identically.
+//! - `common`: the batch and idempotency rules both engines apply identically, and the one
+//!   classification of driver errors into store errors.
+//! - `write_health`: the SQLite store's "cannot write" incidents (full disk), logged once each.
 //! - [`testing`] (feature `testing`): a fresh SQLite file or PostgreSQL database per test.
 
 pub mod codec;
@@ -21,7 +23,8 @@ pub mod postgres;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod write_health;
 
 pub use group_commit::{GroupCommitConfig, GroupCommitStore};
 pub use postgres::PostgresJobStore;
-pub use sqlite::SqliteJobStore;
+pub use sqlite::{SqliteJobStore, WalCheckpoints};

@@ -34,9 +34,12 @@ use crate::common::{
 /// Enough for the request path's readers plus a worker pool's claim/settle batches; Postgres'
 /// default server limit is 100 connections for every process together.
 const MAX_CONNECTIONS: u32 = 16;
-/// How long connecting (or waiting for a pooled connection) may take before the store reports
-/// itself unavailable, so an unreachable server fails startup and requests fast.
+/// How long the first connection may take before the store reports itself unavailable, so an
+/// unreachable server fails startup fast.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`PostgresJobStore::connect`]'s wait for a pooled connection (`DATABASE_ACQUIRE_TIMEOUT_MS`).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The ordered, embedded PostgreSQL migrations. Additive only; a test rejects `DROP`.
 pub const MIGRATIONS: [(i64, &str, &str); 2] = [
@@ -107,7 +110,7 @@ macro_rules! insert_unnest {
 }
 
 fn unavailable(err: &sqlx::Error) -> StoreError {
-    StoreError::Unavailable(err.to_string())
+    crate::common::store_error(err)
 }
 
 /// The password in a connection URL, in the userinfo or a `password=` parameter.
@@ -151,6 +154,13 @@ impl PostgresJobStore {
     /// Connects, migrates and opens a pool of up to 16 connections. Fails within about five
     /// seconds when the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Self::connect`], with how long an operation waits for a pooled connection (opening one
+    /// if needed) before it fails with [`StoreError::Unreachable`]: during an outage, requests
+    /// fail after this long instead of waiting for the server to come back.
+    pub async fn connect_with(url: &str, acquire_timeout: Duration) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|err| connect_error(url, "invalid URL for", err))?;
         // One direct connection first: a refused or failed connection reports its own cause at
@@ -169,7 +179,7 @@ impl PostgresJobStore {
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(CONNECT_TIMEOUT)
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|err| connect_error(url, "cannot connect to", err))?;

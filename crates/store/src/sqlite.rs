@@ -31,6 +31,7 @@ use crate::common::{
     claim_outcome, distinct, distinct_claims, expand_claims, expand_settled, idempotency_cutoff,
 };
 use crate::group_commit::GroupCommitConfig;
+use crate::write_health::WriteHealth;
 
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,7 +98,7 @@ fn migrator() -> Migrator {
 }
 
 fn unavailable(err: &sqlx::Error) -> StoreError {
-    StoreError::Unavailable(err.to_string())
+    crate::common::store_error(err)
 }
 
 /// Jobs in a local SQLite file.
@@ -106,6 +107,8 @@ pub struct SqliteJobStore {
     pool: SqlitePool,
     /// Commits the job records ([`JobStore::insert`]) on a thread of its own.
     writer: Arc<writer::JobWriter>,
+    /// Open while writes fail for lack of space (or a read-only file): `ping` then fails.
+    health: Arc<WriteHealth>,
     path: PathBuf,
 }
 
@@ -144,7 +147,8 @@ impl SqliteJobStore {
             .busy_timeout(BUSY_TIMEOUT)
             // Checkpoints run in the background (below), not inside whichever commit happens
             // to cross the threshold: that commit would stall every request waiting on it.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", checkpoints.max_wal_bytes.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -155,24 +159,44 @@ impl SqliteJobStore {
         migrate(&pool, path).await?;
         // After migrating: the writer's statement needs the current schema. Opening a file is
         // blocking work, so it runs off the async runtime.
+        let health = Arc::new(WriteHealth::default());
         let writer = {
             let (path, config) = (path.to_owned(), writer.clone());
+            let guard = writer::WalGuard {
+                wal_path: wal_path(&path),
+                max_bytes: checkpoints.max_wal_bytes,
+                health: Arc::clone(&health),
+            };
             tokio::task::spawn_blocking(move || {
-                writer::JobWriter::start(&path, BUSY_TIMEOUT, &config)
+                writer::JobWriter::start(&path, BUSY_TIMEOUT, &config, guard)
             })
             .await
             .map_err(|err| StoreError::Unavailable(format!("opening the SQLite writer: {err}")))??
         };
         let writer = Arc::new(writer);
+        // Opened once and closed only after every connection: closing any descriptor of the
+        // database file drops every POSIX lock this process holds on it (SQLite's "how to
+        // corrupt" §2.2), and another process's client would then delete the WAL we write into.
+        let database_file = {
+            let database = path.to_owned();
+            tokio::task::spawn_blocking(move || std::fs::File::open(database))
+                .await
+                .map_err(|err| StoreError::Unavailable(format!("opening the SQLite file: {err}")))?
+                .map_err(|err| {
+                    StoreError::Unavailable(format!("cannot open {}: {err}", path.display()))
+                })?
+        };
         tokio::spawn(checkpoint_periodically(
             pool.clone(),
-            path.to_owned(),
+            Arc::new(database_file),
             Arc::clone(&writer),
+            Arc::clone(&health),
             checkpoints.clone(),
         ));
         Ok(Self {
             pool,
             writer,
+            health,
             path: path.to_owned(),
         })
     }
@@ -324,6 +348,27 @@ pub struct WalCheckpoints {
     /// A WAL longer than this many frames (pages) after a background checkpoint is finished
     /// by the job writer ([`checkpoint_periodically`]).
     pub reset_at_frames: i64,
+    /// The WAL's bound in bytes (`SQLITE_WAL_MAX_MB`): past it the job writer finishes a
+    /// checkpoint, and each restart truncates the file to it (`journal_size_limit`). After a
+    /// full disk, freeing this much lets the store write again (`writer::make_room`).
+    pub max_wal_bytes: u64,
+}
+
+impl WalCheckpoints {
+    /// The default schedule with a WAL bound of `max_mb` MiB.
+    pub fn bounded_to_mb(max_mb: u64) -> Self {
+        Self {
+            max_wal_bytes: max_mb.saturating_mul(1 << 20),
+            ..Self::default()
+        }
+    }
+}
+
+/// SQLite's write-ahead log beside `database`.
+fn wal_path(database: &Path) -> PathBuf {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 impl Default for WalCheckpoints {
@@ -332,6 +377,7 @@ impl Default for WalCheckpoints {
             every: Duration::from_secs(1),
             // 16 MiB of 4 KiB pages.
             reset_at_frames: 4_096,
+            max_wal_bytes: 64 << 20,
         }
     }
 }
@@ -353,8 +399,9 @@ impl Default for WalCheckpoints {
 /// `predict_echo` (10-35 ms without commits, once a second, measured before this was done).
 async fn checkpoint_periodically(
     pool: SqlitePool,
-    path: PathBuf,
+    database_file: Arc<std::fs::File>,
     writer: Arc<writer::JobWriter>,
+    health: Arc<WriteHealth>,
     checkpoints: WalCheckpoints,
 ) {
     let mut ticks = tokio::time::interval(checkpoints.every);
@@ -364,10 +411,18 @@ async fn checkpoint_periodically(
         if pool.is_closed() {
             return;
         }
+        if health.is_failing() {
+            // No traffic may come to find out that space was freed (a load balancer stops
+            // sending any while `/ready` says degraded), so the store tries for itself.
+            if probe_write(&pool).await.is_ok() {
+                health.recovered();
+            }
+            continue;
+        }
         match passive_checkpoint(&pool).await {
             Ok(wal_frames) => {
                 if wal_frames > checkpoints.reset_at_frames {
-                    catch_up(&pool, &path, wal_frames).await;
+                    catch_up(&pool, &database_file, wal_frames).await;
                     writer.request_checkpoint();
                 }
             }
@@ -379,6 +434,28 @@ async fn checkpoint_periodically(
             }
         }
     }
+}
+
+/// Whether the store can write again after an incident: the WAL copied back and truncated (so
+/// its space is free), then one page written. `user_version` is a header field nothing else
+/// uses (sqlx keeps its migrations in a table), and writing it appends a WAL frame like any
+/// other write.
+async fn probe_write(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let (busy, _, _) = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(pool)
+        .await?;
+    if busy != 0 {
+        return Err(sqlx::Error::Protocol("the WAL is still in use".into()));
+    }
+    let (version,) = sqlx::query_as::<_, (i64,)>("PRAGMA user_version")
+        .fetch_one(pool)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA user_version = {version}"
+    )))
+    .execute(pool)
+    .await
+    .map(drop)
 }
 
 /// A WAL tail the job writer may be left to copy: 1 MiB of 4 KiB pages.
@@ -404,7 +481,7 @@ async fn passive_checkpoint(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
 /// load only the writer's step does. So the file is synced here first (an `fsync` writes the
 /// file's dirty pages whichever descriptor asks), then one more pass copies what was appended
 /// meanwhile.
-async fn catch_up(pool: &SqlitePool, database: &Path, mut wal_frames: i64) {
+async fn catch_up(pool: &SqlitePool, database_file: &Arc<std::fs::File>, mut wal_frames: i64) {
     for _ in 0..CATCH_UP_PASSES {
         let Ok(now) = passive_checkpoint(pool).await else {
             return;
@@ -416,8 +493,8 @@ async fn catch_up(pool: &SqlitePool, database: &Path, mut wal_frames: i64) {
             break;
         }
     }
-    let database = database.to_owned();
-    let synced = tokio::task::spawn_blocking(move || std::fs::File::open(database)?.sync_data())
+    let database_file = Arc::clone(database_file);
+    let synced = tokio::task::spawn_blocking(move || database_file.sync_data())
         .await
         .map_err(std::io::Error::other)
         .and_then(std::convert::identity);
@@ -452,6 +529,7 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        self.health.check()?;
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
@@ -768,6 +846,7 @@ mod tests {
         let checkpoints = WalCheckpoints {
             every: Duration::from_millis(20),
             reset_at_frames: 64,
+            ..WalCheckpoints::default()
         };
         let store = Arc::new(
             SqliteJobStore::open_tuned(&path, &GroupCommitConfig::default(), &checkpoints)

@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use inference_engine_app::job_loops::{self, JobLoops};
 use inference_engine_app::{AppContext, Role, Settings};
-use inference_engine_store::testing::TestPostgres;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod families;
+pub mod proxy;
 
+pub use inference_engine_store::testing::TestPostgres;
 pub use reqwest;
 
 /// The dev key with `predict` and `read_models` (tenant `tenant_dev`).
@@ -227,22 +228,29 @@ impl TestApp {
     pub async fn spawn_on_backend(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
         match backend {
             Backend::Local => Self::spawn_with(configure).await,
-            Backend::Distributed => {
-                let postgres = TestPostgres::create().await.expect("a fresh test database");
-                let redis = RedisPrefix::new();
-                let mut app = Self::spawn_with(|settings| {
-                    settings.database_url = Some(postgres.url().to_owned());
-                    settings.redis_url = Some(test_redis_url());
-                    settings.redis_key_prefix = redis.prefix.clone();
-                    configure(settings);
-                })
-                .await;
-                app.worker = Some(job_loops::start_for(&app.ctx));
-                app._postgres = Some(postgres);
-                app._redis = Some(redis);
-                app
-            }
+            Backend::Distributed => Self::spawn_distributed_on(&test_redis_url(), configure).await,
         }
+    }
+
+    /// [`Backend::Distributed`] on the Redis at `redis_url` (a [`PrivateRedis`], for a test
+    /// that stops it).
+    pub async fn spawn_distributed_on(
+        redis_url: &str,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let postgres = TestPostgres::create().await.expect("a fresh test database");
+        let redis = RedisPrefix::new();
+        let mut app = Self::spawn_with(|settings| {
+            settings.database_url = Some(postgres.url().to_owned());
+            settings.redis_url = Some(redis_url.to_owned());
+            settings.redis_key_prefix = redis.prefix.clone();
+            configure(settings);
+        })
+        .await;
+        app.worker = Some(job_loops::start_for(&app.ctx));
+        app._postgres = Some(postgres);
+        app._redis = Some(redis);
+        app
     }
 
     /// Starts on an existing settings value (e.g. the same SQLite file as a stopped app).

@@ -6,6 +6,7 @@
 
 mod commands;
 mod distributed;
+mod durability;
 mod guards;
 mod logs;
 mod runtimes;

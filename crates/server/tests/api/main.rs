@@ -15,6 +15,7 @@ mod large_inputs;
 mod media;
 mod metrics;
 mod models;
+mod outages;
 mod pipelines;
 mod playground;
 mod predict;

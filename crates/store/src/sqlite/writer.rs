@@ -8,7 +8,7 @@
 //! (BENCHMARKS.md). Reads and the other writes (claims, settlements, idempotent submissions)
 //! stay on the pool; the two take turns on SQLite's write lock through the busy timeout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -24,6 +24,17 @@ use crate::codec::JobColumns;
 use crate::group_commit::{
     Batch, GATHER_ROUNDS, GroupCommitConfig, WriterCommand, WriterQueue, take_queued,
 };
+use crate::write_health::WriteHealth;
+
+/// How the writer keeps the WAL bounded and the store's write health.
+#[derive(Debug, Clone)]
+pub(super) struct WalGuard {
+    /// The `-wal` file beside the database (its size is read with `stat`, never opened).
+    pub(super) wal_path: PathBuf,
+    /// Past this size the writer finishes a checkpoint after its next transaction.
+    pub(super) max_bytes: u64,
+    pub(super) health: Arc<WriteHealth>,
+}
 
 const INSERT_JOB: &str = concat!(
     "INSERT INTO jobs (",
@@ -48,8 +59,9 @@ impl JobWriter {
         path: &Path,
         busy_timeout: Duration,
         config: &GroupCommitConfig,
+        guard: WalGuard,
     ) -> Result<Self, StoreError> {
-        let connection = open(path, busy_timeout).map_err(|err| {
+        let connection = open(path, busy_timeout, guard.max_bytes).map_err(|err| {
             StoreError::Unavailable(format!("cannot open {} for writing: {err}", path.display()))
         })?;
         let (queue, receiver) = WriterQueue::bounded(config.queue_capacity);
@@ -59,7 +71,15 @@ impl JobWriter {
             let checkpoint_requested = Arc::clone(&checkpoint_requested);
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
-                .spawn(move || run(&connection, receiver, max_batch_jobs, &checkpoint_requested))
+                .spawn(move || {
+                    run(
+                        &connection,
+                        receiver,
+                        max_batch_jobs,
+                        &checkpoint_requested,
+                        &guard,
+                    );
+                })
         }
         .map_err(|err| {
             StoreError::Unavailable(format!("cannot start the SQLite writer thread: {err}"))
@@ -107,7 +127,7 @@ impl JobWriter {
     }
 }
 
-fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+fn open(path: &Path, busy_timeout: Duration, wal_max_bytes: u64) -> rusqlite::Result<Connection> {
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -117,6 +137,13 @@ fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     // per connection, and checkpoints belong to the pool's background task.
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // The WAL starts over at this thread's commits: that is when SQLite truncates it to the
+    // limit, so a burst that grew it does not keep the disk space.
+    connection.pragma_update(
+        None,
+        "journal_size_limit",
+        i64::try_from(wal_max_bytes).unwrap_or(i64::MAX),
+    )?;
     // SQLite compiles `CHECK (status IN (<five values>))` into a temporary b-tree that the
     // INSERT builds, fills and frees for every row: a sixth of this thread's CPU under load
     // (`perf`, predict_echo). The values written here come from the closed `JobStatus` and
@@ -131,6 +158,7 @@ fn run(
     mut receiver: mpsc::Receiver<WriterCommand>,
     max_batch_jobs: usize,
     checkpoint_requested: &AtomicBool,
+    guard: &WalGuard,
 ) {
     let mut statements = match Statements::prepare(connection) {
         Ok(statements) => Some(statements),
@@ -155,9 +183,12 @@ fn run(
             continue;
         }
         let started = Instant::now();
-        let outcome = commit(connection, statements.as_mut(), &batch.jobs);
+        let outcome = make_room(connection, guard, checkpoint_requested)
+            .and_then(|()| commit(connection, statements.as_mut(), &batch.jobs));
+        guard.health.record(&outcome);
         for write in batch.settle(outcome, started) {
             let outcome = commit(connection, statements.as_mut(), &write.jobs);
+            guard.health.record(&outcome);
             write.answer(outcome);
         }
         if checkpoint_requested.load(Ordering::Relaxed) {
@@ -167,6 +198,37 @@ fn run(
     if let Some(closed) = closing {
         let _ = closed.send(());
     }
+}
+
+/// Keeps the WAL within its bound before a transaction appends to it.
+///
+/// Normally that only means asking for a checkpoint after this transaction once the WAL has
+/// outgrown `max_bytes`. While the store cannot write (a full disk), nothing is appended until a
+/// checkpoint has copied the whole WAL back and truncated it: otherwise the first writes after
+/// space is freed would refill it with WAL frames, the database file could not grow to absorb
+/// them, and the store would never recover. So freeing the WAL's bound (`SQLITE_WAL_MAX_MB`)
+/// is always enough: the database file grows by at most what the WAL holds.
+fn make_room(
+    connection: &Connection,
+    guard: &WalGuard,
+    checkpoint_requested: &AtomicBool,
+) -> Result<(), StoreError> {
+    if guard.health.is_failing() {
+        let busy = connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map_err(|err| unavailable(&err))?;
+        if busy != 0 {
+            return guard.health.check();
+        }
+        return Ok(());
+    }
+    let wal_bytes = std::fs::metadata(&guard.wal_path).map_or(0, |wal| wal.len());
+    if wal_bytes > guard.max_bytes {
+        checkpoint_requested.store(true, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Copies what is left of the WAL into the database. Between two of this thread's
@@ -284,8 +346,18 @@ fn insert_row(insert: &mut Statement<'_>, job: &Job) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Classified like the pool's errors (`common::store_error`): a full disk, a read-only file or
+/// an I/O error fail every write alike.
 fn unavailable(err: &rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("SQLite: {err}"))
+    let message = format!("SQLite: {err}");
+    match err.sqlite_error_code() {
+        Some(
+            rusqlite::ErrorCode::DiskFull
+            | rusqlite::ErrorCode::ReadOnly
+            | rusqlite::ErrorCode::SystemIoFailure,
+        ) => StoreError::CannotWrite(message),
+        _ => StoreError::Unavailable(message),
+    }
 }
 
 #[cfg(test)]
@@ -314,7 +386,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jobs.db");
         store(&dir).await.close().await;
-        let connection = open(&path, Duration::from_secs(1)).unwrap();
+        let connection = open(&path, Duration::from_secs(1), 64 << 20).unwrap();
         let mut plan = connection
             .prepare(&format!("EXPLAIN {INSERT_JOB}"))
             .unwrap();
@@ -380,8 +452,13 @@ mod tests {
         drop(commands);
         let path = dir.path().join("jobs.db");
         tokio::task::spawn_blocking(move || {
-            let connection = open(&path, Duration::from_secs(5)).unwrap();
-            run(&connection, receiver, 512, &AtomicBool::new(false));
+            let connection = open(&path, Duration::from_secs(5), 64 << 20).unwrap();
+            let guard = WalGuard {
+                wal_path: path.with_file_name("jobs.db-wal"),
+                max_bytes: 64 << 20,
+                health: Arc::default(),
+            };
+            run(&connection, receiver, 512, &AtomicBool::new(false), &guard);
         })
         .await
         .unwrap();
