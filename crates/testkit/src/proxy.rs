@@ -2,8 +2,7 @@
 //! (an outage of PostgreSQL or Redis) without stopping the server every other test shares.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -13,54 +12,72 @@ use tokio::task::JoinHandle;
 #[derive(Debug)]
 pub struct TcpProxy {
     pub address: SocketAddr,
-    open: Arc<AtomicBool>,
+    upstream: SocketAddr,
     /// Bumped by every cut: each forwarded connection ends when it changes.
     cuts: watch::Sender<u64>,
-    accept: JoinHandle<()>,
+    /// The accept loop; it owns the listener, so aborting it closes the port.
+    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl TcpProxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = listener.local_addr().expect("local address");
-        let open = Arc::new(AtomicBool::new(true));
         let (cuts, _) = watch::channel(0);
-        let accept = {
-            let (open, cuts) = (Arc::clone(&open), cuts.clone());
-            tokio::spawn(async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    if !open.load(Ordering::SeqCst) {
-                        // Closed at once, as by a server that is down.
-                        drop(client);
-                        continue;
-                    }
-                    tokio::spawn(forward(client, upstream, cuts.subscribe()));
-                }
-            })
-        };
-        Self {
+        let proxy = Self {
             address,
-            open,
+            upstream,
             cuts,
-            accept,
+            accept: Mutex::new(None),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (upstream, cuts) = (self.upstream, self.cuts.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(forward(client, upstream, cuts.subscribe()));
+            }
+        });
+        if let Some(previous) = self.accept.lock().unwrap().replace(accept) {
+            previous.abort();
         }
     }
 
-    /// The service goes away: open connections are closed and new ones are closed at once.
+    /// The service goes down: open connections are closed and new ones refused, as when the
+    /// server process stops.
     pub fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
+        if let Some(accept) = self.accept.lock().unwrap().take() {
+            accept.abort();
+        }
         self.cuts.send_modify(|cuts| *cuts += 1);
     }
 
-    /// The service is back.
-    pub fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
+    /// The service is back, on the same port.
+    pub async fn restore(&self) {
+        // The aborted accept loop drops its listener when the runtime next polls it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.address).await {
+                Ok(listener) => break listener,
+                Err(err) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "cannot listen on {} again: {err}",
+                        self.address
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        };
+        self.serve(listener);
     }
 }
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
-        self.accept.abort();
         self.cut();
     }
 }

@@ -34,9 +34,9 @@ fn upstream_of(url: &str) -> SocketAddr {
 async fn while_postgres_is_down_ready_answers_at_once_and_requests_fail_with_503() {
     let postgres = TestPostgres::create().await.unwrap();
     let proxy = TcpProxy::start(upstream_of(postgres.url())).await;
+    // The default `DATABASE_ACQUIRE_TIMEOUT_MS` (2 s): longer than `/ready` may take.
     let app = TestApp::spawn_with(|settings| {
         settings.database_url = Some(through(postgres.url(), proxy.address));
-        settings.database_acquire_timeout_ms = 300;
     })
     .await;
     let echo = json!({"model": "echo", "version": "v1", "data": "x"});
@@ -46,19 +46,28 @@ async fn while_postgres_is_down_ready_answers_at_once_and_requests_fail_with_503
     );
 
     proxy.cut();
-    // Bounds well above what the fix takes (≈ 0.8 s for `/ready`, ≈ 0.3 s per request) and
-    // below what the outage cost before it: 5 s for `/ready`, and a retry of 5 s per request
-    // for every request that shared a failed batch.
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_secs(4))
+    // `/ready` must answer within a second (it takes 0.8 s): before, it waited for a pooled
+    // connection as long as requests do.
+    let ready = reqwest::Client::builder()
+        .timeout(Duration::from_millis(1_500))
         .build()
-        .unwrap();
-    let ready = impatient.get(app.url("/ready")).send().await.unwrap();
+        .unwrap()
+        .get(app.url("/ready"))
+        .send()
+        .await
+        .expect("/ready answers within 1.5 s during the outage");
     assert_eq!(ready.status(), 503);
     let ready = json_body(ready).await;
     assert_eq!(ready["status"], "degraded", "{ready}");
     assert_eq!(ready["reason"], "the job store is unreachable", "{ready}");
 
+    // Each request fails once the acquire timeout has passed. Before, the requests that shared
+    // a failed batch were retried one after the other, each waiting the timeout again: the
+    // sixteenth answered after half a minute.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(8))
+        .build()
+        .unwrap();
     let requests: Vec<_> = (0..16)
         .map(|_| {
             let request = impatient
@@ -78,7 +87,7 @@ async fn while_postgres_is_down_ready_answers_at_once_and_requests_fail_with_503
         assert_eq!(json_body(response).await["code"], "unavailable");
     }
 
-    proxy.restore();
+    proxy.restore().await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let response = app.post("/predict", Some("dev-key"), &echo).await;
