@@ -11,6 +11,7 @@ use std::time::Duration;
 use inference_engine_core::auth::{ApiKeyTable, KeyConfigError, KeySource};
 use inference_engine_core::config::{EngineConfig, ExecutionPolicy};
 use inference_engine_core::jobs::AsyncJobService;
+use inference_engine_core::observe::LogEvery;
 use inference_engine_core::ports::{Clock, JobQueue, JobStore, QueueError, StoreError};
 use inference_engine_core::ratelimit::{LocalRateLimiter, RateLimiter};
 use inference_engine_core::redact::redact_url;
@@ -253,6 +254,8 @@ pub fn serving_config(
 
 /// How long readiness waits for the job store and the queue to answer a ping.
 const READINESS_BUDGET: Duration = Duration::from_millis(800);
+/// Probes ask `/ready` every few seconds for the whole of an outage: a sample of the causes.
+static READINESS_LOG: LogEvery = LogEvery::new(Duration::from_secs(10));
 
 /// Why the server should not get traffic now (`/ready`, `/v2/health/ready`, gRPC
 /// `ServerReady` and the health service all ask [`AppContext::readiness`]).
@@ -290,7 +293,9 @@ impl AppContext {
             )))
         });
         if let Err(err) = store {
-            tracing::warn!(error = %err, "readiness check: job store failing");
+            if let Some(held_back) = READINESS_LOG.admit() {
+                tracing::warn!(error = %err, similar_not_logged = held_back, "readiness check: job store failing");
+            }
             return Err(NotReady {
                 status: "degraded",
                 reason: match err {
@@ -307,7 +312,9 @@ impl AppContext {
             )))
         });
         if let Err(err) = queue {
-            tracing::warn!(error = %err, "readiness check: job queue unreachable");
+            if let Some(held_back) = READINESS_LOG.admit() {
+                tracing::warn!(error = %err, similar_not_logged = held_back, "readiness check: job queue unreachable");
+            }
             return Err(NotReady {
                 status: "degraded",
                 reason: "the job queue is unreachable",

@@ -205,7 +205,7 @@ pub struct Settings {
 
     /// Largest size of SQLite's write-ahead log, in MiB, after which the job writer copies it
     /// back before writing more. After a full disk, freeing this much lets the store recover.
-    #[arg(long, env = "SQLITE_WAL_MAX_MB", default_value_t = 64, global = true)]
+    #[arg(long, env = "SQLITE_WAL_MAX_MB", default_value_t = 16, global = true)]
     pub sqlite_wal_max_mb: u64,
 
     /// Redis for the job queue (`redis://host:6379/0`); unset: jobs run in the `serve` process.
@@ -322,7 +322,7 @@ impl Settings {
             shutdown_timeout_s: 30,
             database_url: None,
             database_acquire_timeout_ms: 2_000,
-            sqlite_wal_max_mb: 64,
+            sqlite_wal_max_mb: 16,
             redis_url: None,
             redis_key_prefix: "ie:".into(),
             jobs_max_attempts: None,

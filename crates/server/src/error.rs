@@ -200,6 +200,8 @@ impl IntoResponse for ApiError {
             if let Some(held_back) = UNAVAILABLE.admit() {
                 tracing::warn!(code = self.code, cause = %self.message, similar_not_logged = held_back, "request failed: a dependency is unavailable");
             }
+        } else if self.kind == ErrorKind::NotReady {
+            // `/ready` saying so is its job, not a failure; the readiness check logs the cause.
         } else if status.is_server_error() {
             tracing::error!(code = self.code, cause = %self.message, "request failed");
         }

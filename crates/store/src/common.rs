@@ -169,35 +169,6 @@ pub(crate) fn claim_outcome(started: Option<Job>, current: Option<Job>) -> Claim
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repeated_ids_keep_the_first_request_and_point_back_to_it() {
-        let [a, b] = [JobId::new(), JobId::new()];
-        let (unique, slots) = distinct(vec![(a, 1), (b, 2), (a, 3)], |(id, _)| *id);
-        assert_eq!(unique, vec![(a, 1), (b, 2)]);
-        assert_eq!(
-            expand_settled(&[true, true], &slots),
-            vec![true, true, false]
-        );
-    }
-
-    #[test]
-    fn an_unrepresentable_ttl_never_expires() {
-        let now = Utc::now();
-        assert_eq!(
-            idempotency_cutoff(now, Duration::MAX),
-            DateTime::<Utc>::MIN_UTC
-        );
-        assert_eq!(
-            idempotency_cutoff(now, Duration::from_secs(60)),
-            now - TimeDelta::seconds(60)
-        );
-    }
-}
-
 /// A sqlx error as the store error that tells the caller what to do: whole-store failures
 /// ([`StoreError::Unreachable`], [`StoreError::CannotWrite`]) apart from a refusal of this one
 /// operation. Both engines' codes are recognised here, so they classify alike.
@@ -233,4 +204,33 @@ fn cannot_write_code(code: &str) -> bool {
     }
     code.parse::<i64>()
         .is_ok_and(|extended| matches!(extended & 0xff, 8 | 10 | 13))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_ids_keep_the_first_request_and_point_back_to_it() {
+        let [a, b] = [JobId::new(), JobId::new()];
+        let (unique, slots) = distinct(vec![(a, 1), (b, 2), (a, 3)], |(id, _)| *id);
+        assert_eq!(unique, vec![(a, 1), (b, 2)]);
+        assert_eq!(
+            expand_settled(&[true, true], &slots),
+            vec![true, true, false]
+        );
+    }
+
+    #[test]
+    fn an_unrepresentable_ttl_never_expires() {
+        let now = Utc::now();
+        assert_eq!(
+            idempotency_cutoff(now, Duration::MAX),
+            DateTime::<Utc>::MIN_UTC
+        );
+        assert_eq!(
+            idempotency_cutoff(now, Duration::from_secs(60)),
+            now - TimeDelta::seconds(60)
+        );
+    }
 }

@@ -377,7 +377,7 @@ impl Default for WalCheckpoints {
             every: Duration::from_secs(1),
             // 16 MiB of 4 KiB pages.
             reset_at_frames: 4_096,
-            max_wal_bytes: 64 << 20,
+            max_wal_bytes: 16 << 20,
         }
     }
 }
