@@ -257,6 +257,14 @@ const READINESS_BUDGET: Duration = Duration::from_millis(800);
 /// Probes ask `/ready` every few seconds for the whole of an outage: a sample of the causes.
 static READINESS_LOG: LogEvery = LogEvery::new(Duration::from_secs(10));
 
+/// `/ready`'s reason for a job store that failed its ping with `err`.
+fn store_reason(err: &StoreError) -> &'static str {
+    match err {
+        StoreError::CannotWrite(_) => "the job store cannot write (disk full or read-only)",
+        _ => "the job store is unreachable",
+    }
+}
+
 /// Why the server should not get traffic now (`/ready`, `/v2/health/ready`, gRPC
 /// `ServerReady` and the health service all ask [`AppContext::readiness`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,37 +295,21 @@ impl AppContext {
             tokio::time::timeout(READINESS_BUDGET, self.jobs.ping()),
             tokio::time::timeout(READINESS_BUDGET, self.queue.ping()),
         );
-        let store = store.unwrap_or_else(|_| {
-            Err(StoreError::Unreachable(format!(
-                "no answer within {READINESS_BUDGET:?}"
-            )))
-        });
-        if let Err(err) = store {
+        let timed_out = || format!("no answer within {READINESS_BUDGET:?}");
+        let failure = match (store, queue) {
+            (Ok(Err(err)), _) => Some((err.to_string(), store_reason(&err))),
+            (Err(_), _) => Some((timed_out(), "the job store is unreachable")),
+            (_, Ok(Err(err))) => Some((err.to_string(), "the job queue is unreachable")),
+            (_, Err(_)) => Some((timed_out(), "the job queue is unreachable")),
+            (Ok(Ok(())), Ok(Ok(()))) => None,
+        };
+        if let Some((error, reason)) = failure {
             if let Some(held_back) = READINESS_LOG.admit() {
-                tracing::warn!(error = %err, similar_not_logged = held_back, "readiness check: job store failing");
+                tracing::warn!(%error, similar_not_logged = held_back, "readiness check: {reason}");
             }
             return Err(NotReady {
                 status: "degraded",
-                reason: match err {
-                    StoreError::CannotWrite(_) => {
-                        "the job store cannot write (disk full or read-only)"
-                    }
-                    _ => "the job store is unreachable",
-                },
-            });
-        }
-        let queue = queue.unwrap_or_else(|_| {
-            Err(QueueError::Unavailable(format!(
-                "no answer within {READINESS_BUDGET:?}"
-            )))
-        });
-        if let Err(err) = queue {
-            if let Some(held_back) = READINESS_LOG.admit() {
-                tracing::warn!(error = %err, similar_not_logged = held_back, "readiness check: job queue unreachable");
-            }
-            return Err(NotReady {
-                status: "degraded",
-                reason: "the job queue is unreachable",
+                reason,
             });
         }
         Ok(())

@@ -193,17 +193,21 @@ pub struct PendingErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if self.kind == ErrorKind::Unavailable {
-            // A dependency that is down fails every request alike; its adapter logs the
-            // incident (the SQLite store once per incident), so here a sample suffices.
-            static UNAVAILABLE: LogEvery = LogEvery::new(std::time::Duration::from_secs(10));
-            if let Some(held_back) = UNAVAILABLE.admit() {
-                tracing::warn!(code = self.code, cause = %self.message, similar_not_logged = held_back, "request failed: a dependency is unavailable");
+        match self.kind {
+            ErrorKind::Unavailable => {
+                // A dependency that is down fails every request alike; its adapter logs the
+                // incident (the SQLite store once per incident), so here a sample suffices.
+                static UNAVAILABLE: LogEvery = LogEvery::new(std::time::Duration::from_secs(10));
+                if let Some(held_back) = UNAVAILABLE.admit() {
+                    tracing::warn!(code = self.code, cause = %self.message, similar_not_logged = held_back, "request failed: a dependency is unavailable");
+                }
             }
-        } else if self.kind == ErrorKind::NotReady {
             // `/ready` saying so is its job, not a failure; the readiness check logs the cause.
-        } else if status.is_server_error() {
-            tracing::error!(code = self.code, cause = %self.message, "request failed");
+            ErrorKind::NotReady => {}
+            _ if status.is_server_error() => {
+                tracing::error!(code = self.code, cause = %self.message, "request failed");
+            }
+            _ => {}
         }
         let mut response = status.into_response();
         if let Some(seconds) = retry_after_for(self.kind) {

@@ -202,8 +202,19 @@ fn cannot_write_code(code: &str) -> bool {
     if code.len() == 5 {
         return matches!(code, "53100" | "25006");
     }
-    code.parse::<i64>()
-        .is_ok_and(|extended| matches!(extended & 0xff, 8 | 10 | 13))
+    code.parse::<i64>().is_ok_and(sqlite_cannot_write)
+}
+
+/// [`cannot_write_code`] for an SQLite extended result code, as the writer thread's rusqlite
+/// reports it.
+pub(crate) fn sqlite_cannot_write(extended_code: i64) -> bool {
+    const SQLITE_READONLY: i64 = 8;
+    const SQLITE_IOERR: i64 = 10;
+    const SQLITE_FULL: i64 = 13;
+    matches!(
+        extended_code & 0xff,
+        SQLITE_READONLY | SQLITE_IOERR | SQLITE_FULL
+    )
 }
 
 #[cfg(test)]

@@ -346,16 +346,16 @@ fn insert_row(insert: &mut Statement<'_>, job: &Job) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Classified like the pool's errors (`common::store_error`): a full disk, a read-only file or
-/// an I/O error fail every write alike.
+/// Classified by the pool's rule (`common::store_error`): a full disk, a read-only file or an
+/// I/O error fail every write alike.
 fn unavailable(err: &rusqlite::Error) -> StoreError {
     let message = format!("SQLite: {err}");
-    match err.sqlite_error_code() {
-        Some(
-            rusqlite::ErrorCode::DiskFull
-            | rusqlite::ErrorCode::ReadOnly
-            | rusqlite::ErrorCode::SystemIoFailure,
-        ) => StoreError::CannotWrite(message),
+    match err {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if crate::common::sqlite_cannot_write(i64::from(failure.extended_code)) =>
+        {
+            StoreError::CannotWrite(message)
+        }
         _ => StoreError::Unavailable(message),
     }
 }
