@@ -18,7 +18,7 @@ use inference_engine_core::redact::redact_url;
 use inference_engine_core::registry::{
     BuiltinSet, ModelRegistry, ModelRepository, RegistryError, ServingConfig,
 };
-use inference_engine_core::runner::{JobRunner, RetryPolicy, RunnerConfig};
+use inference_engine_core::runner::{DEFAULT_CANCEL_POLL, JobRunner, RetryPolicy, RunnerConfig};
 use inference_engine_core::service::{
     Caller, InferenceService, PredictCommand, PredictFailure, Prediction, TensorCommand,
 };
@@ -431,6 +431,7 @@ impl AppContext {
                 )
                 .then(|| inference.clock().now()),
                 result_ttl: engine_config.jobs.result_ttl(),
+                cancel_poll: DEFAULT_CANCEL_POLL,
             },
         );
         for pool in registry.serving().executors.pools() {

@@ -1,10 +1,11 @@
 //! Built-in pipelines: `echo` (identity, versions v1 and v2) and `sleep` (for exercising
 //! timeouts, cancellation and load; never registered in production).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::cancel;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::tensor::Tensor;
 
@@ -37,8 +38,12 @@ impl Pipeline for EchoPipeline {
 /// The longest a `sleep` call may block its executor thread.
 pub const MAX_SLEEP_MS: u64 = 60_000;
 
+/// How often a sleeping call looks at its job's cancellation.
+const CANCEL_CHECK: Duration = Duration::from_millis(10);
+
 /// Input `{"ms": n}`: blocks its executor thread for `n` ms (at most [`MAX_SLEEP_MS`]), then
-/// returns its input.
+/// returns its input. A cancelled job's sleep ends within [`CANCEL_CHECK`] of the worker
+/// raising its flag, freeing the thread.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SleepPipeline;
 
@@ -59,9 +64,24 @@ impl Pipeline for SleepPipeline {
         Ok((Duration::from_millis(ms.min(MAX_SLEEP_MS)), data))
     }
 
+    fn check(&self, data: &Value) -> Result<(), PipelineError> {
+        self.preprocess(data.clone()).map(drop)
+    }
+
     fn infer(&self, (duration, data): Self::Input) -> Result<Value, PipelineError> {
-        std::thread::sleep(duration);
-        Ok(data)
+        let until = Instant::now() + duration;
+        loop {
+            if cancel::requested() {
+                return Err(PipelineError::Inference(
+                    "cancelled before the sleep ended".into(),
+                ));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(data);
+            }
+            std::thread::sleep(left.min(CANCEL_CHECK));
+        }
     }
 
     fn postprocess(&self, output: Value) -> Result<Value, PipelineError> {
@@ -91,5 +111,19 @@ mod tests {
         assert!(SleepPipeline.preprocess(json!("10")).is_err());
         let sleep = PipelineModel::new(SleepPipeline);
         assert_eq!(sleep.predict(json!({"ms": 1})), Ok(json!({"ms": 1})));
+    }
+
+    #[test]
+    fn a_cancelled_sleep_ends_at_once() {
+        let sleep = PipelineModel::new(SleepPipeline);
+        let flag = cancel::CancelFlag::new();
+        flag.raise();
+        let started = Instant::now();
+        let outcome = cancel::within(Some(flag), || sleep.predict(json!({"ms": 60_000})));
+        assert!(
+            matches!(outcome, Err(PipelineError::Inference(_))),
+            "{outcome:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "it slept on");
     }
 }

@@ -18,6 +18,7 @@ use std::task::{Context, Poll, ready};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cancel;
 use crate::error::{Classified, ErrorKind};
 use crate::observe;
 use crate::request_scope;
@@ -190,7 +191,8 @@ impl ExecutorPool {
     }
 
     /// Queues `task` for a pool thread without waiting for it, or refuses it at once when the
-    /// queue is full. The task runs for the caller's request (`request_scope`); it must not
+    /// queue is full. The task runs for the caller's request (`request_scope`) and sees its
+    /// job's cancellation (`cancel`); it must not
     /// panic (wrap model calls in `catch_unwind`), or it takes its thread's current task down
     /// with it.
     pub fn submit(&self, task: impl FnOnce() + Send + 'static) -> Result<(), ExecutorError> {
@@ -204,9 +206,10 @@ impl ExecutorPool {
         task: impl FnOnce() + Send + 'static,
     ) -> Result<(), ExecutorError> {
         let request = request_scope::current();
+        let cancel = cancel::current();
         let task: Task = Box::new(move || {
             let _entered = request_scope::enter(request);
-            task();
+            cancel::within(cancel, task);
         });
         let refused = |err: flume::TrySendError<Queued>| match err {
             flume::TrySendError::Full(_) => ExecutorError::Overloaded {

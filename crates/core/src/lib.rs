@@ -14,6 +14,7 @@
 //!   type-erased form `Model`.
 //! - [`builtin`]: the built-in `echo` and `sleep` pipelines.
 //! - [`deadline`]: the SLA deadline of the model call on the current executor thread.
+//! - [`cancel`]: `CancelFlag`, the cancellation of the async job the current thread works for.
 //! - [`executor`]: `ExecutorPool`, bounded queues in front of named OS threads.
 //! - [`observe`]: the metric names of SPEC §7 and the functions that record them.
 //! - [`source`]: `ModelSource`, `ModelDescription`, `TensorSpec`: a model before it is loaded.
@@ -53,6 +54,7 @@ macro_rules! serialize_as_str {
 pub mod auth;
 pub mod batcher;
 pub mod builtin;
+pub mod cancel;
 pub mod config;
 pub mod deadline;
 pub mod error;

@@ -28,7 +28,7 @@ pub enum PipelineError {
 
 impl PipelineError {
     /// Prefixes the message with the batch item it concerns, so a 256-item batch says which one.
-    fn for_item(self, index: usize) -> Self {
+    pub(crate) fn for_item(self, index: usize) -> Self {
         match self {
             Self::InvalidInput(message) => Self::InvalidInput(format!("items[{index}]: {message}")),
             Self::Inference(message) => Self::Inference(format!("items[{index}]: {message}")),
@@ -88,6 +88,15 @@ pub trait Pipeline: Send + Sync + 'static {
         Ok(())
     }
 
+    /// A cheap look at a request's `data` on the caller's task, before it waits for an
+    /// executor thread: an input the model can never take is refused at once (422), however
+    /// busy the model is and however short the request's deadline, instead of timing out in
+    /// the queue (504). It must not run the model or costly preprocessing (decoding an image,
+    /// tokenizing): those wait for the thread, where `preprocess` and `validate` still run.
+    fn check(&self, _data: &Value) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
     fn infer(&self, input: Self::Input) -> Result<Self::Output, PipelineError>;
 
     /// Runs several inputs at once; backends that can stack inputs override this.
@@ -135,6 +144,11 @@ pub trait Model: Send + Sync + fmt::Debug {
 
     /// See [`Pipeline::infer_tensors`].
     fn infer_tensors(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PipelineError>;
+
+    /// See [`Pipeline::check`].
+    fn check(&self, _data: &Value) -> Result<(), PipelineError> {
+        Ok(())
+    }
 }
 
 /// Adapts any [`Pipeline`] into a [`Model`].
@@ -167,6 +181,10 @@ impl<P: Pipeline> PipelineModel<P> {
 impl<P: Pipeline> Model for PipelineModel<P> {
     fn infer_tensors(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PipelineError> {
         self.pipeline.infer_tensors(inputs)
+    }
+
+    fn check(&self, data: &Value) -> Result<(), PipelineError> {
+        self.pipeline.check(data)
     }
 
     fn predict(&self, data: Value) -> Result<Value, PipelineError> {

@@ -219,6 +219,22 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// Refreshes `heartbeat_at` of running jobs.
     async fn heartbeat(&self, ids: &[JobId], now: DateTime<Utc>) -> Result<(), StoreError>;
 
+    /// Those of `ids` whose job has been cancelled, so their worker can stop them. Polled
+    /// several times a second per running batch: stores answer it from the primary key.
+    async fn cancelled_among(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let mut cancelled = Vec::new();
+        for &id in ids {
+            if self
+                .get(id)
+                .await?
+                .is_some_and(|job| job.status == JobStatus::Cancelled)
+            {
+                cancelled.push(id);
+            }
+        }
+        Ok(cancelled)
+    }
+
     /// Jobs that may need to be (re-)enqueued: `pending` ones due by `now` and created before
     /// `pending_before`, and `running` ones whose heartbeat is older than `lease_expired_before`.
     /// Oldest first, at most `limit`.

@@ -19,7 +19,7 @@ use crate::executor::{Executed, ExecutorError, ExecutorPool, Priority};
 use crate::job::{Job, JobFailure, JobId, JobMode, JobStatus, Payload, RequestId};
 use crate::model::{ModelKey, ModelName, ModelVersion};
 use crate::observe;
-use crate::pipeline::PipelineError;
+use crate::pipeline::{Model, PipelineError};
 use crate::ports::{Clock, CommitReport, JobStore, PendingCommit, StoreError};
 use crate::registry::{ModelRegistry, ResolveError, Serving};
 use crate::routing::Bucket;
@@ -718,6 +718,7 @@ impl InferenceService {
     ) -> Result<Executed<Finished<Value>>, InferenceError> {
         let lease = self.registry.acquire(serving, key).await?;
         let pool = pool_of(serving, key)?;
+        check(lease.loaded.model.as_ref(), &payload)?;
         match (payload, lease.loaded.batcher.clone()) {
             (Payload::Single(data), Some(batcher)) => {
                 let executed = batcher.run(data, Arc::clone(pool)).await?;
@@ -797,6 +798,17 @@ async fn await_commit(
                 error: err.into(),
             }
         })
+}
+
+/// [`Model::check`] on each item, before the payload waits for a thread.
+fn check(model: &dyn Model, payload: &Payload) -> Result<(), PipelineError> {
+    match payload {
+        Payload::Single(data) => model.check(data),
+        Payload::Batch(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(index, data)| model.check(data).map_err(|err| err.for_item(index))),
+    }
 }
 
 /// The executor pool a model runs on.

@@ -431,6 +431,17 @@ impl Pipeline for OnnxPipeline {
         examples::read_examples(data, &self.inputs).map(Prepared::Tensors)
     }
 
+    /// Tensor inputs are read once more here (a walk over the request's numbers, small next
+    /// to parsing its JSON); raw texts and images are left to the executor thread, since
+    /// reading them is the costly part.
+    fn check(&self, data: &Value) -> Result<(), PipelineError> {
+        if self.text.is_some() || self.image.is_some() {
+            return Ok(());
+        }
+        let examples = examples::read_examples(data.clone(), &self.inputs)?;
+        examples::check_bounds(&examples, &self.inputs, self.min, self.max)
+    }
+
     fn validate(&self, input: &Prepared) -> Result<(), PipelineError> {
         match input {
             Prepared::Tensors(examples) => {

@@ -691,6 +691,23 @@ impl JobStore for PostgresJobStore {
         .map_err(|err| unavailable(&err))
     }
 
+    async fn cancelled_among(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: Vec<Uuid> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY($1) AND status = 'cancelled'")
+                .bind(uuids(ids.iter().copied()))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|err| unavailable(&err))?;
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| found.contains(&id.as_uuid()))
+            .collect())
+    }
+
     async fn stranded(
         &self,
         now: DateTime<Utc>,

@@ -776,6 +776,31 @@ impl JobStore for SqliteJobStore {
         Ok(())
     }
 
+    async fn cancelled_among(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let mut cancelled = Vec::new();
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let mut select = QueryBuilder::<Sqlite>::new(
+                "SELECT id FROM jobs WHERE status = 'cancelled' AND id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in chunk {
+                list.push_bind(id.to_string());
+            }
+            select.push(")");
+            let found: Vec<String> = select
+                .build_query_scalar()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|err| unavailable(&err))?;
+            cancelled.extend(
+                chunk
+                    .iter()
+                    .filter(|id| found.iter().any(|text| *text == id.to_string())),
+            );
+        }
+        Ok(cancelled)
+    }
+
     async fn stranded(
         &self,
         now: DateTime<Utc>,

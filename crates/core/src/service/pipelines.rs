@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{InferenceError, InferenceService, ModelRun, RunFor};
+use crate::cancel;
 use crate::deadline;
 use crate::job::Payload;
 use crate::model::ModelKey;
@@ -78,6 +79,12 @@ impl InferenceService {
                     ),
                 };
                 return progress.finish(Err(nested.into()));
+            }
+            if cancel::requested() {
+                // The job was cancelled while the previous step ran; its answer is discarded,
+                // so the remaining steps would only keep their executors busy.
+                let cancelled = PipelineError::Inference("the job was cancelled".into()).into();
+                return progress.finish(Err(failed(step_key.to_string(), cancelled)));
             }
             if index > 0 {
                 // A model whose manifest is unusable has no description; its run below fails

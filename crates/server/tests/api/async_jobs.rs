@@ -35,6 +35,7 @@ on_both_backends!(
     jobs_of_another_tenant_are_404_on_every_job_endpoint,
     a_pending_job_can_be_cancelled_and_never_runs,
     a_running_job_can_be_cancelled_and_its_late_result_is_discarded,
+    cancelling_a_running_job_frees_its_worker_for_the_next_job,
     cancelling_a_finished_job_is_409,
     timeouts_are_retried_with_attempts_counted_until_max_attempts,
     model_errors_are_not_retried,
@@ -311,6 +312,40 @@ async fn a_running_job_can_be_cancelled_and_its_late_result_is_discarded(backend
     let job = json_body(app.get(&format!("/jobs/{job_id}"), Some(DEV_KEY)).await).await;
     assert_eq!(job["status"], "cancelled");
     assert!(job["result"].is_null());
+}
+
+async fn cancelling_a_running_job_frees_its_worker_for_the_next_job(backend: Backend) {
+    // One loop, one job at a time: the next job can only run once the cancelled one lets go.
+    let app = TestApp::spawn_on_backend(backend, |settings| {
+        settings.worker_concurrency = Some(1);
+        settings.worker_batch = 1;
+    })
+    .await;
+    // The longest sleep there is (60 s), four times `wait_for`'s deadline: the next job
+    // finishing within that deadline shows the cancel stopped it.
+    let job_id = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "sleep", "data": {"ms": 60_000}}),
+    )
+    .await;
+    wait_for(&app, DEV_KEY, &job_id, |job| job["status"] == "running").await;
+    let cancelled = app
+        .post(&format!("/jobs/{job_id}/cancel"), Some(DEV_KEY), &json!({}))
+        .await;
+    assert_eq!(cancelled.status(), 200);
+
+    let next = submit(
+        &app,
+        DEV_KEY,
+        &json!({"model": "echo", "version": "v1", "data": 3}),
+    )
+    .await;
+    let next = wait_for(&app, DEV_KEY, &next, is_terminal).await;
+    assert_eq!(next["status"], "succeeded", "{next}");
+    let job = json_body(app.get(&format!("/jobs/{job_id}"), Some(DEV_KEY)).await).await;
+    assert_eq!(job["status"], "cancelled");
+    assert_eq!(job["error_type"], "cancelled");
 }
 
 async fn cancelling_a_finished_job_is_409(backend: Backend) {

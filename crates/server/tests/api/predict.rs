@@ -186,3 +186,62 @@ async fn a_full_executor_queue_answers_503_overloaded_with_retry_after() {
         assert_eq!(request.await.unwrap().0, 200);
     }
 }
+
+#[tokio::test]
+async fn an_invalid_input_is_422_at_once_however_busy_the_model_and_short_the_deadline() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.models_dir = inference_engine_testkit::demo_models_dir();
+        settings.cpu_executor_workers = Some(1);
+    })
+    .await;
+    // The only thread sleeps; anything queued now waits far longer than its 50 ms deadline.
+    let busy = app.spawn_post(
+        "/predict",
+        DEV_KEY,
+        &json!({"model": "sleep", "data": {"ms": 3_000}}),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let serving = app.ctx.registry.serving();
+    let cpu = serving
+        .executors
+        .pools()
+        .find(|pool| pool.name() == "cpu")
+        .unwrap();
+    while cpu.in_flight() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sleep never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for (body, says) in [
+        (
+            json!({"model": "sleep", "data": {"ms": -1}, "timeout_ms": 50}),
+            "sleep expects",
+        ),
+        (
+            json!({"model": "iris", "version": "v1", "data": [5.1, 3.5], "timeout_ms": 50}),
+            "4",
+        ),
+        (
+            json!({"model": "iris", "version": "v1", "data": [[5.1, 3.5, 1.4, 0.2], "x"], "timeout_ms": 50}),
+            "",
+        ),
+    ] {
+        let response = app.post("/predict", Some(DEV_KEY), &body).await;
+        assert_eq!(response.status(), 422, "{body}");
+        let error = json_body(response).await;
+        assert_eq!(error["code"], "invalid_input", "{error}");
+        assert!(error["detail"].as_str().unwrap().contains(says), "{error}");
+    }
+    // A valid input still waits its turn, and times out.
+    let queued = app
+        .post(
+            "/predict",
+            Some(DEV_KEY),
+            &json!({"model": "iris", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2], "timeout_ms": 50}),
+        )
+        .await;
+    assert_eq!(queued.status(), 504);
+    assert_eq!(busy.await.unwrap().0, 200);
+}
