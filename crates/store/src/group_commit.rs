@@ -389,6 +389,10 @@ impl JobStore for GroupCommitStore {
         self.inner.heartbeat(ids, now).await
     }
 
+    async fn cancelled_among(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        self.inner.cancelled_among(ids).await
+    }
+
     async fn stranded(
         &self,
         now: DateTime<Utc>,

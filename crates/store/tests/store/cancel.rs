@@ -10,6 +10,7 @@ both_engines!(
     a_running_job_is_cancelled,
     a_terminal_job_is_reported_unchanged,
     an_unknown_job_is_not_found,
+    cancelled_among_names_exactly_the_cancelled_jobs,
 );
 
 async fn cancels(harness: &Harness, status: JobStatus) {
@@ -83,4 +84,26 @@ async fn an_unknown_job_is_not_found(harness: &Harness) {
         harness.store.cancel(JobId::new(), now()).await.unwrap(),
         CancelOutcome::NotFound
     );
+}
+
+async fn cancelled_among_names_exactly_the_cancelled_jobs(harness: &Harness) {
+    let running = job_in(JobStatus::Running);
+    let cancelled = job_in(JobStatus::Running);
+    let done = job_in(JobStatus::Succeeded);
+    harness
+        .insert(&[running.clone(), cancelled.clone(), done.clone()])
+        .await;
+    harness
+        .store
+        .cancel(cancelled.id, now() + seconds(1))
+        .await
+        .unwrap();
+
+    let found = harness
+        .store
+        .cancelled_among(&[running.id, cancelled.id, done.id, JobId::new()])
+        .await
+        .unwrap();
+    assert_eq!(found, vec![cancelled.id]);
+    assert!(harness.store.cancelled_among(&[]).await.unwrap().is_empty());
 }
