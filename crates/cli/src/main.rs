@@ -199,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { load_models } => {
             let report = check::run(&cli.settings, check::CheckOptions { load_models }, |line| {
                 // A reader that stopped reading still gets the exit status.
-                let _ = print_line(line);
+                let _ = print_line(&line.to_string());
             })
             .await;
             print_line(&report.summary())?;
