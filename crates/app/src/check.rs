@@ -708,7 +708,10 @@ async fn check_store(settings: &Settings) -> (Outcome, String) {
                     .await
                 {
                     Ok(pending) => (Outcome::Ok, format!("{message}; {pending}")),
-                    Err(err) => (Outcome::Warn, format!("{message}; the schema cannot be read: {err}")),
+                    Err(err) => (
+                        Outcome::Warn,
+                        format!("{message}; the schema cannot be read: {err}"),
+                    ),
                 }
             }
             Err(message) => (Outcome::Fail, message),

@@ -25,7 +25,8 @@ use inference_engine_core::service::{
 use inference_engine_core::tensor::Tensor;
 use inference_engine_redis::{RedisJobQueue, RedisQueueConfig, RedisRateLimiter};
 use inference_engine_store::{
-    GroupCommitConfig, GroupCommitStore, MigrationReport, PostgresJobStore, SqliteJobStore, WalCheckpoints,
+    GroupCommitConfig, GroupCommitStore, MigrationReport, PostgresJobStore, SqliteJobStore,
+    WalCheckpoints,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 

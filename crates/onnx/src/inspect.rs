@@ -401,7 +401,11 @@ impl Inspection {
     /// cannot run when `only_tract` says why tract is the only runtime.
     pub fn advice(&self, only_tract: Option<&str>) -> Vec<String> {
         let mut advice = Vec::new();
-        for output in self.outputs.iter().filter(|output| output.datatype == MAP_DATATYPE) {
+        for output in self
+            .outputs
+            .iter()
+            .filter(|output| output.datatype == MAP_DATATYPE)
+        {
             advice.push(format!(
                 "output `{}` is a sequence of maps, one {{class: probability}} per example \
                  (scikit-learn's ZipMap): kind = \"raw\" serves it as it is, but kind = \

@@ -199,11 +199,7 @@ fn check_graph(model_path: &Path, manifest: &Manifest) -> Result<(), LoadError> 
         {
             return Err(failed(format!(
                 "{what} `{}` is {} {:?} in the graph but {MANIFEST_FILE} says {} {:?}",
-                declared.name,
-                in_graph.datatype,
-                in_graph.shape,
-                declared.datatype,
-                declared.shape
+                declared.name, in_graph.datatype, in_graph.shape, declared.datatype, declared.shape
             )));
         }
     }

@@ -85,7 +85,11 @@ mod tests {
 
     #[test]
     fn names_what_was_applied_or_says_the_schema_is_current() {
-        let all = [(1, "jobs", ""), (2, "async jobs", ""), (3, "pipeline steps", "")];
+        let all = [
+            (1, "jobs", ""),
+            (2, "async jobs", ""),
+            (3, "pipeline steps", ""),
+        ];
         let none = BTreeSet::new();
         let every: BTreeSet<i64> = [1, 2, 3].into();
         assert_eq!(

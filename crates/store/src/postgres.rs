@@ -26,11 +26,11 @@ use sqlx::{Connection, Postgres, QueryBuilder, Row, SqlSafeStr};
 use uuid::Uuid;
 
 use crate::codec::{JobRow, json_text, pending_count, steps_text};
-use crate::migrations::MigrationReport;
 use crate::common::{
     CANCELLED_ERROR_TYPE, CANCELLED_MESSAGE, SUBMIT_ROUNDS, SettleColumns, claim_outcome, distinct,
     distinct_claims, expand_claims, expand_settled, idempotency_cutoff,
 };
+use crate::migrations::MigrationReport;
 
 /// Enough for the request path's readers plus a worker pool's claim/settle batches; Postgres'
 /// default server limit is 100 connections for every process together.

@@ -436,13 +436,17 @@ fn migrate_names_the_migrations_it_applied_on_a_fresh_sqlite_file_then_says_none
     let (first, second, _) = migrate_twice_then_check(&[("SQLITE_DB_PATH", db.to_str().unwrap())]);
     let applied = "job store: applied 0001_jobs, 0002_async_jobs, 0003_pipeline_steps";
     assert!(
-        log_messages(&first).iter().any(|message| message == applied),
+        log_messages(&first)
+            .iter()
+            .any(|message| message == applied),
         "{}",
         first.stdout
     );
     let current = "job store: schema is up to date (3 migrations)";
     assert!(
-        log_messages(&second).iter().any(|message| message == current),
+        log_messages(&second)
+            .iter()
+            .any(|message| message == current),
         "{}",
         second.stdout
     );
@@ -451,7 +455,9 @@ fn migrate_names_the_migrations_it_applied_on_a_fresh_sqlite_file_then_says_none
 
 #[tokio::test]
 async fn migrate_and_check_name_what_they_applied_on_a_fresh_postgres_database() {
-    let postgres = inference_engine_testkit::TestPostgres::create().await.unwrap();
+    let postgres = inference_engine_testkit::TestPostgres::create()
+        .await
+        .unwrap();
     // Blocking is fine here: the test's runtime has nothing else to run.
     let (first, second, check) = migrate_twice_then_check(&[("DATABASE_URL", postgres.url())]);
     assert!(
@@ -470,7 +476,9 @@ async fn migrate_and_check_name_what_they_applied_on_a_fresh_postgres_database()
     );
     let store = check.lines_starting("ok ");
     assert!(
-        store.iter().any(|line| line.contains("is reachable; schema is up to date (2 migrations)")),
+        store
+            .iter()
+            .any(|line| line.contains("is reachable; schema is up to date (2 migrations)")),
         "{}",
         check.stdout
     );

@@ -217,14 +217,18 @@ fn models_inspect_suggests_a_classifier_template_and_the_fixes_it_recognises() {
     );
 
     // On a machine with only tract, a graph tract cannot run is said to be not servable here.
-    let (success, report, stderr) = inspect_with(&graph("iris_svc/v1"), &[("ONNX_RUNTIME", "tract")]);
+    let (success, report, stderr) =
+        inspect_with(&graph("iris_svc/v1"), &[("ONNX_RUNTIME", "tract")]);
     assert!(success, "{stderr}");
     assert!(
         report.contains("fix: this machine has only tract (ONNX_RUNTIME=tract)"),
         "{report}"
     );
     let (_, report, _) = inspect_with(&graph("iris/v1"), &[("ONNX_RUNTIME", "tract")]);
-    assert!(!report.contains("only tract"), "tract runs iris:v1:\n{report}");
+    assert!(
+        !report.contains("only tract"),
+        "tract runs iris:v1:\n{report}"
+    );
 }
 
 #[test]

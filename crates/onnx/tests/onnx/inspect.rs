@@ -82,9 +82,9 @@ fn the_classifier_template_serves_probabilities_by_label_in_place_of_raw() {
     for (name, version, classes) in [("iris", "v1", 3), ("iris", "v2", 3), ("mlp", "v1", 10)] {
         let graph = version_dir(name, version).join("model.onnx");
         let inspection = inspect(&graph).unwrap();
-        let template = inspection
-            .classifier_postprocess()
-            .unwrap_or_else(|| panic!("{name}:{version} is a classifier:\n{}", inspection.report()));
+        let template = inspection.classifier_postprocess().unwrap_or_else(|| {
+            panic!("{name}:{version} is a classifier:\n{}", inspection.report())
+        });
         let raw = inspection.suggested_manifest();
         let (head, _) = raw.split_once("[postprocess]").unwrap();
         let folder = dir.path().join(format!("{name}-{version}"));

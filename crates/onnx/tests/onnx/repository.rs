@@ -192,16 +192,25 @@ fn a_manifest_that_does_not_match_the_graph_is_not_ready_at_the_scan_naming_the_
     let models = scan(repo.path());
 
     assert_eq!(
-        manifest_error(&models, "iris:v1").split_once(": ").unwrap().1,
+        manifest_error(&models, "iris:v1")
+            .split_once(": ")
+            .unwrap()
+            .1,
         "output `output_label` is not an output of the graph (graph outputs: `label`, \
          `probabilities`)"
     );
     assert_eq!(
-        manifest_error(&models, "iris:v2").split_once(": ").unwrap().1,
+        manifest_error(&models, "iris:v2")
+            .split_once(": ")
+            .unwrap()
+            .1,
         "output `probabilities` is FP32 [-1, 3] in the graph but model.toml says FP64 [-1, 3]"
     );
     assert_eq!(
-        manifest_error(&models, "mlp:v1").split_once(": ").unwrap().1,
+        manifest_error(&models, "mlp:v1")
+            .split_once(": ")
+            .unwrap()
+            .1,
         "input `pixels` is not an input of the graph (graph inputs: `input`)"
     );
 }

@@ -487,7 +487,12 @@ async fn admins_list_any_tenants_jobs_and_other_keys_only_their_own(backend: Bac
     .await;
     let mut ids = Vec::new();
     for key in [KEY_A, KEY_B, KEY_A] {
-        let id = submit(&app, key, &json!({"model": "echo", "version": "v1", "data": 1})).await;
+        let id = submit(
+            &app,
+            key,
+            &json!({"model": "echo", "version": "v1", "data": 1}),
+        )
+        .await;
         wait_for(&app, key, &id, is_terminal).await;
         ids.push(id);
     }
@@ -541,5 +546,9 @@ async fn admins_list_any_tenants_jobs_and_other_keys_only_their_own(backend: Bac
         );
     }
     let (status, body) = get("/jobs?tenant=no%20such", ADMIN).await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_request")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("invalid_request")),
+        "{body}"
+    );
 }

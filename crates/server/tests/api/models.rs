@@ -639,7 +639,10 @@ async fn models_that_cannot_load_are_not_ready_with_their_error_right_after_a_sc
     let models = json_body(app.get("/models", Some(DEV_KEY)).await).await;
     assert_broken(&models, "scanned");
     let iris = listed(&models, "iris");
-    assert_eq!((&iris["ready"], &iris["loaded"]), (&json!(true), &json!(false)));
+    assert_eq!(
+        (&iris["ready"], &iris["loaded"]),
+        (&json!(true), &json!(false))
+    );
 
     add_broken(&repository, "reloaded");
     let response = app.post("/admin/reload", Some(ADMIN_KEY), &json!({})).await;

@@ -2,9 +2,7 @@
 //! the main port (JSON and binary tensors) and the gRPC services on `GRPC_PORT`
 //! (`inference.GRPCInferenceService` and `grpc.health.v1.Health`).
 
-use inference_engine_testkit::{
-    ADMIN_KEY, DEV_KEY, TestApp, expected_outputs, json_body, reqwest,
-};
+use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, expected_outputs, json_body, reqwest};
 use inference_engine_v2::proto::health::HealthCheckRequest;
 use inference_engine_v2::proto::health::health_check_response::ServingStatus;
 use inference_engine_v2::proto::health::health_client::HealthClient;
