@@ -702,7 +702,18 @@ async fn load_models<F: FnMut(&CheckLine)>(repository: &[ScannedModel], out: &mu
 async fn check_store(settings: &Settings) -> (Outcome, String) {
     let Some(url) = &settings.database_url else {
         return match sqlite_location(&settings.sqlite_db_path) {
-            Ok(message) => (Outcome::Ok, message),
+            Ok(message) => {
+                // `check` never writes the file: it says what `serve` would apply.
+                match inference_engine_store::sqlite::pending_migrations(&settings.sqlite_db_path)
+                    .await
+                {
+                    Ok(pending) => (Outcome::Ok, format!("{message}; {pending}")),
+                    Err(err) => (
+                        Outcome::Warn,
+                        format!("{message}; the schema cannot be read: {err}"),
+                    ),
+                }
+            }
             Err(message) => (Outcome::Fail, message),
         };
     };
@@ -713,8 +724,9 @@ async fn check_store(settings: &Settings) -> (Outcome, String) {
             (
                 Outcome::Ok,
                 format!(
-                    "PostgreSQL at DATABASE_URL {} is reachable, schema up to date",
-                    redact_url(url)
+                    "PostgreSQL at DATABASE_URL {} is reachable; {}",
+                    redact_url(url),
+                    store.migrations()
                 ),
             )
         }

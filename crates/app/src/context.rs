@@ -25,7 +25,8 @@ use inference_engine_core::service::{
 use inference_engine_core::tensor::Tensor;
 use inference_engine_redis::{RedisJobQueue, RedisQueueConfig, RedisRateLimiter};
 use inference_engine_store::{
-    GroupCommitConfig, GroupCommitStore, PostgresJobStore, SqliteJobStore, WalCheckpoints,
+    GroupCommitConfig, GroupCommitStore, MigrationReport, PostgresJobStore, SqliteJobStore,
+    WalCheckpoints,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -95,7 +96,11 @@ impl StoreBackend {
             Some(url) => {
                 let acquire_timeout = Duration::from_millis(settings.database_acquire_timeout_ms);
                 let store = PostgresJobStore::connect_with(url, acquire_timeout).await?;
-                tracing::info!(database = %redact_url(url), "job store: PostgreSQL");
+                tracing::info!(
+                    database = %redact_url(url),
+                    "job store: PostgreSQL, {}",
+                    store.migrations()
+                );
                 let writer = Arc::new(GroupCommitStore::start(Arc::new(store.clone()), &writer));
                 let jobs: Arc<dyn JobStore> = writer.clone();
                 Ok((Self::Postgres { store, writer }, jobs))
@@ -104,9 +109,21 @@ impl StoreBackend {
                 let wal = WalCheckpoints::bounded_to_mb(settings.sqlite_wal_max_mb);
                 let sqlite =
                     SqliteJobStore::open_tuned(&settings.sqlite_db_path, &writer, &wal).await?;
-                tracing::info!(path = %settings.sqlite_db_path.display(), "job store: SQLite");
+                tracing::info!(
+                    path = %settings.sqlite_db_path.display(),
+                    "job store: SQLite, {}",
+                    sqlite.migrations()
+                );
                 Ok((Self::Sqlite(sqlite.clone()), Arc::new(sqlite)))
             }
+        }
+    }
+
+    /// What opening the store applied to the schema.
+    fn migrations(&self) -> &MigrationReport {
+        match self {
+            Self::Sqlite(sqlite) => sqlite.migrations(),
+            Self::Postgres { store, .. } => store.migrations(),
         }
     }
 
@@ -502,10 +519,12 @@ impl AppContext {
 
     /// Creates or upgrades the job-store schema without starting anything else, so it needs
     /// no API keys or models.
-    pub async fn migrate(settings: &Settings) -> Result<(), StartupError> {
+    /// Returns what it applied.
+    pub async fn migrate(settings: &Settings) -> Result<MigrationReport, StartupError> {
         let (store, _) = StoreBackend::open(settings).await?;
+        let report = store.migrations().clone();
         store.close().await;
-        Ok(())
+        Ok(report)
     }
 
     /// In-process mode: hands every unfinished job of a previous process to this one's

@@ -77,7 +77,18 @@ pub fn describe_runtimes(runtimes: &Runtimes) -> Result<String, String> {
 }
 
 /// What `inference-engine models inspect PATH.onnx` prints: the graph's inputs, outputs and
-/// opsets, and a suggested `model.toml`.
-pub fn inspect_model(path: &Path) -> Result<String, inference_engine_onnx::OnnxError> {
-    inference_engine_onnx::inspect(path).map(|inspection| inspection.report())
+/// opsets, what to change for what it recognises, and a suggested `model.toml`. `settings`
+/// say which runtimes this machine offers: with tract only, the report says so for a graph
+/// tract cannot run.
+pub fn inspect_model(
+    path: &Path,
+    settings: &Settings,
+) -> Result<String, inference_engine_onnx::OnnxError> {
+    let inspection = inference_engine_onnx::inspect(path)?;
+    let only_tract = match onnx_runtimes(settings) {
+        Ok(runtimes) if runtimes.is_tract_only() => Some("ONNX_RUNTIME=tract".to_owned()),
+        Ok(runtimes) => runtimes.onnxruntime().err().map(str::to_owned),
+        Err(RuntimeError(reason)) => Some(reason),
+    };
+    Ok(inspection.report_for(only_tract.as_deref()))
 }

@@ -46,8 +46,18 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber. `level` is a level or `EnvFilter` directives.
 pub fn init(level: &str, format: LogFormat) -> Result<TelemetryGuard, String> {
-    let filter = EnvFilter::try_new(level)
+    let mut filter = EnvFilter::try_new(level)
         .map_err(|err| format!("LOG_LEVEL {level:?} is not a valid log filter: {err}"))?;
+    // sqlx logs PostgreSQL's notices at INFO, and its migrator's `CREATE TABLE IF NOT EXISTS`
+    // draws one ("already exists, skipping") at every start: below WARN it says nothing an
+    // operator needs, unless LOG_LEVEL names it.
+    if !level.contains("sqlx") {
+        filter = filter.add_directive(
+            "sqlx=warn"
+                .parse()
+                .map_err(|err| format!("the sqlx log filter: {err}"))?,
+        );
+    }
     let writer = BatchedStdout::default();
     let thread = writer
         .spawn_printer(std::io::stdout())

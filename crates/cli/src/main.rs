@@ -1,6 +1,7 @@
 //! The `inference-engine` binary: parses the command line and hands over to `app` and
 //! `server`. Nothing else lives here.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -140,6 +141,17 @@ fn error_line(err: &anyhow::Error) -> String {
     line
 }
 
+/// Writes `text` and a newline to stdout. A reader that closed the pipe (`| head -1`) has
+/// read all it wanted: the rest is dropped and the command still succeeds, where `println!`
+/// would panic.
+fn print_line(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.map_err(|err| anyhow::anyhow!("cannot write to stdout: {err}")),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { host, port } => {
@@ -174,22 +186,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models {
             command: ModelsCommand::Inspect { path },
         } => {
-            let report = inference_engine_app::repository::inspect_model(&path)
+            let report = inference_engine_app::repository::inspect_model(&path, &cli.settings)
                 .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
-            println!("{report}");
+            print_line(&report)?;
             Ok(())
         }
         Command::Migrate => {
-            AppContext::migrate(&cli.settings).await?;
-            tracing::info!("job store schema is up to date");
+            let report = AppContext::migrate(&cli.settings).await?;
+            tracing::info!("job store: {report}");
             Ok(())
         }
         Command::Check { load_models } => {
             let report = check::run(&cli.settings, check::CheckOptions { load_models }, |line| {
-                println!("{line}");
+                // A reader that stopped reading still gets the exit status.
+                let _ = print_line(&line.to_string());
             })
             .await;
-            println!("{}", report.summary());
+            print_line(&report.summary())?;
             if report.passed() {
                 Ok(())
             } else {
@@ -204,8 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let generated = keys::generate(&tenant, &scopes)
                 .map_err(|err| anyhow::anyhow!("no key generated: {err}"))?;
-            println!("{}", generated.key);
-            println!("{}", generated.entry);
+            print_line(&format!("{}\n{}", generated.key, generated.entry))?;
             Ok(())
         }
     }

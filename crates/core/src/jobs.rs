@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::auth::Principal;
+use crate::auth::{Principal, TenantId};
 use crate::error::{Classified, ErrorKind};
 use crate::job::{IdempotencyKey, Job, JobFailure, JobId, JobMode, JobStatus, Payload};
 use crate::model::{ModelName, ModelVersion};
@@ -37,6 +37,21 @@ pub enum JobError {
     NotFound(JobId),
     #[error("job {id} is already {} and cannot be cancelled", status.as_str())]
     NotCancellable { id: JobId, status: JobStatus },
+    /// A non-admin key asked for another tenant's jobs.
+    #[error("listing the jobs of {0} needs an API key with the \"admin\" scope")]
+    OtherTenant(String),
+}
+
+/// Whose jobs a listing shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TenantSelection {
+    /// The caller's own tenant.
+    #[default]
+    Own,
+    /// One tenant: the caller's own, or for admins any.
+    Tenant(TenantId),
+    /// Every tenant (admins only).
+    All,
 }
 
 impl Classified for JobError {
@@ -46,6 +61,7 @@ impl Classified for JobError {
             Self::Store(err) => err.kind(),
             Self::IdempotencyConflict(_) | Self::NotCancellable { .. } => ErrorKind::Conflict,
             Self::NotFound(_) => ErrorKind::NotFound,
+            Self::OtherTenant(_) => ErrorKind::Forbidden,
         }
     }
 
@@ -56,6 +72,7 @@ impl Classified for JobError {
             Self::IdempotencyConflict(_) => "idempotency_conflict",
             Self::NotFound(_) => "job_not_found",
             Self::NotCancellable { .. } => "job_not_cancellable",
+            Self::OtherTenant(_) => "forbidden",
         }
     }
 }
@@ -224,13 +241,27 @@ impl AsyncJobService {
             .ok_or(JobError::NotFound(id))
     }
 
-    /// The caller's tenant's jobs (admins too: listing is per tenant), newest first.
+    /// The jobs of the tenants `tenants` selects, newest first: the caller's own unless an
+    /// admin asks for another tenant or for all of them (`filter.tenant` is set from it).
     pub async fn list(
         &self,
         principal: &Principal,
+        tenants: TenantSelection,
         mut filter: JobFilter,
     ) -> Result<Vec<Job>, JobError> {
-        filter.tenant = Some(principal.tenant().clone());
+        filter.tenant = match tenants {
+            TenantSelection::Own => Some(principal.tenant().clone()),
+            TenantSelection::Tenant(tenant)
+                if principal.is_admin() || &tenant == principal.tenant() =>
+            {
+                Some(tenant)
+            }
+            TenantSelection::All if principal.is_admin() => None,
+            TenantSelection::Tenant(tenant) => {
+                return Err(JobError::OtherTenant(format!("tenant \"{tenant}\"")));
+            }
+            TenantSelection::All => return Err(JobError::OtherTenant("every tenant".to_owned())),
+        };
         Ok(self.store.list(&filter).await?)
     }
 

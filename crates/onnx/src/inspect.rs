@@ -10,7 +10,7 @@ use tract_onnx::prelude::{Framework, InferenceFact, InferenceModel, InferenceMod
 
 use crate::error::OnnxError;
 use crate::manifest::DataType;
-use crate::proto::{ValueInfoProto, read_model};
+use crate::proto::{ModelProto, ValueInfoProto, read_model};
 use crate::runtime::tract::{BATCH_SYMBOL, datum_type, datum_type_name, unimplemented_ops};
 
 /// What an ONNX file declares, completed by tract's shape inference where it can.
@@ -28,6 +28,9 @@ pub struct Inspection {
     /// Operators tract cannot run, as ``OpType (node `name`)``: the model needs ONNX Runtime
     /// (the default runtime).
     pub unsupported_ops: Vec<String>,
+    /// Outputs that are neither a tensor nor a sequence of maps, with what they are (`a
+    /// sequence of tensors`, `a map`): the engine does not serve them.
+    pub other_outputs: Vec<(String, &'static str)>,
 }
 
 /// One operator set the graph imports, e.g. `ai.onnx.ml 3`.
@@ -43,24 +46,28 @@ impl fmt::Display for OpsetImport {
     }
 }
 
-const UNKNOWN_TYPE: &str = "UNKNOWN";
+pub(crate) const UNKNOWN_TYPE: &str = "UNKNOWN";
 
-/// Reads the ONNX file at `path` and describes its signature.
-///
-/// The signature is what the file declares (read without a runtime, so any model can be
-/// described); where an output's dimensions are left open and tract can type the graph with
-/// the inputs fixed (first dimension the batch symbol `N`), tract's inference fills them in.
-pub fn inspect(path: &Path) -> Result<Inspection, OnnxError> {
-    let proto = read_model(path).map_err(|err| {
-        OnnxError::Model(format!(
-            "{}: not a readable ONNX model: {err}",
-            path.display()
-        ))
-    })?;
+/// A graph's inputs (initialisers excluded) and outputs as the file declares them.
+#[derive(Debug)]
+pub(crate) struct Signature {
+    pub(crate) inputs: Vec<TensorSpec>,
+    pub(crate) outputs: Vec<TensorSpec>,
+    /// Outputs of a kind the engine has no datatype for, and what they are.
+    pub(crate) other_outputs: Vec<(String, &'static str)>,
+}
+
+/// What the ONNX file at `path` declares it takes and gives, without a runtime.
+pub(crate) fn declared_signature(path: &Path) -> Result<Signature, String> {
+    read_signature(path).map(|(_, signature)| signature)
+}
+
+fn read_signature(path: &Path) -> Result<(ModelProto, Signature), String> {
+    let proto = read_model(path)?;
     let graph = proto
         .graph
         .as_ref()
-        .ok_or_else(|| OnnxError::Model(format!("{}: the file holds no graph", path.display())))?;
+        .ok_or_else(|| "the file holds no graph".to_owned())?;
     let initialisers = graph
         .initializer
         .iter()
@@ -71,8 +78,54 @@ pub fn inspect(path: &Path) -> Result<Inspection, OnnxError> {
         .iter()
         .filter(|input| !initialisers.contains(input.name.as_str()))
         .map(declared_spec)
-        .collect::<Vec<_>>();
-    let mut outputs = graph.output.iter().map(declared_spec).collect::<Vec<_>>();
+        .collect();
+    let outputs = graph.output.iter().map(declared_spec).collect();
+    let other_outputs = graph
+        .output
+        .iter()
+        .filter_map(|output| {
+            let declared = output.r#type.as_ref()?;
+            let kind = match (&declared.sequence_type, &declared.map_type) {
+                (Some(sequence), _) => match sequence.elem_type.as_deref() {
+                    Some(element) if element.map_type.is_some() => return None,
+                    Some(element) if element.tensor_type.is_some() => "a sequence of tensors",
+                    _ => "a sequence",
+                },
+                (None, Some(_)) => "a map",
+                (None, None) => return None,
+            };
+            Some((output.name.clone(), kind))
+        })
+        .collect();
+    Ok((
+        proto,
+        Signature {
+            inputs,
+            outputs,
+            other_outputs,
+        },
+    ))
+}
+
+/// Reads the ONNX file at `path` and describes its signature.
+///
+/// The signature is what the file declares (read without a runtime, so any model can be
+/// described); where an output's dimensions are left open and tract can type the graph with
+/// the inputs fixed (first dimension the batch symbol `N`), tract's inference fills them in.
+pub fn inspect(path: &Path) -> Result<Inspection, OnnxError> {
+    let (
+        proto,
+        Signature {
+            inputs,
+            mut outputs,
+            other_outputs,
+        },
+    ) = read_signature(path).map_err(|err| {
+        OnnxError::Model(format!(
+            "{}: not a readable ONNX model: {err}",
+            path.display()
+        ))
+    })?;
     let onnx = tract_onnx::onnx().with_ignore_value_info(true);
     let model_dir = path.parent().and_then(Path::to_str);
     let parsed = onnx
@@ -126,6 +179,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, OnnxError> {
         inputs,
         outputs,
         unsupported_ops,
+        other_outputs,
     })
 }
 
@@ -247,10 +301,53 @@ fn elem_type_name(elem_type: i32) -> String {
     name.to_owned()
 }
 
+/// scikit-learn's operators (the `ai.onnx.ml` domain that skl2onnx and onnxmltools write).
+const ONNX_ML_OPS: [&str; 19] = [
+    "ArrayFeatureExtractor",
+    "Binarizer",
+    "CastMap",
+    "CategoryMapper",
+    "DictVectorizer",
+    "FeatureVectorizer",
+    "Imputer",
+    "LabelEncoder",
+    "LinearClassifier",
+    "LinearRegressor",
+    "Normalizer",
+    "OneHotEncoder",
+    "SVMClassifier",
+    "SVMRegressor",
+    "Scaler",
+    "TreeEnsemble",
+    "TreeEnsembleClassifier",
+    "TreeEnsembleRegressor",
+    "ZipMap",
+];
+
+/// The skl2onnx option that makes a classifier's probabilities a tensor.
+pub const NO_ZIPMAP_OPTION: &str = "options={id(model): {'zipmap': False}}";
+
+/// A classifier's outputs: the per-class scores and how many classes there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifierOutputs {
+    /// The output that holds one score per class.
+    pub tensor: String,
+    pub classes: usize,
+    /// `probabilities` when the scores are probabilities, `classification` (softmax first)
+    /// when they are logits.
+    pub kind: &'static str,
+}
+
 impl Inspection {
     /// The graph's signature and a suggested `model.toml` (postprocess raw), as printed by
-    /// `inference-engine models inspect`.
+    /// `inference-engine models inspect`, on a machine with ONNX Runtime.
     pub fn report(&self) -> String {
+        self.report_for(None)
+    }
+
+    /// [`Inspection::report`] on a machine where `only_tract` says why tract is the only
+    /// runtime (`ONNX_RUNTIME=tract`, or the library is missing), if it is.
+    pub fn report_for(&self, only_tract: Option<&str>) -> String {
         let mut report = String::new();
         let _ = writeln!(report, "file: {}", self.path.display());
         if let Some(producer) = &self.producer {
@@ -280,10 +377,125 @@ impl Inspection {
                 self.unsupported_ops.join(", ")
             );
         }
+        for fix in self.advice(only_tract) {
+            let _ = writeln!(report, "fix: {fix}");
+        }
+        if let Some(template) = self.classifier_postprocess() {
+            let _ = writeln!(report);
+            let _ = writeln!(
+                report,
+                "the outputs look like a classifier's: for answers keyed by class name, put this \
+                 [postprocess] in the model.toml below instead of kind = \"raw\" (the labels in \
+                 the order of the model's classes, e.g. scikit-learn's `classes_`):"
+            );
+            report.push_str(&template);
+        }
         let _ = writeln!(report);
         let _ = writeln!(report, "suggested model.toml:");
         report.push_str(&self.suggested_manifest());
         report
+    }
+
+    /// What to change, one sentence each, for what the graph holds that the engine recognises:
+    /// ZipMap outputs (skl2onnx's option), sequence and map outputs, and operators tract
+    /// cannot run when `only_tract` says why tract is the only runtime.
+    pub fn advice(&self, only_tract: Option<&str>) -> Vec<String> {
+        let mut advice = Vec::new();
+        for output in self
+            .outputs
+            .iter()
+            .filter(|output| output.datatype == MAP_DATATYPE)
+        {
+            advice.push(format!(
+                "output `{}` is a sequence of maps, one {{class: probability}} per example \
+                 (scikit-learn's ZipMap): kind = \"raw\" serves it as it is, but kind = \
+                 \"probabilities\", \"argmax\" or \"classification\" need a tensor of \
+                 probabilities: convert again without ZipMap, skl2onnx `convert_sklearn(model, \
+                 ..., {NO_ZIPMAP_OPTION})` (onnxmltools: `zipmap=False`), and inspect the new \
+                 file",
+                output.name
+            ));
+        }
+        for (name, kind) in &self.other_outputs {
+            advice.push(format!(
+                "output `{name}` is {kind}, which the engine does not serve (it is left out of \
+                 the manifest): export it as a tensor (for a scikit-learn classifier's \
+                 probabilities, skl2onnx's {NO_ZIPMAP_OPTION}; for PyTorch, return a tensor, \
+                 not a list or a dict)"
+            ));
+        }
+        let ml_ops = self
+            .unsupported_ops
+            .iter()
+            .filter(|op| {
+                let op_type = op.split(' ').next().unwrap_or_default();
+                ONNX_ML_OPS.contains(&op_type)
+            })
+            .map(String::as_str)
+            .collect::<Vec<_>>();
+        if !ml_ops.is_empty() {
+            advice.push(format!(
+                "{} {} scikit-learn's (ONNX-ML, ai.onnx.ml: skl2onnx, onnxmltools); ONNX Runtime \
+                 runs every one of them",
+                ml_ops.join(", "),
+                if ml_ops.len() == 1 { "is" } else { "are" }
+            ));
+        }
+        if let (false, Some(reason)) = (self.unsupported_ops.is_empty(), only_tract) {
+            advice.push(format!(
+                "this machine has only tract ({reason}), so the model would be listed not ready: \
+                 install ONNX Runtime (scripts/install-onnxruntime.sh, or ORT_DYLIB_PATH) and \
+                 leave ONNX_RUNTIME unset"
+            ));
+        }
+        advice
+    }
+
+    /// The classifier's outputs, when the graph's look like one: one floating-point score per
+    /// class (`[-1, classes]`, at least two) next to a label per example, or alone when its
+    /// name says probabilities or logits.
+    pub fn classifier_outputs(&self) -> Option<ClassifierOutputs> {
+        let scores = |output: &&TensorSpec| {
+            matches!(output.datatype.as_str(), "FP32" | "FP64" | "FP16")
+                && matches!(output.shape.as_slice(), [_, classes] if *classes >= 2)
+        };
+        let label = |output: &TensorSpec| {
+            matches!(output.datatype.as_str(), "INT64" | "INT32" | "BYTES")
+                && matches!(output.shape.as_slice(), [_] | [_, 1])
+        };
+        let candidates = self.outputs.iter().filter(scores).collect::<Vec<_>>();
+        let [candidate] = candidates.as_slice() else {
+            return None;
+        };
+        let name = candidate.name.to_ascii_lowercase();
+        let kind = if name.contains("logit") {
+            "classification"
+        } else if name.contains("prob") || self.outputs.iter().any(label) {
+            "probabilities"
+        } else {
+            return None;
+        };
+        Some(ClassifierOutputs {
+            tensor: candidate.name.clone(),
+            classes: usize::try_from(candidate.shape[1]).ok()?,
+            kind,
+        })
+    }
+
+    /// A `[postprocess]` table for [`Inspection::classifier_outputs`], with placeholder labels
+    /// (`class_0`, ...): the graph does not say what its classes are called.
+    pub fn classifier_postprocess(&self) -> Option<String> {
+        let classifier = self.classifier_outputs()?;
+        let labels = (0..classifier.classes)
+            .map(|class| toml_string(&format!("class_{class}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut text = String::new();
+        let _ = writeln!(text, "[postprocess]");
+        let _ = writeln!(text, "kind = \"{}\"", classifier.kind);
+        let _ = writeln!(text, "tensor = {}", toml_string(&classifier.tensor));
+        let _ = writeln!(text, "labels = [{labels}]");
+        Some(text)
     }
 
     /// A `model.toml` for this graph in the documented format, on ONNX Runtime, with

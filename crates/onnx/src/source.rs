@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use inference_engine_core::pipeline::{Model, PipelineModel};
-use inference_engine_core::source::{LoadContext, LoadError, ModelDescription, ModelSource};
+use inference_engine_core::source::{
+    LoadContext, LoadError, ModelDescription, ModelSource, TensorSpec,
+};
 
 use crate::error::OnnxError;
+use crate::inspect::UNKNOWN_TYPE;
 use crate::manifest::{MANIFEST_FILE, Manifest, ManifestBackend};
 use crate::pipeline::OnnxPipeline;
 use crate::remote::RemoteConnector;
@@ -80,6 +83,7 @@ impl OnnxSource {
             )));
         }
         check_named_files(dir, &manifest)?;
+        check_graph(&model_path, &manifest)?;
         let mut description = manifest.to_description();
         description.runtime = Some(runtimes.effective(manifest.runtime).as_str());
         // The graph's weights are in memory at least once when it is loaded.
@@ -154,6 +158,56 @@ fn check_named_files(dir: &Path, manifest: &Manifest) -> Result<(), LoadError> {
         }
     }
     Ok(())
+}
+
+/// The graph file against the manifest, from the signature the file declares (no runtime and
+/// no session, so a scan stays cheap in memory): a file that is not an ONNX model, an input or
+/// output the manifest names that the graph lacks, a graph input the manifest leaves out, or a
+/// declared datatype that differs makes the model not ready when the repository is scanned,
+/// not at its first request. The runtime checks the rest (ranks, sizes) when it loads.
+fn check_graph(model_path: &Path, manifest: &Manifest) -> Result<(), LoadError> {
+    let failed = |reason: String| LoadError(format!("{}: {reason}", model_path.display()));
+    let signature = crate::inspect::declared_signature(model_path)
+        .map_err(|err| failed(format!("not a readable ONNX model: {err}")))?;
+    let input_names = names(&signature.inputs);
+    crate::pipeline::check_declared("input", &manifest.inputs, &input_names)
+        .map_err(|err| failed(err.to_string()))?;
+    let output_names = names(&signature.outputs);
+    for declared in &manifest.outputs {
+        if !output_names.contains(&declared.name) {
+            return Err(failed(format!(
+                "output `{}` is not an output of the graph (graph outputs: {})",
+                declared.name,
+                crate::pipeline::quoted(&output_names)
+            )));
+        }
+    }
+    let graph_tensors = signature.inputs.iter().chain(&signature.outputs);
+    for (what, declared) in manifest
+        .inputs
+        .iter()
+        .map(|tensor| ("input", tensor))
+        .chain(manifest.outputs.iter().map(|tensor| ("output", tensor)))
+    {
+        let in_graph = graph_tensors
+            .clone()
+            .find(|tensor| tensor.name == declared.name);
+        // A type the file does not declare (or one the engine has no name for) is the
+        // runtime's to check at load.
+        if let Some(in_graph) = in_graph.filter(|tensor| tensor.datatype != UNKNOWN_TYPE)
+            && in_graph.datatype != declared.datatype.as_str()
+        {
+            return Err(failed(format!(
+                "{what} `{}` is {} {:?} in the graph but {MANIFEST_FILE} says {} {:?}",
+                declared.name, in_graph.datatype, in_graph.shape, declared.datatype, declared.shape
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn names(tensors: &[TensorSpec]) -> Vec<String> {
+    tensors.iter().map(|tensor| tensor.name.clone()).collect()
 }
 
 /// `<path>: <reason>`, without repeating the path an I/O error already carries.

@@ -19,6 +19,7 @@
 pub mod codec;
 mod common;
 pub mod group_commit;
+mod migrations;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(feature = "testing")]
@@ -26,5 +27,6 @@ pub mod testing;
 mod write_health;
 
 pub use group_commit::{GroupCommitConfig, GroupCommitStore};
+pub use migrations::{MigrationReport, PendingMigrations};
 pub use postgres::PostgresJobStore;
 pub use sqlite::{SqliteJobStore, WalCheckpoints};

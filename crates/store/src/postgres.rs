@@ -7,7 +7,7 @@
 //! naming the same jobs in different orders wait for each other instead of deadlocking.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use crate::common::{
     CANCELLED_ERROR_TYPE, CANCELLED_MESSAGE, SUBMIT_ROUNDS, SettleColumns, claim_outcome, distinct,
     distinct_claims, expand_claims, expand_settled, idempotency_cutoff,
 };
+use crate::migrations::MigrationReport;
 
 /// Enough for the request path's readers plus a worker pool's claim/settle batches; Postgres'
 /// default server limit is 100 connections for every process together.
@@ -109,6 +110,16 @@ macro_rules! insert_unnest {
     };
 }
 
+/// The versions sqlx's migrations table records as applied; none before the first run
+/// (no table yet).
+async fn applied_versions(pool: &PgPool) -> BTreeSet<i64> {
+    sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .map(|versions| versions.into_iter().collect())
+        .unwrap_or_default()
+}
+
 fn unavailable(err: &sqlx::Error) -> StoreError {
     crate::common::store_error(err)
 }
@@ -148,6 +159,7 @@ fn connect_error(url: &str, what: &str, detail: impl std::fmt::Display) -> Store
 #[derive(Debug, Clone)]
 pub struct PostgresJobStore {
     pool: PgPool,
+    migrations: MigrationReport,
 }
 
 impl PostgresJobStore {
@@ -186,11 +198,19 @@ impl PostgresJobStore {
         // Through the pool rather than the probe: a future holding `&mut PgConnection` across
         // the migrator is not `Send` for every lifetime, which would keep callers from spawning
         // `connect`.
+        let before = applied_versions(&pool).await;
         if let Err(err) = migrator().run(&pool).await {
             pool.close().await;
             return Err(connect_error(url, "cannot migrate", err));
         }
-        Ok(Self { pool })
+        let after = applied_versions(&pool).await;
+        let migrations = MigrationReport::between(&MIGRATIONS, &before, &after);
+        Ok(Self { pool, migrations })
+    }
+
+    /// What connecting applied to the schema.
+    pub fn migrations(&self) -> &MigrationReport {
+        &self.migrations
     }
 
     /// Closes every connection.

@@ -6,6 +6,7 @@
 //! of concurrent requests into one transaction; everything else goes through the sqlx pool.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::common::{
     claim_outcome, distinct, distinct_claims, expand_claims, expand_settled, idempotency_cutoff,
 };
 use crate::group_commit::GroupCommitConfig;
+use crate::migrations::{MigrationReport, PendingMigrations};
 use crate::write_health::WriteHealth;
 
 /// How long a connection waits for a lock held by another process before failing.
@@ -110,6 +112,7 @@ pub struct SqliteJobStore {
     /// Open while writes fail for lack of space (or a read-only file): `ping` then fails.
     health: Arc<WriteHealth>,
     path: PathBuf,
+    migrations: MigrationReport,
 }
 
 impl SqliteJobStore {
@@ -156,7 +159,7 @@ impl SqliteJobStore {
             .map_err(|err| {
                 StoreError::Unavailable(format!("cannot open {}: {err}", path.display()))
             })?;
-        migrate(&pool, path).await?;
+        let migrations = migrate(&pool, path).await?;
         // After migrating: the writer's statement needs the current schema. Opening a file is
         // blocking work, so it runs off the async runtime.
         let health = Arc::new(WriteHealth::default());
@@ -198,12 +201,18 @@ impl SqliteJobStore {
             writer,
             health,
             path: path.to_owned(),
+            migrations,
         })
     }
 
     /// Applies pending migrations; a no-op when the schema is current.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         migrate(&self.pool, &self.path).await
+    }
+
+    /// What opening the store applied to the schema.
+    pub fn migrations(&self) -> &MigrationReport {
+        &self.migrations
     }
 
     pub fn path(&self) -> &Path {
@@ -218,11 +227,44 @@ impl SqliteJobStore {
     }
 }
 
-async fn migrate(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+async fn migrate(pool: &SqlitePool, path: &Path) -> Result<MigrationReport, StoreError> {
+    let before = applied_versions(pool).await;
     migrator()
         .run(pool)
         .await
-        .map_err(|err| StoreError::Unavailable(format!("migrating {}: {err}", path.display())))
+        .map_err(|err| StoreError::Unavailable(format!("migrating {}: {err}", path.display())))?;
+    let after = applied_versions(pool).await;
+    Ok(MigrationReport::between(&MIGRATIONS, &before, &after))
+}
+
+/// What the next start would apply to the SQLite file at `path`, read without writing to it
+/// (every migration when the file does not exist yet).
+pub async fn pending_migrations(path: &Path) -> Result<PendingMigrations, StoreError> {
+    if !path.exists() {
+        return Ok(PendingMigrations::after(&MIGRATIONS, &BTreeSet::new()));
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
+    let applied = applied_versions(&pool).await;
+    pool.close().await;
+    Ok(PendingMigrations::after(&MIGRATIONS, &applied))
+}
+
+/// The versions sqlx's migrations table records as applied; none before the first run
+/// (no table yet).
+async fn applied_versions(pool: &SqlitePool) -> BTreeSet<i64> {
+    sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .map(|versions| versions.into_iter().collect())
+        .unwrap_or_default()
 }
 
 fn read_row(row: &SqliteRow) -> Result<JobRow, sqlx::Error> {

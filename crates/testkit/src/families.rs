@@ -34,9 +34,9 @@ fn repository_root() -> PathBuf {
 
 /// The version folder of a family: in the demo repository, or in `testdata/models/`.
 pub fn family_dir(name: &str) -> PathBuf {
-    let demo = repository_root().join("models").join(name).join("v1");
-    if demo.is_dir() {
-        return demo;
+    let demo = format!("{name}/v1");
+    if crate::DEMO_MODELS.contains(&demo.as_str()) {
+        return crate::demo_model(&demo);
     }
     repository_root()
         .join("testdata/models")

@@ -396,3 +396,92 @@ fn keys_generate_takes_a_tenant_and_scopes_and_refuses_invalid_ones() {
         bad_scope.stderr
     );
 }
+
+/// The `message` of each JSON log line a run printed.
+fn log_messages(run: &Run) -> Vec<String> {
+    run.stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|entry| entry["message"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `migrate` twice on one fresh store (`envs`), then `check`: what each said about the schema,
+/// and every log line sqlx wrote.
+fn migrate_twice_then_check(envs: &[(&str, &str)]) -> (Run, Run, Run) {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_in(dir.path(), &["migrate"], envs);
+    assert!(first.success, "{}\n{}", first.stdout, first.stderr);
+    let second = run_in(dir.path(), &["migrate"], envs);
+    assert!(second.success, "{}\n{}", second.stdout, second.stderr);
+    let check = run_in(dir.path(), &["check"], envs);
+    (first, second, check)
+}
+
+fn assert_no_sqlx_lines(runs: &[&Run]) {
+    for run in runs {
+        let sqlx = run
+            .stdout
+            .lines()
+            .filter(|line| line.contains("\"target\":\"sqlx"))
+            .collect::<Vec<_>>();
+        assert!(sqlx.is_empty(), "sqlx logged at INFO: {sqlx:?}");
+    }
+}
+
+#[test]
+fn migrate_names_the_migrations_it_applied_on_a_fresh_sqlite_file_then_says_none_were_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("jobs.db");
+    let (first, second, _) = migrate_twice_then_check(&[("SQLITE_DB_PATH", db.to_str().unwrap())]);
+    let applied = "job store: applied 0001_jobs, 0002_async_jobs, 0003_pipeline_steps";
+    assert!(
+        log_messages(&first)
+            .iter()
+            .any(|message| message == applied),
+        "{}",
+        first.stdout
+    );
+    let current = "job store: schema is up to date (3 migrations)";
+    assert!(
+        log_messages(&second)
+            .iter()
+            .any(|message| message == current),
+        "{}",
+        second.stdout
+    );
+    assert_no_sqlx_lines(&[&first, &second]);
+}
+
+#[tokio::test]
+async fn migrate_and_check_name_what_they_applied_on_a_fresh_postgres_database() {
+    let postgres = inference_engine_testkit::TestPostgres::create()
+        .await
+        .unwrap();
+    // Blocking is fine here: the test's runtime has nothing else to run.
+    let (first, second, check) = migrate_twice_then_check(&[("DATABASE_URL", postgres.url())]);
+    assert!(
+        log_messages(&first)
+            .iter()
+            .any(|message| message == "job store: applied 0001_jobs, 0002_pipeline_steps"),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        log_messages(&second)
+            .iter()
+            .any(|message| message == "job store: schema is up to date (2 migrations)"),
+        "{}",
+        second.stdout
+    );
+    let store = check.lines_starting("ok ");
+    assert!(
+        store
+            .iter()
+            .any(|line| line.contains("is reachable; schema is up to date (2 migrations)")),
+        "{}",
+        check.stdout
+    );
+    // The migrator's `CREATE TABLE IF NOT EXISTS` draws a notice on every run after the first.
+    assert_no_sqlx_lines(&[&first, &second]);
+}

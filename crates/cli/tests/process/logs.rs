@@ -152,8 +152,7 @@ async fn a_grpc_call_leaves_one_access_line_naming_its_request_tenant_and_job() 
 
 #[test]
 fn models_inspect_prints_the_signature_and_a_manifest_that_parses() {
-    let model =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/iris/v1/model.onnx");
+    let model = inference_engine_testkit::demo_model("iris/v1").join("model.onnx");
     let report = crate::inspect_report(&model);
     assert!(report.contains("input"), "{report}");
     assert!(report.contains("FP32"), "{report}");
@@ -167,4 +166,86 @@ fn models_inspect_prints_the_signature_and_a_manifest_that_parses() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.onnx"));
+}
+
+/// `models inspect MODEL` with exactly `envs`: its exit status, stdout and stderr.
+fn inspect_with(model: &std::path::Path, envs: &[(&str, &str)]) -> (bool, String, String) {
+    let output = std::process::Command::new(crate::binary())
+        .args(["models", "inspect"])
+        .arg(model)
+        .env_clear()
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn models_inspect_suggests_a_classifier_template_and_the_fixes_it_recognises() {
+    let graph = |model: &str| inference_engine_testkit::demo_model(model).join("model.onnx");
+    // A label per example next to one probability per class.
+    let report = crate::inspect_report(&graph("iris/v1"));
+    let (advice, manifest) = report.split_once("suggested model.toml:\n").unwrap();
+    assert!(
+        advice.contains(
+            "[postprocess]\nkind = \"probabilities\"\ntensor = \"probabilities\"\nlabels = \
+             [\"class_0\", \"class_1\", \"class_2\"]\n"
+        ),
+        "{report}"
+    );
+    // The manifest itself still serves the graph as it is.
+    assert!(manifest.contains("kind = \"raw\""), "{report}");
+
+    // skl2onnx's ZipMap: the option that turns it off; no template for a map of scores.
+    let report = crate::inspect_report(&graph("iris_svc/v1"));
+    assert!(
+        report.contains("output `output_probability` is a sequence of maps")
+            && report.contains("options={id(model): {'zipmap': False}}"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("the outputs look like a classifier's"),
+        "{report}"
+    );
+    assert!(
+        report.contains("SVMClassifier") && report.contains("are scikit-learn's (ONNX-ML"),
+        "{report}"
+    );
+
+    // On a machine with only tract, a graph tract cannot run is said to be not servable here.
+    let (success, report, stderr) =
+        inspect_with(&graph("iris_svc/v1"), &[("ONNX_RUNTIME", "tract")]);
+    assert!(success, "{stderr}");
+    assert!(
+        report.contains("fix: this machine has only tract (ONNX_RUNTIME=tract)"),
+        "{report}"
+    );
+    let (_, report, _) = inspect_with(&graph("iris/v1"), &[("ONNX_RUNTIME", "tract")]);
+    assert!(
+        !report.contains("only tract"),
+        "tract runs iris:v1:\n{report}"
+    );
+}
+
+#[test]
+fn models_inspect_into_a_closed_pipe_exits_quietly() {
+    // The reader is gone before the command writes a byte: `inspect … | head -0`, without the
+    // race of a reader that might still be there.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(crate::binary())
+        .args(["models", "inspect"])
+        .arg(inference_engine_testkit::demo_model("iris/v1").join("model.onnx"))
+        .env_clear()
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
 }

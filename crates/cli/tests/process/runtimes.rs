@@ -5,7 +5,7 @@
 use inference_engine_testkit::families::{
     FAMILIES, assert_predict_rows, family_dir, family_reference,
 };
-use inference_engine_testkit::{DEV_KEY, EngineProcess, demo_models_dir};
+use inference_engine_testkit::{DEV_KEY, EngineProcess, copy_demo_models};
 use serde_json::{Value, json};
 
 use crate::{binary, inspect_report};
@@ -68,7 +68,8 @@ async fn every_family_serves_with_the_manifest_models_inspect_prints() {
 fn demo_engine(envs: &[(&str, &str)]) -> (EngineProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("jobs.db");
-    let models = demo_models_dir();
+    let models = dir.path().join("models");
+    copy_demo_models(&models);
     let mut all = vec![
         ("MODELS_DIR", models.to_str().unwrap()),
         ("SQLITE_DB_PATH", db.to_str().unwrap()),

@@ -77,6 +77,40 @@ fn the_suggested_manifest_parses_back_and_matches_the_graph() {
 }
 
 #[test]
+fn the_classifier_template_serves_probabilities_by_label_in_place_of_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, version, classes) in [("iris", "v1", 3), ("iris", "v2", 3), ("mlp", "v1", 10)] {
+        let graph = version_dir(name, version).join("model.onnx");
+        let inspection = inspect(&graph).unwrap();
+        let template = inspection.classifier_postprocess().unwrap_or_else(|| {
+            panic!("{name}:{version} is a classifier:\n{}", inspection.report())
+        });
+        let raw = inspection.suggested_manifest();
+        let (head, _) = raw.split_once("[postprocess]").unwrap();
+        let folder = dir.path().join(format!("{name}-{version}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(&graph, folder.join("model.onnx")).unwrap();
+        std::fs::write(folder.join("model.toml"), format!("{head}{template}")).unwrap();
+
+        let model = OnnxSource::open(&folder, &runtimes(Runtime::Onnxruntime))
+            .unwrap_or_else(|err| panic!("{name}:{version}: {err}\n{template}"))
+            .load(&LoadContext::default())
+            .unwrap();
+        let features = usize::try_from(inspection.inputs[0].shape[1]).unwrap();
+        let data = serde_json::json!([vec![0.5; features]]);
+        let result = model.predict(data).unwrap();
+        let scores = result[0].as_object().unwrap_or_else(|| panic!("{result}"));
+        assert_eq!(scores.len(), classes, "{name}:{version}: {result}");
+        assert!(scores.contains_key("class_0"), "{result}");
+    }
+    // Neither a regression nor an embedding looks like a classifier.
+    for (name, version) in [("diabetes_forest", "v1"), ("sentence_embedder", "v1")] {
+        let inspection = inspect(&version_dir(name, version).join("model.onnx")).unwrap();
+        assert_eq!(inspection.classifier_outputs(), None, "{name}:{version}");
+    }
+}
+
+#[test]
 fn inspecting_a_file_that_is_not_onnx_is_an_error_naming_it() {
     let temp = tempfile::tempdir().unwrap();
     let path = temp.path().join("broken.onnx");

@@ -8,25 +8,16 @@ use inference_engine_onnx::manifest::Runtime;
 use inference_engine_onnx::{ScannedModel, scan_repository};
 use tempfile::TempDir;
 
-use crate::support::{models_dir, runtimes};
+use crate::support::runtimes;
+use inference_engine_testkit::{DEMO_MODELS, demo_models_dir};
 
-/// Every model of the demo repository, sorted.
-const DEMO_KEYS: [&str; 14] = [
-    "bert_tiny:v1",
-    "census_pipeline:v1",
-    "diabetes_forest:v1",
-    "digits_cnn:v1",
-    "digits_cnn:v2",
-    "iris:v1",
-    "iris:v2",
-    "iris_svc:v1",
-    "lightgbm_classifier:v1",
-    "mlp:v1",
-    "sentence_embedder:v1",
-    "text_classifier:v1",
-    "text_topic:v1",
-    "topic_classifier:v1",
-];
+/// Every model of the demo repository, sorted, as `name:version`.
+fn demo_keys() -> Vec<String> {
+    DEMO_MODELS
+        .iter()
+        .map(|model| model.replace('/', ":"))
+        .collect()
+}
 
 fn scan(dir: &Path) -> Vec<ScannedModel> {
     scan_repository(dir, &runtimes(Runtime::Onnxruntime)).unwrap()
@@ -34,9 +25,7 @@ fn scan(dir: &Path) -> Vec<ScannedModel> {
 
 /// A private copy of the demo repository to break.
 fn copy_of_models() -> TempDir {
-    let temp = tempfile::tempdir().unwrap();
-    copy_tree(&models_dir(), temp.path());
-    temp
+    demo_models_dir()
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -63,14 +52,6 @@ fn find<'a>(models: &'a [ScannedModel], key: &str) -> &'a ScannedModel {
         .unwrap_or_else(|| panic!("{key} not scanned"))
 }
 
-fn load_error(models: &[ScannedModel], key: &str) -> String {
-    let source = find(models, key).source.as_ref().unwrap();
-    match source.load(&LoadContext::default()) {
-        Err(LoadError(message)) => message,
-        Ok(model) => panic!("{key} loaded: {model:?}"),
-    }
-}
-
 fn manifest_error(models: &[ScannedModel], key: &str) -> String {
     match &find(models, key).source {
         Err(LoadError(message)) => message.clone(),
@@ -80,8 +61,9 @@ fn manifest_error(models: &[ScannedModel], key: &str) -> String {
 
 #[test]
 fn the_demo_repository_lists_every_model_sorted_and_each_one_loads() {
-    let models = scan(&models_dir());
-    assert_eq!(keys(&models), DEMO_KEYS);
+    let repository = demo_models_dir();
+    let models = scan(repository.path());
+    assert_eq!(keys(&models), demo_keys());
     for model in &models {
         let source = model.source.as_ref().unwrap();
         source
@@ -97,7 +79,7 @@ fn the_demo_repository_lists_every_model_sorted_and_each_one_loads() {
 }
 
 #[test]
-fn a_corrupt_model_file_is_a_load_error_and_the_others_still_load() {
+fn a_corrupt_model_file_is_not_ready_at_the_scan_and_the_others_still_load() {
     let repo = copy_of_models();
     let iris_v1 = repo.path().join("iris/v1/model.onnx");
     fs::write(&iris_v1, b"this is not a protobuf \xff\xfe\x00\x01 garbage").unwrap();
@@ -107,12 +89,12 @@ fn a_corrupt_model_file_is_a_load_error_and_the_others_still_load() {
 
     let models = scan(repo.path());
 
-    assert_eq!(keys(&models), DEMO_KEYS);
+    assert_eq!(keys(&models), demo_keys());
+    // The scan reads each graph's signature, so neither waits for a first request to fail.
     for key in ["iris:v1", "iris:v2"] {
-        let message = load_error(&models, key);
+        let message = manifest_error(&models, key);
         assert!(
-            message.contains("model.onnx: ONNX Runtime cannot load the graph: ")
-                && message.contains("Protobuf parsing failed"),
+            message.contains("model.onnx: not a readable ONNX model: "),
             "{message}"
         );
     }
@@ -140,7 +122,7 @@ fn a_broken_manifest_lists_the_model_as_not_ready_with_the_reason() {
 
     let models = scan(repo.path());
 
-    assert_eq!(keys(&models), DEMO_KEYS);
+    assert_eq!(keys(&models), demo_keys());
     let message = manifest_error(&models, "iris:v1");
     assert!(message.contains("iris/v1/model.toml: "), "{message}");
     assert!(message.contains("unknown field `warmup`"), "{message}");
@@ -168,7 +150,7 @@ fn folders_that_are_not_models_are_skipped() {
 
     let models = scan(repo.path());
 
-    assert_eq!(keys(&models), DEMO_KEYS);
+    assert_eq!(keys(&models), demo_keys());
 }
 
 #[test]
@@ -179,7 +161,7 @@ fn a_missing_repository_is_empty() {
 }
 
 #[test]
-fn a_manifest_that_does_not_match_the_graph_names_the_mismatch() {
+fn a_manifest_that_does_not_match_the_graph_is_not_ready_at_the_scan_naming_the_mismatch() {
     let repo = copy_of_models();
     let manifest = repo.path().join("iris/v1/model.toml");
     let text = fs::read_to_string(&manifest).unwrap();
@@ -206,19 +188,29 @@ fn a_manifest_that_does_not_match_the_graph_names_the_mismatch() {
     )
     .unwrap();
 
+    // The scan checks each graph's declared signature: no load, no first request needed.
     let models = scan(repo.path());
 
     assert_eq!(
-        load_error(&models, "iris:v1").split_once(": ").unwrap().1,
+        manifest_error(&models, "iris:v1")
+            .split_once(": ")
+            .unwrap()
+            .1,
         "output `output_label` is not an output of the graph (graph outputs: `label`, \
          `probabilities`)"
     );
     assert_eq!(
-        load_error(&models, "iris:v2").split_once(": ").unwrap().1,
+        manifest_error(&models, "iris:v2")
+            .split_once(": ")
+            .unwrap()
+            .1,
         "output `probabilities` is FP32 [-1, 3] in the graph but model.toml says FP64 [-1, 3]"
     );
     assert_eq!(
-        load_error(&models, "mlp:v1").split_once(": ").unwrap().1,
+        manifest_error(&models, "mlp:v1")
+            .split_once(": ")
+            .unwrap()
+            .1,
         "input `pixels` is not an input of the graph (graph inputs: `input`)"
     );
 }

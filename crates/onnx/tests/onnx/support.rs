@@ -11,7 +11,7 @@ use inference_engine_onnx::{
     Manifest, OnnxPipeline, OnnxRuntime, OnnxSource, Runtimes, scan_repository,
 };
 use inference_engine_testkit::families::assert_json_close;
-use inference_engine_testkit::onnxruntime_library;
+use inference_engine_testkit::{demo_model, demo_models_dir, onnxruntime_library};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,12 +22,10 @@ fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub(crate) fn models_dir() -> PathBuf {
-    repository_root().join("models")
-}
-
+/// A demo model's folder in the checkout (read only: tests that scan or break models use a
+/// copy, `testkit::demo_models_dir`).
 pub(crate) fn version_dir(name: &str, version: &str) -> PathBuf {
-    models_dir().join(name).join(version)
+    demo_model(&format!("{name}/{version}"))
 }
 
 /// What the tests run models on: ONNX Runtime (loaded once per test process), or tract only.
@@ -79,14 +77,10 @@ pub(crate) fn reference(name: &str, version: &str) -> Reference {
     reference
 }
 
-/// The demo repository as a scan on `runtime` sees it.
-pub(crate) fn scanned(runtime: Runtime) -> Vec<inference_engine_onnx::ScannedModel> {
-    scan_repository(&models_dir(), &runtimes(runtime)).unwrap()
-}
-
 /// The model as the repository scan serves it (its manifest's postprocessing).
 pub(crate) fn scanned_model(name: &str, version: &str, runtime: Runtime) -> Arc<dyn Model> {
-    let scanned = scanned(runtime);
+    let repository = demo_models_dir();
+    let scanned = scan_repository(repository.path(), &runtimes(runtime)).unwrap();
     let model = scanned
         .iter()
         .find(|model| model.key.name.as_str() == name && model.key.version.as_str() == version)

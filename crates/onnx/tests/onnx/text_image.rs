@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::support::{runtimes, version_dir};
+use inference_engine_testkit::DEMO_MODELS;
 
 fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -25,9 +26,8 @@ fn repository_root() -> PathBuf {
 
 /// A demo model's folder, or a test-only one (`testdata/models`).
 fn model_dir(name: &str, version: &str) -> PathBuf {
-    let demo = version_dir(name, version);
-    if demo.is_dir() {
-        return demo;
+    if DEMO_MODELS.contains(&format!("{name}/{version}").as_str()) {
+        return version_dir(name, version);
     }
     repository_root()
         .join("testdata/models")

@@ -4,8 +4,9 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use inference_engine_core::auth::Principal;
+use inference_engine_core::auth::{Principal, TenantId};
 use inference_engine_core::job::{Job, JobId, JobStatus};
+use inference_engine_core::jobs::TenantSelection;
 use inference_engine_core::model::ModelName;
 use inference_engine_core::ports::JobFilter;
 use serde::Deserialize;
@@ -73,11 +74,16 @@ pub struct ListQuery {
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Whose jobs: a tenant id, or `*` for every tenant. Keys with the `admin` scope may name
+    /// any; other keys only their own (else 403 `forbidden`). Default: the caller's tenant.
+    #[param(example = "tenant_dev")]
+    tenant: Option<String>,
 }
 
-/// The caller's tenant's jobs, newest first.
+/// The jobs of the caller's tenant (or, for admin keys, of `tenant`), newest first.
 #[utoipa::path(get, path = "/jobs", params(ListQuery), responses(
     (status = 200, body = JobList),
+    (status = 403, description = "`forbidden`: another tenant's jobs without the admin scope", body = ErrorBody),
     (status = 422, description = "an invalid filter", body = ErrorBody),
 ))]
 pub async fn list_jobs(
@@ -110,10 +116,18 @@ pub async fn list_jobs(
         .filter(|cursor| !cursor.is_empty())
         .map(|cursor| parse_job_id(&cursor))
         .transpose()?;
+    let tenants = match query.tenant.as_deref() {
+        None | Some("") => TenantSelection::Own,
+        Some("*") => TenantSelection::All,
+        Some(tenant) => TenantSelection::Tenant(
+            TenantId::parse(tenant).map_err(|err| ApiError::invalid_request(err.to_string()))?,
+        ),
+    };
     let jobs = ctx
         .async_jobs
         .list(
             &principal,
+            tenants,
             JobFilter {
                 tenant: None,
                 status,

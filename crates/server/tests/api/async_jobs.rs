@@ -40,6 +40,7 @@ on_both_backends!(
     timeouts_are_retried_with_attempts_counted_until_max_attempts,
     model_errors_are_not_retried,
     the_job_list_is_newest_first_filtered_and_paginated,
+    admins_list_any_tenants_jobs_and_other_keys_only_their_own,
 );
 
 const KEY_A: &str = "tenant-a-key-0123456789";
@@ -509,4 +510,80 @@ async fn jobs_left_pending_or_running_by_a_previous_process_are_resumed_at_start
     assert_eq!(resumed["attempts"], 2, "the lost attempt is counted");
     drop(restarted);
     drop(dir);
+}
+
+async fn admins_list_any_tenants_jobs_and_other_keys_only_their_own(backend: Backend) {
+    const ADMIN: &str = "ops-admin-key-0123456789";
+    let app = TestApp::spawn_on_backend(backend, |settings| {
+        settings.api_keys = Some(format!(
+            "{KEY_A}:tenant_a:predict;{KEY_B}:tenant_b:predict;{ADMIN}:ops:admin"
+        ));
+    })
+    .await;
+    let mut ids = Vec::new();
+    for key in [KEY_A, KEY_B, KEY_A] {
+        let id = submit(
+            &app,
+            key,
+            &json!({"model": "echo", "version": "v1", "data": 1}),
+        )
+        .await;
+        wait_for(&app, key, &id, is_terminal).await;
+        ids.push(id);
+    }
+    let listed = |body: &Value| -> Vec<(String, String)> {
+        body["jobs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|job| {
+                (
+                    job["job_id"].as_str().unwrap().to_owned(),
+                    job["tenant_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let get = |path: &'static str, key: &'static str| {
+        let request = app.get(path, Some(key));
+        async move {
+            let response = request.await;
+            (response.status().as_u16(), json_body(response).await)
+        }
+    };
+    let a = |index: usize| (ids[index].clone(), "tenant_a".to_owned());
+    let b = (ids[1].clone(), "tenant_b".to_owned());
+
+    let (status, body) = get("/jobs?tenant=tenant_a", ADMIN).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(listed(&body), [a(2), a(0)]);
+    let (status, body) = get("/jobs?tenant=*", ADMIN).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(listed(&body), [a(2), b.clone(), a(0)]);
+    // Without `tenant`, an admin key lists its own tenant, as before.
+    let (_, body) = get("/jobs", ADMIN).await;
+    assert_eq!(listed(&body), []);
+
+    // Other keys: their own tenant, named or not; any other is 403.
+    let (_, body) = get("/jobs", KEY_B).await;
+    assert_eq!(listed(&body), [b.clone()]);
+    let (status, body) = get("/jobs?tenant=tenant_b", KEY_B).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(listed(&body), [b]);
+    for path in ["/jobs?tenant=tenant_a", "/jobs?tenant=*"] {
+        let (status, body) = get(path, KEY_B).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["code"], "forbidden", "{path}: {body}");
+        assert!(body["request_id"].is_string(), "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("\"admin\" scope"),
+            "{body}"
+        );
+    }
+    let (status, body) = get("/jobs?tenant=no%20such", ADMIN).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("invalid_request")),
+        "{body}"
+    );
 }

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use inference_engine_testkit::families::assert_json_close;
-use inference_engine_testkit::{DEV_KEY, TestApp, demo_models_dir, json_body, reqwest};
+use inference_engine_testkit::{DEV_KEY, TestApp, json_body, reqwest};
 use inference_engine_v2::proto::inference::model_infer_request::InferInputTensor;
 use inference_engine_v2::proto::inference::{InferTensorContents, ModelInferRequest};
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::v2::{grpc, with_key};
 
 async fn demo_app() -> TestApp {
-    TestApp::spawn_with(|settings| settings.models_dir = demo_models_dir()).await
+    TestApp::spawn_with_demo_models(|_| {}).await
 }
 
 fn root() -> std::path::PathBuf {

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use inference_engine_testkit::{
-    ADMIN_KEY, DEV_KEY, RedisPrefix, TestApp, demo_models_dir, json_body, test_redis_url,
+    ADMIN_KEY, DEV_KEY, RedisPrefix, TestApp, json_body, test_redis_url,
 };
 use serde_json::json;
 
@@ -226,8 +226,7 @@ async fn executor_metrics_show_work_in_flight_and_timeouts() {
 async fn registry_and_batching_metrics_move_with_loads_evictions_and_batches() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), "[registry]\nwarmup = false\nmax_loaded = 1\n");
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = demo_models_dir();
+    let app = TestApp::spawn_with_demo_models(|settings| {
         settings.config = Some(config);
     })
     .await;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use inference_engine_testkit::{
-    ADMIN_KEY, DEV_KEY, TestApp, demo_models_dir, expected_outputs, json_body,
+    ADMIN_KEY, DEV_KEY, TestApp, demo_model, expected_outputs, json_body,
 };
 use serde_json::{Value, json};
 
@@ -31,7 +31,7 @@ impl Repository {
     /// `extra = "unbatched"` drops the manifest's `[batching]` table; an `extra` with its own
     /// `[batching]` replaces it.
     pub(crate) fn copy(&self, from: &str, to: &str, extra: &str) -> &Self {
-        let source = demo_models_dir().join(from);
+        let source = demo_model(from);
         let target = self.dir.path().join(to);
         std::fs::create_dir_all(&target).unwrap();
         std::fs::copy(source.join("model.onnx"), target.join("model.onnx")).unwrap();
@@ -56,11 +56,19 @@ impl Repository {
         .unwrap();
     }
 
+    /// Replaces the first `from` of `model`'s manifest with `to`.
+    fn edit_manifest(&self, model: &str, from: &str, to: &str) {
+        let path = self.dir.path().join(model).join("model.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{model}: {text}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
     /// Puts demo model `from`'s files (model and manifest) in place of `to`'s.
     fn replace(&self, from: &str, to: &str) {
         for file in ["model.onnx", "model.toml"] {
             std::fs::copy(
-                demo_models_dir().join(from).join(file),
+                demo_model(from).join(file),
                 self.dir.path().join(to).join(file),
             )
             .unwrap();
@@ -108,7 +116,7 @@ const LABELS: [&str; 3] = ["setosa", "versicolor", "virginica"];
 
 #[tokio::test]
 async fn demo_models_answer_like_onnxruntime() {
-    let app = TestApp::spawn_with(|settings| settings.models_dir = demo_models_dir()).await;
+    let app = TestApp::spawn_with_demo_models(|_| {}).await;
     for (model, version) in [("iris", "v1"), ("iris", "v2"), ("mlp", "v1")] {
         let reference = expected_outputs(model, version);
         for (index, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
@@ -157,7 +165,7 @@ async fn demo_models_answer_like_onnxruntime() {
 
 #[tokio::test]
 async fn invalid_input_is_422_with_a_sentence_naming_the_problem() {
-    let app = TestApp::spawn_with(|settings| settings.models_dir = demo_models_dir()).await;
+    let app = TestApp::spawn_with_demo_models(|_| {}).await;
     for (data, fragment) in [
         (json!([5.1, 3.5, 1.4]), "4"),
         (json!([5.1, 3.5, 1.4, 1000.0]), "100"),
@@ -182,8 +190,7 @@ async fn invalid_input_is_422_with_a_sentence_naming_the_problem() {
 async fn sixteen_concurrent_first_requests_load_the_model_once() {
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_file(config_dir.path(), "[registry]\nwarmup = false\n");
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = demo_models_dir();
+    let app = TestApp::spawn_with_demo_models(|settings| {
         settings.config = Some(config);
     })
     .await;
@@ -579,6 +586,89 @@ async fn a_corrupt_model_is_listed_not_ready_with_its_error_and_the_others_serve
 }
 
 #[tokio::test]
+async fn models_that_cannot_load_are_not_ready_with_their_error_right_after_a_scan_or_reload() {
+    // A corrupt graph, and a manifest naming an input the graph lacks, under `prefix`.
+    let add_broken = |repository: &Repository, prefix: &str| {
+        let corrupt = format!("{prefix}_corrupt/v1");
+        repository.copy("iris/v1", &corrupt, "");
+        repository.corrupt(&corrupt);
+        let mismatch = format!("{prefix}_mismatch/v1");
+        repository.copy("iris/v1", &mismatch, "");
+        repository.edit_manifest(&mismatch, "name = \"input\"", "name = \"features\"");
+    };
+    let repository = Repository::new();
+    repository.copy("iris/v1", "iris/v1", "");
+    add_broken(&repository, "scanned");
+    // Without warm-up nothing is loaded: only the scan can know.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_file(config_dir.path(), "[registry]\nwarmup = false\n");
+    let app = TestApp::spawn_with(|settings| {
+        settings.models_dir = repository.path();
+        settings.config = Some(config);
+    })
+    .await;
+    let listed = |models: &Value, name: &str| {
+        models["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|model| model["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not listed: {models}"))
+            .clone()
+    };
+    let assert_broken = |models: &Value, prefix: &str| {
+        let corrupt = listed(models, &format!("{prefix}_corrupt"));
+        assert_eq!(corrupt["ready"], false, "{corrupt}");
+        assert_eq!(corrupt["loaded"], false, "{corrupt}");
+        let error = corrupt["error"].as_str().unwrap();
+        assert!(
+            error.contains("model.onnx: not a readable ONNX model"),
+            "{corrupt}"
+        );
+        let mismatch = listed(models, &format!("{prefix}_mismatch"));
+        assert_eq!(mismatch["ready"], false, "{mismatch}");
+        assert!(
+            mismatch["error"]
+                .as_str()
+                .unwrap()
+                .contains("input `features` is not an input of the graph (graph inputs: `input`)"),
+            "{mismatch}"
+        );
+    };
+
+    let models = json_body(app.get("/models", Some(DEV_KEY)).await).await;
+    assert_broken(&models, "scanned");
+    let iris = listed(&models, "iris");
+    assert_eq!(
+        (&iris["ready"], &iris["loaded"]),
+        (&json!(true), &json!(false))
+    );
+
+    add_broken(&repository, "reloaded");
+    let response = app.post("/admin/reload", Some(ADMIN_KEY), &json!({})).await;
+    assert_eq!(response.status(), 200, "{}", json_body(response).await);
+    let models = json_body(app.get("/models", Some(DEV_KEY)).await).await;
+    assert_broken(&models, "scanned");
+    assert_broken(&models, "reloaded");
+    assert_eq!(listed(&models, "iris")["ready"], true);
+
+    let response = app
+        .post(
+            "/predict",
+            Some(DEV_KEY),
+            &json!({"model": "reloaded_mismatch", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}),
+        )
+        .await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(json_body(response).await["code"], "not_ready");
+    predict(
+        &app,
+        json!({"model": "iris", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_reload_with_a_broken_file_keeps_the_old_version_serving() {
     let repository = Repository::new();
     repository.copy("iris/v2", "iris/v1", "");
@@ -615,7 +705,7 @@ async fn a_reload_with_a_broken_file_keeps_the_old_version_serving() {
 
 #[tokio::test]
 async fn unload_frees_the_model_and_the_next_request_loads_it_again() {
-    let app = TestApp::spawn_with(|settings| settings.models_dir = demo_models_dir()).await;
+    let app = TestApp::spawn_with_demo_models(|_| {}).await;
     let input = json!({"model": "iris", "version": "v2", "data": [5.1, 3.5, 1.4, 0.2]});
     predict(&app, input.clone()).await;
     let response = app
@@ -650,8 +740,7 @@ pools = { big = 1 }
 "mlp:v1" = 2.5
 "#,
     );
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = demo_models_dir();
+    let app = TestApp::spawn_with_demo_models(|settings| {
         settings.config = Some(config);
     })
     .await;

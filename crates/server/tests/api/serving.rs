@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use inference_engine_app::settings::OnnxRuntimeChoice;
-use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, demo_models_dir, json_body};
+use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, demo_model, json_body};
 use serde_json::json;
 
 use crate::models::{Repository, config_file};
@@ -13,8 +13,7 @@ use crate::models::{Repository, config_file};
 async fn app_with_config(text: &str) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), text);
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = demo_models_dir();
+    let app = TestApp::spawn_with_demo_models(|settings| {
         settings.config = Some(config);
     })
     .await;
@@ -121,7 +120,7 @@ async fn routing_never_picks_a_version_that_failed_to_load() {
     for version in ["v1", "v2"] {
         let target = repository.path().join("iris").join(version);
         std::fs::create_dir_all(&target).unwrap();
-        let source = demo_models_dir().join("iris").join(version);
+        let source = demo_model(&format!("iris/{version}"));
         std::fs::copy(source.join("model.toml"), target.join("model.toml")).unwrap();
         std::fs::copy(source.join("model.onnx"), target.join("model.onnx")).unwrap();
     }

@@ -2,9 +2,7 @@
 //! the main port (JSON and binary tensors) and the gRPC services on `GRPC_PORT`
 //! (`inference.GRPCInferenceService` and `grpc.health.v1.Health`).
 
-use inference_engine_testkit::{
-    ADMIN_KEY, DEV_KEY, TestApp, demo_models_dir, expected_outputs, json_body, reqwest,
-};
+use inference_engine_testkit::{ADMIN_KEY, DEV_KEY, TestApp, expected_outputs, json_body, reqwest};
 use inference_engine_v2::proto::health::HealthCheckRequest;
 use inference_engine_v2::proto::health::health_check_response::ServingStatus;
 use inference_engine_v2::proto::health::health_client::HealthClient;
@@ -32,7 +30,7 @@ const LABELS: [&str; 3] = ["setosa", "versicolor", "virginica"];
 // Helpers
 
 async fn demo_app() -> TestApp {
-    TestApp::spawn_with(|settings| settings.models_dir = demo_models_dir()).await
+    TestApp::spawn_with_demo_models(|_| {}).await
 }
 
 /// One reference case of `testdata/expected/iris-v1.json`.
@@ -761,8 +759,7 @@ const PREDICT_ONLY: &str = "v2-predict-key-0123456789";
 
 #[tokio::test]
 async fn a_key_without_the_predict_scope_is_403_and_metadata_needs_read_models() {
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = demo_models_dir();
+    let app = TestApp::spawn_with_demo_models(|settings| {
         settings.api_keys = Some(format!(
             "{PREDICT_ONLY}:tenant_a:predict;{MODELS_ONLY}:tenant_b:read_models"
         ));
@@ -877,8 +874,7 @@ async fn a_model_without_a_version_follows_the_engine_toml_routing() {
         dir.path(),
         "[routing.iris]\nstrategy = \"static\"\nversion = \"v2\"\n",
     );
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = demo_models_dir();
+    let app = TestApp::spawn_with_demo_models(|settings| {
         settings.config = Some(config);
     })
     .await;
@@ -1076,8 +1072,7 @@ async fn grpc_infer_without_a_key_is_unauthenticated_and_a_bearer_key_works() {
 
 #[tokio::test]
 async fn grpc_infer_without_the_predict_scope_is_permission_denied() {
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = demo_models_dir();
+    let app = TestApp::spawn_with_demo_models(|settings| {
         settings.api_keys = Some(format!(
             "{PREDICT_ONLY}:tenant_a:predict;{MODELS_ONLY}:tenant_b:read_models"
         ));
@@ -1484,8 +1479,7 @@ async fn grpc_infer_past_the_rate_limit_is_resource_exhausted() {
         dir.path(),
         "[rate_limits]\npredict = { rate = 0.001, burst = 1 }\n",
     );
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = demo_models_dir();
+    let app = TestApp::spawn_with_demo_models(|settings| {
         settings.config = Some(config);
     })
     .await;
