@@ -105,7 +105,7 @@ pub struct JobList {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "result": {"label": "setosa", "probabilities": {"setosa": 0.979, "versicolor": 0.021, "virginica": 0.0}},
+    "result": {"setosa": 0.979, "versicolor": 0.021, "virginica": 0.0},
     "model": "iris",
     "version": "v1",
     "job_id": "0197a3c2-6f1e-7cc0-9b1d-2f0a4c8e5d31"
