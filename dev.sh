@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # One-command development stack: PostgreSQL + Redis, `migrate`, one worker and the server.
 #
-#   ./dev.sh              build the release binary, then run everything
-#   ./dev.sh --no-build   use the binary already in target/release
+#   ./dev.sh               build (`cargo build --release`, a no-op when it is up to date), run
+#   ./dev.sh --no-build    use target/release/inference-engine as it is
+#   ./dev.sh --dry-run     print what would be used and done, then exit (starts nothing)
+#   ./dev.sh --write-env   also create .env from .env.example when there is none
 #
-# Environment: PORT (default 8000), HOST (default 127.0.0.1), DATABASE_URL (default
-# postgres://postgres@127.0.0.1:5432/inference_dev), REDIS_URL (default
-# redis://127.0.0.1:6379). Everything else comes from .env (copied from .env.example when
-# missing); real environment variables win over .env.
+# Environment: PORT (default 8000), HOST (default 127.0.0.1), DATABASE_URL and REDIS_URL. A
+# DATABASE_URL from the environment or from .env is used as it is: dev.sh neither starts a
+# PostgreSQL for it nor creates its database. Without one, dev.sh uses (and creates) the
+# database inference_dev on the local PostgreSQL. REDIS_URL defaults to redis://127.0.0.1:6379.
+# The engine loads .env itself when there is one; real environment variables win over it.
 #
 # PostgreSQL and Redis: with Docker when `docker info` works (the postgres and redis services
 # of deploy/docker-compose.yml, PostgreSQL with trust auth on 127.0.0.1), otherwise the locally
@@ -18,13 +21,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 build=1
+dry_run=0
+write_env=0
 for arg in "$@"; do
     case "$arg" in
     --no-build) build=0 ;;
+    --dry-run) dry_run=1 ;;
+    --write-env) write_env=1 ;;
     -h | --help)
         usage
         exit 0
@@ -36,11 +43,44 @@ for arg in "$@"; do
     esac
 done
 
+# The last `NAME=value` of .env (quotes removed), as the engine's .env loader reads it.
+env_file_value() {
+    [[ -f .env ]] || return 0
+    local line value=
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        line="${line#export }"
+        if [[ "$line" == "$1="* ]]; then
+            value="${line#"$1"=}"
+            value="${value%\"}" value="${value#\"}"
+            value="${value%\'}" value="${value#\'}"
+        fi
+    done <.env
+    printf '%s' "$value"
+}
+
+# A URL without its password, for printing.
+redacted() {
+    sed -E 's#^([a-z0-9+]+://[^:/@]*):[^@]*@#\1:***@#' <<<"$1"
+}
+
 PORT="${PORT:-8000}"
 HOST="${HOST:-127.0.0.1}"
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/inference_dev}"
+DEFAULT_DATABASE="inference_dev"
+if [[ -n "${DATABASE_URL:-}" ]]; then
+    database_source="the environment"
+elif [[ -n "$(env_file_value DATABASE_URL)" ]]; then
+    DATABASE_URL="$(env_file_value DATABASE_URL)"
+    database_source=".env"
+else
+    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DEFAULT_DATABASE"
+    database_source=""
+fi
+export DATABASE_URL
+export REDIS_URL="${REDIS_URL:-$(env_file_value REDIS_URL)}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+# The binary `cargo build --release` (and the README's `cargo run --release`) puts there.
 BIN="${CARGO_TARGET_DIR:-target}/release/inference-engine"
+BUILD_CMD=(cargo build --release)
 LOG_DIR="data/dev"
 STOP_DEADLINE_S=$((${SHUTDOWN_TIMEOUT_S:-30} + 5))
 
@@ -63,10 +103,35 @@ wait_for() {
     done
 }
 
+# --- the plan ---------------------------------------------------------------------------------
+if [[ -n "$database_source" ]]; then
+    say "job store: $(redacted "$DATABASE_URL") (DATABASE_URL from $database_source: used as it is, no database created)"
+else
+    say "job store: $DATABASE_URL (database $DEFAULT_DATABASE on the local PostgreSQL, created if missing)"
+fi
+say "queue: $(redacted "$REDIS_URL")"
+if ((build)); then
+    say "binary: $BIN (built by '${BUILD_CMD[*]}', which does nothing when it is up to date)"
+else
+    say "binary: $BIN (--no-build: as it is)"
+fi
+if [[ -f .env ]]; then
+    say ".env: loaded by the engine (real environment variables win)"
+elif ((write_env)); then
+    say ".env: will be created from .env.example (--write-env)"
+else
+    say ".env: none (the defaults of .env.example apply; --write-env creates one)"
+fi
+say "server: http://$HOST:$PORT, logs in $LOG_DIR/"
+if ((dry_run)); then
+    say "--dry-run: nothing started"
+    exit 0
+fi
+
 # --- .env -------------------------------------------------------------------------------------
-if [[ ! -f .env ]]; then
+if ((write_env)) && [[ ! -f .env ]]; then
     cp .env.example .env
-    say "created .env from .env.example"
+    say "wrote $PWD/.env (a copy of .env.example)"
 fi
 
 # --- PostgreSQL and Redis ---------------------------------------------------------------------
@@ -87,14 +152,20 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
     else
         die "Docker is running but neither 'docker compose' nor 'docker-compose' is installed"
     fi
-    say "starting PostgreSQL and Redis with Docker (deploy/docker-compose.yml)"
-    compose up -d postgres redis
-    wait_for PostgreSQL 60 compose exec -T postgres pg_isready -U postgres -q
+    if [[ -z "$database_source" ]]; then
+        say "starting PostgreSQL with Docker (deploy/docker-compose.yml)"
+        compose up -d postgres
+        wait_for PostgreSQL 60 compose exec -T postgres pg_isready -U postgres -q
+    fi
+    say "starting Redis with Docker (deploy/docker-compose.yml)"
+    compose up -d redis
     wait_for Redis 30 compose exec -T redis redis-cli ping
     psql_admin() { compose exec -T postgres psql -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 else
     say "Docker is not available: using the locally installed PostgreSQL and Redis"
-    if ! pg_isready -h 127.0.0.1 -p 5432 -q >/dev/null 2>&1; then
+    if [[ -n "$database_source" ]]; then
+        : # the user's PostgreSQL: `migrate` below says so if it cannot be reached
+    elif ! pg_isready -h 127.0.0.1 -p 5432 -q >/dev/null 2>&1; then
         command -v pg_ctlcluster >/dev/null 2>&1 || die "PostgreSQL is not answering on 127.0.0.1:5432 and pg_ctlcluster is not installed"
         # shellcheck disable=SC2012 # one directory per installed major version
         pg_version="$(ls /etc/postgresql | head -n1)"
@@ -102,7 +173,9 @@ else
         say "starting PostgreSQL $pg_version"
         pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start
     fi
-    wait_for PostgreSQL 60 pg_isready -h 127.0.0.1 -p 5432 -q
+    if [[ -z "$database_source" ]]; then
+        wait_for PostgreSQL 60 pg_isready -h 127.0.0.1 -p 5432 -q
+    fi
     if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
         command -v redis-server >/dev/null 2>&1 || die "Redis is not answering on 127.0.0.1:6379 and redis-server is not installed"
         say "starting Redis"
@@ -111,17 +184,18 @@ else
     wait_for Redis 30 redis-cli -h 127.0.0.1 -p 6379 ping
     psql_admin() { psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 fi
-say "PostgreSQL and Redis are answering"
+say "PostgreSQL and Redis are answering${database_source:+ (PostgreSQL: yours, checked by migrate)}"
 
-if [[ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'inference_dev'")" != 1 ]]; then
-    psql_admin -c 'CREATE DATABASE inference_dev'
-    say "created database inference_dev"
+if [[ -z "$database_source" ]] &&
+    [[ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$DEFAULT_DATABASE'")" != 1 ]]; then
+    psql_admin -c "CREATE DATABASE $DEFAULT_DATABASE"
+    say "created database $DEFAULT_DATABASE"
 fi
 
 # --- the engine -------------------------------------------------------------------------------
 if ((build)); then
-    say "cargo build --release -p inference-engine-cli"
-    cargo build --release -p inference-engine-cli
+    say "${BUILD_CMD[*]}"
+    "${BUILD_CMD[@]}"
 fi
 [[ -x "$BIN" ]] || die "$BIN not found: run without --no-build"
 

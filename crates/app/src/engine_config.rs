@@ -1,4 +1,4 @@
-//! Finding and loading `engine.toml` (SPEC §1–§3).
+//! Finding and loading `engine.toml` (docs/configuration.md).
 //!
 //! Which file: `--config PATH`, else `ENGINE_CONFIG`, else `engine.toml` in the working
 //! directory if there is one, else none (the defaults). A file named explicitly must exist: a
@@ -140,8 +140,8 @@ mod tests {
 
     use super::*;
 
-    /// SPEC §3, verbatim.
-    const SPEC_EXAMPLE: &str = r#"
+    /// Every section of `engine.toml`, as docs/configuration.md documents them.
+    const DOCUMENTED_EXAMPLE: &str = r#"
 [registry]
 max_loaded = 8            # LRU cap; omit for no cap
 warmup = true             # load every model at start; /ready is 503 until done
@@ -215,7 +215,7 @@ result_ttl_days = 30              # 0 = keep forever
 
     #[test]
     fn spec_example_toml_parses_and_validates() {
-        let config = parse(SPEC_EXAMPLE).expect("the SPEC example is valid");
+        let config = parse(DOCUMENTED_EXAMPLE).expect("the documented example is valid");
 
         assert_eq!(config.registry.max_loaded, Some(8));
         assert_eq!(config.registry.pinned, vec![model_key("echo", "v1")]);
@@ -251,11 +251,11 @@ result_ttl_days = 30              # 0 = keep forever
     fn spec_example_loads_from_a_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("engine.toml");
-        std::fs::write(&path, SPEC_EXAMPLE).expect("write the file");
+        std::fs::write(&path, DOCUMENTED_EXAMPLE).expect("write the file");
 
         let config = load_engine_config(&path).expect("loads");
 
-        assert_eq!(config, parse(SPEC_EXAMPLE).expect("valid"));
+        assert_eq!(config, parse(DOCUMENTED_EXAMPLE).expect("valid"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The `engine.toml` configuration (SPEC §3): its file model and its validation.
+//! The `engine.toml` configuration (docs/configuration.md): its file model and its validation.
 //!
 //! Two layers, so that nothing downstream ever sees an unchecked value:
 //! - the *file* types ([`EngineConfigFile`] and its sections) mirror the TOML one to one. Every
@@ -32,7 +32,7 @@ use crate::routing::{RoutingError, RoutingRule, RoutingTable};
 pub const CPU_POOL: &str = "cpu";
 /// The second pool every process has, for models the policy sends to it.
 pub const GPU_POOL: &str = "gpu";
-/// Threads of the `gpu` pool when neither the file nor the environment sizes it (SPEC §2).
+/// Threads of the `gpu` pool when neither the file nor the environment sizes it (`GPU_EXECUTOR_WORKERS`'s documented default).
 pub const DEFAULT_GPU_THREADS: usize = 2;
 /// A pool larger than this is almost certainly a typo; refuse it rather than spawn it.
 pub const MAX_POOL_THREADS: usize = 1_024;
@@ -541,11 +541,11 @@ fn routing_error(rule_key: &str, err: &RoutingError) -> ConfigError {
 /// Which executor pool each model runs on, and how many threads each pool has.
 ///
 /// Every process has the `cpu` and `gpu` pools: validating a file that does not size them adds
-/// them with the SPEC §2 defaults (`cpu`: one thread per core, `gpu`: [`DEFAULT_GPU_THREADS`]).
+/// them with the documented defaults (`cpu`: one thread per core, `gpu`: [`DEFAULT_GPU_THREADS`]).
 /// The file may resize them and add further pools. `default_executor` and every policy target
 /// must name a pool.
 ///
-/// The app applies `CPU_EXECUTOR_WORKERS` / `GPU_EXECUTOR_WORKERS` on top (SPEC §1: the
+/// The app applies `CPU_EXECUTOR_WORKERS` / `GPU_EXECUTOR_WORKERS` on top (the
 /// environment over the file) by rebuilding with [`Self::new`] from [`Self::pools`] with those
 /// sizes replaced, so the policy is checked again against the final pools.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -963,8 +963,8 @@ impl JobsFile {
 mod tests {
     use super::*;
 
-    /// SPEC §3's example, as JSON (the TOML round trip is tested in the app).
-    const SPEC_EXAMPLE: &str = r#"{
+    /// The documented `engine.toml` example, as JSON (the TOML round trip is tested in the app).
+    const DOCUMENTED_EXAMPLE: &str = r#"{
         "registry": { "max_loaded": 8, "warmup": true, "pinned": ["echo:v1"] },
         "routing": {
             "echo": { "strategy": "canary", "primary": "v1", "canary": "v2", "canary_percent": 10 },
@@ -1021,7 +1021,7 @@ mod tests {
 
     #[test]
     fn spec_example_parses_and_validates() {
-        let config = validate(SPEC_EXAMPLE).expect("the SPEC example is valid");
+        let config = validate(DOCUMENTED_EXAMPLE).expect("the documented example is valid");
 
         assert_eq!(
             config.registry,

@@ -16,7 +16,7 @@
 //! - [`deadline`]: the SLA deadline of the model call on the current executor thread.
 //! - [`cancel`]: `CancelFlag`, the cancellation of the async job the current thread works for.
 //! - [`executor`]: `ExecutorPool`, bounded queues in front of named OS threads.
-//! - [`observe`]: the metric names of SPEC §7 and the functions that record them.
+//! - [`observe`]: the metric names (listed in deploy/README.md) and the functions that record them.
 //! - [`source`]: `ModelSource`, `ModelDescription`, `TensorSpec`: a model before it is loaded.
 //! - [`steps`]: pipelines of models: `PipelineStep`, `PipelineSource`, `StepTiming` and the
 //!   data-flow rule from one step's answer to the next step's `data` (run by [`service`]).

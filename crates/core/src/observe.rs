@@ -1,4 +1,4 @@
-//! The metrics the engine exports (SPEC §7), named in one place and recorded through the
+//! The metrics the engine exports (listed in deploy/README.md), named in one place and recorded through the
 //! `metrics` facade, so core records what happens without knowing who collects it (the app
 //! installs a Prometheus recorder; without one, recording is a no-op).
 //!

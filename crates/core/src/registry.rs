@@ -571,7 +571,7 @@ impl Serving {
             .collect()
     }
 
-    /// The version a request gets (SPEC §5): the exact version when given; otherwise the
+    /// The version a request gets (docs/configuration.md, `[routing.<model>]`): the exact version when given; otherwise the
     /// model's routing rule, or its only version. `bucket` is only evaluated when a rule needs
     /// it.
     pub fn route(

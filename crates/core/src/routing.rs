@@ -1,4 +1,4 @@
-//! Routing rules: which version a request gets when it names none (SPEC §5).
+//! Routing rules: which version a request gets when it names none (docs/configuration.md, `[routing.<model>]`).
 //!
 //! A request is mapped to one of 100 [`Bucket`]s: the SHA-256 of its routing key (the client's
 //! `X-Request-ID`) when it has one, so a client that repeats its id keeps its version, otherwise

@@ -37,7 +37,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The routing bucket of this request (SPEC §5).
+    /// The routing bucket of this request (the `ab` and `canary` rules).
     pub fn routing_bucket(&self) -> Bucket {
         Bucket::for_request(self.routing_key())
     }

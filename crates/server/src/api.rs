@@ -1,5 +1,5 @@
 //! Wire types of the HTTP API (requests, responses, views) and the OpenAPI document built
-//! from them. Field names and order are part of the contract (SPEC §4).
+//! from them. Field names and order are part of the contract documented in `docs/api.md`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use inference_engine_core::job::{Job, JobId, JobStatus};
@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 /// `POST /predict`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"model": "iris", "version": "v1", "data": [5.1, 3.5, 1.4, 0.2]}))]
 pub struct PredictRequest {
     /// Model name, e.g. `echo`.
     pub model: String,
@@ -22,7 +23,7 @@ pub struct PredictRequest {
     #[serde(default)]
     pub version: Option<String>,
     /// The model's input; any JSON.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub data: Value,
     /// Deadline for the model run in milliseconds; it can only shorten the model's own SLA.
     #[serde(default)]
@@ -32,12 +33,17 @@ pub struct PredictRequest {
 /// `POST /predict/batch`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "model": "iris",
+    "version": "v1",
+    "items": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+}))]
 pub struct BatchPredictRequest {
     pub model: String,
     #[serde(default)]
     pub version: Option<String>,
     /// 1 to 256 inputs; results come back in the same order.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Value>)]
     pub items: Vec<Value>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
@@ -46,11 +52,12 @@ pub struct BatchPredictRequest {
 /// `POST /predict/async`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"model": "iris", "version": "v2", "data": [5.1, 3.5, 1.4, 0.2], "max_attempts": 3}))]
 pub struct AsyncPredictRequest {
     pub model: String,
     #[serde(default)]
     pub version: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub data: Value,
     /// 1 to 10; default `JOBS_MAX_ATTEMPTS`. Only timeouts and lost workers are retried.
     #[serde(default)]
@@ -63,11 +70,16 @@ pub struct AsyncPredictRequest {
 /// `POST /predict/async/batch`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "model": "iris",
+    "version": "v2",
+    "items": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+}))]
 pub struct AsyncBatchPredictRequest {
     pub model: String,
     #[serde(default)]
     pub version: Option<String>,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Value>)]
     pub items: Vec<Value>,
     #[serde(default)]
     pub max_attempts: Option<u32>,
@@ -77,6 +89,7 @@ pub struct AsyncBatchPredictRequest {
 
 /// 202 of an async submission (also for an idempotent replay, with the job's current status).
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"job_id": "0197a3c2-6f1e-7cc0-9b1d-2f0a4c8e5d31", "status": "pending"}))]
 pub struct AsyncAccepted {
     pub job_id: String,
     pub status: String,
@@ -91,8 +104,15 @@ pub struct JobList {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "result": {"setosa": 0.979, "versicolor": 0.021, "virginica": 0.0},
+    "model": "iris",
+    "version": "v1",
+    "job_id": "0197a3c2-6f1e-7cc0-9b1d-2f0a4c8e5d31"
+}))]
 pub struct PredictResponse {
-    #[schema(value_type = Object)]
+    /// The model's answer; any JSON (a class and its probabilities, a number, a list, ...).
+    #[schema(value_type = Value)]
     pub result: Value,
     #[schema(value_type = String)]
     pub model: ModelName,
@@ -106,7 +126,8 @@ pub struct PredictResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchPredictResponse {
-    #[schema(value_type = Vec<Object>)]
+    /// One answer per item, in the order of `items`.
+    #[schema(value_type = Vec<Value>)]
     pub results: Vec<Value>,
     #[schema(value_type = String)]
     pub model: ModelName,
@@ -176,7 +197,7 @@ pub struct PipelineStepView {
     pub version: Option<String>,
     /// `{<input of this step>: <field of the previous step's answer>}`; empty: the answer is
     /// passed on whole.
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, String>)]
     pub inputs: serde_json::Map<String, Value>,
 }
 
@@ -470,7 +491,9 @@ pub struct JobView {
     pub finished_at: Option<String>,
     pub attempts: u32,
     pub max_attempts: u32,
-    #[schema(value_type = Option<Object>)]
+    /// The model's answer (any JSON: an object, a list, a string, a number); `null` unless
+    /// the job succeeded.
+    #[schema(value_type = Value)]
     pub result: Option<Value>,
     pub error_type: Option<String>,
     pub error_message: Option<String>,
@@ -526,6 +549,11 @@ pub struct StatusBody {
 
 /// Every 4xx and 5xx response.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "detail": "model iris:v9 is not served here",
+    "code": "model_not_found",
+    "request_id": "0197a3c2-7b40-7d12-a5e9-61c7f0b2d8aa"
+}))]
 pub struct ErrorBody {
     /// A human sentence.
     pub detail: String,
@@ -600,7 +628,8 @@ pub mod v2 {
         /// `binary_data_size` when the data follows the JSON header as bytes.
         #[schema(value_type = Option<Object>)]
         pub parameters: Option<Value>,
-        #[schema(value_type = Vec<Object>)]
+        /// Flat (row-major) or nested like the shape; numbers, booleans or strings (`BYTES`).
+        #[schema(value_type = Vec<Value>)]
         pub data: Value,
     }
 
@@ -614,6 +643,9 @@ pub mod v2 {
 
     /// `POST /v2/models/{name}[/versions/{version}]/infer`.
     #[derive(Debug, Serialize, ToSchema)]
+    #[schema(example = json!({
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]
+    }))]
     pub struct V2InferRequest {
         /// Echoed in the response; defaults to the request id.
         pub id: Option<String>,
@@ -678,37 +710,110 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The answers of the route guard (key, scope, rate limit), which every route with a key can
+/// give before its handler runs: added to each such operation here, not to each annotation.
+struct GuardResponses;
+
+impl Modify for GuardResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::content::ContentBuilder;
+        use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
+        let error = |schema: &str, description: &str| -> RefOr<Response> {
+            let body = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build();
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body)
+                .into()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // The protocol's clients read `error`, not `detail` (see `ErrorStyle`).
+            let schema = if path == "/v2" || path.starts_with("/v2/") {
+                "V2ErrorBody"
+            } else {
+                "ErrorBody"
+            };
+            // Admin routes have no rate-limit group.
+            let rate_limited =
+                !path.starts_with("/admin/") && !path.starts_with("/debug/") && path != "/metrics";
+            let operations = [&mut item.get, &mut item.post];
+            // An operation's own `security(())` marks a public route: no key, none of these.
+            for operation in operations
+                .into_iter()
+                .flatten()
+                .filter(|operation| operation.security.is_none())
+            {
+                let mut answers = vec![
+                    ("401", "`unauthenticated`: no key, or an unknown one"),
+                    ("403", "`forbidden`: the key lacks the route's scope"),
+                ];
+                if rate_limited {
+                    answers.push((
+                        "429",
+                        "`rate_limited`: over the tenant's limit for this route group; \
+                         `Retry-After` says when to retry",
+                    ));
+                }
+                for (status, description) in answers {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(schema, description));
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Inference Engine", description = "Production ML inference server."),
+    info(
+        title = "Inference Engine",
+        description = "Serves ML models over HTTP: synchronous and asynchronous predictions \
+            recorded as jobs, model metadata, the Open Inference Protocol (KServe V2) and \
+            operations routes. Authenticate with `X-API-Key: KEY` or `Authorization: Bearer KEY`; \
+            every error is `{\"detail\", \"code\", \"request_id\"}` (`{\"error\", \"code\", \
+            \"request_id\"}` under `/v2`). The reference with every error code, job state and \
+            header is `docs/api.md` in the repository."
+    ),
+    tags(
+        (name = "Inference", description = "Run a model now, or queue the work as an async job."),
+        (name = "Jobs", description = "Every request is a job: read, list and cancel them."),
+        (name = "Models", description = "The models this server serves, and their signatures."),
+        (name = "Open Inference Protocol", description = "KServe V2 / Triton REST API (`/v2`)."),
+        (name = "Health", description = "Liveness and readiness; no key needed."),
+        (name = "Admin", description = "Operations: metrics, loaded models, reloads (scope `admin`)."),
+    ),
     paths(
+        crate::routes::predict::predict,
+        crate::routes::predict::predict_batch,
+        crate::routes::async_jobs::predict_async,
+        crate::routes::async_jobs::predict_async_batch,
+        crate::routes::async_jobs::get_async_job,
+        crate::routes::jobs::list_jobs,
+        crate::routes::jobs::get_job,
+        crate::routes::jobs::cancel_job,
+        crate::routes::models::list_models,
+        crate::routes::models::model_details,
+        crate::routes::v2::infer,
+        crate::routes::v2::infer_version,
+        crate::routes::v2::server_metadata,
+        crate::routes::v2::model_metadata,
+        crate::routes::v2::version_metadata,
+        crate::routes::v2::model_ready,
+        crate::routes::v2::version_ready,
+        crate::routes::v2::live,
+        crate::routes::v2::ready,
         crate::routes::health::health,
         crate::routes::health::ready,
         crate::routes::health::metrics,
-        crate::routes::predict::predict,
-        crate::routes::predict::predict_batch,
-        crate::routes::models::list_models,
-        crate::routes::models::model_details,
         crate::routes::models::loaded_models,
         crate::routes::models::memory,
         crate::routes::models::reload_model,
         crate::routes::models::unload_model,
         crate::routes::models::reload_configuration,
-        crate::routes::async_jobs::predict_async,
-        crate::routes::async_jobs::predict_async_batch,
-        crate::routes::async_jobs::get_async_job,
-        crate::routes::jobs::get_job,
-        crate::routes::jobs::list_jobs,
-        crate::routes::jobs::cancel_job,
-        crate::routes::v2::server_metadata,
-        crate::routes::v2::live,
-        crate::routes::v2::ready,
-        crate::routes::v2::model_metadata,
-        crate::routes::v2::version_metadata,
-        crate::routes::v2::model_ready,
-        crate::routes::v2::version_ready,
-        crate::routes::v2::infer,
-        crate::routes::v2::infer_version,
     ),
     components(schemas(
         PredictRequest,
@@ -747,7 +852,7 @@ impl Modify for SecuritySchemes {
         v2::V2InferResponse,
         v2::V2ErrorBody
     )),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &GuardResponses),
     security(("api_key" = []), ("bearer" = []))
 )]
 pub struct ApiDoc;

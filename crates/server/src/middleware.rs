@@ -1,4 +1,4 @@
-//! Cross-cutting request handling, in the order of SPEC §4.1: request id → auth → scope →
+//! Cross-cutting request handling, in the order docs/api.md documents: request id → auth → scope →
 //! (rate limit) → body size → body validation (in the extractors) → handler.
 //!
 //! Two layers do all of it. [`RequestContextLayer`] is the outermost: it assigns the request

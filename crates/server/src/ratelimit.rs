@@ -1,4 +1,4 @@
-//! Rate limiting on the HTTP path: after the scope check, before the body is read (SPEC §4.1
+//! Rate limiting on the HTTP path: after the scope check, before the body is read (docs/api.md
 //! order), each route group charges the caller's tenant; batch routes charge the rest of their
 //! items once the body is parsed. Every limited response carries `RateLimit-Limit`,
 //! `RateLimit-Remaining`, `RateLimit-Reset` and `X-RateLimit-Mode`; a refusal is 429

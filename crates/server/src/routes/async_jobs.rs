@@ -24,10 +24,10 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// Queues one example. With `Idempotency-Key`, resending the same request returns the
 /// original job.
-#[utoipa::path(post, path = "/predict/async", request_body = AsyncPredictRequest,
+#[utoipa::path(post, path = "/predict/async", tag = "Inference", request_body = AsyncPredictRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "up to 255 characters; kept 24 h")),
     responses(
-        (status = 202, body = AsyncAccepted, headers(("Location" = String))),
+        (status = 202, description = "committed to the job store (or the original job of a replayed `Idempotency-Key`)", body = AsyncAccepted, headers(("Location" = String, description = "`/predict/async/{job_id}`"))),
         (status = 404, description = "`model_not_found`", body = ErrorBody),
         (status = 409, description = "`idempotency_conflict`", body = ErrorBody),
         (status = 422, description = "`invalid_request`, `version_required`", body = ErrorBody),
@@ -52,10 +52,10 @@ pub async fn predict_async(
 }
 
 /// Queues 1 to 256 examples as one job; its result is the array of results.
-#[utoipa::path(post, path = "/predict/async/batch", request_body = AsyncBatchPredictRequest,
+#[utoipa::path(post, path = "/predict/async/batch", tag = "Inference", request_body = AsyncBatchPredictRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "up to 255 characters; kept 24 h")),
     responses(
-        (status = 202, body = AsyncAccepted, headers(("Location" = String))),
+        (status = 202, description = "committed to the job store (or the original job of a replayed `Idempotency-Key`)", body = AsyncAccepted, headers(("Location" = String, description = "`/predict/async/{job_id}`"))),
         (status = 404, description = "`model_not_found`", body = ErrorBody),
         (status = 409, description = "`idempotency_conflict`", body = ErrorBody),
         (status = 422, description = "`invalid_request`, `version_required`", body = ErrorBody),
@@ -85,8 +85,10 @@ pub async fn predict_async_batch(
 }
 
 /// An async job of the caller's tenant.
-#[utoipa::path(get, path = "/predict/async/{job_id}", params(("job_id" = String, Path, description = "UUID")), responses(
-    (status = 200, body = JobView),
+#[utoipa::path(get, path = "/predict/async/{job_id}", tag = "Jobs",
+    params(("job_id" = String, Path, description = "the job's UUID", example = "0197a3c2-6f1e-7cc0-9b1d-2f0a4c8e5d31")),
+    responses(
+    (status = 200, description = "the job", body = JobView),
     (status = 404, description = "`job_not_found`", body = ErrorBody),
     (status = 422, description = "the id is not a UUID", body = ErrorBody),
 ))]

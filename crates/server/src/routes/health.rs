@@ -14,15 +14,17 @@ use crate::api::{ErrorBody, StatusBody};
 use crate::error::ApiError;
 
 /// The process is up.
-#[utoipa::path(get, path = "/health", security(()), responses((status = 200, body = StatusBody)))]
+#[utoipa::path(get, path = "/health", tag = "Health", security(()), responses(
+    (status = 200, description = "`{\"status\": \"ok\"}` while the process runs", body = StatusBody),
+))]
 pub async fn health() -> Json<StatusBody> {
     Json(StatusBody { status: "ok" })
 }
 
 /// Whether to send traffic here: 503 while warm-up loads the models, while draining for shutdown or when the job store or the
 /// job queue is unreachable.
-#[utoipa::path(get, path = "/ready", security(()), responses(
-    (status = 200, body = StatusBody),
+#[utoipa::path(get, path = "/ready", tag = "Health", security(()), responses(
+    (status = 200, description = "`{\"status\": \"ready\"}`: send traffic here", body = StatusBody),
     (status = 503, description = "`status` is `loading`, `draining` or `degraded`, with a `reason`", body = ErrorBody),
 ))]
 pub async fn ready(State(ctx): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
@@ -41,12 +43,11 @@ pub(super) fn not_ready(not_ready: NotReady) -> ApiError {
     .with_field("reason", not_ready.reason)
 }
 
-/// Prometheus text exposition of every metric (SPEC §7). Needs `admin` here; served without
+/// Prometheus text exposition of every metric (listed in `deploy/README.md`). Needs `admin` here; served without
 /// authentication on `ADMIN_LISTEN_ADDR`. `job_queue_depth` is read from the job store on each
 /// scrape, so it counts the pending jobs of every process.
-#[utoipa::path(get, path = "/metrics", responses(
-    (status = 200, description = "Prometheus text format", content_type = "text/plain"),
-    (status = 403, body = ErrorBody),
+#[utoipa::path(get, path = "/metrics", tag = "Admin", responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
 ))]
 pub async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
     refresh_job_queue_depth(&ctx).await;

@@ -51,8 +51,10 @@ pub(super) async fn job_view_response(
 }
 
 /// A job: any request, sync or async, of the caller's tenant.
-#[utoipa::path(get, path = "/jobs/{job_id}", params(("job_id" = String, Path, description = "UUID")), responses(
-    (status = 200, body = JobView),
+#[utoipa::path(get, path = "/jobs/{job_id}", tag = "Jobs",
+    params(("job_id" = String, Path, description = "the job's UUID", example = "0197a3c2-6f1e-7cc0-9b1d-2f0a4c8e5d31")),
+    responses(
+    (status = 200, description = "the job", body = JobView),
     (status = 404, description = "`job_not_found`", body = ErrorBody),
     (status = 422, description = "the id is not a UUID", body = ErrorBody),
 ))]
@@ -66,6 +68,7 @@ pub async fn get_job(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
     status: Option<String>,
@@ -81,8 +84,8 @@ pub struct ListQuery {
 }
 
 /// The jobs of the caller's tenant (or, for admin keys, of `tenant`), newest first.
-#[utoipa::path(get, path = "/jobs", params(ListQuery), responses(
-    (status = 200, body = JobList),
+#[utoipa::path(get, path = "/jobs", tag = "Jobs", params(ListQuery), responses(
+    (status = 200, description = "a page of jobs, newest first", body = JobList),
     (status = 403, description = "`forbidden`: another tenant's jobs without the admin scope", body = ErrorBody),
     (status = 422, description = "an invalid filter", body = ErrorBody),
 ))]
@@ -150,8 +153,10 @@ pub async fn list_jobs(
 }
 
 /// Cancels a pending or running job; a running job's late result is discarded.
-#[utoipa::path(post, path = "/jobs/{job_id}/cancel", params(("job_id" = String, Path, description = "UUID")), responses(
-    (status = 200, body = JobView),
+#[utoipa::path(post, path = "/jobs/{job_id}/cancel", tag = "Jobs",
+    params(("job_id" = String, Path, description = "the job's UUID", example = "0197a3c2-6f1e-7cc0-9b1d-2f0a4c8e5d31")),
+    responses(
+    (status = 200, description = "the job, now `cancelled`", body = JobView),
     (status = 404, description = "`job_not_found`", body = ErrorBody),
     (status = 409, description = "`job_not_cancellable`: already finished", body = ErrorBody),
 ))]

@@ -14,10 +14,8 @@ use crate::api::{
 use crate::error::ApiError;
 
 /// Every model this server knows, by name then version.
-#[utoipa::path(get, path = "/models", responses(
-    (status = 200, body = ModelList),
-    (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody),
+#[utoipa::path(get, path = "/models", tag = "Models", responses(
+    (status = 200, description = "every model with its backend, `loaded` and `ready`", body = ModelList),
 ))]
 pub async fn list_models(State(ctx): State<AppState>) -> Json<ModelList> {
     let models = ctx
@@ -30,8 +28,13 @@ pub async fn list_models(State(ctx): State<AppState>) -> Json<ModelList> {
 }
 
 /// One model: backend, inputs and outputs, routing rule, SLA timeout and executor pool.
-#[utoipa::path(get, path = "/models/{name}/{version}", responses(
-    (status = 200, body = ModelDetailsView),
+#[utoipa::path(get, path = "/models/{name}/{version}", tag = "Models",
+    params(
+        ("name" = String, Path, description = "model name", example = "iris"),
+        ("version" = String, Path, description = "model version", example = "v1"),
+    ),
+    responses(
+    (status = 200, description = "the model's signature, runtime, routing, SLA and pool", body = ModelDetailsView),
     (status = 404, description = "`model_not_found`", body = ErrorBody),
 ))]
 pub async fn model_details(
@@ -44,8 +47,8 @@ pub async fn model_details(
 }
 
 /// Loaded models, least recently used first.
-#[utoipa::path(get, path = "/debug/models/loaded", responses(
-    (status = 200, body = LoadedModelList),
+#[utoipa::path(get, path = "/debug/models/loaded", tag = "Admin", responses(
+    (status = 200, description = "loaded models, least recently used first", body = LoadedModelList),
 ))]
 pub async fn loaded_models(State(ctx): State<AppState>) -> Json<LoadedModelList> {
     Json(LoadedModelList {
@@ -59,7 +62,9 @@ pub async fn loaded_models(State(ctx): State<AppState>) -> Json<LoadedModelList>
 }
 
 /// How many models are loaded, and how much memory they take, against the caps.
-#[utoipa::path(get, path = "/admin/models/memory", responses((status = 200, body = MemoryView)))]
+#[utoipa::path(get, path = "/admin/models/memory", tag = "Admin", responses(
+    (status = 200, description = "the loaded models' memory against the LRU caps", body = MemoryView),
+))]
 pub async fn memory(State(ctx): State<AppState>) -> Json<MemoryView> {
     let loaded: Vec<LoadedModelView> = ctx
         .registry
@@ -80,8 +85,13 @@ pub async fn memory(State(ctx): State<AppState>) -> Json<MemoryView> {
 
 /// Loads the model again from the repository. The old version serves until the new one is
 /// ready, and keeps serving if the reload fails (422 `reload_failed` with the reason).
-#[utoipa::path(post, path = "/admin/models/{name}/{version}/reload", responses(
-    (status = 200, body = ModelActionResponse),
+#[utoipa::path(post, path = "/admin/models/{name}/{version}/reload", tag = "Admin",
+    params(
+        ("name" = String, Path, description = "model name", example = "iris"),
+        ("version" = String, Path, description = "model version", example = "v1"),
+    ),
+    responses(
+    (status = 200, description = "`{\"reloaded\": true, \"model\", \"version\"}`", body = ModelActionResponse),
     (status = 404, description = "`model_not_found`", body = ErrorBody),
     (status = 422, description = "`reload_failed`: the previous version keeps serving", body = ErrorBody),
 ))]
@@ -99,8 +109,13 @@ pub async fn reload_model(
 }
 
 /// Drops the model from memory; requests running on it finish first.
-#[utoipa::path(post, path = "/admin/models/{name}/{version}/unload", responses(
-    (status = 200, body = ModelActionResponse),
+#[utoipa::path(post, path = "/admin/models/{name}/{version}/unload", tag = "Admin",
+    params(
+        ("name" = String, Path, description = "model name", example = "iris"),
+        ("version" = String, Path, description = "model version", example = "v1"),
+    ),
+    responses(
+    (status = 200, description = "`unloaded` says whether the model was in memory", body = ModelActionResponse),
     (status = 404, description = "`model_not_found`", body = ErrorBody),
 ))]
 pub async fn unload_model(
@@ -117,8 +132,8 @@ pub async fn unload_model(
 
 /// Re-reads `engine.toml` and rescans the model repository, atomically. An invalid file is
 /// rejected with 400 and the running configuration keeps serving.
-#[utoipa::path(post, path = "/admin/reload", responses(
-    (status = 200, body = ReloadResponse),
+#[utoipa::path(post, path = "/admin/reload", tag = "Admin", responses(
+    (status = 200, description = "the new configuration and model catalogue serve", body = ReloadResponse),
     (status = 400, description = "`invalid_configuration`: nothing changed", body = ErrorBody),
 ))]
 pub async fn reload_configuration(

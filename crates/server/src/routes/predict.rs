@@ -53,7 +53,7 @@ const RESPONSE_HEADERS: usize = 11;
 /// `image/jpeg`, `image/webp`), a text model a `text/plain` text, with the same query.
 /// the input has a dynamic dimension). A pipeline of models runs its steps in order; its
 /// response also says what each step took (`X-Inference-Steps-Ms`, `X-Queue-Steps-Ms`).
-#[utoipa::path(post, path = "/predict", request_body(content(
+#[utoipa::path(post, path = "/predict", tag = "Inference", request_body(content(
         (PredictRequest = "application/json"),
         (Vec<u8> = "application/octet-stream"),
         (Vec<u8> = "image/png"),
@@ -63,8 +63,8 @@ const RESPONSE_HEADERS: usize = 11;
     )),
     params(RawPredictQuery),
     responses(
-    (status = 200, body = PredictResponse, headers(
-        ("X-Model-Version" = String),
+    (status = 200, description = "the model's answer, once its job record is committed", body = PredictResponse, headers(
+        ("X-Model-Version" = String, description = "the version that answered"),
         ("X-Inference-Time-Ms" = String, description = "model time in ms; for a pipeline, the sum of its steps'"),
         ("X-Queue-Time-Ms" = String, description = "waiting for an executor or a batch, in ms; for a pipeline, the sum of its steps'"),
         ("X-Inference-Steps-Ms" = String, description = "pipelines only: each step's inference time, `model:version=ms` in step order, comma-separated, e.g. `embedder:v1=1.204, classifier:v2=0.311`"),
@@ -72,7 +72,7 @@ const RESPONSE_HEADERS: usize = 11;
     )),
     (status = 400, description = "malformed JSON", body = ErrorBody),
     (status = 404, description = "`model_not_found`", body = ErrorBody),
-    (status = 413, body = ErrorBody),
+    (status = 413, description = "`payload_too_large`: over `MAX_BODY_BYTES` (or the model's `max_body_bytes`)", body = ErrorBody),
     (status = 422, description = "`invalid_request`, `version_required`, `invalid_input`", body = ErrorBody),
     (status = 503, description = "`overloaded`, `unavailable`", body = ErrorBody),
     (status = 504, description = "`inference_timeout`", body = ErrorBody),
@@ -302,6 +302,7 @@ fn raw_shape(
 #[into_params(parameter_in = Query)]
 pub struct RawPredictQuery {
     /// Raw bodies only: the model (JSON bodies name it in the body).
+    #[param(required = false)]
     model: String,
     version: Option<String>,
     timeout_ms: Option<u64>,
@@ -312,9 +313,9 @@ pub struct RawPredictQuery {
 
 /// Runs 1 to 256 examples in one model call; results come back in request order. A pipeline
 /// runs each step on the whole batch, item by item answers passed on to the next step.
-#[utoipa::path(post, path = "/predict/batch", request_body = BatchPredictRequest, responses(
-    (status = 200, body = BatchPredictResponse, headers(
-        ("X-Model-Version" = String),
+#[utoipa::path(post, path = "/predict/batch", tag = "Inference", request_body = BatchPredictRequest, responses(
+    (status = 200, description = "one answer per item, in order, once the job record is committed", body = BatchPredictResponse, headers(
+        ("X-Model-Version" = String, description = "the version that answered"),
         ("X-Inference-Time-Ms" = String, description = "model time in ms; for a pipeline, the sum of its steps'"),
         ("X-Queue-Time-Ms" = String, description = "waiting for an executor or a batch, in ms; for a pipeline, the sum of its steps'"),
         ("X-Inference-Steps-Ms" = String, description = "pipelines only: each step's inference time, `model:version=ms` in step order, comma-separated"),
@@ -322,7 +323,7 @@ pub struct RawPredictQuery {
     )),
     (status = 400, description = "malformed JSON", body = ErrorBody),
     (status = 404, description = "`model_not_found`", body = ErrorBody),
-    (status = 413, body = ErrorBody),
+    (status = 413, description = "`payload_too_large`: over `MAX_BODY_BYTES` (or the model's `max_body_bytes`)", body = ErrorBody),
     (status = 422, description = "`invalid_request`, `version_required`, `invalid_input`", body = ErrorBody),
     (status = 503, description = "`overloaded`, `unavailable`", body = ErrorBody),
     (status = 504, description = "`inference_timeout`", body = ErrorBody),

@@ -32,8 +32,8 @@ pub const SERVER_NAME: &str = "inference-engine";
 pub const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
 
 /// `GET /v2`.
-#[utoipa::path(get, path = "/v2", tag = "v2", responses(
-    (status = 200, body = crate::api::v2::V2ServerMetadata),
+#[utoipa::path(get, path = "/v2", tag = "Open Inference Protocol", responses(
+    (status = 200, description = "server name, version and protocol extensions", body = crate::api::v2::V2ServerMetadata),
 ))]
 pub async fn server_metadata() -> Json<Value> {
     Json(json!({
@@ -44,16 +44,16 @@ pub async fn server_metadata() -> Json<Value> {
 }
 
 /// `GET /v2/health/live`: the process answers.
-#[utoipa::path(get, path = "/v2/health/live", tag = "v2", security(()), responses(
-    (status = 200, body = crate::api::v2::V2Live),
+#[utoipa::path(get, path = "/v2/health/live", tag = "Open Inference Protocol", security(()), responses(
+    (status = 200, description = "`{\"live\": true}`", body = crate::api::v2::V2Live),
 ))]
 pub async fn live() -> Json<Value> {
     Json(json!({"live": true}))
 }
 
 /// `GET /v2/health/ready`: the same verdict as `/ready`.
-#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", security(()), responses(
-    (status = 200, body = crate::api::v2::V2Ready),
+#[utoipa::path(get, path = "/v2/health/ready", tag = "Open Inference Protocol", security(()), responses(
+    (status = 200, description = "`{\"ready\": true}`", body = crate::api::v2::V2Ready),
     (status = 503, description = "`loading`, `draining`, `unavailable`", body = crate::api::v2::V2ErrorBody),
 ))]
 pub async fn ready(State(ctx): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -62,9 +62,9 @@ pub async fn ready(State(ctx): State<AppState>) -> Result<Json<Value>, ApiError>
 }
 
 /// `GET /v2/models/{name}`: the version the routing rule picks (else the latest).
-#[utoipa::path(get, path = "/v2/models/{name}", tag = "v2", params(("name" = String, Path)), responses(
-    (status = 200, body = crate::api::v2::V2ModelMetadata),
-    (status = 404, body = crate::api::v2::V2ErrorBody),
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "Open Inference Protocol", params(("name" = String, Path, description = "model name", example = "iris")), responses(
+    (status = 200, description = "the model's versions, platform and tensors", body = crate::api::v2::V2ModelMetadata),
+    (status = 404, description = "`model_not_found`", body = crate::api::v2::V2ErrorBody),
 ))]
 pub async fn model_metadata(
     State(ctx): State<AppState>,
@@ -74,10 +74,13 @@ pub async fn model_metadata(
 }
 
 /// `GET /v2/models/{name}/versions/{version}`.
-#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2",
-    params(("name" = String, Path), ("version" = String, Path)), responses(
-    (status = 200, body = crate::api::v2::V2ModelMetadata),
-    (status = 404, body = crate::api::v2::V2ErrorBody),
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "Open Inference Protocol",
+    params(
+        ("name" = String, Path, description = "model name", example = "iris"),
+        ("version" = String, Path, description = "model version", example = "v1"),
+    ), responses(
+    (status = 200, description = "the model's versions, platform and tensors", body = crate::api::v2::V2ModelMetadata),
+    (status = 404, description = "`model_not_found`", body = crate::api::v2::V2ErrorBody),
 ))]
 pub async fn version_metadata(
     State(ctx): State<AppState>,
@@ -87,9 +90,9 @@ pub async fn version_metadata(
 }
 
 /// `GET /v2/models/{name}/ready`.
-#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2", params(("name" = String, Path)), responses(
-    (status = 200, body = crate::api::v2::V2ModelReady),
-    (status = 404, body = crate::api::v2::V2ErrorBody),
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "Open Inference Protocol", params(("name" = String, Path, description = "model name", example = "iris")), responses(
+    (status = 200, description = "the model is ready", body = crate::api::v2::V2ModelReady),
+    (status = 404, description = "`model_not_found`", body = crate::api::v2::V2ErrorBody),
     (status = 503, description = "`not_ready`", body = crate::api::v2::V2ErrorBody),
 ))]
 pub async fn model_ready(
@@ -100,10 +103,13 @@ pub async fn model_ready(
 }
 
 /// `GET /v2/models/{name}/versions/{version}/ready`.
-#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
-    params(("name" = String, Path), ("version" = String, Path)), responses(
-    (status = 200, body = crate::api::v2::V2ModelReady),
-    (status = 404, body = crate::api::v2::V2ErrorBody),
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "Open Inference Protocol",
+    params(
+        ("name" = String, Path, description = "model name", example = "iris"),
+        ("version" = String, Path, description = "model version", example = "v1"),
+    ), responses(
+    (status = 200, description = "the model is ready", body = crate::api::v2::V2ModelReady),
+    (status = 404, description = "`model_not_found`", body = crate::api::v2::V2ErrorBody),
     (status = 503, description = "`not_ready`", body = crate::api::v2::V2ErrorBody),
 ))]
 pub async fn version_ready(
@@ -113,9 +119,9 @@ pub async fn version_ready(
     readiness(&ctx, name, Some(version)).map(Json)
 }
 
-/// `POST /v2/models/{name}/infer`: the router of SPEC §5 picks the version. Recorded as a
+/// `POST /v2/models/{name}/infer`: the model's routing rule picks the version. Recorded as a
 /// job like `/predict`; the binary tensor extension works both ways.
-#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "Open Inference Protocol", params(("name" = String, Path, description = "model name", example = "iris")),
     request_body = crate::api::v2::V2InferRequest,
     responses(crate::api::v2::V2InferResponses))]
 pub async fn infer(
@@ -129,8 +135,11 @@ pub async fn infer(
 }
 
 /// `POST /v2/models/{name}/versions/{version}/infer`.
-#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
-    params(("name" = String, Path), ("version" = String, Path)),
+#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "Open Inference Protocol",
+    params(
+        ("name" = String, Path, description = "model name", example = "iris"),
+        ("version" = String, Path, description = "model version", example = "v1"),
+    ),
     request_body = crate::api::v2::V2InferRequest,
     responses(crate::api::v2::V2InferResponses))]
 pub async fn infer_version(

@@ -1,4 +1,4 @@
-//! How requests are served under `engine.toml`: routing (SPEC §5), SLA timeouts, execution
+//! How requests are served under `engine.toml`: routing, SLA timeouts, execution
 //! pools, dynamic batching, and reloading the configuration.
 
 use std::collections::HashMap;
