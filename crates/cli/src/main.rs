@@ -119,9 +119,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let line = error_line(&err);
-            tracing::error!(error = %line, "exiting");
-            eprintln!("error: {line}");
+            // Once, on stderr, and not again as a log line: logs go to stdout, so a log line
+            // would put the same sentence twice in front of whoever reads the terminal or the
+            // container's output; the exit status tells supervisors the start failed.
+            eprintln!("error: {}", error_line(&err));
             ExitCode::FAILURE
         }
     }

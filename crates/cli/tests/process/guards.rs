@@ -224,3 +224,52 @@ fn an_ort_dylib_path_that_does_not_load_refuses_to_start_naming_the_setting_and_
         "says how to install it, once: {stderr}"
     );
 }
+
+/// Runs `serve` until it exits and returns stdout and stderr together: a failed start must
+/// say its error once in all the process prints, not again as a log line or a repeated cause.
+fn failed_start_output(envs: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(binary())
+        .args(["serve", "--port", "0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(envs.iter().copied())
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "must refuse to start");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn assert_said_once(output: &str, message: &str) {
+    assert_eq!(
+        output.matches(message).count(),
+        1,
+        "{message:?} must appear exactly once in: {output}"
+    );
+}
+
+#[test]
+fn startup_errors_are_printed_once() {
+    let output = failed_start_output(&[("ENV", "production")]);
+    assert_said_once(&output, "API_KEYS is required when ENV=production");
+
+    let output = failed_start_output(&[
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/unreachable",
+        ),
+        ("GRPC_PORT", "0"),
+    ]);
+    assert_said_once(&output, "Connection refused");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = failed_start_output(&[("HOST", "127.0.0.1"), ("GRPC_PORT", &port)]);
+    assert_said_once(&output, "Address already in use");
+}
