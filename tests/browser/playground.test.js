@@ -327,10 +327,11 @@ describe('the playground', { timeout: 180_000 }, () => {
   });
 
   test('benchmarks 50 requests and shows the percentiles', async () => {
-    await prepare({ mode: 'json' });
-    await byTestId('json-input').fill('{"bench": 1}');
     await byTestId('tab-benchmark').click();
-    assert.match(await byTestId('bench-target').textContent(), /POST \/predict · echo:v1/);
+    await byTestId('bench-model').selectOption('echo');
+    await byTestId('bench-version').selectOption('v1');
+    await byTestId('bench-input').fill('{"bench": 1}');
+    await byTestId('bench-target').filter({ hasText: 'POST /predict · echo:v1' }).waitFor();
     await byTestId('bench-n').fill('50');
     await byTestId('bench-c').fill('4');
     await byTestId('bench-start').click();
@@ -343,6 +344,80 @@ describe('the playground', { timeout: 180_000 }, () => {
     assert.equal(await page.locator('[data-testid=bench-histogram]').getAttribute('data-samples'), '50');
     assert.match(await page.locator('#bench-status-body tr[data-status="200"]').textContent(), /200\s*50/);
     await screenshot('benchmark');
+  });
+
+  test('sends a CSV with a header row to iris:v1 as rows of numbers, the header dropped', async () => {
+    await prepare({ model: 'iris', version: 'v1', mode: 'csv', batch: true });
+    await byTestId('csv-header').setChecked(true);
+    await byTestId('csv-input').fill('sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n');
+    await byTestId('csv-preview').filter({ hasText: 'header row dropped' }).waitFor({ timeout: 10_000 });
+    assert.match(await byTestId('csv-preview').textContent(), /2 rows → 2 batch items, each an array of 4 numbers · first: \[5\.1,3\.5,1\.4,0\.2\]/);
+    const body = await sendAndRead(200);
+    assert.equal(body.results.length, 2);
+    for (const result of body.results) assert.deepEqual(Object.keys(result).sort(), ['setosa', 'versicolor', 'virginica']);
+    // The echo model takes objects: the same header still gives the keys.
+    await prepare({ model: 'echo', version: 'v1', mode: 'csv' });
+    await byTestId('csv-input').fill('a,b\n1,x\n');
+    await byTestId('csv-preview').filter({ hasText: '1 row → one object' }).waitFor();
+    assert.deepEqual((await sendAndRead(200)).result, { a: 1, b: 'x' });
+  });
+
+  test('an async job shows badge and body from the same poll, and its snippets name the job', async () => {
+    // Every state the page shows is recorded: the badge and the body's status must never differ.
+    await page.evaluate(() => {
+      window.__pairs = [];
+      const record = () => {
+        const badge = document.getElementById('async-job-status').textContent;
+        let body = null;
+        try { body = JSON.parse(document.getElementById('response-body').textContent).status; } catch (_) { body = null; }
+        if (badge && body) window.__pairs.push([badge, body]);
+      };
+      window.__observer = new MutationObserver(record);
+      for (const id of ['async-job-status', 'response-body']) window.__observer.observe(document.getElementById(id), { childList: true, characterData: true, subtree: true });
+    });
+    await prepare({ model: 'sleep', version: 'v1', mode: 'json', exec: 'async' });
+    await byTestId('json-input').fill('{"ms": 1500}');
+    const accepted = await sendAndRead(202);
+    const jobId = accepted.job_id;
+    await byTestId('async-job-status').filter({ hasText: 'succeeded' }).waitFor({ timeout: 15_000 });
+    const pairs = await page.evaluate(() => { window.__observer.disconnect(); return window.__pairs; });
+    assert.ok(pairs.some(([badge]) => badge === 'running'), JSON.stringify(pairs));
+    assert.deepEqual(pairs.filter(([badge, body]) => badge !== body), [], 'badge and body disagreed');
+
+    const { answer, snippet } = await runCurlSnippet(REPO);
+    assert.ok(snippet.includes(jobId), snippet);
+    assert.ok(!snippet.includes('JOB_ID'), snippet);
+    assert.equal(answer.job_id, jobId);
+    assert.equal(answer.status, 'succeeded');
+    await byTestId('snippet-python').click();
+    await page.waitForFunction((id) => document.getElementById('snippet').textContent.includes(`job_id = "${id}"`), jobId);
+    await byTestId('snippet-curl').click();
+  });
+
+  test('the Benchmark tab measures its own model and input, not the Try request', async () => {
+    await prepare({ model: 'echo', version: 'v1', mode: 'json' });
+    await byTestId('json-input').fill('{"try": 1}');
+    await byTestId('tab-benchmark').click();
+    await byTestId('bench-model').selectOption('iris');
+    await byTestId('bench-version').selectOption('v1');
+    await page.waitForFunction(() => { try { return JSON.parse(document.getElementById('bench-input').value).length === 4; } catch (_) { return false; } });
+    await byTestId('bench-target').filter({ hasText: 'POST /predict · iris:v1' }).waitFor();
+    const sent = [];
+    const onRequest = (request) => { if (new URL(request.url()).pathname === '/predict') sent.push(JSON.parse(request.postData())); };
+    page.on('request', onRequest);
+    await byTestId('bench-n').fill('20');
+    await byTestId('bench-c').fill('2');
+    await byTestId('bench-start').click();
+    await byTestId('bench-done').filter({ hasText: '20 / 20' }).waitFor({ timeout: 60_000 });
+    await page.locator('[data-testid=bench-state][data-state=finished]').waitFor({ timeout: 60_000 });
+    page.off('request', onRequest);
+    assert.equal(await byTestId('bench-errors').textContent(), '0');
+    assert.equal(sent.length, 20);
+    assert.ok(sent.every((body) => body.model === 'iris' && body.version === 'v1' && body.data.length === 4), JSON.stringify(sent[0]));
+    // The Try request only when asked.
+    await byTestId('bench-from-try').click();
+    await byTestId('bench-target').filter({ hasText: 'POST /predict · echo:v1' }).waitFor();
+    assert.deepEqual(JSON.parse(await byTestId('bench-input').inputValue()), { try: 1 });
   });
 
   test('copies a curl snippet that returns the same answer when run', async () => {

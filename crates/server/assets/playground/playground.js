@@ -138,6 +138,7 @@
     inputMode: 'json',
     exec: 'sync',
     lastRequest: null,
+    lastJob: null, // {jobId, signature} of the last async job this page submitted
     images: [], // [{name, type, size, base64}] of the Image mode; base64 null when not kept
     autoMode: false, // the input mode was chosen for the model (not by a click)
     modeClicks: 0,
@@ -308,6 +309,7 @@
     jobsModel.replaceChildren(el('option', { value: '', text: 'any' }));
     for (const name of names) jobsModel.append(el('option', { value: name, text: name }));
     if (names.includes(jobsPrevious)) jobsModel.value = jobsPrevious;
+    renderBenchPicker();
     if (names.length && pendingForm) {
       // A form restored before the list arrived.
       selectModel(pendingForm.model, pendingForm.version);
@@ -423,6 +425,7 @@
       else if (state.autoMode) setInputMode('json', true);
     }
     renderTextPreview();
+    renderCsvPreview();
     updateSnippet();
   }
 
@@ -663,6 +666,116 @@
     });
   }
 
+  /**
+   * The inputs of a model that takes tensors (its details list a datatype and shape for each),
+   * or null for a model that takes any JSON (built-ins, pipelines) or raw text or images.
+   */
+  function tensorInputs(details) {
+    if (!details || (details.preprocess && (details.preprocess.kind === 'text' || details.preprocess.kind === 'image'))) return null;
+    const inputs = details.inputs;
+    if (!Array.isArray(inputs) || !inputs.length) return null;
+    return inputs.every((input) => input && input.name && input.datatype && Array.isArray(input.shape)) ? inputs : null;
+  }
+
+  /** One example's dimensions of an input: its shape without the leading batch axis. */
+  function exampleDims(input) {
+    const shape = input.shape.slice();
+    if (shape.length && shape[0] < 0) shape.shift();
+    return shape;
+  }
+
+  const isTextType = (input) => String(input.datatype).toUpperCase() === 'BYTES' || String(input.datatype).toUpperCase() === 'STRING';
+
+  /** A cell for an input: its text for a string tensor, else a number (an error names the cell). */
+  function tensorCell(raw, input, where) {
+    const cell = raw.trim();
+    if (isTextType(input)) return cell;
+    if (String(input.datatype).toUpperCase() === 'BOOL' && /^(true|false)$/i.test(cell)) return cell.toLowerCase() === 'true';
+    if (!NUMBER.test(cell)) {
+      throw new InputError('CSV: ' + where + ' is ' + (cell === '' ? 'empty' : JSON.stringify(cell)) + ', not a number (input ' + input.name + ' is ' + input.datatype + ')');
+    }
+    return Number(cell);
+  }
+
+  /** `flat` (one row's values) in the nested shape of `dims` (all known sizes). */
+  function reshape(flat, dims) {
+    if (dims.length <= 1) return flat;
+    const step = flat.length / dims[0];
+    return Array.from({ length: dims[0] }, (_, i) => reshape(flat.slice(i * step, (i + 1) * step), dims.slice(1)));
+  }
+
+  /** A header row is text: a first row of numbers is data even with the header box ticked. */
+  function isHeaderRow(row) {
+    return row.some((cell) => cell.trim() !== '' && !NUMBER.test(cell.trim()));
+  }
+
+  /**
+   * What the CSV mode sends for the model picked: `{records, header, columns, what}`. A model
+   * that takes tensors gets rows of numbers (a header row, which it would refuse as object
+   * keys, is dropped, or maps the columns onto the inputs of a multi-input model); any other
+   * model gets objects keyed by the header, or arrays of cells without one. `what` describes
+   * one record for the preview.
+   */
+  function csvPlan(text, header, details) {
+    const inputs = tensorInputs(details);
+    if (!inputs) {
+      const records = csvRecords(text, header);
+      return { records, header: header ? 'keys' : null, what: header ? 'object' : 'array' };
+    }
+    const rows = parseCsv(text);
+    if (!rows.length) throw new InputError('CSV: there is nothing to send');
+    const names = header && isHeaderRow(rows[0]) ? rows[0].map((cell) => cell.trim()) : null;
+    const data = names ? rows.slice(1) : rows;
+    if (!data.length) throw new InputError('CSV: the header row has no data rows under it');
+    const model = details.name + ':' + details.version;
+    if (inputs.length === 1) {
+      const input = inputs[0];
+      const dims = exampleDims(input);
+      const known = dims.every((d) => d > 0);
+      const size = known ? dims.reduce((a, b) => a * b, 1) : null;
+      const records = data.map((row, index) => {
+        const line = index + 1 + (names ? 1 : 0);
+        if (size !== null && row.length !== size) {
+          throw new InputError('CSV: row ' + line + ' has ' + row.length + (row.length === 1 ? ' value' : ' values') + '; ' + model + ' takes ' + size + ' per row (input ' + input.name + ' [' + input.shape.map((d) => (d < 0 ? 'N' : d)).join(', ') + '])');
+        }
+        const values = row.map((cell, i) => tensorCell(cell, input, 'row ' + line + ', column ' + (i + 1)));
+        return dims.length === 0 ? values[0] : known ? reshape(values, dims) : values;
+      });
+      const what = dims.length === 0 ? 'value' : dims.length === 1 ? 'array of ' + (size === null ? 'the row\'s' : size) + (isTextType(input) ? ' strings' : ' numbers') : '[' + dims.join('×') + '] array';
+      return { records, header: names ? 'dropped' : null, columns: names, what };
+    }
+    // Several inputs: the header names them, one column per input (one value per example).
+    const wanted = inputs.map((input) => input.name);
+    if (!names) throw new InputError('CSV: ' + model + ' takes ' + wanted.length + ' inputs: name them in a header row (' + wanted.join(', ') + ')');
+    const missing = wanted.filter((name) => !names.includes(name));
+    const unknown = names.filter((name) => !wanted.includes(name));
+    if (missing.length || unknown.length) {
+      throw new InputError('CSV: the header must name the inputs of ' + model + ' (' + wanted.join(', ') + ')'
+        + (missing.length ? '; missing ' + missing.join(', ') : '') + (unknown.length ? '; not an input: ' + unknown.join(', ') : ''));
+    }
+    for (const input of inputs) {
+      const dims = exampleDims(input);
+      if (!dims.every((d) => d === 1)) throw new InputError('CSV: input ' + input.name + ' of ' + model + ' takes more than one value per example; a CSV column holds one (use JSON)');
+    }
+    const records = data.map((row, index) => {
+      const line = index + 2;
+      if (row.length !== names.length) throw new InputError('CSV: row ' + line + ' has ' + row.length + ' cells, the header ' + names.length);
+      const record = {};
+      for (const input of inputs) {
+        const column = names.indexOf(input.name);
+        const value = tensorCell(row[column], input, 'row ' + line + ', column ' + input.name);
+        record[input.name] = exampleDims(input).reduceRight((inner) => [inner], value);
+      }
+      return record;
+    });
+    return { records, header: 'inputs', columns: names, what: 'object of ' + inputs.length + ' inputs' };
+  }
+
+  /** The details of the model the Try form names, when they are known (null: send as the CSV reads). */
+  function csvDetails(form) {
+    return cachedDetails(form.model, form.version);
+  }
+
   function renderCsvPreview() {
     const text = $('csv-input').value;
     const preview = $('csv-preview');
@@ -671,11 +784,26 @@
       return;
     }
     try {
-      const records = csvRecords(text, $('csv-header').checked);
-      const rows = records.length + (records.length === 1 ? ' row' : ' rows');
-      if ($('batch-toggle').checked) preview.textContent = rows + ' → ' + records.length + ' batch items';
-      else if (records.length === 1) preview.textContent = rows + ' → one ' + ($('csv-header').checked ? 'object' : 'array');
-      else preview.textContent = rows + ' → an array of ' + records.length;
+      const form = readForm();
+      const details = csvDetails(form);
+      const plan = csvPlan(text, form.csvHeader, details);
+      const count = plan.records.length;
+      const rows = count + (count === 1 ? ' row' : ' rows');
+      // For a tensor model, say what each record is and show the first: the header's fate is not obvious.
+      const tensors = Boolean(tensorInputs(details));
+      const each = tensors ? ', each ' + (/^[aeiou]/.test(plan.what) ? 'an ' : 'a ') + plan.what : '';
+      let sent;
+      if (form.batch) sent = rows + ' → ' + count + ' batch items' + each;
+      else if (count === 1) sent = rows + ' → one ' + plan.what;
+      else sent = rows + ' → an array of ' + count + each;
+      if (!tensors) {
+        preview.textContent = sent;
+        return;
+      }
+      const header = plan.header === 'dropped' ? 'header row dropped (' + plan.columns.join(', ') + ') · '
+        : plan.header === 'inputs' ? 'header columns → inputs ' + plan.columns.join(', ') + ' · ' : '';
+      const first = JSON.stringify(plan.records[0]);
+      preview.textContent = header + sent + ' · first: ' + (first.length > 80 ? first.slice(0, 80) + '…' : first);
     } catch (err) {
       preview.textContent = err.message;
     }
@@ -920,7 +1048,7 @@
       const items = images.map((image) => ({ image_base64: image.base64 }));
       data = form.batch || items.length > 1 ? items : items[0];
     } else {
-      const records = csvRecords(form.csv, form.csvHeader);
+      const records = csvPlan(form.csv, form.csvHeader, csvDetails(form)).records;
       data = form.batch ? records : records.length === 1 ? records[0] : records;
     }
     if (form.inputMode === 'json') inputs = textsOf(data);
@@ -982,6 +1110,16 @@
     return images.reduce((out, image, i) => out.split(JSON.stringify(IMAGE_MARK(i))).join(code(image, i)), text);
   }
 
+  /** What makes two requests the same job submission (the key too: a job is its tenant's). */
+  function requestSignature(request) {
+    return JSON.stringify([state.key, request.path, request.body]);
+  }
+
+  /** The id of the job this page submitted for `request` (as the form now describes it), or null. */
+  function submittedJobId(request) {
+    return request.async && state.lastJob && state.lastJob.signature === requestSignature(request) ? state.lastJob.jobId : null;
+  }
+
   function curlSnippet(request) {
     const origin = window.location.origin;
     const images = request.images || [];
@@ -1002,17 +1140,29 @@
     const data = images.length
       ? "'" + spliceImages(json.replace(/'/g, "'\\''"), images, (image) => '"\'"$(base64 < ' + shellQuote(image.name) + " | tr -d '\\n')\"'\"") + "'"
       : shellQuote(json);
-    const lines = [
+    const submit = [
       'curl -sS -X POST ' + shellQuote(origin + request.path) + ' \\',
       '  -H ' + shellQuote('X-API-Key: ' + snippetKey()) + ' \\',
       "  -H 'Content-Type: application/json' \\",
       '  -d ' + data,
     ];
-    if (request.async) {
-      lines.push('', '# The answer is {"job_id", "status"}: poll the job until it is succeeded, failed or cancelled.',
-        'curl -sS ' + shellQuote(origin + '/jobs/JOB_ID') + ' -H ' + shellQuote('X-API-Key: ' + snippetKey()));
+    if (!request.async) return submit.join('\n');
+    const pollJob = (id) => 'curl -sS ' + shellQuote(origin + '/jobs/') + id + ' -H ' + shellQuote('X-API-Key: ' + snippetKey());
+    const jobId = submittedJobId(request);
+    if (jobId) {
+      return ['# The job this page submitted: poll it until it is succeeded, failed or cancelled.',
+        pollJob(shellQuote(jobId)),
+        '',
+        '# Submitting the request again makes a new job (the answer is {"job_id", "status"}):',
+        ...submit.map((line) => '# ' + line)].join('\n');
     }
-    return lines.join('\n');
+    // No job yet: the submit's answer gives the id the poll uses (no placeholder to edit).
+    submit[0] = 'job_id=$(' + submit[0];
+    submit[submit.length - 1] += " | sed -E 's/.*\"job_id\": *\"([^\"]+)\".*/\\1/')";
+    return ['# Submit: the answer is {"job_id", "status"}.', ...submit,
+      'echo "job $job_id"',
+      '# Poll the job until it is succeeded, failed or cancelled:',
+      pollJob('"$job_id"')].join('\n');
   }
 
   function pythonSnippet(request) {
@@ -1035,12 +1185,19 @@
         '');
     }
     const payload = spliceImages(pretty(bodyWithImageMarks(request), pythonScalar), images, (image) => 'image_file(' + JSON.stringify(image.name) + ')');
-    lines.push('payload = ' + payload,
-      'response = requests.post(f"{BASE_URL}' + request.path + '", headers=HEADERS, json=payload, timeout=60)');
+    lines.push('payload = ' + payload);
+    const post = 'requests.post(f"{BASE_URL}' + request.path + '", headers=HEADERS, json=payload, timeout=60)';
+    const jobId = submittedJobId(request);
+    if (jobId) {
+      lines.push('# The job this page submitted. Submitting the payload again makes a new one:',
+        '# job_id = ' + post + '.json()["job_id"]',
+        'job_id = ' + JSON.stringify(jobId));
+    } else {
+      lines.push('response = ' + post);
+    }
     if (request.async) {
-      lines.push('response.raise_for_status()',
-        'job_id = response.json()["job_id"]',
-        'while True:',
+      if (!jobId) lines.push('response.raise_for_status()', 'job_id = response.json()["job_id"]');
+      lines.push('while True:',
         '    job = requests.get(f"{BASE_URL}/jobs/{job_id}", headers=HEADERS, timeout=60).json()',
         '    if job["status"] in ("succeeded", "failed", "cancelled"):',
         '        break',
@@ -1067,15 +1224,24 @@
       'const BASE_URL = ' + JSON.stringify(window.location.origin) + ';',
       'const headers = { "X-API-Key": ' + JSON.stringify(snippetKey()) + ', "Content-Type": "application/json" };',
       '',
-      'const payload = ' + payload + ';',
-      'const response = await fetch(`${BASE_URL}' + request.path + '`, {',
+      'const payload = ' + payload + ';');
+    const post = ['const response = await fetch(`${BASE_URL}' + request.path + '`, {',
       '  method: "POST",',
       '  headers,',
       '  body: JSON.stringify(payload),',
-      '});');
+      '});'];
+    const jobId = submittedJobId(request);
+    if (jobId) {
+      lines.push('// The job this page submitted. Submitting the payload again makes a new one:',
+        ...post.map((line) => '// ' + line),
+        '// const { job_id } = await response.json();',
+        'const job_id = ' + JSON.stringify(jobId) + ';');
+    } else {
+      lines.push(...post);
+    }
     if (request.async) {
-      lines.push('const { job_id } = await response.json();',
-        'let job;',
+      if (!jobId) lines.push('const { job_id } = await response.json();');
+      lines.push('let job;',
         'do {',
         '  await new Promise((resolve) => setTimeout(resolve, 500));',
         '  job = await (await fetch(`${BASE_URL}/jobs/${job_id}`, { headers })).json();',
@@ -1106,7 +1272,6 @@
     $('endpoint-preview').textContent = request.method + ' ' + request.path;
     const render = { curl: curlSnippet, python: pythonSnippet, js: jsSnippet }[state.snippetLang];
     $('snippet').textContent = render(request);
-    if (activeView === 'benchmark') renderBenchTarget();
   }
 
   async function copyText(text) {
@@ -1144,7 +1309,7 @@
 
   // ---------------------------------------------------------------- try: send
 
-  let asyncPoll = null; // {jobId, stopped}
+  let asyncPoll = null; // {jobId, stopped, request}
 
   function resetResponse() {
     setPill($('response-status'), '…', 'pending');
@@ -1338,11 +1503,15 @@
     $('send').disabled = false;
     showAnswer(answer, request);
     addHistory(form, answer, request);
-    if (request.async && answer.ok && answer.json && answer.json.job_id) followJob(answer.json.job_id, answer.json.status, request);
+    if (request.async && answer.ok && answer.json && answer.json.job_id) {
+      state.lastJob = { jobId: answer.json.job_id, signature: requestSignature(request) };
+      updateSnippet();
+      followJob(answer.json.job_id, answer.json.status, request);
+    }
   }
 
   async function followJob(jobId, status, request) {
-    const poll = { jobId, stopped: false };
+    const poll = { jobId, stopped: false, request };
     asyncPoll = poll;
     $('async-box').hidden = false;
     $('async-job-id').textContent = jobId;
@@ -1356,26 +1525,37 @@
       const answer = await api('GET', '/jobs/' + encodeURIComponent(jobId));
       if (poll.stopped) return;
       if (!answer.ok || !answer.json) {
-        setPill($('async-job-status'), 'poll failed', 'failed');
-        $('async-job-status').title = describeError(answer);
+        // The badge and the body keep the last record read; the failure shows on its own.
+        $('error-code').textContent = answer.json && answer.json.code ? answer.json.code : 'poll_failed';
+        $('error-detail').textContent = 'Polling the job failed: ' + describeError(answer);
+        $('error-box').hidden = false;
         continue;
       }
-      const job = answer.json;
-      setPill($('async-job-status'), job.status);
-      if (TERMINAL.has(job.status)) {
-        $('async-cancel').disabled = true;
-        $('response-body').textContent = pretty(job);
-        if (job.version) $('response-version').textContent = job.version;
-        if (job.status === 'succeeded') renderVisual(job.result, request, job.version);
-        if (job.status !== 'succeeded') {
-          $('error-code').textContent = job.error_type || job.status;
-          $('error-detail').textContent = job.error_message || '';
-          $('error-box').hidden = false;
-        }
-        updateHistoryJob(jobId, job.status);
-        return;
-      }
+      showJob(poll, answer.json);
     }
+  }
+
+  /**
+   * Shows one job record of the followed job: its badge and its body together, from the same
+   * answer (a badge from one poll above a body from another disagreed). A record once finished
+   * stops the poll, so a slower, older answer cannot show an earlier state afterwards.
+   */
+  function showJob(poll, job) {
+    if (poll.stopped || asyncPoll !== poll || !job || job.job_id !== poll.jobId) return;
+    setPill($('async-job-status'), job.status);
+    $('response-body').textContent = pretty(job);
+    $('error-box').hidden = true;
+    if (!TERMINAL.has(job.status)) return;
+    poll.stopped = true;
+    $('async-cancel').disabled = true;
+    if (job.version) $('response-version').textContent = job.version;
+    if (job.status === 'succeeded') renderVisual(job.result, poll.request, job.version);
+    else {
+      $('error-code').textContent = job.error_type || job.status;
+      $('error-detail').textContent = job.error_message || '';
+      $('error-box').hidden = false;
+    }
+    updateHistoryJob(job.job_id, job.status);
   }
 
   async function cancelJob(jobId) {
@@ -1582,12 +1762,114 @@
 
   const bench = { running: false, controller: null, latencies: [], statuses: new Map(), started: 0, finished: 0, n: 0, dirty: false };
 
+  // The Benchmark tab has its own model, version and input: what it measures does not change
+  // behind its back when the Try tab is used (it copies the Try request only when asked).
+
+  function renderBenchPicker() {
+    const select = $('bench-model');
+    const previous = select.value;
+    const names = modelNames();
+    if (!names.length && previous) return; // a list that failed to load keeps the pick
+    select.replaceChildren();
+    for (const name of names) select.append(el('option', { value: name, text: name }));
+    if (previous && !names.includes(previous)) select.append(el('option', { value: previous, text: previous }));
+    if (previous) {
+      select.value = previous;
+      renderBenchVersions($('bench-version').value);
+    } else if (names.length) {
+      select.value = names[0];
+      renderBenchVersions('');
+      fillBenchExample();
+    }
+    renderBenchTarget();
+  }
+
+  function renderBenchVersions(wanted) {
+    const select = $('bench-version');
+    select.replaceChildren(el('option', { value: '', text: 'routed (engine decides)' }));
+    const versions = versionsOf($('bench-model').value).map((m) => m.version);
+    if (wanted && !versions.includes(wanted)) versions.push(wanted);
+    for (const version of versions) select.append(el('option', { value: version, text: version }));
+    select.value = wanted || '';
+  }
+
+  function showBenchInputError(message) {
+    $('bench-input-error').textContent = message || '';
+    $('bench-input-error').hidden = !message;
+  }
+
+  let benchExampleRun = 0;
+
+  /** Fills the Benchmark input with an example for its model (as "Fill example" does in Try). */
+  async function fillBenchExample() {
+    const run = ++benchExampleRun;
+    const name = $('bench-model').value;
+    const version = detailsVersion(name, $('bench-version').value);
+    if (!name || !version) return;
+    let details;
+    try {
+      details = await fetchDetails(name, version);
+    } catch (err) {
+      if (run === benchExampleRun) showBenchInputError('Could not read the model details: ' + err.message);
+      return;
+    }
+    if (run !== benchExampleRun) return;
+    const preprocess = details.preprocess;
+    const example = preprocess && preprocess.kind === 'text' ? TEXT_EXAMPLE
+      : preprocess && preprocess.kind === 'image' ? { image_base64: exampleImage(preprocess).base64 }
+        : exampleInput(details);
+    $('bench-input').value = pretty($('bench-batch').checked ? [example] : example);
+    showBenchInputError('');
+    renderBenchTarget();
+  }
+
+  /** Takes the Try tab's request (model, version, batch and input) once. */
+  function copyTryToBench() {
+    let request;
+    try {
+      request = buildRequest(readForm(), true);
+    } catch (err) {
+      showBenchInputError('The Try request is not valid: ' + err.message);
+      return;
+    }
+    benchExampleRun += 1; // an example still being fetched must not overwrite the copy
+    const select = $('bench-model');
+    if (![...select.options].some((o) => o.value === request.body.model)) select.append(el('option', { value: request.body.model, text: request.body.model }));
+    select.value = request.body.model;
+    renderBenchVersions(request.body.version || '');
+    $('bench-batch').checked = request.batch;
+    $('bench-input').value = pretty(request.batch ? request.body.items : request.body.data);
+    showBenchInputError('');
+    renderBenchTarget();
+  }
+
+  /** The Benchmark tab's request: `{method, path, body}`; throws InputError when it cannot be built. */
+  function buildBenchRequest() {
+    const model = $('bench-model').value;
+    if (!model) throw new InputError('Pick a model first (the list needs an API key that can read the models).');
+    let data;
+    try {
+      data = JSON.parse($('bench-input').value);
+    } catch (err) {
+      throw new InputError('JSON: ' + err.message);
+    }
+    const batch = $('bench-batch').checked;
+    if (batch && !Array.isArray(data)) throw new InputError('Batch: the JSON must be an array, one element per item.');
+    const body = { model };
+    if ($('bench-version').value) body.version = $('bench-version').value;
+    if (batch) body.items = data;
+    else body.data = data;
+    return { method: 'POST', path: batch ? '/predict/batch' : '/predict', body };
+  }
+
   function renderBenchTarget() {
     try {
-      const request = buildRequest(readForm(), true);
+      const request = buildBenchRequest();
       $('bench-target').textContent = 'POST ' + request.path + ' · ' + request.body.model + ':' + (request.body.version || 'routed');
+      showBenchInputError('');
     } catch (err) {
-      $('bench-target').textContent = 'Fix the request in the Try tab first: ' + err.message;
+      $('bench-target').textContent = 'Fix the request first';
+      showBenchInputError(err.message);
     }
   }
 
@@ -1600,9 +1882,9 @@
   async function startBenchmark() {
     let request;
     try {
-      request = buildRequest(readForm(), true);
+      request = buildBenchRequest();
     } catch (err) {
-      $('bench-state').textContent = 'Fix the request in the Try tab first: ' + err.message;
+      $('bench-state').textContent = 'Fix the request first: ' + err.message;
       return;
     }
     const n = Math.max(1, Math.min(100000, Math.floor(Number($('bench-n').value) || 0)));
@@ -1618,6 +1900,7 @@
     $('bench-start').disabled = true;
     $('bench-stop').disabled = false;
     $('bench-state').textContent = 'Running ' + n + ' requests at concurrency ' + c + '…';
+    $('bench-state').dataset.state = 'running';
     let next = 0;
     const worker = async () => {
       while (bench.running && next < n) {
@@ -2100,14 +2383,39 @@
     $('models-refresh').addEventListener('click', loadModels);
     $('copy-snippet').addEventListener('click', copySnippet);
     $('async-cancel').addEventListener('click', async () => {
-      if (!asyncPoll) return;
+      const poll = asyncPoll;
+      if (!poll) return;
       $('async-cancel').disabled = true;
-      const answer = await cancelJob(asyncPoll.jobId);
-      if (!answer.ok) {
+      const answer = await cancelJob(poll.jobId);
+      if (answer.ok && answer.json) showJob(poll, answer.json);
+      else {
         $('async-job-status').title = describeError(answer);
         $('async-cancel').disabled = false;
       }
     });
+    $('bench-model').addEventListener('change', () => {
+      renderBenchVersions('');
+      renderBenchTarget();
+      fillBenchExample();
+    });
+    $('bench-version').addEventListener('change', () => {
+      renderBenchTarget();
+      fillBenchExample();
+    });
+    $('bench-batch').addEventListener('change', () => {
+      // The input follows the mode: an item becomes a list of one, a list of one its item.
+      try {
+        const data = JSON.parse($('bench-input').value);
+        if ($('bench-batch').checked && !Array.isArray(data)) $('bench-input').value = pretty([data]);
+        else if (!$('bench-batch').checked && Array.isArray(data) && data.length === 1) $('bench-input').value = pretty(data[0]);
+      } catch (_) {
+        // Not JSON yet: the target line says so.
+      }
+      renderBenchTarget();
+    });
+    $('bench-input').addEventListener('input', renderBenchTarget);
+    $('bench-example').addEventListener('click', fillBenchExample);
+    $('bench-from-try').addEventListener('click', copyTryToBench);
     $('bench-start').addEventListener('click', startBenchmark);
     $('bench-stop').addEventListener('click', stopBenchmark);
     $('jobs-refresh').addEventListener('click', () => refreshJobs(true));
