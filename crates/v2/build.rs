@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // A message that does not decode is INVALID_ARGUMENT, not prost's INTERNAL.
+        .codec_path("crate::codec::ProtobufCodec")
         .compile_with_config(
             config,
             &["proto/grpc_service.proto", "proto/health.proto"],

@@ -188,6 +188,36 @@ pub struct Settings {
     #[arg(long, env = "SHUTDOWN_TIMEOUT_S", default_value_t = 30, global = true)]
     pub shutdown_timeout_s: u64,
 
+    /// Milliseconds a client gets to send a request's head (request line and headers), from
+    /// its connection's accept or its first byte after an idle keep-alive pause; a slower
+    /// client (slowloris) is disconnected.
+    #[arg(
+        long,
+        env = "HTTP_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub http_header_read_timeout_ms: u64,
+
+    /// Seconds a keep-alive connection may sit idle between requests before it is closed.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_S", default_value_t = 75, global = true)]
+    pub http_idle_timeout_s: u64,
+
+    /// Seconds a client gets to send a request's whole body once its head arrived; then 408
+    /// `request_timeout` and the connection is closed.
+    #[arg(
+        long,
+        env = "HTTP_BODY_READ_TIMEOUT_S",
+        default_value_t = 30,
+        global = true
+    )]
+    pub http_body_read_timeout_s: u64,
+
+    /// Open connections each listener (HTTP API, internal, gRPC) holds at most; past it new
+    /// connections are accepted and closed at once. Keep it below the file limit (`ulimit -n`).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
+    pub max_connections: usize,
+
     /// PostgreSQL job store (`postgresql://user:pass@host:5432/db`); unset: SQLite. Read from
     /// the environment only, so the password never shows in a process list.
     #[arg(skip = std::env::var("DATABASE_URL").ok().filter(|url| !url.trim().is_empty()))]
@@ -320,6 +350,10 @@ impl Settings {
             job_writer_max_batch: 512,
             job_writer_queue_capacity: 8_192,
             shutdown_timeout_s: 30,
+            http_header_read_timeout_ms: 10_000,
+            http_idle_timeout_s: 75,
+            http_body_read_timeout_s: 30,
+            max_connections: 10_000,
             database_url: None,
             database_acquire_timeout_ms: 2_000,
             sqlite_wal_max_mb: 16,

@@ -14,6 +14,10 @@ pub enum ErrorKind {
     MethodNotAllowed,
     Conflict,
     PayloadTooLarge,
+    /// The client did not send its request (its body) within the server's time.
+    RequestTimeout,
+    /// The request URI is longer than the server reads.
+    UriTooLong,
     Unauthenticated,
     Forbidden,
     RateLimited,

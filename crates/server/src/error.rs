@@ -21,6 +21,8 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -35,9 +37,11 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
 /// The gRPC status code of each kind (the protocol's gRPC endpoint), beside the HTTP table.
 pub fn grpc_code_for(kind: ErrorKind) -> tonic::Code {
     match kind {
-        ErrorKind::MalformedRequest | ErrorKind::InvalidInput | ErrorKind::PayloadTooLarge => {
-            tonic::Code::InvalidArgument
-        }
+        ErrorKind::MalformedRequest
+        | ErrorKind::InvalidInput
+        | ErrorKind::PayloadTooLarge
+        | ErrorKind::UriTooLong => tonic::Code::InvalidArgument,
+        ErrorKind::RequestTimeout => tonic::Code::DeadlineExceeded,
         ErrorKind::NotFound => tonic::Code::NotFound,
         ErrorKind::MethodNotAllowed => tonic::Code::Unimplemented,
         ErrorKind::Conflict => tonic::Code::FailedPrecondition,
@@ -250,6 +254,22 @@ pub fn fallback_code(status: StatusCode) -> (&'static str, &'static str) {
     }
 }
 
+/// The code of a request hyper refused before any route saw it (its head did not parse).
+pub fn protocol_rejection_code(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::BAD_REQUEST => (
+            "malformed_request",
+            "the request line or a header (such as Content-Length) could not be parsed",
+        ),
+        StatusCode::URI_TOO_LONG => ("uri_too_long", "the request URI is too long"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "headers_too_large",
+            "the request has more than 100 headers or more than 64 KiB of them",
+        ),
+        status => fallback_code(status),
+    }
+}
+
 /// Which key carries the error sentence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorStyle {
@@ -307,6 +327,8 @@ mod tests {
             (ErrorKind::MethodNotAllowed, 405),
             (ErrorKind::Conflict, 409),
             (ErrorKind::PayloadTooLarge, 413),
+            (ErrorKind::RequestTimeout, 408),
+            (ErrorKind::UriTooLong, 414),
             (ErrorKind::Unauthenticated, 401),
             (ErrorKind::Forbidden, 403),
             (ErrorKind::RateLimited, 429),

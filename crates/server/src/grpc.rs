@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
@@ -39,9 +40,9 @@ use inference_engine_v2::proto::inference::{
 use inference_engine_v2::wire::{self, WireError};
 use tokio::net::TcpListener;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
+use crate::edge::{self, EdgeLimits};
 use crate::error::{ApiError, grpc_code_for};
 use crate::middleware::{AccessLog, AccessLogFields, Outcome, key_from};
 use crate::ratelimit;
@@ -77,17 +78,114 @@ pub async fn serve_grpc(
     })
     .max_decoding_message_size(limit)
     .max_encoding_message_size(usize::MAX);
+    let limits = EdgeLimits::from_settings(&ctx.settings);
     let health = HealthServer::new(HealthGrpc { ctx });
     tonic::transport::Server::builder()
+        // An idle HTTP/2 connection is pinged at the idle timeout; a peer that does not answer
+        // (gone, or a client that never speaks) is dropped 20 s later.
+        .http2_keepalive_interval(Some(limits.idle))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .layer(UnhandledCallLogLayer)
         .add_service(inference)
         .add_service(health)
-        // Without TCP_NODELAY, Nagle's algorithm holds small responses back for a delayed ACK
-        // (tens of milliseconds per call).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            edge::capped_incoming(listener, limits.max_connections),
             shutdown,
         )
         .await
+}
+
+tokio::task_local! {
+    /// Set once a handler has taken its call over (its [`Call`] writes the access line).
+    static CALL_TAKEN: Arc<AtomicBool>;
+}
+
+/// Writes the access-log line of an inference call no handler took: one tonic answered
+/// itself (a message that is not protobuf, too large, or an unknown method).
+#[derive(Debug, Clone, Copy)]
+struct UnhandledCallLogLayer;
+
+impl<S> tower::Layer<S> for UnhandledCallLogLayer {
+    type Service = UnhandledCallLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        UnhandledCallLog { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct UnhandledCallLog<S> {
+    inner: S,
+}
+
+/// The access line of a call, unless its handler takes it over.
+struct PendingLine {
+    access: AccessLog,
+    taken: Arc<AtomicBool>,
+}
+
+impl Drop for PendingLine {
+    fn drop(&mut self) {
+        if self.taken.load(Ordering::Acquire) {
+            self.access.hand_over();
+        }
+    }
+}
+
+impl<S, B, R> tower::Service<axum::http::Request<B>> for UnhandledCallLog<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = axum::http::Response<R>;
+    type Error = S::Error;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        if !request.uri().path().starts_with(method_path!("")) {
+            return Box::pin(self.inner.call(request));
+        }
+        let (request_id, _) = RequestId::sent_or_generated(
+            request
+                .headers()
+                .get(REQUEST_ID_METADATA)
+                .and_then(|value| value.to_str().ok()),
+        );
+        let taken = Arc::new(AtomicBool::new(false));
+        let mut line = PendingLine {
+            access: AccessLog::start_grpc_at(request_id, request.uri().clone()),
+            taken: Arc::clone(&taken),
+        };
+        let call = CALL_TAKEN.scope(taken, self.inner.call(request));
+        Box::pin(async move {
+            let mut response = call.await?;
+            if !line.taken.load(Ordering::Acquire) {
+                // tonic answers such calls with the status in the headers (trailers-only).
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse::<i32>().ok())
+                    .map_or(tonic::Code::Unknown, tonic::Code::from_i32);
+                if let Ok(value) =
+                    axum::http::HeaderValue::from_str(line.access.request_id().as_str())
+                {
+                    response.headers_mut().insert(REQUEST_ID_METADATA, value);
+                }
+                line.access.write(Outcome::grpc(code), None, None, None);
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// A gRPC status for an API error: the same classification as the HTTP statuses.
@@ -199,6 +297,8 @@ impl Call {
                 .get(REQUEST_ID_METADATA)
                 .and_then(|value| value.to_str().ok()),
         );
+        // The handler runs inside the edge layer's scope; from here its `Call` logs the call.
+        let _ = CALL_TAKEN.try_with(|taken| taken.store(true, Ordering::Release));
         Self {
             access: AccessLog::start_grpc(request_id, path),
             request_id_from_client: from_client,

@@ -10,9 +10,11 @@
 //! - [`ratelimit`]: per-tenant, per-group limits on the HTTP path and their headers.
 //! - [`extract`]: `ApiJson<T>`, whose rejections are JSON errors.
 //! - [`grpc`]: the Open Inference Protocol over gRPC (`GRPC_PORT`) and `grpc.health.v1`.
+//! - [`edge`]: the accept loop, connection cap and slow-client timers of every listener.
 //! - [`error`]: `ApiError`, `ErrorKind → StatusCode`, the JSON error body.
 
 pub mod api;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod grpc;
@@ -20,10 +22,9 @@ pub mod middleware;
 pub mod ratelimit;
 pub mod routes;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::ServiceExt;
 use inference_engine_app::{AppContext, GrpcPort, QueueBackend, job_loops, reload_on_sighup};
 use tokio::net::TcpListener;
 
@@ -95,9 +96,12 @@ pub async fn serve(
             },
         ))
     });
-    let server = axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(start_draining)
-        .into_future();
+    let server = edge::serve_http(
+        listener,
+        app,
+        edge::EdgeLimits::from_settings(&ctx.settings),
+        start_draining,
+    );
     let drain_over = {
         let mut on_signal = on_signal.clone();
         async move {
@@ -158,7 +162,11 @@ pub async fn serve_internal(
         )
     })?;
     tracing::info!(address = %listener.local_addr()?, "internal listener (/metrics, /debug) without authentication");
-    Ok(tokio::spawn(
-        axum::serve(listener, routes::internal_router(ctx).into_make_service()).into_future(),
-    ))
+    let limits = edge::EdgeLimits::from_settings(&ctx.settings);
+    Ok(tokio::spawn(edge::serve_http(
+        listener,
+        routes::internal_router(ctx),
+        limits,
+        std::future::pending(),
+    )))
 }

@@ -223,6 +223,9 @@ impl AroundRest for Authentication {
     }
 }
 
+/// The longest request URI (path and query) a route gets; nginx's default line buffer.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// Request id, authentication, panics, error bodies, `X-Request-ID`, access log.
 async fn request_context<S>(keys: Option<&ApiKeyTable>, request: Request, rest: Rest<S>) -> Response
 where
@@ -241,7 +244,20 @@ where
     );
 
     // Every log line written for this request names it, on this thread and on the executor's.
+    let uri_length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |uri| uri.as_str().len());
     let (mut response, tenant) = match keys {
+        _ if uri_length > MAX_URI_BYTES => (
+            ApiError::new(
+                ErrorKind::UriTooLong,
+                "uri_too_long",
+                format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
+            )
+            .into_response(),
+            None,
+        ),
         Some(keys) => {
             let identified = (request_id.clone(), from_client);
             in_request(
@@ -331,6 +347,18 @@ impl AccessLog {
         let mut access = Self::start(request_id, Method::POST, Uri::from_static(path));
         access.grpc = true;
         access
+    }
+
+    /// A gRPC call at any `uri` (the methods tonic answers before a handler runs).
+    pub(crate) fn start_grpc_at(request_id: RequestId, uri: Uri) -> Self {
+        let mut access = Self::start(request_id, Method::POST, uri);
+        access.grpc = true;
+        access
+    }
+
+    /// Leaves the line to someone else (who took the call over), even when dropped.
+    pub(crate) fn hand_over(&mut self) {
+        self.logged = true;
     }
 
     pub(crate) fn request_id(&self) -> &RequestId {
@@ -500,7 +528,8 @@ where
         Err(refused) => refused,
         Ok(limit_headers) => {
             let limit = guard.body_limit.for_request(&guard.ctx);
-            let mut response = enforce_body_limit(limit, request, next).await;
+            let timeout = Duration::from_secs(guard.ctx.settings.http_body_read_timeout_s.max(1));
+            let mut response = enforce_body_limit(limit, timeout, request, next).await;
             if let Some(headers) = limit_headers {
                 // A batch handler that charged its items set fresher headers already.
                 if !response.headers().contains_key(RATELIMIT_LIMIT) {
@@ -673,6 +702,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// `Content-Length` claims, and at once when `Content-Length` itself is over the limit.
 async fn enforce_body_limit<F>(
     limit: usize,
+    timeout: Duration,
     request: Request,
     next: impl FnOnce(Request) -> F,
 ) -> Response
@@ -691,9 +721,30 @@ where
         }
         return too_large(limit);
     }
-    match read_within(body, limit).await {
+    // Bounded as a whole, not per read: a client dripping a byte at a time (or sending less
+    // than its Content-Length) would otherwise hold the request open for ever.
+    let read = tokio::time::timeout(timeout, read_within(body, limit))
+        .await
+        .unwrap_or(Err(BodyReadError::TimedOut));
+    match read {
         Ok(bytes) => next(Request::from_parts(parts, Body::from(bytes))).await,
         Err(BodyReadError::TooLarge) => too_large(limit),
+        Err(BodyReadError::TimedOut) => {
+            let mut response = ApiError::new(
+                ErrorKind::RequestTimeout,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s (HTTP_BODY_READ_TIMEOUT_S)",
+                    timeout.as_secs()
+                ),
+            )
+            .into_response();
+            // The rest of the body may still come; the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
         Err(BodyReadError::Broken) => ApiError::new(
             ErrorKind::MalformedRequest,
             "malformed_request",
@@ -719,6 +770,7 @@ pub fn too_large_error(limit: usize) -> ApiError {
 enum BodyReadError {
     TooLarge,
     Broken,
+    TimedOut,
 }
 
 async fn read_within(mut body: Body, limit: usize) -> Result<Bytes, BodyReadError> {

@@ -10,12 +10,14 @@
 //! backend, which runs a model on another protocol server.
 //!
 //! Layout:
+//! - [`codec`]: the services' protobuf codec (undecodable messages are `INVALID_ARGUMENT`).
 //! - [`proto`]: the generated `inference` and `grpc.health.v1` messages, clients and servers.
 //! - [`wire`]: tensor elements ⇄ JSON, raw bytes and typed contents; `WireError`.
 //! - [`remote`]: `RemoteV2Connector`, the `remote_v2` backend (pool, retries, circuit breaker).
 //! - [`rest`]: the REST infer request and response, including `Inference-Header-Content-Length`
 //!   framing and `binary_data` outputs.
 
+pub mod codec;
 pub mod proto;
 pub mod remote;
 pub mod rest;

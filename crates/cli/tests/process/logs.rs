@@ -249,3 +249,56 @@ fn models_inspect_into_a_closed_pipe_exits_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
 }
+
+#[tokio::test]
+async fn a_message_that_is_not_valid_protobuf_is_invalid_argument_with_an_access_line() {
+    use inference_engine_v2::codec::ProtobufCodec;
+    use inference_engine_v2::proto::inference::{ModelInferResponse, ServerLiveResponse};
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = EngineProcess::start(binary(), &[("API_KEYS", KEYS)], dir.path()).unwrap();
+    assert!(
+        engine
+            .wait_for_line("grpc listening", Duration::from_secs(10))
+            .await
+    );
+    let grpc_address = engine
+        .stdout_lines()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|entry| entry["message"] == "grpc listening")
+        .and_then(|entry| entry["address"].as_str().map(str::to_owned))
+        .expect("the gRPC listener's address");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    // `ServerLiveResponse { live: true }` is a varint in field 1, where `ModelInferRequest`
+    // has its model name (length-delimited): not a message ModelInfer can decode.
+    let mut request = tonic::Request::new(ServerLiveResponse { live: true });
+    request
+        .metadata_mut()
+        .insert("x-api-key", SECRET.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "grpc-garbled-1".parse().unwrap());
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/inference.GRPCInferenceService/ModelInfer",
+    );
+    let refused = grpc
+        .unary(
+            request,
+            path,
+            ProtobufCodec::<ServerLiveResponse, ModelInferResponse>::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    let [line] = access_lines_for(&engine, ["grpc-garbled-1"]).await;
+    assert_eq!(line["path"], "/inference.GRPCInferenceService/ModelInfer");
+    assert_eq!(line["grpc_code"], "INVALID_ARGUMENT");
+}

@@ -566,7 +566,7 @@ async fn admins_list_any_tenants_jobs_and_other_keys_only_their_own(backend: Bac
 
     // Other keys: their own tenant, named or not; any other is 403.
     let (_, body) = get("/jobs", KEY_B).await;
-    assert_eq!(listed(&body), [b.clone()]);
+    assert_eq!(listed(&body), std::slice::from_ref(&b));
     let (status, body) = get("/jobs?tenant=tenant_b", KEY_B).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(listed(&body), [b]);

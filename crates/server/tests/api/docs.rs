@@ -190,7 +190,7 @@ fn nothing_in_the_repository_refers_to_files_outside_it() {
     let design = ["shared", "/design"].concat();
     let output = Command::new("git")
         .current_dir(repository())
-        .args(["grep", "-n", "-I", "-w", "-e"])
+        .args(["grep", "-n", "-I", "-F", "-w", "-e"])
         .arg(&spec)
         .arg("-e")
         .arg(format!("{spec}.md"))

@@ -8,6 +8,7 @@ mod auth;
 mod body_limit;
 mod deploy;
 mod docs;
+mod edge;
 mod errors;
 mod families;
 mod health;

@@ -216,7 +216,8 @@ async fn job_results_and_prediction_data_may_be_any_json() {
 async fn the_request_examples_are_real_requests() {
     let openapi = document().await;
     let models = tempfile::tempdir().expect("temp dir");
-    copy_dir(&demo_models_dir().join("iris"), &models.path().join("iris"));
+    let demo = demo_models_dir();
+    copy_dir(&demo.path().join("iris"), &models.path().join("iris"));
     let app = TestApp::spawn_with(|settings| settings.models_dir = models.path().to_owned()).await;
     let schemas = &openapi["components"]["schemas"];
     for (schema, path, status) in [

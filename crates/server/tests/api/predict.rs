@@ -189,8 +189,7 @@ async fn a_full_executor_queue_answers_503_overloaded_with_retry_after() {
 
 #[tokio::test]
 async fn an_invalid_input_is_422_at_once_however_busy_the_model_and_short_the_deadline() {
-    let app = TestApp::spawn_with(|settings| {
-        settings.models_dir = inference_engine_testkit::demo_models_dir();
+    let app = TestApp::spawn_with_demo_models(|settings| {
         settings.cpu_executor_workers = Some(1);
     })
     .await;
